@@ -1,0 +1,20 @@
+{#- Tests on incremental models look only at the snapshots being built in this run, so a
+    daily partition's tests cost the same on day 10 as on day 1000. -#}
+
+{% test unique_in_snapshot(model, columns, date_column='as_of_date', offset_days=1) %}
+select {{ columns | join(', ') }}, count(*) as n
+from {{ model }}
+where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
+                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+group by all
+having count(*) > 1
+{% endtest %}
+
+{% test true_in_snapshot(model, column_name, expression, date_column='as_of_date',
+                         offset_days=1) %}
+select *
+from {{ model }}
+where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
+                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+  and not coalesce({{ expression }}, true)
+{% endtest %}

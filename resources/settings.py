@@ -1,0 +1,66 @@
+"""Where local state lives and which secrets are in force; everything comes from the environment.
+
+One data folder (``RISK_DATA_DIR``, default ``./data``) holds the lakehouse, the DuckDB file,
+MLflow's store and Dagster's home, so ``make clean`` is one ``rm -rf``. Any of them can be
+pointed elsewhere (an ``s3://`` lakehouse, a tracking server) by its own variable.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+# Clearly labelled development key: the demo runs without configuration, production does not.
+DEV_CARD_HASH_KEY = "dev-only-card-hash-key-do-not-use-in-production"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("RISK_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def lakehouse_uri() -> str:
+    """Root of the Delta tables: a local folder by default, any deltalake URI (s3://...) allowed."""
+    return os.environ.get("RISK_LAKEHOUSE_URI", str(data_dir() / "lakehouse")).rstrip("/")
+
+
+def table_uri(name: str) -> str:
+    return f"{lakehouse_uri()}/{name}"
+
+
+def landing_dir() -> Path:
+    return Path(os.environ.get("RISK_LANDING_DIR", data_dir() / "landing"))
+
+
+def duckdb_path() -> Path:
+    return Path(os.environ.get("RISK_DUCKDB_PATH", data_dir() / "warehouse.duckdb"))
+
+
+def is_production() -> bool:
+    return os.environ.get("RISK_ENV", "development").lower() in {"prod", "production"}
+
+
+def card_hash_key() -> bytes:
+    """The key for card hashes. Production refuses to run on the development key."""
+    key = os.environ.get("RISK_CARD_HASH_KEY")
+    if key:
+        return key.encode()
+    if is_production():
+        raise RuntimeError("RISK_CARD_HASH_KEY must be set when RISK_ENV=production")
+    return DEV_CARD_HASH_KEY.encode()
+
+
+def partitions_start() -> date:
+    """First day of data (Dagster's first daily partition)."""
+    return date.fromisoformat(os.environ.get("RISK_START_DATE", "2026-01-01"))
+
+
+def generator_seed() -> int:
+    return int(os.environ.get("RISK_SEED", "7"))
+
+
+def generator_customers() -> int:
+    return int(os.environ.get("RISK_CUSTOMERS", "20000"))
