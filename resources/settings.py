@@ -8,6 +8,7 @@ pointed elsewhere (an ``s3://`` lakehouse, a tracking server) by its own variabl
 from __future__ import annotations
 
 import os
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -64,3 +65,23 @@ def generator_seed() -> int:
 
 def generator_customers() -> int:
     return int(os.environ.get("RISK_CUSTOMERS", "20000"))
+
+
+def synthetic_source_enabled() -> bool:
+    """The embedded generator feeds the raw tables unless turned off (real landing files only)."""
+    return os.environ.get("RISK_SYNTHETIC", "1").lower() not in {"0", "false", "no"}
+
+
+def dbt_env() -> dict[str, str]:
+    """What the dbt project reads from the environment (see dbt_project/profiles.yml)."""
+    return {
+        "RISK_LAKEHOUSE_URI": lakehouse_uri(),
+        "RISK_DUCKDB_PATH": str(duckdb_path()),
+        "RISK_DUCKDB_MEMORY_LIMIT": os.environ.get("RISK_DUCKDB_MEMORY_LIMIT", "3GB"),
+    }
+
+
+def dbt_executable() -> str:
+    """The dbt beside this interpreter (the project's venv), so PATH need not be set."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"

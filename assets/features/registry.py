@@ -1,0 +1,81 @@
+"""The one list of snapshot features: the mart's documented columns in the dbt manifest.
+
+Nothing in Python repeats it. The feature-set version is derived from the definitions: the
+columns (name, type, role, window) and the SQL of every model and seed that computes them, so
+a changed feature list or a changed formula gives a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from resources.settings import DBT_PROJECT_DIR
+
+MART = "fct_customer_features_daily"
+MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    name: str
+    data_type: str
+    role: str  # key | feature (a model input) | context (serving needs it, e.g. known devices)
+    window: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    columns: tuple[FeatureColumn, ...]
+    definition_checksums: tuple[str, ...]
+
+    @property
+    def features(self) -> tuple[FeatureColumn, ...]:
+        return tuple(c for c in self.columns if c.role == "feature")
+
+    @property
+    def context(self) -> tuple[FeatureColumn, ...]:
+        return tuple(c for c in self.columns if c.role == "context")
+
+    @cached_property
+    def version(self) -> str:
+        payload = json.dumps(
+            [[(c.name, c.data_type, c.role, c.window) for c in self.columns],
+             self.definition_checksums]
+        )  # fmt: skip
+        return "fs_" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _upstream(nodes: dict, unique_id: str) -> set[str]:
+    seen, todo = set(), [unique_id]
+    while todo:
+        node = nodes.get(todo.pop())
+        if node is None or node["unique_id"] in seen:
+            continue
+        seen.add(node["unique_id"])
+        todo.extend(node.get("depends_on", {}).get("nodes", []))
+    return seen
+
+
+def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
+    manifest = json.loads(Path(manifest_path).read_text())
+    nodes = manifest["nodes"]
+    mart_id = next(k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == MART)
+    columns = tuple(
+        FeatureColumn(
+            name=c["name"],
+            data_type=c.get("data_type") or "",
+            role=c.get("meta", {}).get("role", "feature"),
+            window=c.get("meta", {}).get("window"),
+            description=c.get("description", ""),
+        )
+        for c in nodes[mart_id]["columns"].values()
+    )
+    checksums = tuple(
+        sorted(f"{uid}:{nodes[uid]['checksum']['checksum']}" for uid in _upstream(nodes, mart_id))
+    )
+    return FeatureSet(columns, checksums)

@@ -1,0 +1,13 @@
+"""Daily partitions: key D is the last UTC day of data (snapshot rows carry as_of = D + 1 day)."""
+
+from dagster import BackfillPolicy, DailyPartitionsDefinition
+
+from resources import settings
+
+daily_partitions = DailyPartitionsDefinition(
+    start_date=settings.partitions_start().isoformat(), timezone="UTC"
+)
+
+# A backfill runs ranges of up to a month per run: one dbt start-up and one Delta commit per
+# table instead of one per day, with memory still bounded.
+monthly_batches = BackfillPolicy.multi_run(max_partitions_per_run=31)

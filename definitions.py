@@ -1,0 +1,43 @@
+"""Everything Dagster loads: assets, checks, jobs, schedules and resources."""
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
+from dagster_dbt import DbtCliResource
+
+from assets.features.dbt import dbt_features, dbt_project
+from assets.features.export import customer_features_daily
+from assets.ingest.raw import raw_labels, raw_transactions
+from assets.ingest.sources import RawSources
+from assets.partitions import daily_partitions
+from resources import settings
+from resources.lakehouse import Lakehouse
+
+daily_features_job = define_asset_job(
+    "daily_features",
+    selection=AssetSelection.all(),
+    partitions_def=daily_partitions,
+    description="Raw ingest -> dbt snapshots -> Delta export for a day (or a backfill range).",
+)
+
+defs = Definitions(
+    assets=[raw_transactions, raw_labels, dbt_features, customer_features_daily],
+    jobs=[daily_features_job],
+    schedules=[
+        # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
+        build_schedule_from_partitioned_job(daily_features_job, hour_of_day=2)
+    ],
+    resources={
+        "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri()),
+        "raw_sources": RawSources(
+            synthetic=settings.synthetic_source_enabled(),
+            seed=settings.generator_seed(),
+            customers=settings.generator_customers(),
+            landing_dir=str(settings.landing_dir()),
+        ),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=settings.dbt_executable()),
+    },
+)
