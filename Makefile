@@ -1,0 +1,53 @@
+# The README's commands. Every target creates the environment first when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export RISK_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: setup demo test test-fast dev bench lint format clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+# Re-sync whenever the lock changes; `dbt parse` writes the manifest Dagster loads.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: resources/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp resources/dagster.yaml $@
+
+setup: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
+
+demo: setup
+	$(BIN)/python -m assets.demo
+
+test: setup
+	$(BIN)/pytest -m "not benchmark"
+
+test-fast: setup
+	$(BIN)/pytest -m "not benchmark and not integration"
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: setup
+	$(BIN)/python -m benchmarks.snapshot_partition
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+clean:
+	rm -rf $(RISK_DATA_DIR) dbt_project/target dbt_project/logs
