@@ -83,7 +83,9 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
             bad.append(_unreadable(table, day, source, rows))
             continue
         if table == "transactions":
-            seen = pa.concat_tables([known, *(g.select(["transaction_id"]) for g in good)])
+            ids = [known["transaction_id"], *(g["transaction_id"] for g in good)]
+            seen = pa.table({"transaction_id": pa.chunked_array(
+                [chunk for col in ids for chunk in col.chunks], pa.string())})
             checked = validate_transactions(rows, day, source, known_ids=seen)
         else:
             checked = validate_labels(rows, day, source)

@@ -80,7 +80,8 @@ categories as (
         as_of_date,
         customer_id,
         count(*)::integer as distinct_categories_30d,
-        -sum(n / total * ln(n / total)) as category_entropy_30d
+        -- summed in a fixed order: a float sum must not depend on thread scheduling
+        -sum(n / total * ln(n / total) order by merchant_category) as category_entropy_30d
     from (
         select *, sum(n) over (partition by as_of_date, customer_id)::double as total
         from category_counts

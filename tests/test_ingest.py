@@ -1,0 +1,139 @@
+"""Landing files are validated: good rows land, bad rows are quarantined with reasons, nothing
+is lost or crashes, no card number is stored, and re-running a day changes nothing."""
+
+import json
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from assets.ingest.raw import ingest_day
+from assets.ingest.sources import RawSources
+from assets.ingest.synthetic import GeneratorConfig, generate_transactions
+from assets.ingest.validate import validate_labels, validate_transactions
+from resources.lakehouse import LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
+
+DAY = date(2026, 2, 10)
+HASH = "ab" * 32
+GOOD = {
+    "transaction_id": "t1", "customer_id": "c1", "event_ts": "2026-02-10T10:00:00Z",
+    "amount": "12.50", "currency": "EUR", "merchant_id": "m1", "merchant_category": "grocery",
+    "channel": "pos", "device_id": None, "country": "DE", "installments": "1", "card_hash": HASH,
+}  # fmt: skip
+PAN = "4111 1111 1111 1111"
+
+BAD = [
+    ({"transaction_id": None}, "missing transaction_id"),
+    ({"amount": "-3.00"}, "amount must be > 0"),
+    ({"amount": "0"}, "amount must be > 0"),
+    ({"amount": "1.005"}, "amount is not a decimal with at most 2 places"),
+    ({"channel": "fax"}, "unknown channel fax"),
+    ({"event_ts": "yesterday"}, "unparsable event_ts"),
+    ({"event_ts": "2026-02-11T00:00:00Z"}, "event_ts not on the partition day 2026-02-10"),
+    ({"card_hash": PAN.replace(" ", "")}, "card_hash is not a keyed hash"),
+    ({"merchant_id": f"shop {PAN}"}, "card-number-like value in a text field"),
+    ({"installments": "0"}, "installments must be an integer from 1 to 60"),
+    ({"country": "Germany"}, "country not ISO alpha-2"),
+]
+
+
+def _rows(*changes: dict) -> pa.Table:
+    rows = [GOOD | {"transaction_id": f"t{i}"} | c for i, c in enumerate(changes)]
+    return pa.Table.from_pylist(rows, schema=pa.schema([(k, pa.string()) for k in GOOD]))
+
+
+@pytest.mark.parametrize(("change", "reason"), BAD)
+def test_each_bad_row_is_quarantined_with_its_reason(change, reason):
+    checked = validate_transactions(_rows({}, change), DAY, "drop.csv")
+    assert checked.good.num_rows == 1
+    assert checked.quarantined.num_rows == 1
+    assert reason in checked.quarantined["reason"][0].as_py()
+    assert checked.quarantined["row_number"][0].as_py() == 1
+
+
+def test_timezones_are_normalised_to_utc():
+    checked = validate_transactions(
+        _rows({"event_ts": "2026-02-11T00:30:00+01:00"}, {"event_ts": "2026-02-10 23:00:00"}),
+        DAY, "drop.csv",
+    )  # fmt: skip
+    assert checked.quarantined.num_rows == 0
+    assert [t.hour for t in checked.good["event_ts"].to_pylist()] == [23, 23]
+
+
+def test_duplicates_keep_the_first_good_row():
+    rows = _rows({"amount": "-1"}, {}, {})
+    rows = rows.set_column(0, "transaction_id", pa.array(["dup"] * 3))
+    checked = validate_transactions(rows, DAY, "drop.csv")
+    assert checked.good.num_rows == 1
+    assert checked.good["amount"][0].as_py() == pa.scalar(12.5).cast(pa.decimal128(18, 2)).as_py()
+    reasons = checked.quarantined["reason"].to_pylist()
+    assert reasons == ["amount must be > 0; duplicate transaction_id", "duplicate transaction_id"]
+
+
+def test_card_numbers_never_reach_storage():
+    checked = validate_transactions(
+        _rows({"device_id": PAN}, {"card_hash": "4111-1111-1111-1111"}), DAY, "f"
+    )
+    stored = json.dumps(checked.quarantined.to_pylist(), default=str)
+    assert "1111" not in stored
+    assert checked.quarantined.num_rows == 2
+
+
+def test_labels_are_checked_too():
+    rows = pa.table({
+        "transaction_id": ["t1", "t2", None], "label": ["fraud", "refund", "default"],
+        "label_ts": ["2026-02-10T01:00:00Z"] * 3,
+    })  # fmt: skip
+    checked = validate_labels(rows, DAY, "labels.csv")
+    assert checked.good["transaction_id"].to_pylist() == ["t1"]
+    assert [r.split(";")[0] for r in checked.quarantined["reason"].to_pylist()] == [
+        "unknown label refund", "missing transaction_id",
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return Lakehouse(root_uri=str(tmp_path / "lake")), tmp_path / "landing"
+
+
+def _read(lakehouse: Lakehouse, table: str) -> pa.Table:
+    return lakehouse.dataset(table).to_table().sort_by([(c, "ascending") for c in ("source", "row_number")] if table == QUARANTINE else "transaction_id")
+
+
+def test_a_day_of_synthetic_data_and_landing_files_is_ingested_idempotently(lake):
+    lakehouse, landing = lake
+    folder = landing / "transactions" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    pacsv.write_csv(_rows({}, *(c for c, _ in BAD)), folder / "partner.csv")
+    pq.write_table(_rows({"transaction_id": "p1"}, {"transaction_id": "p1"}), folder / "b.parquet")
+    (folder / "broken.parquet").write_bytes(b"not parquet at all")
+    sources = RawSources(customers=500, seed=3, landing_dir=str(landing))
+    synthetic = generate_transactions(GeneratorConfig(seed=3, customers=500), DAY).num_rows
+
+    report = ingest_day("transactions", DAY, sources, lakehouse)
+    assert report.rows == synthetic + 1 + 1  # the csv's good row, the parquet's first p1
+    assert report.quarantined == len(BAD) + 1 + 1  # + the duplicate p1, + the broken file
+    assert "unreadable file broken.parquet" in " ".join(report.reasons)
+    first = (_read(lakehouse, TRANSACTIONS), _read(lakehouse, QUARANTINE))
+
+    again = ingest_day("transactions", DAY, sources, lakehouse)
+    assert (again.rows, again.quarantined) == (report.rows, report.quarantined)
+    assert first == (_read(lakehouse, TRANSACTIONS), _read(lakehouse, QUARANTINE))
+    assert (landing / "transactions" / DAY.isoformat() / "broken.parquet").exists()
+
+    # A file re-sent on a later day repeats stored ids: quarantined, not double counted.
+    later = landing / "transactions" / "2026-02-11"
+    later.mkdir(parents=True)
+    pacsv.write_csv(_rows({"event_ts": "2026-02-11T09:00:00Z"}), later / "resent.csv")
+    resent = ingest_day("transactions", date(2026, 2, 11), RawSources(synthetic=False, landing_dir=str(landing)), lakehouse)
+    assert (resent.rows, resent.quarantined) == (0, 1)
+    assert "already in another partition" in next(iter(resent.reasons))
+
+
+def test_labels_day_is_ingested(lake):
+    lakehouse, landing = lake
+    report = ingest_day("labels", date(2026, 4, 20), RawSources(customers=3_000, seed=3), lakehouse)
+    assert report.rows > 0 and report.quarantined == 0
+    assert lakehouse.dataset(LABELS).count_rows() == report.rows
