@@ -76,8 +76,12 @@ def build_snapshots(
         schema=pa.schema([("transaction_id", pa.string()), ("label", pa.string()),
                           ("label_ts", pa.timestamp("us", tz="UTC"))]),
     )  # fmt: skip
-    seed = _category_risk()
-    con.execute("create table stg_raw__transactions as select *, event_ts::date as event_date from tx")
+    con.register("tx", tx)
+    con.register("lb", lb)
+    con.register("seed", _category_risk())
+    con.execute(
+        "create table stg_raw__transactions as select *, event_ts::date as event_date from tx"
+    )
     con.execute("create table stg_raw__labels as select *, label_ts::date as label_date from lb")
     con.execute("create table category_risk as select * from seed")
     for model in MODELS:

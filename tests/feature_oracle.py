@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from itertools import pairwise
 
 HIGH_RISK = {"electronics", "digital_goods", "gift_cards", "crypto"}
 DAY = timedelta(days=1)
@@ -101,7 +102,7 @@ def customer_snapshot(
     f["new_device_ratio_7d"] = _share(with_device_7, lambda t: t.device_id not in used_before)
 
     if len(w30) >= 2:
-        gaps = [_days(b.event_ts - a.event_ts) * 24 for a, b in zip(w30, w30[1:], strict=False)]
+        gaps = [_days(b.event_ts - a.event_ts) * 24 for a, b in pairwise(w30)]
         f["mean_gap_hours_30d"] = sum(gaps) / len(gaps)
     else:
         f["mean_gap_hours_30d"] = None
@@ -150,7 +151,5 @@ def snapshot(
     by_customer: dict[str, list[Txn]] = {}
     for t in transactions:
         by_customer.setdefault(t.customer_id, []).append(t)
-    rows = {
-        c: customer_snapshot(h, labels, as_of, retention_days) for c, h in by_customer.items()
-    }
+    rows = {c: customer_snapshot(h, labels, as_of, retention_days) for c, h in by_customer.items()}
     return {c: r for c, r in rows.items() if r is not None}

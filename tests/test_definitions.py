@@ -22,7 +22,10 @@ def test_definitions_load_and_resolve():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert ("fct_customer_features_daily", "unique_in_snapshot_fct_customer_features_daily_customer_id__as_of_date") in checks
+    assert (
+        "fct_customer_features_daily",
+        "unique_in_snapshot_fct_customer_features_daily_customer_id__as_of_date",
+    ) in checks
     assert len(checks) >= 30
     for job in defs.jobs or []:
         defs.resolve_job_def(job.name)

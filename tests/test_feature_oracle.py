@@ -18,6 +18,7 @@ from tests.feature_oracle import Label, Txn, snapshot
 START, END = date(2026, 3, 7), date(2026, 3, 9)
 AS_OFS = [datetime(2026, 3, d, tzinfo=UTC) for d in (8, 9, 10)]
 US = timedelta(microseconds=1)
+CATEGORIES = ["grocery", "travel", "crypto", "gift_cards", "new_category"]
 DAY = timedelta(days=1)
 
 
@@ -80,7 +81,7 @@ def histories(draw):
             customer_id=draw(st.sampled_from(["c1", "c2", "ç-ü 3", "客户4"])),
             event_ts=draw(timestamps),
             amount=draw(amounts),
-            merchant_category=draw(st.sampled_from(["grocery", "travel", "crypto", "gift_cards", "new_category"])),
+            merchant_category=draw(st.sampled_from(CATEGORIES)),
             channel=draw(st.sampled_from(["online", "pos", "app"])),
             device_id=draw(st.sampled_from([None, None, *[f"d{k}" for k in range(11)]])),
             country=draw(st.sampled_from(["US", "GB", "FR"])),
@@ -92,7 +93,9 @@ def histories(draw):
     for t in transactions:
         if draw(st.booleans()):
             known = draw(st.one_of(_edges, st.just(t.event_ts + draw(st.integers(1, 60)) * DAY)))
-            labels.append(Label(t.transaction_id, draw(st.sampled_from(["fraud", "default"])), known))
+            labels.append(
+                Label(t.transaction_id, draw(st.sampled_from(["fraud", "default"])), known)
+            )
     return transactions, labels
 
 
@@ -107,7 +110,8 @@ def test_long_history_on_every_device_and_window(compiled, feature_names):
     """A denser hand-made history: > 8 devices, ties for the home country, near-equal amounts."""
     base = AS_OFS[1]
     transactions = [
-        Txn(f"t{i}", "c1", base - timedelta(hours=7 * i + 1), Decimal("100.00") + Decimal(i % 3) / 100,
+        Txn(f"t{i}", "c1", base - timedelta(hours=7 * i + 1),
+            Decimal("100.00") + Decimal(i % 3) / 100,
             ["grocery", "crypto", "travel"][i % 3], ["online", "app", "pos"][i % 3],
             None if i % 5 == 0 else f"d{i % 11}", ["US", "GB"][i % 2], 1 + 2 * (i % 4 == 0))
         for i in range(400)

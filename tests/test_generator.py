@@ -64,7 +64,9 @@ def test_labels_arrive_late_for_real_earlier_transactions():
     for back in range(MAX_LABEL_DELAY_DAYS + 1):
         tx = generate_transactions(CONFIG, day - timedelta(days=back))
         hit = tx.filter(pc.is_in(tx["transaction_id"], pa.array(list(wanted))))
-        found.update(zip(hit["transaction_id"].to_pylist(), hit["event_ts"].to_pylist(), strict=True))
+        found.update(
+            zip(hit["transaction_id"].to_pylist(), hit["event_ts"].to_pylist(), strict=True)
+        )
     assert set(found) == wanted
     for tid, kind, known in zip(*(labels[c].to_pylist() for c in LABELS_SCHEMA.names), strict=True):
         delay = known - found[tid]
@@ -82,7 +84,9 @@ def test_planted_patterns_show_in_behaviour():
     default = set(labels.filter(pc.equal(labels["label"], "default"))["transaction_id"].to_pylist())
     is_fraud = pc.is_in(tx["transaction_id"], pa.array(list(fraud)))
     is_default = pc.is_in(tx["transaction_id"], pa.array(list(default)))
-    resale = pc.is_in(tx["merchant_category"], pa.array(["electronics", "digital_goods", "gift_cards", "crypto"]))
+    resale = pc.is_in(
+        tx["merchant_category"], pa.array(["electronics", "digital_goods", "gift_cards", "crypto"])
+    )
 
     def share(mask, of):
         return pc.mean(pc.cast(pc.filter(mask, of), pa.float64())).as_py()

@@ -99,7 +99,15 @@ def lake(tmp_path):
 
 
 def _read(lakehouse: Lakehouse, table: str) -> pa.Table:
-    return lakehouse.dataset(table).to_table().sort_by([(c, "ascending") for c in ("source", "row_number")] if table == QUARANTINE else "transaction_id")
+    return (
+        lakehouse.dataset(table)
+        .to_table()
+        .sort_by(
+            [(c, "ascending") for c in ("source", "row_number")]
+            if table == QUARANTINE
+            else "transaction_id"
+        )
+    )
 
 
 def test_a_day_of_synthetic_data_and_landing_files_is_ingested_idempotently(lake):
@@ -127,13 +135,18 @@ def test_a_day_of_synthetic_data_and_landing_files_is_ingested_idempotently(lake
     later = landing / "transactions" / "2026-02-11"
     later.mkdir(parents=True)
     pacsv.write_csv(_rows({"event_ts": "2026-02-11T09:00:00Z"}), later / "resent.csv")
-    resent = ingest_day("transactions", date(2026, 2, 11), RawSources(synthetic=False, landing_dir=str(landing)), lakehouse)
+    resent = ingest_day(
+        "transactions",
+        date(2026, 2, 11),
+        RawSources(synthetic=False, landing_dir=str(landing)),
+        lakehouse,
+    )
     assert (resent.rows, resent.quarantined) == (0, 1)
     assert "already in another partition" in next(iter(resent.reasons))
 
 
 def test_labels_day_is_ingested(lake):
-    lakehouse, landing = lake
+    lakehouse, _ = lake
     report = ingest_day("labels", date(2026, 4, 20), RawSources(customers=3_000, seed=3), lakehouse)
     assert report.rows > 0 and report.quarantined == 0
     assert lakehouse.dataset(LABELS).count_rows() == report.rows

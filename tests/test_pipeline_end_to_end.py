@@ -31,8 +31,8 @@ def _run(instance, start: date, end: date):
 
 
 def _snapshot_rows(as_of_date: date):
-    table = Lakehouse().dataset(CUSTOMER_FEATURES).to_table(
-        filter=pc.field("as_of_date") == as_of_date
+    table = (
+        Lakehouse().dataset(CUSTOMER_FEATURES).to_table(filter=pc.field("as_of_date") == as_of_date)
     )
     return sorted(table.to_pylist(), key=lambda r: r["customer_id"])
 
@@ -51,7 +51,9 @@ def test_snapshots_cover_every_partition_and_pass_dbt_checks(built):
     features = Lakehouse().dataset(CUSTOMER_FEATURES).to_table(columns=["as_of_date", "as_of"])
     as_of_dates = sorted(set(features["as_of_date"].to_pylist()))
     assert as_of_dates == [FIRST + timedelta(days=i) for i in range(1, 21)]
-    for d, ts in zip(features["as_of_date"].to_pylist()[:50], features["as_of"].to_pylist()[:50], strict=True):
+    for d, ts in zip(
+        features["as_of_date"].to_pylist()[:50], features["as_of"].to_pylist()[:50], strict=True
+    ):
         assert ts == datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 

@@ -4,7 +4,6 @@ Partition D (or a backfill range of them) becomes dbt ``--vars {start_date, end_
 models build the snapshots with as_of = D + 1 day. dbt tests show up as asset checks.
 """
 
-
 import json
 import os
 from collections.abc import Mapping

@@ -1,7 +1,6 @@
 """Export the snapshot partitions from DuckDB to the lakehouse's Delta table."""
 
-
-from datetime import timedelta
+from datetime import date, timedelta
 
 import duckdb
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
@@ -13,6 +12,31 @@ from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
+
+
+def export_snapshots(lakehouse: Lakehouse, first: date, last: date) -> tuple[list, int]:
+    """Replace the as_of_date partitions first..last of the Delta table with DuckDB's rows.
+
+    One Delta commit: readers see the old partitions or the new ones, never a mix. Returns
+    the customers per as_of_date and the new table version.
+    """
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        counts = con.sql(
+            f"select as_of_date, count(*) from main.{MART} "
+            "where as_of_date between $1 and $2 group by 1 order by 1",
+            params=[first, last],
+        ).fetchall()
+        reader = con.sql(
+            f"select * from main.{MART} where as_of_date between $1 and $2 "
+            "order by as_of_date, customer_id",
+            params=[first, last],
+        ).to_arrow_reader(_BATCH_ROWS)
+        version = lakehouse.replace_partitions(
+            CUSTOMER_FEATURES, reader, ["as_of_date"],
+            f"as_of_date >= '{first}' AND as_of_date <= '{last}'",
+        )  # fmt: skip
+    return counts, version
 
 
 @asset(
@@ -31,22 +55,7 @@ def customer_features_daily(
     days = partition_days(context)
     first, last = days[0] + timedelta(days=1), days[-1] + timedelta(days=1)
     feature_set = load_feature_set()
-    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
-        con.execute("set TimeZone = 'UTC'")
-        counts = con.sql(
-            f"select as_of_date, count(*) from main.{MART} "
-            "where as_of_date between $1 and $2 group by 1 order by 1",
-            params=[first, last],
-        ).fetchall()
-        reader = con.sql(
-            f"select * from main.{MART} where as_of_date between $1 and $2 "
-            "order by as_of_date, customer_id",
-            params=[first, last],
-        ).to_arrow_reader(_BATCH_ROWS)
-        version = lakehouse.replace_partitions(
-            CUSTOMER_FEATURES, reader, ["as_of_date"],
-            f"as_of_date >= '{first}' AND as_of_date <= '{last}'",
-        )  # fmt: skip
+    counts, version = export_snapshots(lakehouse, first, last)
     rows = sum(n for _, n in counts)
     context.log.info(f"exported {rows} snapshot rows for as_of {first}..{last}")
     return MaterializeResult(

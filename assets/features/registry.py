@@ -64,7 +64,9 @@ def _upstream(nodes: dict, unique_id: str) -> set[str]:
 def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
     manifest = json.loads(Path(manifest_path).read_text())
     nodes = manifest["nodes"]
-    mart_id = next(k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == MART)
+    mart_id = next(
+        k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == MART
+    )
     columns = tuple(
         FeatureColumn(
             name=c["name"],

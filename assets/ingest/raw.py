@@ -84,8 +84,13 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
             continue
         if table == "transactions":
             ids = [known["transaction_id"], *(g["transaction_id"] for g in good)]
-            seen = pa.table({"transaction_id": pa.chunked_array(
-                [chunk for col in ids for chunk in col.chunks], pa.string())})
+            seen = pa.table(
+                {
+                    "transaction_id": pa.chunked_array(
+                        [chunk for col in ids for chunk in col.chunks], pa.string()
+                    )
+                }
+            )
             checked = validate_transactions(rows, day, source, known_ids=seen)
         else:
             checked = validate_labels(rows, day, source)

@@ -30,11 +30,14 @@ create or replace temp macro luhn_ok(d) as
     list_sum(list_transform(string_split(reverse(d), ''), lambda c, i:
         case when i % 2 = 0 then c::int * 2 - (case when c::int * 2 > 9 then 9 else 0 end)
              else c::int end)) % 10 = 0;
-create or replace temp macro looks_like_pan(s) as coalesce(len(list_filter(
-    list_transform(regexp_extract_all(
-                       s, '(?:^|[^0-9A-Za-z])([0-9][0-9 -]*[0-9])(?:$|[^0-9A-Za-z])', 1),
-                   lambda r: regexp_replace(r, '[ -]', '', 'g')),
-    lambda d: len(d) between 13 and 19 and luhn_ok(d))) > 0, false);
+create or replace temp macro looks_like_pan(s) as case
+    when regexp_matches(s, '(?:^|[^0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?:$|[^0-9A-Za-z])')
+    then coalesce(len(list_filter(
+        list_transform(regexp_extract_all(
+                           s, '(?:^|[^0-9A-Za-z])([0-9][0-9 -]*[0-9])(?:$|[^0-9A-Za-z])', 1),
+                       lambda r: regexp_replace(r, '[ -]', '', 'g')),
+        lambda d: len(d) between 13 and 19 and luhn_ok(d))) > 0, false)
+    else false end;
 """
 
 
@@ -60,9 +63,7 @@ def _as_text(rows: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def _missing(*names: str) -> list[str]:
-    return [
-        f"case when {n} is null or trim({n}) = '' then 'missing {n}' end" for n in names
-    ]
+    return [f"case when {n} is null or trim({n}) = '' then 'missing {n}' end" for n in names]
 
 
 def _run(
@@ -85,7 +86,9 @@ def _run(
     pan = " or ".join(f"looks_like_pan({n})" for n in names if n != "card_hash")
     # A well-formed keyed hash is hex by construction; anything else in that field is scanned.
     if "card_hash" in names:
-        pan += " or (looks_like_pan(card_hash) and not regexp_full_match(card_hash, '[0-9a-f]{64}'))"
+        pan += (
+            " or (looks_like_pan(card_hash) and not regexp_full_match(card_hash, '[0-9a-f]{64}'))"
+        )
     masked = ", ".join(
         f"'{n}': case when looks_like_pan({n}) then '{_MASK}' else {n} end" for n in names
     )
@@ -148,7 +151,8 @@ def validate_transactions(
         f"case when _t_event_ts::date <> '{day}'::date "
         f"then 'event_ts not on the partition day {day}' end",
         "case when try_cast(amount as double) <= 0 then 'amount must be > 0' "
-        "when amount is not null and not regexp_full_match(trim(amount), '[0-9]{1,16}(\\.[0-9]{1,2}0*)?') "
+        "when amount is not null "
+        "and not regexp_full_match(trim(amount), '[0-9]{1,16}(\\.[0-9]{1,2}0*)?') "
         "then 'amount is not a decimal with at most 2 places' end",
         "case when not regexp_full_match(currency, '[A-Z]{3}') then 'currency not ISO 4217' end",
         "case when not regexp_full_match(country, '[A-Z]{2}') then 'country not ISO alpha-2' end",
