@@ -53,6 +53,14 @@ def summary() -> str:
         ds = lakehouse.dataset(table)
         n = ds.count_rows() if ds is not None else 0
         lines.append(f"  {table:<40} {n:>12,} rows   {lakehouse.uri(table)}")
+    from assets.features.registry import load_feature_set
+
+    fs = load_feature_set()
+    lines.append(
+        f"\nFeature set {fs.version}: {len(fs.features)} features + context "
+        f"{[c.name for c in fs.context]}, defined in dbt_project/models/marts/"
+        "fct_customer_features_daily.yml"
+    )
     return "\n".join(lines)
 
 

@@ -121,31 +121,30 @@ def _ingest(context: AssetExecutionContext, table: str, sources: RawSources, lak
     return MaterializeResult(metadata=report.metadata(lakehouse, _TABLES[table][0], days))
 
 
-@asset(
-    key=["raw", "transactions"],
-    partitions_def=daily_partitions,
-    backfill_policy=monthly_batches,
-    group_name="ingest",
-    kinds={"delta", "python"},
-    description="Validated purchases, one Delta partition per UTC day (event_date); bad rows "
-    "go to raw/quarantine with their reasons.",
-)
-def raw_transactions(
-    context: AssetExecutionContext, raw_sources: RawSources, lakehouse: Lakehouse
-) -> MaterializeResult:
-    return _ingest(context, "transactions", raw_sources, lakehouse)
+def _raw_asset(table: str, description: str):
+    @asset(
+        key=["raw", table],
+        partitions_def=daily_partitions,
+        backfill_policy=monthly_batches,
+        group_name="ingest",
+        kinds={"delta", "python"},
+        description=description,
+    )
+    def _raw(
+        context: AssetExecutionContext, raw_sources: RawSources, lakehouse: Lakehouse
+    ) -> MaterializeResult:
+        return _ingest(context, table, raw_sources, lakehouse)
+
+    return _raw
 
 
-@asset(
-    key=["raw", "labels"],
-    partitions_def=daily_partitions,
-    backfill_policy=monthly_batches,
-    group_name="ingest",
-    kinds={"delta", "python"},
-    description="Fraud chargebacks and BNPL defaults, partitioned by the UTC day they became "
-    "known (label_date); they arrive days to months after the purchase.",
+raw_transactions = _raw_asset(
+    "transactions",
+    "Validated purchases, one Delta partition per UTC day (event_date); bad rows go to "
+    "raw/quarantine with their reasons.",
 )
-def raw_labels(
-    context: AssetExecutionContext, raw_sources: RawSources, lakehouse: Lakehouse
-) -> MaterializeResult:
-    return _ingest(context, "labels", raw_sources, lakehouse)
+raw_labels = _raw_asset(
+    "labels",
+    "Fraud chargebacks and BNPL defaults, partitioned by the UTC day they became known "
+    "(label_date); they arrive days to months after the purchase.",
+)

@@ -15,13 +15,25 @@
 {% endmacro %}
 
 {#- Rolled-up days to (re)build: the requested days, plus any earlier raw day never rolled up
-    (so a partition built out of order still sees its whole history). -#}
+    (so a partition built out of order still sees its whole history). The missing days are
+    looked up first and written as literals, so the scan of the raw Delta table is pruned to
+    those partitions instead of read whole. -#}
 {% macro rolled_up_days_filter(date_column) %}
-    {{ date_column }} <= '{{ snapshot_end_date() }}'::date
-    {%- if is_incremental() %}
-    and (
-        {{ date_column }} >= '{{ snapshot_start_date() }}'::date
-        or {{ date_column }} not in (select distinct event_date from {{ this }})
-    )
-    {%- endif %}
+    {%- set start, end = snapshot_start_date(), snapshot_end_date() -%}
+    {%- if not is_incremental() -%}
+        ({{ date_column }} <= '{{ end }}'::date)
+    {%- else -%}
+        {%- set missing = [] -%}
+        {%- if execute -%}
+            {%- set query -%}
+                select distinct event_date::varchar from {{ ref('stg_raw__transactions') }}
+                where event_date < '{{ start }}'::date
+                except
+                select distinct event_date::varchar from {{ this }}
+            {%- endset -%}
+            {%- set missing = run_query(query).columns[0].values() | list -%}
+        {%- endif -%}
+        ({{ date_column }} between '{{ start }}'::date and '{{ end }}'::date
+        {%- for day in missing %} or {{ date_column }} = '{{ day }}'::date{% endfor %})
+    {%- endif -%}
 {% endmacro %}

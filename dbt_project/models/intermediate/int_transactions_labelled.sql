@@ -1,5 +1,6 @@
--- Labelled purchases with their customer and time. Rebuilt whole on each run (labels are few)
--- so a label arriving for any past purchase is never missed.
+-- Labelled purchases inside the 90-day windows of this run's snapshots, with their customer
+-- and time. Rebuilt on each run from all labels known so far, so a label arriving late for
+-- any purchase in those windows is never missed.
 {{ config(materialized='table') }}
 
 select
@@ -11,3 +12,5 @@ select
     l.label_ts
 from {{ ref('stg_raw__labels') }} as l
 join {{ ref('stg_raw__transactions') }} as t using (transaction_id)
+where t.event_date between '{{ snapshot_start_date() }}'::date - 89
+                       and '{{ snapshot_end_date() }}'::date

@@ -4,6 +4,9 @@
 -- customer with a purchase in the retention horizon before as_of. Empty windows: counts and
 -- sums 0, every mean, std, ratio, share and entropy null.
 {%- set windows = [1, 7, 30, 90] %}
+{#- table names, not CTEs: DuckDB would copy a CTE referenced twice instead of scanning it #}
+{%- set customer_days = ref('int_customer_days_rolled_up') %}
+{%- set device_days = ref('int_customer_devices_rolled_up') %}
 
 with as_of_dates as (
     select d::date as as_of_date, d::date::timestamptz as as_of
@@ -14,23 +17,43 @@ with as_of_dates as (
     ) as s(d)
 ),
 
-customer_days as (
-    select * from {{ ref('int_customer_days_rolled_up') }}
-),
-
-first_purchases as (
-    select customer_id, min(first_ts) as first_ts, min(event_date) as first_date
-    from customer_days
+lifetimes as (
+    select
+        customer_id,
+        min(first_ts) as first_ts,
+        min(event_date) as first_date,
+        max(last_ts) as last_ts,
+        max(event_date) as last_date
+    from {{ customer_days }}
     group by customer_id
 ),
 
--- Every customer seen before as_of, with their last purchase before it.
-last_purchases as (
-    select a.as_of_date, a.as_of, f.customer_id, f.first_ts, d.last_ts
+-- Every customer seen before as_of, with their first purchase ever.
+seen as (
+    select a.as_of_date, a.as_of, l.*
     from as_of_dates as a
-    join first_purchases as f on f.first_date < a.as_of_date
-    asof join customer_days as d
-        on f.customer_id = d.customer_id and a.as_of_date > d.event_date
+    join lifetimes as l on l.first_date < a.as_of_date
+),
+
+-- The last purchase before as_of is the customer's latest one, unless the warehouse already
+-- holds later days (a backfill of an old partition): only those rows need the ASOF lookup,
+-- and the daily run skips sorting the whole history for it.
+looked_up as (
+    select * from seen where last_date >= as_of_date
+),
+
+last_purchases as (
+    select as_of_date, as_of, customer_id, first_ts, last_ts
+    from seen
+    where last_date < as_of_date
+    union all
+    select s.as_of_date, s.as_of, s.customer_id, s.first_ts, d.last_ts
+    from looked_up as s
+    asof join (
+        select customer_id, event_date, last_ts from {{ customer_days }}
+        where customer_id in (select customer_id from looked_up)
+    ) as d
+        on s.customer_id = d.customer_id and s.as_of_date > d.event_date
 ),
 
 in_horizon as (
@@ -40,7 +63,7 @@ in_horizon as (
 
 days_90 as (
     select a.as_of_date, a.as_of_date - r.event_date as age_days, r.*
-    from {{ join_window('customer_days', 90) }}
+    from {{ join_window(customer_days, 90) }}
 ),
 
 purchases as (
@@ -111,13 +134,9 @@ countries as (
     group by all
 ),
 
-device_days as (
-    select * from {{ ref('int_customer_devices_rolled_up') }}
-),
-
 device_first_seen as (
     select customer_id, device_id, min(event_date) as first_date
-    from device_days
+    from {{ device_days }}
     group by all
 ),
 
@@ -130,7 +149,7 @@ device_counts as (
         coalesce(sum(r.txn_count) filter (where r.event_date >= a.as_of_date - 30), 0) as n_30d,
         coalesce(sum(r.txn_count) filter (where r.event_date >= a.as_of_date - 7), 0) as n_7d,
         max(r.last_ts) as last_ts
-    from {{ join_window('device_days', 90) }}
+    from {{ join_window(device_days, 90) }}
     group by all
 ),
 
