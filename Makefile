@@ -8,6 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export RISK_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
+# what dbt_project/profiles.yml and the sources read (the Python side sets the same defaults)
+export RISK_LAKEHOUSE_URI ?= $(RISK_DATA_DIR)/lakehouse
+export RISK_DUCKDB_PATH ?= $(RISK_DATA_DIR)/warehouse.duckdb
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 .PHONY: setup demo test test-fast dev bench lint format clean

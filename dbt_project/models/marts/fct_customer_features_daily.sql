@@ -134,12 +134,6 @@ countries as (
     group by all
 ),
 
-device_first_seen as (
-    select customer_id, device_id, min(event_date) as first_date
-    from {{ device_days }}
-    group by all
-),
-
 device_counts as (
     select
         a.as_of_date,
@@ -153,19 +147,27 @@ device_counts as (
     group by all
 ),
 
+-- A device is new when the customer never used it before as_of - 7 days. One used in days
+-- 8-90 is not; only one seen solely in the last 7 days needs a look further back.
+older_devices as (
+    select distinct c.as_of_date, c.customer_id, c.device_id
+    from device_counts as c
+    join {{ device_days }} as r using (customer_id, device_id)
+    where c.n_90d = c.n_7d and r.event_date < c.as_of_date - 90
+),
+
 devices as (
     select
         c.as_of_date,
         c.customer_id,
         count(*) filter (where c.n_30d > 0)::integer as distinct_devices_30d,
         max(c.n_30d)::double / nullif(sum(c.n_30d), 0) as top_device_share_30d,
-        -- a device is new when the customer never used it before as_of - 7 days
-        coalesce(sum(c.n_7d) filter (where f.first_date >= c.as_of_date - 7), 0)::double
+        coalesce(sum(c.n_7d) filter (where c.n_90d = c.n_7d and o.device_id is null), 0)::double
             / nullif(sum(c.n_7d), 0) as new_device_ratio_7d,
         list(c.device_id order by c.n_90d desc, c.last_ts desc, c.device_id)[1:8]
             as known_devices
     from device_counts as c
-    join device_first_seen as f using (customer_id, device_id)
+    left join older_devices as o using (as_of_date, customer_id, device_id)
     group by all
 ),
 
