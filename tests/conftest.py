@@ -2,9 +2,13 @@ import os
 import tempfile
 from pathlib import Path
 
-# Tests never touch the user's data folder: everything lives in a throwaway one.
-os.environ.setdefault("RISK_DATA_DIR", tempfile.mkdtemp(prefix="risk-test-data-"))
-os.environ.setdefault("DAGSTER_HOME", str(Path(os.environ["RISK_DATA_DIR"]) / "dagster_home"))
+# Tests never touch the user's data folder (make exports it): everything lives in a throwaway
+# one, and the paths derived from it are not inherited.
+_data = Path(tempfile.mkdtemp(prefix="risk-test-data-"))
+os.environ["RISK_DATA_DIR"] = str(_data)
+for _var in ("RISK_LAKEHOUSE_URI", "RISK_DUCKDB_PATH", "RISK_LANDING_DIR"):
+    os.environ.pop(_var, None)
+os.environ["DAGSTER_HOME"] = str(_data / "dagster_home")
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 # Small populations keep pipeline tests quick; the generator's scale is benchmarked separately.
 os.environ.setdefault("RISK_CUSTOMERS", "800")
