@@ -34,6 +34,7 @@ def run_features(days: int, batch_days: int = 31) -> None:
         began = time.perf_counter()
         result = job.execute_in_process(
             instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags={
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
