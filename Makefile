@@ -12,6 +12,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export RISK_LAKEHOUSE_URI ?= $(RISK_DATA_DIR)/lakehouse
 export RISK_DUCKDB_PATH ?= $(RISK_DATA_DIR)/warehouse.duckdb
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup demo test test-fast dev bench lint format clean
 

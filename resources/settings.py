@@ -82,6 +82,12 @@ def dbt_env() -> dict[str, str]:
 
 
 def dbt_executable() -> str:
-    """The dbt beside this interpreter (the project's venv), so PATH need not be set."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else "dbt"
+    """The dbt of this interpreter's environment (the project's venv), so PATH need not be set.
+
+    ``sys.prefix``, not ``sys.executable``: a subprocess may run the venv's python by its
+    resolved path, outside the venv's bin folder.
+    """
+    for folder in (Path(sys.prefix) / "bin", Path(sys.executable).parent):
+        if (folder / "dbt").exists():
+            return str(folder / "dbt")
+    return "dbt"
