@@ -6,10 +6,13 @@ runs; the runs are recorded in DAGSTER_HOME, so `make dev` shows them afterwards
 """
 
 import argparse
+import csv
+import hashlib
 import logging
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from dagster import DagsterInstance
 from dagster._core.storage.tags import (
@@ -20,6 +23,32 @@ from dagster._core.storage.tags import (
 from resources import settings
 
 log = logging.getLogger("demo")
+
+
+def drop_partner_file(day) -> Path:
+    """A small partner feed in the landing folder: two good rows and three that the contract
+    quarantines (so the demo shows the second source and the quarantine table at work)."""
+    folder = settings.landing_dir() / "transactions" / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    good_hash = hashlib.sha256(b"demo partner card").hexdigest()
+    at = f"{day.isoformat()}T12:00:00Z"
+    rows = [
+        ("pf-1", "partner-c1", at, "25.00", "online", good_hash),
+        ("pf-2", "partner-c2", at, "310.40", "pos", good_hash),
+        ("pf-3", "partner-c3", at, "-5.00", "online", good_hash),  # amount <= 0
+        ("pf-4", "partner-c4", at, "12.00", "carrier pigeon", good_hash),  # unknown channel
+        ("pf-5", "partner-c5", at, "9.99", "app", "4111 1111 1111 1111"),  # a test card number
+    ]
+    path = folder / "partner_feed.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["transaction_id", "customer_id", "event_ts", "amount", "currency",
+                         "merchant_id", "merchant_category", "channel", "device_id", "country",
+                         "installments", "card_hash"])  # fmt: skip
+        for tid, customer, ts, amount, channel, card in rows:
+            writer.writerow([tid, customer, ts, amount, "EUR", "partner-m1", "retail", channel,
+                             "", "DE", "1", card])  # fmt: skip
+    return path
 
 
 def run_features(days: int, batch_days: int = 31) -> None:
@@ -75,6 +104,8 @@ def main() -> None:
         settings.generator_customers(), args.days, settings.partitions_start(), settings.data_dir(),
     )  # fmt: skip
     began = time.perf_counter()
+    last_day = settings.partitions_start() + timedelta(days=args.days - 1)
+    log.info("landing file with 3 bad rows of 5: %s", drop_partner_file(last_day))
     run_features(args.days)
     print(f"\nDemo finished in {time.perf_counter() - began:.0f} s. Lakehouse:\n{summary()}")
 

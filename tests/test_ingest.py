@@ -150,3 +150,15 @@ def test_labels_day_is_ingested(lake):
     report = ingest_day("labels", date(2026, 4, 20), RawSources(customers=3_000, seed=3), lakehouse)
     assert report.rows > 0 and report.quarantined == 0
     assert lakehouse.dataset(LABELS).count_rows() == report.rows
+
+
+def test_the_demo_partner_file_lands_two_rows_and_quarantines_three(lake, monkeypatch):
+    from assets.demo import drop_partner_file
+
+    lakehouse, landing = lake
+    monkeypatch.setenv("RISK_LANDING_DIR", str(landing))
+    drop_partner_file(DAY)
+    sources = RawSources(synthetic=False, landing_dir=str(landing))
+    report = ingest_day("transactions", DAY, sources, lakehouse)
+    assert (report.rows, report.quarantined) == (2, 3)
+    assert "4111" not in json.dumps(_read(lakehouse, QUARANTINE).to_pylist(), default=str)

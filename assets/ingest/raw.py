@@ -68,6 +68,12 @@ def _unreadable(table: str, day: date, source: str, exc: UnreadableFile) -> pa.T
     return pa.Table.from_pylist([row], QUARANTINE_SCHEMA)
 
 
+def _ids(*tables: pa.Table) -> pa.Table:
+    """The transaction ids of several tables as one column (their fields' nullability aside)."""
+    chunks = [chunk for t in tables for chunk in t["transaction_id"].chunks]
+    return pa.table({"transaction_id": pa.chunked_array(chunks, pa.string())})
+
+
 def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse) -> IngestReport:
     """Validate every source's rows for ``day`` and replace that day in the raw and quarantine
     tables. Re-running gives the same tables; a bad row or file never stops the others."""
@@ -83,14 +89,7 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
             bad.append(_unreadable(table, day, source, rows))
             continue
         if table == "transactions":
-            ids = [known["transaction_id"], *(g["transaction_id"] for g in good)]
-            seen = pa.table(
-                {
-                    "transaction_id": pa.chunked_array(
-                        [chunk for col in ids for chunk in col.chunks], pa.string()
-                    )
-                }
-            )
+            seen = _ids(known, *good)  # stored days and earlier sources of this day
             checked = validate_transactions(rows, day, source, known_ids=seen)
         else:
             checked = validate_labels(rows, day, source)
