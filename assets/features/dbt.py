@@ -6,6 +6,7 @@ models build the snapshots with as_of = D + 1 day. dbt tests show up as asset ch
 
 import json
 import os
+import subprocess
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from assets.features.registry import manifest_is_stale
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
 from resources import settings
@@ -21,8 +23,12 @@ for _key, _value in settings.dbt_env().items():
     os.environ.setdefault(_key, _value)  # the dbt project reads these (profiles, sources)
 
 dbt_project = DbtProject(project_dir=settings.DBT_PROJECT_DIR)
-if not dbt_project.manifest_path.exists():
-    dbt_project.preparer.prepare(dbt_project)  # runs `dbt parse` once, outside `dagster dev` too
+if manifest_is_stale(dbt_project.manifest_path):
+    # `dbt parse` whenever a dbt file changed: the registry and the feature-set version are
+    # read from this manifest, so it must never lag behind the SQL (outside `dagster dev` too).
+    subprocess.run(
+        [settings.dbt_executable(), "parse", "--quiet"], cwd=settings.DBT_PROJECT_DIR, check=True
+    )
 dbt_project.prepare_if_dev()
 
 

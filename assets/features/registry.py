@@ -1,8 +1,9 @@
 """The one list of snapshot features: the mart's documented columns in the dbt manifest.
 
 Nothing in Python repeats it. The feature-set version is derived from the definitions: the
-columns (name, type, role, window) and the SQL of every model and seed that computes them, so
-a changed feature list or a changed formula gives a new version.
+columns (name, type, role, window), the SQL of every model and seed that computes them and of
+the project macros they use, so a changed feature list or a changed formula gives a new
+version.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from resources.settings import DBT_PROJECT_DIR
 
+PROJECT = "risk_features"
 MART = "fct_customer_features_daily"
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
@@ -61,8 +63,39 @@ def _upstream(nodes: dict, unique_id: str) -> set[str]:
     return seen
 
 
+def _project_macros(manifest: dict, node_ids: set[str]) -> set[str]:
+    macros = manifest["macros"]
+    todo = [m for uid in node_ids for m in manifest["nodes"][uid]["depends_on"].get("macros", [])]
+    seen: set[str] = set()
+    while todo:
+        macro_id = todo.pop()
+        macro = macros.get(macro_id)
+        if macro_id in seen or macro is None or macro["package_name"] != PROJECT:
+            continue
+        seen.add(macro_id)
+        todo.extend(macro.get("depends_on", {}).get("macros", []))
+    return seen
+
+
+def manifest_is_stale(manifest_path: Path = MANIFEST) -> bool:
+    """True when a dbt file changed after the manifest was written (or it is missing)."""
+    if not manifest_path.exists():
+        return True
+    built = manifest_path.stat().st_mtime
+    files = [DBT_PROJECT_DIR / "dbt_project.yml"] + [
+        p
+        for folder in ("models", "macros", "seeds", "tests")
+        for p in (DBT_PROJECT_DIR / folder).rglob("*")
+        if p.is_file()
+    ]
+    return any(p.stat().st_mtime > built for p in files)
+
+
 def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
-    manifest = json.loads(Path(manifest_path).read_text())
+    return feature_set_from_manifest(json.loads(Path(manifest_path).read_text()))
+
+
+def feature_set_from_manifest(manifest: dict) -> FeatureSet:
     nodes = manifest["nodes"]
     mart_id = next(
         k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == MART
@@ -77,7 +110,10 @@ def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
         )
         for c in nodes[mart_id]["columns"].values()
     )
-    checksums = tuple(
-        sorted(f"{uid}:{nodes[uid]['checksum']['checksum']}" for uid in _upstream(nodes, mart_id))
-    )
-    return FeatureSet(columns, checksums)
+    upstream = _upstream(nodes, mart_id)
+    models = [f"{uid}:{nodes[uid]['checksum']['checksum']}" for uid in upstream]
+    macros = [
+        f"{mid}:{hashlib.sha256(manifest['macros'][mid]['macro_sql'].encode()).hexdigest()}"
+        for mid in _project_macros(manifest, upstream)
+    ]
+    return FeatureSet(columns, tuple(sorted(models + macros)))
