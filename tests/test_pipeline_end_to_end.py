@@ -108,3 +108,19 @@ def test_rematerializing_a_partition_gives_an_identical_snapshot(built):
     _run(instance, LAST, LAST)
     assert _snapshot_rows(LAST + timedelta(days=1)) == before
     assert _snapshot_rows(LAST) == earlier
+
+
+def test_a_failed_dbt_build_leaves_the_previous_snapshot_in_place(built, monkeypatch):
+    instance, _ = built
+    before = _snapshot_rows(LAST + timedelta(days=1))
+    # DuckDB cannot run the models in 1 MB: the build fails part-way, as a real fault would.
+    monkeypatch.setenv("RISK_DUCKDB_MEMORY_LIMIT", "1MB")
+    result = defs.resolve_job_def("daily_features").execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: str(LAST), ASSET_PARTITION_RANGE_END_TAG: str(LAST)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    assert failed == {"dbt_features"}
+    assert _snapshot_rows(LAST + timedelta(days=1)) == before
