@@ -8,9 +8,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 export RISK_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
-# what dbt_project/profiles.yml and the sources read (the Python side sets the same defaults)
-export RISK_LAKEHOUSE_URI ?= $(RISK_DATA_DIR)/lakehouse
-export RISK_DUCKDB_PATH ?= $(RISK_DATA_DIR)/warehouse.duckdb
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -20,10 +17,10 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-# Re-sync whenever the lock changes; `dbt parse` writes the manifest Dagster loads.
+# Re-sync whenever the lock changes. (The dbt manifest is parsed by assets/features/dbt.py
+# whenever a dbt file is newer than it.)
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen
-	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: resources/dagster.yaml

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -51,24 +51,31 @@ def drop_partner_file(day) -> Path:
     return path
 
 
-def run_features(days: int, batch_days: int = 31) -> None:
+def run_partition_range(start: date, end: date, instance: DagsterInstance | None, **kwargs):
+    """One run of the daily job over partitions start..end, as a backfill batch runs it."""
     from definitions import defs
 
-    job = defs.resolve_job_def("daily_features")
+    return defs.resolve_job_def("daily_features").execute_in_process(
+        instance=instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+        },
+        **kwargs,
+    )
+
+
+def run_features(days: int, batch_days: int = 31) -> None:
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     first = settings.partitions_start()
     for offset in range(0, days, batch_days):
         start = first + timedelta(days=offset)
         end = first + timedelta(days=min(offset + batch_days, days) - 1)
         began = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance,
+        result = run_partition_range(
+            start, end, instance,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
-            },
-        )
+        )  # fmt: skip
         if not result.success:
             raise SystemExit(f"daily_features failed for {start}..{end}")
         log.info("partitions %s..%s done in %.1f s", start, end, time.perf_counter() - began)

@@ -6,15 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
+from assets.demo import run_partition_range
 from assets.features.registry import load_feature_set
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
-from definitions import defs
 from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from tests.feature_oracle import Label, Txn, snapshot
@@ -25,10 +21,7 @@ FIRST, LAST = date(2026, 1, 1), date(2026, 1, 20)
 
 
 def _run(instance, start: date, end: date):
-    result = defs.resolve_job_def("daily_features").execute_in_process(
-        instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: str(start), ASSET_PARTITION_RANGE_END_TAG: str(end)},
-    )
+    result = run_partition_range(start, end, instance)
     assert result.success
     return result
 
@@ -115,11 +108,7 @@ def test_a_failed_dbt_build_leaves_the_previous_snapshot_in_place(built, monkeyp
     before = _snapshot_rows(LAST + timedelta(days=1))
     # DuckDB cannot run the models in 1 MB: the build fails part-way, as a real fault would.
     monkeypatch.setenv("RISK_DUCKDB_MEMORY_LIMIT", "1MB")
-    result = defs.resolve_job_def("daily_features").execute_in_process(
-        instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: str(LAST), ASSET_PARTITION_RANGE_END_TAG: str(LAST)},
-        raise_on_error=False,
-    )
+    result = run_partition_range(LAST, LAST, instance, raise_on_error=False)
     assert not result.success
     failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
     assert failed == {"dbt_features"}

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from resources.local_redis import free_port
 from resources.settings import PROJECT_ROOT
 from tests.test_definitions import EXPECTED_ASSETS
 
@@ -19,15 +19,9 @@ pytestmark = pytest.mark.integration
 QUERY = "{ assetNodes { assetKey { path } groupName isPartitioned } }"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def webserver():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml",
          "-h", "127.0.0.1", "-p", str(port)],

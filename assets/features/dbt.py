@@ -29,7 +29,6 @@ if manifest_is_stale(dbt_project.manifest_path):
     subprocess.run(
         [settings.dbt_executable(), "parse", "--quiet"], cwd=settings.DBT_PROJECT_DIR, check=True
     )
-dbt_project.prepare_if_dev()
 
 
 def dbt_vars(days: list[date]) -> dict[str, str]:
