@@ -10,26 +10,35 @@ from dagster_dbt import DbtCliResource
 
 from assets.features.dbt import dbt_features, dbt_project
 from assets.features.export import customer_features_daily
+from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from assets.partitions import daily_partitions
 from resources import settings
 from resources.lakehouse import Lakehouse
+from resources.online_store import from_environment as online_store_from_environment
+from sensors.online_store import online_store_refill
 
 daily_features_job = define_asset_job(
     "daily_features",
     selection=AssetSelection.all(),
     partitions_def=daily_partitions,
-    description="Raw ingest -> dbt snapshots -> Delta export for a day (or a backfill range).",
+    description="Raw ingest -> dbt snapshots -> Delta export -> online store for a day (or a "
+    "backfill range).",
 )
 
 defs = Definitions(
-    assets=[raw_transactions, raw_labels, dbt_features, customer_features_daily],
+    assets=[
+        raw_transactions, raw_labels, dbt_features, customer_features_daily,
+        online_customer_features,
+    ],  # fmt: skip
+    asset_checks=[online_store_serves_newest_snapshot],
     jobs=[daily_features_job],
     schedules=[
         # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
         build_schedule_from_partitioned_job(daily_features_job, hour_of_day=2)
     ],
+    sensors=[online_store_refill],
     resources={
         "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri()),
         "raw_sources": RawSources(
@@ -38,6 +47,7 @@ defs = Definitions(
             customers=settings.generator_customers(),
             landing_dir=str(settings.landing_dir()),
         ),
+        "online_store": online_store_from_environment(),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=settings.dbt_executable()),
     },
 )

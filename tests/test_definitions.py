@@ -13,7 +13,7 @@ EXPECTED_ASSETS = {
     "int_customer_days_rolled_up", "int_customer_categories_rolled_up",
     "int_customer_countries_rolled_up", "int_customer_devices_rolled_up",
     "int_transactions_labelled", "fct_customer_features_daily",
-    "lakehouse/customer_features_daily",
+    "lakehouse/customer_features_daily", "online_customer_features",
 }  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The one list of snapshot features: the mart's documented columns in the dbt manifest.
 
 Nothing in Python repeats it. The feature-set version is derived from the definitions: the
-columns (name, type, role, window), the SQL of every model and seed that computes them and of
+columns (name, type, role, window, categories), the SQL of every model and seed that computes them and of
 the project macros they use, so a changed feature list or a changed formula gives a new
 version.
 """
@@ -10,46 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from resources.settings import DBT_PROJECT_DIR
+from serving.feature_set import FeatureColumn, FeatureSet
 
 PROJECT = "risk_features"
 MART = "fct_customer_features_daily"
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-@dataclass(frozen=True)
-class FeatureColumn:
-    name: str
-    data_type: str
-    role: str  # key | feature (a model input) | context (serving needs it, e.g. known devices)
-    window: str | None
-    description: str
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    columns: tuple[FeatureColumn, ...]
-    definition_checksums: tuple[str, ...]
-
-    @property
-    def features(self) -> tuple[FeatureColumn, ...]:
-        return tuple(c for c in self.columns if c.role == "feature")
-
-    @property
-    def context(self) -> tuple[FeatureColumn, ...]:
-        return tuple(c for c in self.columns if c.role == "context")
-
-    @cached_property
-    def version(self) -> str:
-        payload = json.dumps(
-            [[(c.name, c.data_type, c.role, c.window) for c in self.columns],
-             self.definition_checksums]
-        )  # fmt: skip
-        return "fs_" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+def feature_set_version(columns: tuple[FeatureColumn, ...], checksums: list[str]) -> str:
+    """``fs_<12 hex>`` of what defines the values: columns (name, type, role, window,
+    vocabulary) and the checksums of the SQL behind them; descriptions do not count."""
+    payload = json.dumps(
+        [[(c.name, c.data_type, c.role, c.window, c.categories) for c in columns],
+         sorted(checksums)]
+    )  # fmt: skip
+    return "fs_" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def _upstream(nodes: dict, unique_id: str) -> set[str]:
@@ -107,6 +85,7 @@ def feature_set_from_manifest(manifest: dict) -> FeatureSet:
             role=c.get("meta", {}).get("role", "feature"),
             window=c.get("meta", {}).get("window"),
             description=c.get("description", ""),
+            categories=tuple(c["meta"]["categories"]) if "categories" in c.get("meta", {}) else None,
         )
         for c in nodes[mart_id]["columns"].values()
     )
@@ -116,4 +95,4 @@ def feature_set_from_manifest(manifest: dict) -> FeatureSet:
         f"{mid}:{hashlib.sha256(manifest['macros'][mid]['macro_sql'].encode()).hexdigest()}"
         for mid in _project_macros(manifest, upstream)
     ]
-    return FeatureSet(columns, tuple(sorted(models + macros)))
+    return FeatureSet(feature_set_version(columns, models + macros), columns)

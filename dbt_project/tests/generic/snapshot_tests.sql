@@ -18,3 +18,13 @@ where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_
                           and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
   and not coalesce({{ expression }}, true)
 {% endtest %}
+
+{% test accepted_values_in_snapshot(model, column_name, values, date_column='as_of_date',
+                                    offset_days=1) %}
+select *
+from {{ model }}
+where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
+                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+  and ({{ column_name }} is null or {{ column_name }} not in (
+      {%- for v in values %}'{{ v }}'{{ ", " if not loop.last }}{% endfor %}))
+{% endtest %}

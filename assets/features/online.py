@@ -1,0 +1,200 @@
+"""The online store's asset: the newest snapshot, loaded into Redis as a new generation."""
+
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from assets.features.export import customer_features_daily
+from assets.features.registry import load_feature_set
+from assets.ingest.raw import partition_days
+from assets.partitions import daily_partitions, monthly_batches
+from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+from resources.online_store import OnlineStoreResource
+from serving.feature_set import FeatureSet
+from serving.online_store import MaterializationReport, OnlineStore, OnlineStoreError
+
+_BATCH_ROWS = 100_000
+
+
+def snapshot_query(feature_set: FeatureSet) -> str:
+    """The snapshot rows the store needs, with the SHA-256 digests the codec places and
+    fingerprints by (computed by DuckDB, vectorized), sorted by digest: bucket by bucket."""
+    columns = [
+        f"list_transform({c.name}, lambda x: unhex(sha256(x))) as {c.name}"
+        if c.kind == "text_list"
+        else c.name
+        for c in feature_set.features + feature_set.context
+    ]
+    return (
+        f"select {', '.join(columns)}, as_of, unhex(sha256(customer_id)) as customer_digest "
+        "from snapshot where as_of_date = $as_of_date order by customer_digest"
+    )
+
+
+def newest_as_of_date(lakehouse: Lakehouse) -> date | None:
+    dt = lakehouse.table(CUSTOMER_FEATURES)
+    if dt is None:
+        return None
+    days = {v for part in dt.partitions() for k, v in part.items() if k == "as_of_date"}
+    return max(map(date.fromisoformat, days), default=None)
+
+
+def load_snapshot(
+    lakehouse: Lakehouse,
+    store: OnlineStore,
+    feature_set: FeatureSet,
+    as_of_date: date,
+    *,
+    min_customer_ratio: float = 0.5,
+    log: Callable[[str], None] = print,
+) -> MaterializationReport:
+    """Write the Delta snapshot of ``as_of_date`` as the store's next generation."""
+    dataset = lakehouse.dataset(CUSTOMER_FEATURES)
+    if dataset is None:
+        raise Failure(f"no snapshot table at {lakehouse.uri(CUSTOMER_FEATURES)}")
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        con.register("snapshot", dataset)
+        params = {"as_of_date": as_of_date}
+        [(customers,)] = con.sql(
+            "select count(*) from snapshot where as_of_date = $as_of_date", params=params
+        ).fetchall()
+        if customers == 0:
+            raise Failure(f"the snapshot as_of {as_of_date} has no rows: nothing to serve")
+        previous = store.current_generation(fresh=True)
+        if previous and previous.as_of.date() <= as_of_date:
+            if customers < min_customer_ratio * previous.customers:
+                raise Failure(
+                    f"the snapshot as_of {as_of_date} has {customers} customers, fewer than "
+                    f"{min_customer_ratio:.0%} of the {previous.customers} serving now: refused "
+                    f"(generation {previous.id} keeps serving)"
+                )
+        reader = con.sql(snapshot_query(feature_set), params=params).to_arrow_reader(_BATCH_ROWS)
+        return store.write_generation(
+            _progress(reader, customers, log),
+            feature_set=feature_set,
+            as_of=_midnight(as_of_date),
+            customers=customers,
+            log=log,
+        )
+
+
+def _progress(reader: pa.RecordBatchReader, total: int, log) -> Iterator[pa.RecordBatch]:
+    done = 0
+    for batch in reader:
+        yield batch
+        done += batch.num_rows
+        log(f"online store: {done:,}/{total:,} customers written")
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+class OnlineLoadConfig(Config):
+    min_customer_ratio: float = 0.5  # a snapshot that lost half its customers is not served
+
+
+@asset(
+    deps=[customer_features_daily],
+    partitions_def=daily_partitions,
+    backfill_policy=monthly_batches,
+    group_name="online_store",
+    kinds={"redis"},
+    description="The newest snapshot of the run's partitions in Redis, as a new generation "
+    "behind one pointer: readers switch when every record is written. An older snapshot "
+    "(a backfill) is not loaded; the pointer never moves back.",
+)
+def online_customer_features(
+    context: AssetExecutionContext,
+    config: OnlineLoadConfig,
+    lakehouse: Lakehouse,
+    online_store: OnlineStoreResource,
+) -> MaterializeResult:
+    as_of_date = partition_days(context)[-1] + timedelta(days=1)
+    feature_set = load_feature_set()
+    store = online_store.store(feature_set.version)
+    try:
+        report = load_snapshot(
+            lakehouse, store, feature_set, as_of_date,
+            min_customer_ratio=config.min_customer_ratio, log=context.log.info,
+        )  # fmt: skip
+    except OnlineStoreError as exc:  # the message says what failed and what keeps serving
+        raise Failure(str(exc)) from exc
+    for warning in report.warnings:
+        context.log.warning(warning)
+    return MaterializeResult(metadata=report_metadata(report, store))
+
+
+def report_metadata(report: MaterializationReport, store: OnlineStore) -> dict:
+    previous = report.previous
+    metadata = {
+        "as_of": report.as_of.date().isoformat(),
+        "feature_set_version": store.version,
+        "redis": store.where,
+        "previous_generation": previous.id if previous else None,
+        "warnings": MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "none"),
+    }
+    if report.skipped:
+        return {**metadata, "skipped": report.skipped}
+    return {
+        **metadata,
+        "generation": report.generation,
+        "customers": report.customers,
+        "keys_written": report.buckets,
+        "record_bytes": report.bytes,
+        "redis_memory_delta_bytes": report.redis_memory_delta,
+        "bytes_per_customer": (report.redis_memory_delta or 0) / max(report.customers, 1),
+        "duration_s": round(report.seconds, 2),
+        "customers_per_s": round(report.customers_per_second),
+        "ttl_s": store.ttl_s,
+    }
+
+
+@asset_check(
+    asset=online_customer_features,
+    description="The store serves the newest Delta snapshot: the pointer exists (a Redis that "
+    "restarted empty has none), names that as_of, and is not past its TTL.",
+)
+def online_store_serves_newest_snapshot(
+    lakehouse: Lakehouse, online_store: OnlineStoreResource
+) -> AssetCheckResult:
+    feature_set = load_feature_set()
+    newest = newest_as_of_date(lakehouse)
+    try:
+        generation = online_store.store(feature_set.version).current_generation(fresh=True)
+    except OnlineStoreError as exc:
+        return AssetCheckResult(passed=False, description=str(exc))
+    metadata = {"newest_snapshot": str(newest), "feature_set_version": feature_set.version}
+    if generation is None:
+        return AssetCheckResult(
+            passed=False, metadata=metadata,
+            description="no generation is serving (Redis restarted empty?): the refill sensor "
+            "loads the newest snapshot",
+        )  # fmt: skip
+    metadata |= {
+        "generation": generation.id,
+        "serving_as_of": generation.as_of.date().isoformat(),
+        "written_at": generation.written_at.isoformat(),
+        "expires_at": generation.expires_at.isoformat(),
+    }
+    behind = newest is not None and generation.as_of.date() < newest
+    return AssetCheckResult(
+        passed=not behind and not generation.expired,
+        severity=AssetCheckSeverity.ERROR if generation.expired else AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )

@@ -1,0 +1,467 @@
+"""The online store: customer snapshot records in Redis, served one generation at a time.
+
+Keys, per feature-set version (``p`` is a prefix, "rf" by default)::
+
+    p:<version>:layout          the feature set as JSON: records decode with nothing else
+    p:<version>:seq             generation counter
+    p:<version>:current         the pointer: which generation serves, its as_of, when written
+    p:<version>:<gen>:<bucket>  a Redis hash of ~100 customers: field = 6 bytes of the
+                                customer's digest, value = the record (serving/codec.py)
+
+A materialization writes a whole new generation (every key with a TTL), checks that every
+record arrived, and only then flips the pointer, with a compare-and-set script that refuses to
+move it to an older as_of. Readers follow the pointer (cached for at most ``pointer_cache_s``)
+and read that generation only, so they never see a mix of two; a run that fails leaves the
+pointer, and with it the previous generation, as it was. The superseded generation is given a
+short grace TTL (readers may still hold the old pointer for a second); everything else expires
+by the TTL. Every key of one version carries the version, so a model never reads records of
+another and a dropped feature set is removed by one prefix scan.
+
+One bucket per key and one key per bucket, so a Redis Cluster needs nothing special: keys
+spread over slots by bucket, and pipelines are split per node by the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from serving.codec import OnlineRecord, RecordCodec, slot, slots
+from serving.feature_set import FeatureSet
+
+RedisClient = redis.Redis | RedisCluster
+
+# Bucket hashes stay listpack-encoded (~190 bytes a customer instead of ~325 for a key per
+# customer) while they have at most this many entries of at most this many bytes. Our servers
+# start with these settings; on a managed Redis set them in its parameter group.
+SERVER_CONFIG = {"hash-max-ziplist-entries": "1024", "hash-max-ziplist-value": "1024"}
+
+# The compare-and-set flip: the pointer moves to a generation of an equal or newer as_of only.
+# Returns nil when it moved, else the as_of that blocked it.
+_FLIP = """
+local current = redis.call('HGET', KEYS[1], 'as_of')
+if current and tonumber(current) > tonumber(ARGV[1]) then return current end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return false
+"""
+
+
+class OnlineStoreError(RuntimeError):
+    """The store could not do what was asked; the message says why and what still serves."""
+
+
+class OnlineStoreUnavailable(OnlineStoreError):
+    """Redis did not answer (down, unreachable, too slow): callers fall back."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What the pointer says: the generation serving and how fresh it is."""
+
+    id: int
+    as_of: datetime
+    written_at: datetime
+    expires_at: datetime
+    customers: int
+    bucket_bits: int
+    bytes: int
+    layout_tag: str
+
+    @property
+    def expired(self) -> bool:
+        return datetime.now(UTC) >= self.expires_at
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "generation": str(self.id),
+            "as_of": str(int(self.as_of.timestamp())),
+            "written_at": f"{self.written_at.timestamp():.6f}",
+            "expires_at": f"{self.expires_at.timestamp():.6f}",
+            "customers": str(self.customers),
+            "bucket_bits": str(self.bucket_bits),
+            "bytes": str(self.bytes),
+            "layout_tag": self.layout_tag,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> Generation:
+        f = {k.decode(): v.decode() for k, v in fields.items()}
+        at = lambda name: datetime.fromtimestamp(float(f[name]), UTC)  # noqa: E731
+        return cls(
+            int(f["generation"]), at("as_of"), at("written_at"), at("expires_at"),
+            int(f["customers"]), int(f["bucket_bits"]), int(f["bytes"]), f["layout_tag"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """No record to serve: ``unknown_customer`` (not in the serving snapshot), ``no_generation``
+    (nothing materialized for this version, e.g. Redis restarted empty) or ``expired`` (the
+    serving generation is past its TTL)."""
+
+    customer_id: str
+    reason: str
+
+
+@dataclass
+class MaterializationReport:
+    generation: int | None
+    as_of: datetime
+    customers: int = 0
+    bytes: int = 0
+    buckets: int = 0
+    seconds: float = 0.0
+    previous: Generation | None = None
+    skipped: str | None = None  # why nothing was written (an older as_of than the one serving)
+    redis_memory_delta: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def customers_per_second(self) -> float:
+        return self.customers / self.seconds if self.seconds else 0.0
+
+
+def connect(url: str, *, cluster: bool = False, **kwargs) -> RedisClient:
+    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs, with user and password
+    when the URL has them. ``cluster``: a Redis Cluster; several seed nodes may be given as
+    comma-separated URLs (the first one's credentials and options apply to all)."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if not cluster:
+        return redis.Redis.from_url(urls[0], **kwargs)
+    seeds = [ClusterNode(*_host_port(u)) for u in urls[1:]]
+    try:
+        return RedisCluster.from_url(urls[0], startup_nodes=seeds, **kwargs)
+    except redis.RedisError as exc:
+        raise OnlineStoreUnavailable(f"cannot reach the Redis Cluster at {safe_url(url)}: {exc}")
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = []
+    for u in url.split(","):
+        s = urlsplit(u.strip())
+        if s.password:
+            netloc = f"{s.username or ''}:***@{s.hostname}" + (f":{s.port}" if s.port else "")
+            s = s._replace(netloc=netloc)
+        parts.append(urlunsplit(s))
+    return ",".join(parts)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    s = urlsplit(url)
+    return s.hostname or "127.0.0.1", s.port or 6379
+
+
+def bucket_bits(customers: int, bucket_size: int) -> int:
+    """Buckets are a power of two, so a bucket is the top bits of a digest: on average between
+    half of and ``bucket_size`` customers in each."""
+    return max(0, math.ceil(math.log2(max(customers, 1) / bucket_size)))
+
+
+class OnlineStore:
+    """Reads and writes one feature-set version's records."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        version: str,
+        *,
+        prefix: str = "rf",
+        codec: RecordCodec | None = None,
+        pointer_cache_s: float = 1.0,
+        ttl_s: int = 3 * 86_400,
+        superseded_ttl_s: int = 300,
+        bucket_size: int = 128,
+        where: str = "",
+    ):
+        self.client = client
+        self.version = version
+        self.prefix = f"{prefix}:{version}"
+        self._codec = codec
+        self.pointer_cache_s = pointer_cache_s
+        self.ttl_s = ttl_s
+        self.superseded_ttl_s = superseded_ttl_s
+        self.bucket_size = bucket_size
+        self.where = where or _describe_client(client)
+        self._pointer: tuple[float, Generation | None] = (-math.inf, None)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    @property
+    def pointer_key(self) -> str:
+        return f"{self.prefix}:current"
+
+    def bucket_key(self, generation: int, bucket: int) -> str:
+        return f"{self.prefix}:{generation}:{bucket}"
+
+    def _bucket_keys(self, generation: int, bits: int) -> list[str]:
+        return [self.bucket_key(generation, b) for b in range(1 << bits)]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def codec(self) -> RecordCodec:
+        """The layout stored beside the records (self-describing), unless one was given."""
+        if self._codec is None:
+            text = self._call(self.client.get, f"{self.prefix}:layout")
+            if text is None:
+                raise OnlineStoreError(f"no layout for {self.version} at {self.where}")
+            self._codec = RecordCodec(FeatureSet.from_json(text))
+        return self._codec
+
+    def current_generation(self, *, fresh: bool = False) -> Generation | None:
+        """The serving generation, re-read from Redis at most every ``pointer_cache_s``."""
+        fetched, generation = self._pointer
+        if fresh or time.monotonic() - fetched > self.pointer_cache_s:
+            fields = self._call(self.client.hgetall, self.pointer_key)
+            generation = Generation.from_fields(fields) if fields else None
+            self._pointer = (time.monotonic(), generation)
+        return generation
+
+    def get(self, customer_id: str) -> OnlineRecord | Missing:
+        generation = self.current_generation()
+        if generation is None or generation.expired:
+            return Missing(customer_id, "expired" if generation else "no_generation")
+        bucket, fid = slot(customer_id, generation.bucket_bits)
+        value = self._call(self.client.hget, self.bucket_key(generation.id, bucket), fid)
+        return self._record(customer_id, value)
+
+    def get_many(self, customer_ids: Iterable[str]) -> list[OnlineRecord | Missing]:
+        """Many customers in one round trip, all from the same generation."""
+        ids = list(customer_ids)
+        generation = self.current_generation()
+        if generation is None or generation.expired:
+            reason = "expired" if generation else "no_generation"
+            return [Missing(c, reason) for c in ids]
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in ids:
+            bucket, fid = slot(customer_id, generation.bucket_bits)
+            pipe.execute_command("HGET", self.bucket_key(generation.id, bucket), fid)
+        values = self._call(pipe.execute)
+        return [self._record(c, v) for c, v in zip(ids, values, strict=True)]
+
+    def _record(self, customer_id: str, value: bytes | None) -> OnlineRecord | Missing:
+        if value is None:
+            return Missing(customer_id, "unknown_customer")
+        return self.codec.decode(customer_id, value)
+
+    def _call(self, fn: Callable, *args):
+        try:
+            return fn(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise OnlineStoreUnavailable(f"Redis at {self.where} did not answer: {exc}") from exc
+        except redis.RedisError as exc:
+            raise OnlineStoreUnavailable(_explain(exc, self.where)) from exc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write_generation(
+        self,
+        batches: Iterable[pa.RecordBatch | pa.Table],
+        *,
+        feature_set: FeatureSet,
+        as_of: datetime,
+        customers: int,
+        check_memory: bool = True,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> MaterializationReport:
+        """Write one snapshot as a new generation and flip the pointer to it.
+
+        ``batches`` hold the snapshot's rows (the feature set's columns, ``as_of`` and a
+        ``customer_digest`` column of SHA-256 digests of the customer ids); sorted by digest
+        they write fastest, in any order they write correctly. ``customers`` is their count
+        (it fixes the bucket count before the first write). A snapshot older than the one
+        serving is not written (the pointer never moves back).
+        """
+        if feature_set.version != self.version:
+            raise OnlineStoreError(f"{feature_set.version} written to a {self.version} store")
+        codec = self._codec = RecordCodec(feature_set)
+        began = time.perf_counter()
+        previous = self.current_generation(fresh=True)
+        report = MaterializationReport(None, as_of, previous=previous)
+        if previous is not None and as_of < previous.as_of:
+            report.skipped = (
+                f"as_of {as_of:%Y-%m-%d} is older than the serving generation {previous.id} "
+                f"(as_of {previous.as_of:%Y-%m-%d}): the pointer never moves back"
+            )
+            return report
+        report.warnings = self._server_warnings()
+        memory_before = self._used_memory()
+        if check_memory:
+            self._check_memory(customers, memory_before, previous)
+        bits = bucket_bits(customers, self.bucket_size)
+        try:
+            self.client.set(f"{self.prefix}:layout", feature_set.to_json())
+            report.generation = generation = int(self.client.incr(f"{self.prefix}:seq"))
+            log(f"writing generation {generation} of {self.version}: {customers} customers")
+            for batch in batches:
+                report.bytes += self._write_batch(codec, generation, bits, batch)
+                report.customers += batch.num_rows
+            present = sum(self._pipelined("HLEN", self._bucket_keys(generation, bits)))
+            if present != report.customers:
+                raise OnlineStoreError(
+                    f"generation {generation} is incomplete: {present} of {report.customers} "
+                    "records are in Redis (evicted by a maxmemory policy, or duplicate customers)"
+                )
+            now = datetime.now(UTC)
+            new = Generation(
+                generation, as_of, now, datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC),
+                report.customers, bits, report.bytes, codec.tag.hex(),
+            )  # fmt: skip
+            flat = [x for kv in new.to_fields().items() for x in kv]
+            blocked = self.client.eval(_FLIP, 1, self.pointer_key, str(int(as_of.timestamp())), *flat)
+        except (redis.RedisError, OnlineStoreError) as exc:
+            if report.generation is not None:
+                self._drop_generation(report.generation, bits)
+            serving = (
+                f"generation {previous.id} (as_of {previous.as_of:%Y-%m-%d}) keeps serving"
+                if previous
+                else "nothing was serving before"
+            )
+            message = str(exc) if isinstance(exc, OnlineStoreError) else _explain(exc, self.where)
+            raise OnlineStoreError(f"materialization failed: {message}; {serving}") from exc
+        if blocked is not None:  # a newer snapshot was flipped in meanwhile: this one is stale
+            self._drop_generation(generation, bits)
+            report.skipped = f"a newer as_of ({int(blocked)}) was flipped in meanwhile"
+            return report
+        self._pointer = (time.monotonic(), new)
+        if previous is not None:
+            self._retire(previous, report)
+        report.buckets = 1 << bits
+        report.seconds = time.perf_counter() - began
+        memory_after = self._used_memory()
+        if memory_before is not None and memory_after is not None:
+            report.redis_memory_delta = memory_after - memory_before
+        return report
+
+    def _write_batch(self, codec: RecordCodec, generation: int, bits: int, batch) -> int:
+        values = np.array(codec.encode(batch), dtype=object)
+        buckets, fields = slots(batch.column("customer_digest"), bits)
+        order = np.argsort(buckets, kind="stable")
+        buckets, values, fields = buckets[order], values[order], np.array(fields, object)[order]
+        bounds = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist(), len(buckets)]
+        pipe = self.client.pipeline(transaction=False)
+        for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            key = self.bucket_key(generation, int(buckets[start]))
+            args = np.empty(2 * (end - start), object)
+            args[0::2], args[1::2] = fields[start:end], values[start:end]
+            pipe.execute_command("HSET", key, *args.tolist())
+            pipe.execute_command("EXPIRE", key, self.ttl_s)
+            if i % 256 == 255:
+                pipe.execute()
+        pipe.execute()
+        return sum(map(len, values))
+
+    def _retire(self, previous: Generation, report: MaterializationReport) -> None:
+        """The superseded generation lingers for ``superseded_ttl_s`` (readers may still hold
+        its pointer), not for its whole TTL."""
+        if previous.id == report.generation:
+            return
+        try:
+            keys = self._bucket_keys(previous.id, previous.bucket_bits)
+            self._pipelined("EXPIRE", keys, self.superseded_ttl_s)
+        except redis.RedisError as exc:
+            report.warnings.append(f"generation {previous.id} keeps its TTL: {exc}")
+
+    def _drop_generation(self, generation: int, bits: int) -> None:
+        """Best effort: a failed generation's keys go now (their TTL removes them otherwise)."""
+        with contextlib.suppress(redis.RedisError):
+            self._pipelined("UNLINK", self._bucket_keys(generation, bits))
+
+    def drop(self) -> int:
+        """Remove every key of this feature-set version (a retired feature set)."""
+        keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        if keys:
+            self._pipelined("UNLINK", keys)
+        self._pointer = (-math.inf, None)
+        return len(keys)
+
+    def _pipelined(self, command: str, keys: list[str], *args) -> list:
+        out: list = []
+        for start in range(0, len(keys), 5000):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys[start : start + 5000]:
+                pipe.execute_command(command, key, *args)
+            out.extend(pipe.execute())
+        return out
+
+    # -- the server -------------------------------------------------------------------------
+
+    def info(self, section: str) -> list[dict]:
+        """``INFO section`` of every server (one, or each node of a cluster)."""
+        info = self.client.info(section)
+        return list(info.values()) if info and isinstance(next(iter(info.values())), dict) else [info]
+
+    def _used_memory(self) -> int | None:
+        with contextlib.suppress(redis.RedisError):
+            return sum(int(node["used_memory"]) for node in self.info("memory"))
+        return None
+
+    def _check_memory(self, customers: int, used: int | None, previous) -> None:
+        """Fail before writing anything when the new generation cannot fit under maxmemory."""
+        nodes = self.info("memory")
+        limit = sum(int(n.get("maxmemory", 0)) for n in nodes)
+        if not limit or used is None or any(int(n.get("maxmemory", 0)) == 0 for n in nodes):
+            return
+        per_customer = previous.bytes / previous.customers if previous and previous.customers else 0
+        needed = customers * (max(per_customer, 100.0) + 40)  # records + listpack overhead
+        if used + needed > limit:
+            raise OnlineStoreError(
+                f"Redis at {self.where} is short of memory: the new generation needs "
+                f"~{needed / 2**20:.1f} MiB, {max(limit - used, 0) / 2**20:.1f} MiB are free of "
+                f"maxmemory {limit / 2**20:.1f} MiB; nothing was written"
+                + (f"; generation {previous.id} keeps serving" if previous else "")
+            )
+
+    def _server_warnings(self) -> list[str]:
+        """Settings that cost memory or put serving data at risk (config may be disallowed on
+        managed services: then nothing is said)."""
+        try:
+            config = self.client.config_get("*max-*")
+        except redis.RedisError:
+            return []
+        if config and isinstance(next(iter(config.values())), dict):  # cluster: per node
+            config = next(iter(config.values()))
+        warnings = []
+        for name, wanted in SERVER_CONFIG.items():
+            alias = name.replace("ziplist", "listpack")
+            have = config.get(name) or config.get(alias)
+            if have is not None and int(have) < int(wanted):
+                warnings.append(f"{alias} is {have} (< {wanted}): buckets lose their compact "
+                                "encoding and use about twice the memory")  # fmt: skip
+        policy = config.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            warnings.append(f"maxmemory-policy is {policy}: Redis may evict serving records")
+        return warnings
+
+
+def _describe_client(client: RedisClient) -> str:
+    if isinstance(client, RedisCluster):
+        return "cluster " + ",".join(n.name for n in client.get_nodes())
+    kw = client.connection_pool.connection_kwargs
+    return kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+
+
+def _explain(exc: redis.RedisError, where: str) -> str:
+    text = str(exc)
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return f"Redis at {where} rejected the credentials ({text})"
+    if "OOM" in text:
+        return f"Redis at {where} is out of memory (maxmemory reached: {text})"
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return f"lost the connection to Redis at {where} ({text})"
+    return f"Redis at {where} answered {type(exc).__name__}: {text}"
