@@ -29,9 +29,12 @@ daily_features_job = define_asset_job(
 
 defs = Definitions(
     assets=[
-        raw_transactions, raw_labels, dbt_features, customer_features_daily,
+        raw_transactions,
+        raw_labels,
+        dbt_features,
+        customer_features_daily,
         online_customer_features,
-    ],  # fmt: skip
+    ],
     asset_checks=[online_store_serves_newest_snapshot],
     jobs=[daily_features_job],
     schedules=[

@@ -18,7 +18,6 @@ Phases, all in this run, against the same server:
 import argparse
 import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -149,7 +148,9 @@ def write_snapshot(lakehouse_root: Path, customers: int) -> None:
 
     table = snapshot_table(load_feature_set(), customers, AS_OF)
     lakehouse = Lakehouse(root_uri=str(lakehouse_root))
-    lakehouse.replace_partitions(CUSTOMER_FEATURES, table, ["as_of_date"], "as_of_date >= '2000-01-01'")
+    lakehouse.replace_partitions(
+        CUSTOMER_FEATURES, table, ["as_of_date"], "as_of_date >= '2000-01-01'"
+    )
 
 
 def child_load(lakehouse_root: str, redis_url: str) -> None:
@@ -162,7 +163,10 @@ def child_load(lakehouse_root: str, redis_url: str) -> None:
     fs = load_feature_set()
     store = OnlineStore(connect(redis_url), fs.version)
     report = load_snapshot(Lakehouse(root_uri=lakehouse_root), store, fs, AS_OF, log=lambda _: None)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report the
+    # parent benchmark's peak.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_mb = int(next(line for line in status if line.startswith("VmHWM")).split()[1]) / 1024
     print(json.dumps({
         "customers": report.customers, "seconds": report.seconds,
         "customers_per_s": report.customers_per_second, "peak_rss_mb": peak_mb,
@@ -184,8 +188,10 @@ def materialize(lakehouse_root: Path, redis_url: str, rounds: int) -> dict:
     return {
         "customers": runs[0]["customers"],
         "customers_per_s": round(med("customers_per_s")),
-        "customers_per_s_range": [round(min(r["customers_per_s"] for r in runs)),
-                                  round(max(r["customers_per_s"] for r in runs))],
+        "customers_per_s_range": [
+            round(min(r["customers_per_s"] for r in runs)),
+            round(max(r["customers_per_s"] for r in runs)),
+        ],
         "seconds": round(med("seconds"), 2),
         "peak_rss_mb": round(med("peak_rss_mb")),
         "redis_bytes_per_customer": round(med("memory_delta") / runs[0]["customers"], 1),
@@ -205,11 +211,12 @@ def lookups(redis_url: str, calls: int, rounds: int) -> dict:
     client.set("raw", b"x" * size)
     single, raw, many = [], [], []
     for _ in range(rounds):
-        it = iter(random.choices(ids, k=calls))
-        ours, plain = _timed_lookups(calls, lambda: store.get(next(it)), lambda: client.get("raw"))
-        batches = [random.sample(ids, 100) for _ in range(calls // 10)]
-        it2 = iter(batches)
-        (hundred,) = _timed_lookups(len(batches), lambda: store.get_many(next(it2)))
+        picks = iter(random.choices(ids, k=calls))
+        ours, plain = _timed_lookups(
+            calls, lambda p=picks: store.get(next(p)), lambda: client.get("raw")
+        )
+        batches = iter([random.sample(ids, 100) for _ in range(calls // 10)])
+        (hundred,) = _timed_lookups(calls // 10, lambda b=batches: store.get_many(next(b)))
         single.append(_micros(ours))
         raw.append(_micros(plain))
         many.append(_micros(hundred))
@@ -221,7 +228,9 @@ def lookups(redis_url: str, calls: int, rounds: int) -> dict:
         "get_many_100_us": {p: med(many, p) for p in ("p50", "p95", "p99")},
         "value_bytes": size,
     }
-    out["get_over_raw"] = {p: round(out["get_us"][p] / out["raw_get_us"][p], 2) for p in out["get_us"]}
+    out["get_over_raw"] = {
+        p: round(out["get_us"][p] / out["raw_get_us"][p], 2) for p in out["get_us"]
+    }
     return out
 
 

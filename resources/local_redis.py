@@ -17,11 +17,11 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

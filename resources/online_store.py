@@ -1,6 +1,5 @@
 """The online store as a Dagster resource: which Redis, and how generations live in it."""
 
-
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -20,7 +19,7 @@ class OnlineStoreResource(ConfigurableResource):
     superseded_ttl_seconds: int = Field(
         default=300, description="how long a replaced generation lingers for in-flight readers"
     )
-    bucket_size: int = 128
+    bucket_size: int = 64
     socket_timeout_s: float = 10.0
 
     def redis_url(self) -> str:

@@ -1,6 +1,5 @@
 """Refill the online store when it is empty or behind the newest snapshot."""
 
-
 from datetime import timedelta
 
 from dagster import RunRequest, SensorEvaluationContext, SkipReason, sensor

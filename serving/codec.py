@@ -26,6 +26,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -73,7 +74,7 @@ def with_digests(table: pa.Table) -> pa.Table:
     return table.append_column("customer_digest", column)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OnlineRecord:
     """One customer's snapshot as served."""
 
@@ -108,6 +109,7 @@ class RecordCodec:
             raise ValueError(f"context columns must be text or text lists: {unknown}")
         layout = repr([(c.name, c.kind, c.categories) for c in self.features + self.context])
         self.tag = hashlib.sha256(f"{feature_set.version}|{layout}".encode()).digest()[:2]
+        self._context_kinds = tuple((c.name, c.kind == "text") for c in self.context)
         self._k = len(self.features)
         self._head = np.dtype([("tag", "V2"), ("as_of", "<u4"), ("features", "<f4", (self._k,))])
         self._head_size = self._head.itemsize
@@ -156,20 +158,25 @@ class RecordCodec:
         features = np.frombuffer(value, np.float32, self._k, HEADER.size)
         pos = self._head_size
         context: dict[str, object] = {}
-        for column in self.context:
+        for name, is_text in self._context_kinds:
             n = value[pos]
             pos += 1
             if n == NULL_LENGTH:
-                context[column.name] = None
-            elif column.kind == "text":
-                context[column.name] = value[pos : pos + n].decode()
+                context[name] = None
+            elif is_text:
+                context[name] = value[pos : pos + n].decode()
                 pos += n
             else:
-                context[column.name] = struct.unpack_from(f"<{n}I", value, pos)
+                context[name] = struct.unpack_from(f"<{n}I", value, pos)
                 pos += 4 * n
         if pos != len(value):
             raise LayoutMismatch(f"record of {customer_id!r} has {len(value) - pos} extra bytes")
-        return OnlineRecord(customer_id, datetime.fromtimestamp(as_of, UTC), features, context, self)
+        return OnlineRecord(customer_id, _as_datetime(as_of), features, context, self)
+
+
+@lru_cache(maxsize=64)
+def _as_datetime(epoch_seconds: int) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
 
 
 # -- vectorized helpers --------------------------------------------------------------------
@@ -177,16 +184,23 @@ class RecordCodec:
 
 @dataclass
 class _Ragged:
-    """One part of every record: row i is data[starts[i] : starts[i] + lengths[i]]."""
+    """One part of every record: row i is data[starts[i] : starts[i] + lengths[i]], or
+    ``rows[i]`` when every row has the same width."""
 
     data: np.ndarray  # uint8
     starts: np.ndarray
     lengths: np.ndarray
+    rows: np.ndarray | None = None
 
     @classmethod
     def fixed(cls, rows: np.ndarray) -> _Ragged:
         n, width = rows.shape
-        return cls(rows.reshape(-1), np.arange(n) * width, np.full(n, width))
+        return cls(rows.reshape(-1), np.arange(n) * width, np.full(n, width), rows)
+
+    def take(self, rows: np.ndarray, width: int) -> np.ndarray:
+        if self.rows is not None:
+            return self.rows[rows]
+        return self.data[self.starts[rows][:, None] + np.arange(width)]
 
     @classmethod
     def prefix(cls, lengths: np.ndarray) -> _Ragged:
@@ -223,15 +237,14 @@ def _join_rows(parts: list[_Ragged], n: int) -> list[bytes]:
     """Concatenate the parts row by row. Rows are grouped by their parts' lengths, so each
     group is a plain 2-D array whose rows become ``bytes`` at C speed."""
     lengths = np.stack([p.lengths for p in parts], axis=1)
-    shapes, group = np.unique(lengths, axis=0, return_inverse=True)
+    order = np.lexsort(lengths.T[::-1])  # ~10x faster than np.unique(axis=0)
+    bounds = np.flatnonzero(np.any(np.diff(lengths[order], axis=0), axis=1)) + 1
     out = np.empty(n, object)
-    for g, shape in enumerate(shapes):
-        rows = np.flatnonzero(group.ravel() == g)
-        blocks = [
-            p.data[p.starts[rows][:, None] + np.arange(width)]
-            for p, width in zip(parts, shape, strict=True)
-            if width
-        ]
+    for rows in np.split(order, bounds):
+        if not len(rows):
+            continue
+        shape = lengths[rows[0]]
+        blocks = [p.take(rows, width) for p, width in zip(parts, shape, strict=True) if width]
         joined = np.ascontiguousarray(np.hstack(blocks))
         out[rows] = joined.view(f"V{joined.shape[1]}").ravel().tolist()
     return out.tolist()

@@ -55,7 +55,9 @@ class FeatureSet:
     def from_json(cls, text: str | bytes) -> FeatureSet:
         doc = json.loads(text)
         columns = tuple(
-            FeatureColumn(**{**c, "categories": tuple(c["categories"]) if c["categories"] else None})
+            FeatureColumn(
+                **{**c, "categories": tuple(c["categories"]) if c["categories"] else None}
+            )
             for c in doc["columns"]
         )
         return cls(doc["version"], columns)

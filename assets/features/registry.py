@@ -1,9 +1,9 @@
 """The one list of snapshot features: the mart's documented columns in the dbt manifest.
 
 Nothing in Python repeats it. The feature-set version is derived from the definitions: the
-columns (name, type, role, window, categories), the SQL of every model and seed that computes them and of
-the project macros they use, so a changed feature list or a changed formula gives a new
-version.
+columns (name, type, role, window, categories), the SQL of every model and seed that computes
+them and of the project macros they use, so a changed feature list or a changed formula gives
+a new version.
 """
 
 from __future__ import annotations
@@ -73,22 +73,24 @@ def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
     return feature_set_from_manifest(json.loads(Path(manifest_path).read_text()))
 
 
+def _column(doc: dict) -> FeatureColumn:
+    meta = doc.get("meta", {})
+    return FeatureColumn(
+        name=doc["name"],
+        data_type=doc.get("data_type") or "",
+        role=meta.get("role", "feature"),
+        window=meta.get("window"),
+        description=doc.get("description", ""),
+        categories=tuple(meta["categories"]) if "categories" in meta else None,
+    )
+
+
 def feature_set_from_manifest(manifest: dict) -> FeatureSet:
     nodes = manifest["nodes"]
     mart_id = next(
         k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == MART
     )
-    columns = tuple(
-        FeatureColumn(
-            name=c["name"],
-            data_type=c.get("data_type") or "",
-            role=c.get("meta", {}).get("role", "feature"),
-            window=c.get("meta", {}).get("window"),
-            description=c.get("description", ""),
-            categories=tuple(c["meta"]["categories"]) if "categories" in c.get("meta", {}) else None,
-        )
-        for c in nodes[mart_id]["columns"].values()
-    )
+    columns = tuple(_column(c) for c in nodes[mart_id]["columns"].values())
     upstream = _upstream(nodes, mart_id)
     models = [f"{uid}:{nodes[uid]['checksum']['checksum']}" for uid in upstream]
     macros = [
