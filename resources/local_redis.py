@@ -53,6 +53,7 @@ class LocalRedis:
     folder: Path
     port: int = 0
     extra_args: tuple[str, ...] = ()
+    client_options: dict = field(default_factory=dict)  # e.g. TLS settings for the client
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -60,7 +61,7 @@ class LocalRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, **self.client_options, **kwargs)
 
     def start(self, timeout_s: float = 10.0) -> LocalRedis:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -86,9 +87,13 @@ class LocalRedis:
                     if (self.folder / name).exists()
                 )
                 raise RuntimeError(f"redis-server exited ({self.process.returncode}): {log}")
-            with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
+            try:
                 if self.client(socket_timeout=1).ping():
                     return self
+            except redis.AuthenticationError:
+                return self  # it answers: with a password
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                pass
             time.sleep(0.02)
         self.kill()
         raise TimeoutError(f"redis-server did not answer on port {self.port} in {timeout_s} s")

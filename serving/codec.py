@@ -117,8 +117,8 @@ class RecordCodec:
     # -- training and materialization (vectorized) ----------------------------------------
 
     def feature_matrix(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
-        """The model features as serving decodes them: float32, NaN for null, categorical as
-        the index in the vocabulary."""
+        """The model features as serving decodes them: float32 (nearest; beyond its range,
+        +-inf), NaN for null, categorical as the index in the vocabulary."""
         out = np.empty((table.num_rows, self._k), np.float32)
         for i, column in enumerate(self.features):
             values = table.column(column.name)

@@ -290,8 +290,6 @@ class OnlineStore:
     def _call(self, fn: Callable, *args):
         try:
             return fn(*args)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise OnlineStoreUnavailable(f"Redis at {self.where} did not answer: {exc}") from exc
         except redis.RedisError as exc:
             raise OnlineStoreUnavailable(_explain(exc, self.where)) from exc
 
@@ -353,15 +351,16 @@ class OnlineStore:
             blocked = self.client.eval(
                 _FLIP, 1, self.pointer_key, str(int(as_of.timestamp())), *flat
             )
-        except (redis.RedisError, OnlineStoreError) as exc:
+        except Exception as exc:  # bad input or Redis trouble: the partial generation goes
             if report.generation is not None:
                 self._drop_generation(report.generation, bits)
-            serving = (
-                f"generation {previous.id} (as_of {previous.as_of:%Y-%m-%d}) keeps serving"
-                if previous
-                else "nothing was serving before"
-            )
-            message = str(exc) if isinstance(exc, OnlineStoreError) else _explain(exc, self.where)
+            serving = _still_serving(previous)
+            if isinstance(exc, redis.RedisError):
+                message = _explain(exc, self.where)
+            elif isinstance(exc, OnlineStoreError):
+                message = str(exc)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
             raise OnlineStoreError(f"materialization failed: {message}; {serving}") from exc
         if blocked is not None:  # a newer snapshot was flipped in meanwhile: this one is stale
             self._drop_generation(generation, bits)
@@ -514,8 +513,8 @@ class OnlineStore:
             raise OnlineStoreError(
                 f"Redis at {self.where} is short of memory: the new generation needs "
                 f"~{needed / 2**20:.1f} MiB, {max(limit - used, 0) / 2**20:.1f} MiB are free of "
-                f"maxmemory {limit / 2**20:.1f} MiB; nothing was written"
-                + (f"; generation {previous.id} keeps serving" if previous else "")
+                f"maxmemory {limit / 2**20:.1f} MiB; nothing was written; "
+                + _still_serving(previous)
             )
 
     def _server_warnings(self) -> list[str]:
@@ -552,6 +551,12 @@ class _Counted:
             yield batch
 
 
+def _still_serving(previous: Generation | None) -> str:
+    if previous is None:
+        return "nothing was serving before"
+    return f"generation {previous.id} (as_of {previous.as_of:%Y-%m-%d}) keeps serving"
+
+
 def _describe_client(client: RedisClient) -> str:
     if isinstance(client, RedisCluster):
         return "cluster " + ",".join(n.name for n in client.get_nodes())
@@ -563,8 +568,8 @@ def _explain(exc: redis.RedisError, where: str) -> str:
     text = str(exc)
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
         return f"Redis at {where} rejected the credentials ({text})"
-    if "OOM" in text:
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM" in text:
         return f"Redis at {where} is out of memory (maxmemory reached: {text})"
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return f"lost the connection to Redis at {where} ({text})"
+        return f"Redis at {where} did not answer ({text})"
     return f"Redis at {where} answered {type(exc).__name__}: {text}"

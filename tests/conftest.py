@@ -12,3 +12,22 @@ os.environ["DAGSTER_HOME"] = str(_data / "dagster_home")
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 # Small populations keep pipeline tests quick; the generator's scale is benchmarked separately.
 os.environ.setdefault("RISK_CUSTOMERS", "800")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def feature_set():
+    """The registry's feature set (the dbt manifest is parsed first when stale)."""
+    import assets.features.dbt  # noqa: F401
+    from assets.features.registry import load_feature_set
+
+    return load_feature_set()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The embedded online store that pipeline tests started in the throwaway data folder."""
+    from resources import local_redis, settings
+
+    local_redis.stop(settings.embedded_redis_dir())

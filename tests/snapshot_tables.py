@@ -19,6 +19,10 @@ _ARROW_TYPES = {
 }
 
 
+def arrow_type(column: FeatureColumn) -> pa.DataType:
+    return _ARROW_TYPES[column.data_type]
+
+
 def _values(column: FeatureColumn, n: int, rng: np.random.Generator) -> pa.Array:
     kind, null = column.kind, rng.random(n) < 0.05
     if column.categories is not None:
@@ -54,5 +58,5 @@ def snapshot_table(
             values = pa.array([as_of_date] * customers, pa.date32())
         else:
             values = _values(column, customers, rng)
-        columns[column.name] = values.cast(_ARROW_TYPES[column.data_type])
+        columns[column.name] = values.cast(arrow_type(column))
     return pa.table(columns)
