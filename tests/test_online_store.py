@@ -64,6 +64,7 @@ def expected_record(fs, row: dict) -> tuple[list, dict]:
 
 def assert_serves(store: OnlineStore, fs, table: pa.Table, day: date = DAY) -> None:
     rows = table.to_pylist()
+    store.current_generation(fresh=True)  # what Redis says now, not a cached pointer
     records = store.get_many([r["customer_id"] for r in rows])
     for row, record in zip(rows, records, strict=True):
         assert not isinstance(record, Missing), record

@@ -1,0 +1,129 @@
+"""The online store in Dagster: the asset, its freshness check, the refill sensor, and the
+embedded redis-server it uses when no REDIS_URL is given."""
+
+import json
+import os
+import signal
+from datetime import date, timedelta
+
+import pytest
+import redis
+from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
+
+from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
+from resources import local_redis
+from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+from resources.local_redis import LocalRedis
+from resources.online_store import OnlineStoreResource
+from sensors.online_store import online_store_refill
+from serving.codec import RecordCodec
+from serving.online_store import Missing
+from tests.snapshot_tables import snapshot_table
+
+pytestmark = pytest.mark.integration
+DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)  # as_of dates: partitions DAY - 1
+
+
+@pytest.fixture
+def setup(tmp_path, feature_set):
+    lakehouse = Lakehouse(root_uri=str(tmp_path / "lakehouse"))
+    tables = {DAY1: snapshot_table(feature_set, 900, DAY1, seed=1),
+              DAY2: snapshot_table(feature_set, 1000, DAY2, seed=2)}  # fmt: skip
+    for day, table in tables.items():
+        lakehouse.replace_partitions(
+            CUSTOMER_FEATURES, table, ["as_of_date"], f"as_of_date = '{day}'"
+        )
+    with LocalRedis(tmp_path / "redis") as server:
+        resources = {"lakehouse": lakehouse, "online_store": OnlineStoreResource(url=server.url)}
+        yield resources, tables, server
+
+
+def _materialize(resources, as_of: date, instance=None, **kwargs):
+    return materialize(
+        [online_customer_features, online_store_serves_newest_snapshot],
+        partition_key=(as_of - timedelta(days=1)).isoformat(),
+        resources=resources, instance=instance, **kwargs,
+    )  # fmt: skip
+
+
+def _assert_store_equals(resources, feature_set, table):
+    store = resources["online_store"].store(feature_set.version)
+    expected = RecordCodec(feature_set).feature_matrix(table)
+    records = store.get_many(table["customer_id"].to_pylist())
+    assert not any(isinstance(r, Missing) for r in records)
+    for record, row in zip(records, expected, strict=True):
+        assert record.features.tobytes() == row.tobytes()
+
+
+def test_the_asset_loads_the_newest_snapshot_and_reports_it(setup, feature_set):
+    resources, tables, _ = setup
+    result = _materialize(resources, DAY2)
+    assert result.success
+    metadata = result.asset_materializations_for_node("online_customer_features")[0].metadata
+    assert metadata["customers"].value == 1000 and metadata["generation"].value == 1
+    assert metadata["as_of"].value == "2026-03-02"
+    for key in ("keys_written", "record_bytes", "duration_s", "customers_per_s",
+                "redis_memory_delta_bytes", "bytes_per_customer"):  # fmt: skip
+        assert key in metadata
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    _assert_store_equals(resources, feature_set, tables[DAY2])
+
+    # a backfill of the earlier day: not loaded, the pointer stays
+    backfill = _materialize(resources, DAY1)
+    skipped = backfill.asset_materializations_for_node("online_customer_features")[0].metadata
+    assert "pointer never moves back" in skipped["skipped"].value
+    _assert_store_equals(resources, feature_set, tables[DAY2])
+
+
+def test_an_emptied_redis_fails_the_check_and_the_sensor_refills_it(setup, feature_set):
+    resources, tables, server = setup
+    instance = DagsterInstance.ephemeral()
+    assert _materialize(resources, DAY2, instance).success
+    context = build_sensor_context(instance=instance, resources=resources)
+    assert isinstance(online_store_refill(context), SkipReason)
+
+    server.client().flushall()  # Redis restarted without its data
+    result = _materialize(resources, DAY1, instance)  # any run re-evaluates the check
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and "no generation" in check.description
+
+    request = online_store_refill(build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(request, RunRequest)
+    assert request.partition_key == (DAY2 - timedelta(days=1)).isoformat()
+    assert _materialize(resources, DAY2, instance).success
+    _assert_store_equals(resources, feature_set, tables[DAY2])
+    assert isinstance(
+        online_store_refill(build_sensor_context(instance=instance, resources=resources)),
+        SkipReason,
+    )
+
+
+def test_a_snapshot_that_lost_most_customers_is_refused(setup, feature_set):
+    resources, tables, _ = setup
+    assert _materialize(resources, DAY1).success
+    lakehouse = resources["lakehouse"]
+    lakehouse.replace_partitions(
+        CUSTOMER_FEATURES, tables[DAY2].slice(0, 100), ["as_of_date"], f"as_of_date = '{DAY2}'"
+    )
+    result = _materialize(resources, DAY2, raise_on_error=False)
+    assert not result.success
+    _assert_store_equals(resources, feature_set, tables[DAY1])
+
+
+def test_the_embedded_server_is_shared_persisted_and_restarted(tmp_path):
+    folder = tmp_path / "online_store"
+    url = local_redis.ensure_running(folder)
+    try:
+        assert local_redis.ensure_running(folder) == url  # a second process attaches
+        redis.Redis.from_url(url).set("k", "v")
+        assert local_redis.stop(folder)  # saves a snapshot on the way down
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+        url = local_redis.ensure_running(folder)  # the next process starts it again
+        assert redis.Redis.from_url(url).get("k") == b"v"
+        pid = json.loads((folder / "server.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)  # found dead: started again, data reloaded
+        url = local_redis.ensure_running(folder)
+        assert redis.Redis.from_url(url).get("k") == b"v"
+    finally:
+        local_redis.stop(folder)
