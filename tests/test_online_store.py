@@ -108,9 +108,7 @@ def _value(column):
 def snapshot_rows(draw, fs):
     ids = draw(st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=12, unique=True))
     columns = [c for c in fs.columns if c.role != "key"]
-    rows = [
-        {"customer_id": cid, **{c.name: draw(_value(c)) for c in columns}} for cid in ids
-    ]
+    rows = [{"customer_id": cid, **{c.name: draw(_value(c)) for c in columns}} for cid in ids]
     table = pa.table(
         {
             "customer_id": pa.array(ids),
@@ -263,7 +261,7 @@ def test_killing_redis_mid_materialization_keeps_the_previous_generation(feature
                     server.kill()
                 yield batch
 
-        with pytest.raises(OnlineStoreError, match="keeps serving|did not answer|connection"):
+        with pytest.raises(OnlineStoreError, match=r"keeps serving|did not answer|connection"):
             store.write_generation(
                 batches_then_crash(), feature_set=feature_set,
                 as_of=midnight(DAY + timedelta(days=1)), customers=new.num_rows,
@@ -343,7 +341,9 @@ def test_passwords_and_acl_users(feature_set, tmp_path):
         write(OnlineStore(admin, feature_set.version), feature_set, table)
         user = connect(f"redis://scorer:pw@127.0.0.1:{server.port}/0")
         assert_serves(OnlineStore(user, feature_set.version), feature_set, table)
-        wrong = OnlineStore(connect(f"redis://:nope@127.0.0.1:{server.port}/0"), feature_set.version)
+        wrong = OnlineStore(
+            connect(f"redis://:nope@127.0.0.1:{server.port}/0"), feature_set.version
+        )
         with pytest.raises(OnlineStoreError, match="rejected the credentials") as failure:
             write(wrong, feature_set, snapshot_table(feature_set, 100, DAY + timedelta(days=1)))
         assert "nope" not in str(failure.value)
@@ -371,10 +371,12 @@ def test_full_memory_fails_clearly_and_keeps_the_previous_generation(feature_set
         write(store, feature_set, small)
         big = snapshot_table(feature_set, 30_000, DAY + timedelta(days=1), seed=4)
         # the estimate says it cannot fit: nothing is written
-        with pytest.raises(OnlineStoreError, match="short of memory.*generation 1 .*keeps serving"):
+        with pytest.raises(
+            OnlineStoreError, match=r"short of memory.*generation 1 .*keeps serving"
+        ):
             write(store, feature_set, big)
         # without the estimate, Redis refuses part-way: the partial generation is removed
-        with pytest.raises(OnlineStoreError, match="out of memory.*generation 1 .*keeps serving"):
+        with pytest.raises(OnlineStoreError, match=r"out of memory.*generation 1 .*keeps serving"):
             write(store, feature_set, big, batch_rows=5000, check_memory=False)
         assert_serves(store, feature_set, small)
         assert not list(server.client().scan_iter(f"rf:{feature_set.version}:3:*"))

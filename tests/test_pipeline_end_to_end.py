@@ -113,3 +113,21 @@ def test_a_failed_dbt_build_leaves_the_previous_snapshot_in_place(built, monkeyp
     failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
     assert failed == {"dbt_features"}
     assert _snapshot_rows(LAST + timedelta(days=1)) == before
+
+
+def test_the_online_store_serves_the_newest_snapshot(built):
+    """The daily job ends in Redis (the embedded server): the newest snapshot, value for value
+    as the codec encodes the Delta rows."""
+    from resources.online_store import from_environment
+    from serving.codec import RecordCodec
+
+    fs = load_feature_set()
+    newest = LAST + timedelta(days=1)
+    store = from_environment().store(fs.version)
+    assert store.current_generation(fresh=True).as_of == datetime(2026, 1, 21, tzinfo=UTC)
+    table = Lakehouse().dataset(CUSTOMER_FEATURES).to_table(filter=pc.field("as_of_date") == newest)
+    expected = RecordCodec(fs).feature_matrix(table)
+    records = store.get_many(table["customer_id"].to_pylist())
+    assert len(records) > 100
+    for record, row in zip(records, expected, strict=True):
+        assert record.features.tobytes() == row.tobytes()

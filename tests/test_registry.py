@@ -49,8 +49,11 @@ def test_the_manifest_is_current_and_lists_every_feature(manifest):
         lambda m: m["nodes"]["model.risk_features.fct_customer_features_daily"]["columns"].pop(
             "night_ratio_30d"
         ),
+        lambda m: m["nodes"]["model.risk_features.fct_customer_features_daily"]["columns"][
+            "lifecycle_stage"
+        ]["meta"]["categories"].append("churned"),
     ],
-    ids=["macro", "upstream model", "column type", "column removed"],
+    ids=["macro", "upstream model", "column type", "column removed", "vocabulary"],
 )
 def test_any_change_to_the_definitions_changes_the_version(manifest, edit):
     changed = copy.deepcopy(manifest)
