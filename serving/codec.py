@@ -85,15 +85,16 @@ class OnlineRecord:
     codec: RecordCodec
 
     def feature_dict(self) -> dict[str, object]:
-        """Names to plain values (categorical decoded, null as None): for people and JSON."""
+        """Names to plain values (categorical decoded, null as None, floats as float32's
+        shortest repr: 44.45, not 44.45000076293945): for people and JSON."""
         out: dict[str, object] = {}
-        for column, value in zip(self.codec.features, self.features.tolist(), strict=True):
+        for column, value in zip(self.codec.features, self.features, strict=True):
             if value != value:  # NaN
                 out[column.name] = None
             elif column.categories is not None:
                 out[column.name] = column.categories[int(value)]
             else:
-                out[column.name] = value
+                out[column.name] = float(str(value))
         return out
 
 
