@@ -111,6 +111,8 @@ class RecordCodec:
         layout = repr([(c.name, c.kind, c.categories) for c in self.features + self.context])
         self.tag = hashlib.sha256(f"{feature_set.version}|{layout}".encode()).digest()[:2]
         self._context_kinds = tuple((c.name, c.kind == "text") for c in self.context)
+        self.feature_names = tuple(c.name for c in self.features)
+        self.feature_index = {name: i for i, name in enumerate(self.feature_names)}
         self._k = len(self.features)
         self._head = np.dtype([("tag", "V2"), ("as_of", "<u4"), ("features", "<f4", (self._k,))])
         self._head_size = self._head.itemsize

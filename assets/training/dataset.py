@@ -1,0 +1,183 @@
+"""The training set: labelled transactions with the snapshot serving had at their time.
+
+Each row is a purchase in the training window, joined point-in-time (``point_in_time.py``)
+with its customer's snapshot, passed through the online codec (float32, as serving decodes
+it), with the transaction-time features computed by serving's own function. Two targets share
+it: ``fraud`` (every purchase) and ``default`` (BNPL purchases, installments > 1). A label is
+1 when a label of that kind is known by the cutoff; a purchase too recent for its label to have
+matured by the cutoff is left out of that target (split null), not counted as a negative. The
+split is by time: the last weeks of each target's matured window are its test weeks, the weeks
+before them its validation weeks.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.training.point_in_time import point_in_time_sql
+from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
+from serving.codec import RecordCodec
+from serving.feature_set import FeatureSet
+from serving.transaction_features import TRANSACTION_FEATURES, transaction_features
+
+TARGETS = ("fraud", "default")
+TRANSACTION_COLUMNS = [
+    "transaction_id", "customer_id", "event_ts", "amount", "merchant_category", "channel",
+    "device_id", "country", "installments",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    first_day: date  # purchases from this UTC day ...
+    last_day: date  # ... to this one, inclusive
+    cutoff: datetime  # labels known by then count (label_ts <= cutoff)
+    availability_lag: timedelta = timedelta(hours=6)
+    maturity_days: dict = field(default_factory=lambda: {"fraud": 45, "default": 90})
+    valid_weeks: int = 2
+    test_weeks: int = 2
+
+    def matured_until(self, target: str) -> datetime:
+        return self.cutoff - timedelta(days=self.maturity_days[target])
+
+
+def vocabularies(table: pa.Table) -> dict[str, tuple[str, ...]]:
+    """The categorical transaction fields' values seen in training, sorted: the codes the
+    model learns (logged in its spec; serving maps unseen values to missing)."""
+    return {
+        name: tuple(sorted(v for v in pc.unique(table[name]).to_pylist() if v is not None))
+        for name in ("channel", "merchant_category")
+    }
+
+
+def _usable_partitions(lakehouse: Lakehouse, window: TrainingWindow) -> list[date]:
+    """The snapshot partitions any purchase of the window can be joined with (the last one
+    available before the window starts, and those inside it)."""
+    dt = lakehouse.table(CUSTOMER_FEATURES)
+    days = sorted(
+        date.fromisoformat(v) for p in dt.partitions() for k, v in p.items() if k == "as_of_date"
+    )
+    start = datetime(
+        window.first_day.year, window.first_day.month, window.first_day.day, tzinfo=UTC
+    )
+    lag = window.availability_lag
+    before = [d for d in days if _midnight(d) + lag <= start]
+    inside = [d for d in days if _midnight(d) + lag > start and d <= window.last_day + timedelta(1)]
+    return before[-1:] + inside
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def joined_purchases(
+    lakehouse: Lakehouse, feature_set: FeatureSet, window: TrainingWindow
+) -> pa.Table:
+    """Purchases of the window, point-in-time joined, with their known labels."""
+    partitions = _usable_partitions(lakehouse, window)
+    snapshot_columns = [c.name for c in feature_set.features + feature_set.context]
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        transactions = lakehouse.dataset(TRANSACTIONS)  # noqa: F841  (DuckDB reads it by name)
+        labels = lakehouse.dataset(LABELS)  # noqa: F841
+        snapshots = lakehouse.dataset(CUSTOMER_FEATURES).scanner(  # noqa: F841
+            columns=["customer_id", "as_of", *snapshot_columns],
+            filter=pc.field("as_of_date").isin(partitions),
+        )
+        con.execute(
+            "create temp table window_purchases as select "
+            + ", ".join(TRANSACTION_COLUMNS)
+            + " from transactions where event_date between $first and $last",
+            {"first": window.first_day, "last": window.last_day},
+        )
+        con.execute("create temp table window_snapshots as select * from snapshots")
+        known = (
+            "select transaction_id, bool_or(label = 'fraud') as fraud, "
+            "bool_or(label = 'default') as default_ from labels "
+            "where label_ts <= $cutoff group by all"
+        )
+        sql = point_in_time_sql(
+            snapshot_columns, window.availability_lag, "window_purchases", "window_snapshots"
+        )
+        return con.sql(
+            f"with joined as ({sql}), known as ({known}) "
+            "select joined.*, coalesce(known.fraud, false) as fraud_label, "
+            "case when joined.installments > 1 then coalesce(known.default_, false) end "
+            "as default_label "
+            "from joined left join known using (transaction_id) order by event_ts, transaction_id",
+            params={"cutoff": window.cutoff},
+        ).to_arrow_table()
+
+
+def build_training_set(
+    lakehouse: Lakehouse, feature_set: FeatureSet, window: TrainingWindow
+) -> pa.Table:
+    joined = joined_purchases(lakehouse, feature_set, window)
+    codec = RecordCodec(feature_set)
+    vocab = vocabularies(joined)
+    # The snapshot as serving decodes it: encode the known rows' snapshots and decode them.
+    known = pc.fill_null(joined["customer_known"], False).to_numpy(zero_copy_only=False)
+    snapshots = joined.filter(pa.array(known)).rename_columns(
+        [("as_of" if n == "snapshot_as_of" else n) for n in joined.column_names]
+    )
+    records = iter(
+        codec.decode(cid, value)
+        for cid, value in zip(
+            snapshots["customer_id"].to_pylist(), codec.encode(snapshots), strict=True
+        )
+    )
+    txns = joined.select(TRANSACTION_COLUMNS).to_pylist()
+    txn_matrix = np.array(
+        [
+            transaction_features(txn, next(records) if is_known else None, vocab)
+            for txn, is_known in zip(txns, known, strict=True)
+        ]
+    ).reshape(len(txns), len(TRANSACTION_FEATURES))
+    snapshot_matrix = codec.feature_matrix(joined)
+    columns = {
+        "transaction_id": joined["transaction_id"],
+        "customer_id": joined["customer_id"],
+        "event_ts": joined["event_ts"],
+        "snapshot_as_of": joined["snapshot_as_of"],
+        "customer_known": pa.array(known),
+    }
+    columns |= {c.name: snapshot_matrix[:, i] for i, c in enumerate(feature_set.features)}
+    columns |= {name: txn_matrix[:, i] for i, name in enumerate(TRANSACTION_FEATURES)}
+    for target in TARGETS:
+        columns[f"{target}_label"] = joined[f"{target}_label"]
+        columns[f"{target}_split"] = _split(joined, window, target)
+    table = pa.table(columns)
+    return table.replace_schema_metadata(
+        {"vocabularies": repr(vocab), "feature_set_version": feature_set.version}
+    )
+
+
+def _split(joined: pa.Table, window: TrainingWindow, target: str) -> pa.Array:
+    """train | valid | test by weeks before the target's maturity horizon; null when the
+    purchase is not eligible (not BNPL for default) or its label has not matured."""
+    horizon = window.matured_until(target)
+    test_from = horizon - timedelta(weeks=window.test_weeks)
+    valid_from = test_from - timedelta(weeks=window.valid_weeks)
+    at = joined["event_ts"]
+    eligible = pc.is_valid(joined[f"{target}_label"])
+    matured = pc.less_equal(at, pa.scalar(horizon, pa.timestamp("us", "UTC")))
+    ts = lambda d: pa.scalar(d, pa.timestamp("us", "UTC"))  # noqa: E731
+    split = pc.if_else(
+        pc.greater(at, ts(test_from)), "test",
+        pc.if_else(pc.greater(at, ts(valid_from)), "valid", "train"),
+    )  # fmt: skip
+    return pc.if_else(pc.and_(eligible, matured), split, pa.scalar(None, pa.string()))
+
+
+def content_hash(table: pa.Table) -> str:
+    """SHA-256 of the rows (sorted by transaction id) and schema: same data, same hash."""
+    ordered = table.sort_by("transaction_id")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, ordered.schema.remove_metadata()) as writer:
+        writer.write_table(ordered, max_chunksize=65_536)
+    return hashlib.sha256(sink.getvalue()).hexdigest()

@@ -1,0 +1,76 @@
+"""Transaction-time features: what the transaction says, and how it compares with the
+customer's snapshot. Training and ``/score`` call this one function, so they cannot drift.
+
+A transaction is a mapping with the raw schema's fields (``event_ts`` a UTC datetime,
+``amount`` in the settlement currency). ``record`` is the customer's online record (the
+snapshot as serving decodes it) or None for a customer the snapshot does not know: the
+features that compare with the snapshot are then NaN, never invented defaults.
+"""
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import numpy as np
+
+from serving.codec import OnlineRecord, fingerprint
+
+TRANSACTION_FEATURES = (
+    "amount",
+    "log_amount",
+    "hour_utc",
+    "weekday_utc",
+    "channel",  # categorical: index in the model spec's vocabulary
+    "merchant_category",  # categorical: index in the model spec's vocabulary
+    "installments",
+    # against the snapshot (NaN without one)
+    "foreign_country",  # country != the snapshot's home_country
+    "unknown_device",  # device not among the snapshot's known devices
+    "amount_to_mean_30d",  # amount / amount_mean_30d
+    "hours_since_snapshot",  # event_ts - as_of
+    "days_since_last_txn_now",  # the snapshot's recency, aged to the transaction's time
+    "days_since_first_txn_now",
+)
+CATEGORICAL = ("channel", "merchant_category")
+NAN = math.nan
+
+
+def _code(vocabulary: tuple[str, ...], value: str | None) -> float:
+    try:
+        return float(vocabulary.index(value))
+    except ValueError:
+        return NAN  # unseen in training: missing, as LightGBM treats it
+
+
+def transaction_features(
+    txn: Mapping, record: OnlineRecord | None, vocabularies: Mapping[str, tuple[str, ...]]
+) -> np.ndarray:
+    """The ``TRANSACTION_FEATURES`` of one transaction, as float64 (NaN = missing)."""
+    at: datetime = txn["event_ts"].astimezone(UTC)
+    amount = float(txn["amount"])
+    out = [
+        amount,
+        math.log1p(amount),
+        at.hour,
+        at.weekday(),
+        _code(vocabularies["channel"], txn["channel"]),
+        _code(vocabularies["merchant_category"], txn["merchant_category"]),
+        float(txn["installments"]),
+    ]
+    if record is None:
+        return np.array(out + [NAN] * 6)
+    home = record.context.get("home_country")
+    devices = record.context.get("known_devices")
+    device = txn.get("device_id")
+    index, values = record.codec.feature_index, record.features
+    mean_30d = float(values[index["amount_mean_30d"]])
+    hours = (at - record.as_of).total_seconds() / 3600
+    out += [
+        NAN if home is None else float(txn["country"] != home),
+        NAN if devices is None or not device else float(fingerprint(device) not in devices),
+        amount / mean_30d if mean_30d == mean_30d and mean_30d > 0 else NAN,
+        hours,
+        float(values[index["days_since_last_txn"]]) + hours / 24,
+        float(values[index["days_since_first_txn"]]) + hours / 24,
+    ]
+    return np.array(out)
