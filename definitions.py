@@ -14,6 +14,7 @@ from assets.features.online import online_customer_features, online_store_serves
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from assets.partitions import daily_partitions
+from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import settings
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
@@ -21,10 +22,16 @@ from sensors.online_store import online_store_refill
 
 daily_features_job = define_asset_job(
     "daily_features",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - AssetSelection.groups("training"),
     partitions_def=daily_partitions,
     description="Raw ingest -> dbt snapshots -> Delta export -> online store for a day (or a "
     "backfill range).",
+)
+
+train_models_job = define_asset_job(
+    "train_models",
+    selection=AssetSelection.groups("training"),
+    description="Point-in-time training set -> LightGBM models -> MLflow, champion/challenger.",
 )
 
 defs = Definitions(
@@ -34,9 +41,11 @@ defs = Definitions(
         dbt_features,
         customer_features_daily,
         online_customer_features,
+        training_set,
+        risk_models,
     ],
-    asset_checks=[online_store_serves_newest_snapshot],
-    jobs=[daily_features_job],
+    asset_checks=[online_store_serves_newest_snapshot, training_set_is_usable],
+    jobs=[daily_features_job, train_models_job],
     schedules=[
         # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
         build_schedule_from_partitioned_job(daily_features_job, hour_of_day=2)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from dagster import ConfigurableResource
-from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from resources import settings
@@ -17,6 +17,7 @@ TRANSACTIONS = "raw/transactions"
 LABELS = "raw/labels"
 QUARANTINE = "raw/quarantine"
 CUSTOMER_FEATURES = "features/customer_features_daily"
+TRAINING_SET = "training/training_set"
 
 # Row groups of 128k rows: readers stream a table a row group at a time (the online store's
 # load of 1M customers stays under 1 GB), and statistics prune at that grain.
@@ -55,6 +56,19 @@ class Lakehouse(ConfigurableResource):
             partition_by=partition_by, schema_mode="merge", writer_properties=_WRITER,
         )  # fmt: skip
         return DeltaTable(self.uri(table)).version()
+
+    def overwrite(self, table: str, data: pa.Table, commit_metadata: dict[str, str]) -> int:
+        """Replace the whole table in one commit that carries ``commit_metadata``."""
+        write_deltalake(
+            self.uri(table), data, mode="overwrite", schema_mode="overwrite",
+            writer_properties=_WRITER,
+            commit_properties=CommitProperties(custom_metadata=commit_metadata),
+        )  # fmt: skip
+        return DeltaTable(self.uri(table)).version()
+
+    def last_commit(self, table: str) -> dict:
+        """The newest commit's information, custom metadata included."""
+        return DeltaTable(self.uri(table)).history(1)[0]
 
     def replace_day(self, table: str, data: pa.Table, column: str, day: date) -> int:
         """``data`` gets the partition column ``column`` = ``day`` and replaces that day."""

@@ -60,6 +60,19 @@ def online_ttl_seconds() -> int:
     return int(os.environ.get("RISK_ONLINE_TTL_S", str(3 * 86_400)))
 
 
+def mlflow_tracking_uri() -> str:
+    """MLflow: ``MLFLOW_TRACKING_URI``, or a SQLite registry in the data folder."""
+    default = f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
+    uri = os.environ.get("MLFLOW_TRACKING_URI", default)
+    if uri == default:
+        (data_dir() / "mlflow").mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def mlflow_artifact_root() -> str:
+    return os.environ.get("RISK_MLFLOW_ARTIFACTS", str(data_dir() / "mlflow" / "artifacts"))
+
+
 def is_production() -> bool:
     return os.environ.get("RISK_ENV", "development").lower() in {"prod", "production"}
 

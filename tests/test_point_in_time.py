@@ -11,7 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets.training.dataset import TRANSACTION_COLUMNS, TrainingWindow, build_training_set
+from assets.training.dataset import (
+    TRANSACTION_COLUMNS,
+    TrainingWindow,
+    build_training_set,
+    table_vocabularies,
+)
 from assets.training.point_in_time import point_in_time_sql
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
@@ -43,13 +48,23 @@ def oracle(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> l
 def run_sql(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> list[dict]:
     tx = pa.Table.from_pylist(  # noqa: F841  (DuckDB reads it by name)
         transactions,
-        pa.schema([("transaction_id", pa.string()), ("customer_id", pa.string()),
-                   ("event_ts", pa.timestamp("us", "UTC"))]),  # fmt: skip
+        pa.schema(
+            [
+                ("transaction_id", pa.string()),
+                ("customer_id", pa.string()),
+                ("event_ts", pa.timestamp("us", "UTC")),
+            ]
+        ),
     )
     snap = pa.Table.from_pylist(  # noqa: F841
         snapshots,
-        pa.schema([("customer_id", pa.string()), ("as_of", pa.timestamp("us", "UTC")),
-                   ("value", pa.int64())]),  # fmt: skip
+        pa.schema(
+            [
+                ("customer_id", pa.string()),
+                ("as_of", pa.timestamp("us", "UTC")),
+                ("value", pa.int64()),
+            ]
+        ),
     )
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
@@ -153,14 +168,12 @@ def test_the_training_row_equals_what_serving_computes(feature_set, tmp_path):
         "installments": pa.array(rng.choice([1, 3], 200), pa.int16()),
     })  # fmt: skip
     lakehouse.replace_day(TRANSACTIONS, purchases, "event_date", date(2026, 3, 2))
-    lakehouse.replace_day(
-        LABELS, pa.table({"transaction_id": ["t1"], "label": ["fraud"],
-                          "label_ts": pa.array([T0 + timedelta(days=5)], pa.timestamp("us", "UTC"))}),
-        "label_date", date(2026, 3, 6),
-    )  # fmt: skip
+    label_ts = pa.array([T0 + timedelta(days=5)], pa.timestamp("us", "UTC"))
+    labels = pa.table({"transaction_id": ["t1"], "label": ["fraud"], "label_ts": label_ts})
+    lakehouse.replace_day(LABELS, labels, "label_date", date(2026, 3, 6))
     window = TrainingWindow(date(2026, 3, 2), date(2026, 3, 2), T0 + timedelta(days=30))
     training = build_training_set(lakehouse, feature_set, window)
-    vocab = eval(training.schema.metadata[b"vocabularies"])  # noqa: S307  (our own repr)
+    vocab = table_vocabularies(training)
 
     with LocalRedis(tmp_path / "redis") as server:
         store = OnlineStore(server.client(), feature_set.version)

@@ -11,6 +11,7 @@ before them its validation weeks.
 """
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -43,7 +44,10 @@ class TrainingWindow:
     test_weeks: int = 2
 
     def matured_until(self, target: str) -> datetime:
-        return self.cutoff - timedelta(days=self.maturity_days[target])
+        """The last purchase time whose label had matured by the cutoff (and within the
+        window): the split counts its weeks back from here."""
+        end_of_window = _midnight(self.last_day) + timedelta(days=1)
+        return min(self.cutoff - timedelta(days=self.maturity_days[target]), end_of_window)
 
 
 def vocabularies(table: pa.Table) -> dict[str, tuple[str, ...]]:
@@ -153,8 +157,13 @@ def build_training_set(
         columns[f"{target}_split"] = _split(joined, window, target)
     table = pa.table(columns)
     return table.replace_schema_metadata(
-        {"vocabularies": repr(vocab), "feature_set_version": feature_set.version}
+        {"vocabularies": json.dumps(vocab), "feature_set_version": feature_set.version}
     )
+
+
+def table_vocabularies(table: pa.Table) -> dict[str, tuple[str, ...]]:
+    """The vocabularies a training set was built with (its schema metadata)."""
+    return {k: tuple(v) for k, v in json.loads(table.schema.metadata[b"vocabularies"]).items()}
 
 
 def _split(joined: pa.Table, window: TrainingWindow, target: str) -> pa.Array:

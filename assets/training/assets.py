@@ -1,0 +1,203 @@
+"""Training in the asset graph: the point-in-time training set, then the models."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from assets.features.online import newest_as_of_date
+from assets.features.registry import load_feature_set
+from assets.training.dataset import (
+    TARGETS,
+    TrainingWindow,
+    build_training_set,
+    content_hash,
+)
+from assets.training.models import gate, log_and_register, train_bundle
+from resources import settings
+from resources.lakehouse import TRAINING_SET, Lakehouse
+
+
+class TrainingSetConfig(Config):
+    first_day: str = ""  # default: the first daily partition
+    last_day: str = ""  # default: the last day the newest snapshot covers
+    cutoff: str = ""  # what is known of labels (ISO time); default: the newest as_of
+    availability_lag_hours: float = 6.0  # the 02:00-06:00 batch window
+    fraud_maturity_days: int = 45
+    default_maturity_days: int = 90
+    valid_weeks: int = 2
+    test_weeks: int = 2
+
+    def window(self, lakehouse: Lakehouse) -> TrainingWindow:
+        newest = newest_as_of_date(lakehouse)
+        if newest is None:
+            raise Failure("no snapshots yet: materialize the daily features first")
+        cutoff = (
+            datetime.fromisoformat(self.cutoff)
+            if self.cutoff
+            else datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
+        )
+        return TrainingWindow(
+            first_day=date.fromisoformat(self.first_day or settings.partitions_start().isoformat()),
+            last_day=date.fromisoformat(self.last_day) if self.last_day else newest - timedelta(1),
+            cutoff=cutoff,
+            availability_lag=timedelta(hours=self.availability_lag_hours),
+            maturity_days={"fraud": self.fraud_maturity_days,
+                           "default": self.default_maturity_days},
+            valid_weeks=self.valid_weeks,
+            test_weeks=self.test_weeks,
+        )  # fmt: skip
+
+
+def split_summary(table: pa.Table) -> list[dict]:
+    out = []
+    for target in TARGETS:
+        for split in ("train", "valid", "test"):
+            part = table.filter(pc.fill_null(pc.equal(table[f"{target}_split"], split), False))
+            bad = pc.sum(part[f"{target}_label"]).as_py() or 0
+            known = pc.sum(part["customer_known"]).as_py() or 0
+            out.append({"target": target, "split": split, "rows": part.num_rows,
+                        "bad": bad, "known_customers": known})  # fmt: skip
+    return out
+
+
+def training_set_problems(table: pa.Table) -> list[str]:
+    """What would make a model trained on this set meaningless."""
+    problems = []
+    for row in split_summary(table):
+        where = f"{row['target']}/{row['split']}"
+        if row["rows"] == 0 or row["bad"] in (0, row["rows"]):
+            problems.append(f"{where}: {row['rows']} rows, {row['bad']} bad: one class only")
+        elif row["known_customers"] == 0:
+            problems.append(f"{where}: no customer known to a snapshot")
+    return problems
+
+
+@asset(
+    key=["training", "training_set"],
+    deps=[AssetKey(["lakehouse", "customer_features_daily"]), AssetKey(["raw", "labels"])],
+    group_name="training",
+    kinds={"delta", "duckdb"},
+    description="Labelled purchases with the snapshot serving had at their time (ASOF on "
+    "availability), as serving decodes it, plus the transaction-time features; time split.",
+)
+def training_set(
+    context: AssetExecutionContext, config: TrainingSetConfig, lakehouse: Lakehouse
+) -> MaterializeResult:
+    feature_set = load_feature_set()
+    window = config.window(lakehouse)
+    table = build_training_set(lakehouse, feature_set, window)
+    digest = content_hash(table)
+    vocabularies = table.schema.metadata[b"vocabularies"].decode()
+    version = lakehouse.overwrite(TRAINING_SET, table, {
+        "risk.content_hash": digest, "risk.vocabularies": vocabularies,
+        "risk.feature_set_version": feature_set.version,
+        "risk.availability_lag_hours": str(config.availability_lag_hours),
+    })  # fmt: skip
+    summary = split_summary(table)
+    context.log.info(f"training set: {table.num_rows:,} purchases, hash {digest[:12]}")
+    return MaterializeResult(
+        metadata={
+            "rows": table.num_rows,
+            "content_hash": digest,
+            "feature_set_version": feature_set.version,
+            "window": f"{window.first_day} .. {window.last_day}, labels known by {window.cutoff}",
+            "splits": MetadataValue.md(
+                "| target | split | rows | bad | known customers |\n|---|---|---|---|---|\n"
+                + "\n".join(
+                    f"| {r['target']} | {r['split']} | {r['rows']} | {r['bad']} | "
+                    f"{r['known_customers']} |"
+                    for r in summary
+                )
+            ),
+            "table_uri": MetadataValue.path(lakehouse.uri(TRAINING_SET)),
+            "delta_version": version,
+        }
+    )
+
+
+@asset_check(
+    asset=training_set,
+    blocking=True,
+    description="Every target has both classes in its train, validation and test weeks.",
+)
+def training_set_is_usable(lakehouse: Lakehouse) -> AssetCheckResult:
+    problems = training_set_problems(lakehouse.dataset(TRAINING_SET).to_table())
+    return AssetCheckResult(
+        passed=not problems, metadata={"problems": "\n".join(problems) or "none"}
+    )
+
+
+class ModelConfig(Config):
+    promotion_tolerance: float = 0.005  # AUC a challenger may lose and still be promoted
+
+
+@asset(
+    deps=[training_set],
+    group_name="training",
+    kinds={"lightgbm", "mlflow"},
+    description="Per target (fraud, default): a behavioural and a transaction-only LightGBM "
+    "model, logged to MLflow, registered as challenger; the gate promotes it to champion.",
+)
+def risk_models(
+    context: AssetExecutionContext, config: ModelConfig, lakehouse: Lakehouse
+) -> MaterializeResult:
+    table = lakehouse.dataset(TRAINING_SET).to_table()
+    commit = lakehouse.last_commit(TRAINING_SET)
+    feature_set = load_feature_set()
+    if commit["risk.feature_set_version"] != feature_set.version:
+        built_with = commit["risk.feature_set_version"]
+        raise Failure(
+            f"the training set is of {built_with}, the registry now of {feature_set.version}: "
+            "rebuild the training set"
+        )
+    vocabularies = json.loads(commit["risk.vocabularies"])
+    problems = training_set_problems(table)
+    tracking = settings.mlflow_tracking_uri()
+    metadata: dict = {"training_set_hash": commit["risk.content_hash"], "mlflow": tracking}
+    for target in TARGETS:
+        context.log.info(f"training the {target} models")
+        bundle, trained = train_bundle(
+            table, target, feature_set, vocabularies, float(commit["risk.availability_lag_hours"])
+        )
+        version, run_id = log_and_register(
+            bundle, trained, training_hash=commit["risk.content_hash"],
+            model_name=f"risk_{target}", tracking_uri=tracking,
+            artifact_root=settings.mlflow_artifact_root(),
+        )  # fmt: skip
+        decision = gate(
+            f"risk_{target}", version, trained["behavioural"], table, tracking_uri=tracking,
+            tolerance=config.promotion_tolerance, checks_passed=not problems,
+        )  # fmt: skip
+        context.log.info(f"risk_{target} v{version}: {decision.reason}")
+        names = list(next(iter(trained.values())).metrics)
+        metadata[f"{target}_metrics"] = MetadataValue.md(
+            "| metric | "
+            + " | ".join(trained)
+            + " |\n|---|"
+            + "---|" * len(trained)
+            + "\n"
+            + "\n".join(
+                f"| {m} | " + " | ".join(f"{t.metrics[m]:.4f}" for t in trained.values()) + " |"
+                for m in names
+            )
+        )
+        metadata |= {
+            f"{target}_version": version, f"{target}_run_id": run_id,
+            f"{target}_promoted": decision.promoted, f"{target}_gate": decision.reason,
+            f"{target}_auc_behavioural": trained["behavioural"].metrics["roc_auc"],
+            f"{target}_auc_transaction_only": trained["transaction_only"].metrics["roc_auc"],
+        }  # fmt: skip
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,276 @@
+"""Train a target's two LightGBM models, judge them on the test weeks, log them to MLflow,
+register them as the challenger and let the gate decide whether it becomes the champion."""
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from assets.training.metrics import calibration_bins, evaluate
+from resources import settings
+from serving.feature_set import FeatureSet
+from serving.model_bundle import ModelBundle, ScoringModel
+from serving.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
+
+PARAMS = {
+    "objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 40,
+    "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
+    "seed": 7, "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1,
+}  # fmt: skip
+MAX_ROUNDS, EARLY_STOPPING = 1000, 50
+
+
+@dataclass
+class TrainedModel:
+    model: ScoringModel
+    metrics: dict[str, float]
+    importance: dict[str, float]  # total gain per feature
+    test_scores: np.ndarray
+    test_labels: np.ndarray
+    reference: dict  # decile edges and counts per feature and of the score (for PSI)
+
+
+def rows(table: pa.Table, spec: ModelSpec, split: str) -> pa.Table:
+    """The spec's rows of a split: the behavioural model learns only from customers the
+    snapshot knew (as serving will use it); the transaction-only model from all."""
+    mask = pc.equal(table[f"{spec.target}_split"], split)
+    if spec.kind == BEHAVIOURAL:
+        mask = pc.and_(mask, table["customer_known"])
+    return table.filter(pc.fill_null(mask, False))
+
+
+def matrix(table: pa.Table, spec: ModelSpec) -> np.ndarray:
+    return np.column_stack(
+        [
+            table[name].to_numpy(zero_copy_only=False).astype(np.float64)
+            for name in spec.feature_names
+        ]
+    )
+
+
+def labels(table: pa.Table, spec: ModelSpec) -> np.ndarray:
+    return table[f"{spec.target}_label"].to_numpy(zero_copy_only=False).astype(int)
+
+
+def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) -> TrainedModel:
+    parts = {split: rows(table, spec, split) for split in ("train", "valid", "test")}
+    for split, part in parts.items():
+        y = labels(part, spec)
+        if len(y) == 0 or y.min() == y.max():
+            raise ValueError(f"{spec.target}/{spec.kind}: the {split} weeks hold one class only")
+    names, categorical = list(spec.feature_names), list(spec.categorical)
+    train = lgb.Dataset(
+        matrix(parts["train"], spec),
+        labels(parts["train"], spec),
+        feature_name=names,
+        categorical_feature=categorical,
+        free_raw_data=False,
+    )
+    valid = lgb.Dataset(matrix(parts["valid"], spec), labels(parts["valid"], spec),
+                        reference=train)  # fmt: skip
+    booster = lgb.train(
+        {**PARAMS, **(params or {})}, train, MAX_ROUNDS, valid_sets=[valid],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
+    )  # fmt: skip
+    model = ScoringModel(spec, booster)
+    x_train, x_test = matrix(parts["train"], spec), matrix(parts["test"], spec)
+    y_test = labels(parts["test"], spec)
+    scores = booster.predict(x_test, num_iteration=booster.best_iteration)
+    gains = booster.feature_importance("gain", iteration=booster.best_iteration)
+    return TrainedModel(
+        model, evaluate(y_test, scores), dict(zip(names, map(float, gains), strict=True)),
+        scores, y_test, reference_histograms(names, x_train, booster.predict(x_train)),
+    )  # fmt: skip
+
+
+def reference_histograms(names: list[str], x: np.ndarray, scores: np.ndarray) -> dict:
+    """Decile edges of every feature (and of the score) on the training rows, with the rows
+    per bin and the null share: the reference that drift monitoring compares against."""
+
+    def histogram(values: np.ndarray) -> dict:
+        present = values[~np.isnan(values)]
+        if not len(present):
+            return {"edges": [], "counts": [], "null_share": 1.0}
+        edges = np.unique(np.quantile(present, np.linspace(0, 1, 11)))
+        counts, _ = np.histogram(present, bins=edges) if len(edges) > 1 else ([len(present)], 0)
+        return {"edges": edges.tolist(), "counts": list(map(int, counts)),
+                "null_share": float(1 - len(present) / len(values))}  # fmt: skip
+
+    return {
+        "features": {name: histogram(x[:, i]) for i, name in enumerate(names)},
+        "score": histogram(scores),
+    }
+
+
+def train_bundle(
+    table: pa.Table, target: str, feature_set: FeatureSet, vocabularies: dict, lag_hours: float
+) -> tuple[ModelBundle, dict[str, TrainedModel]]:
+    trained = {
+        kind: train_model(
+            table, ModelSpec.build(target, kind, feature_set, vocabularies, lag_hours)
+        )
+        for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
+    }
+    return ModelBundle(target, {k: t.model for k, t in trained.items()}), trained
+
+
+# -- MLflow ----------------------------------------------------------------------------------
+
+
+def code_version() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=settings.PROJECT_ROOT,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _plots(trained: dict[str, TrainedModel], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for kind, t in trained.items():
+        fpr, tpr, _ = roc_curve(t.test_labels, t.test_scores)
+        roc.plot(fpr, tpr, label=f"{kind} (AUC {t.metrics['roc_auc']:.3f})")
+        precision, recall, _ = precision_recall_curve(t.test_labels, t.test_scores)
+        pr.plot(recall, precision, label=f"{kind} (AP {t.metrics['pr_auc']:.3f})")
+    roc.plot([0, 1], [0, 1], "k:", lw=0.8)
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test weeks")
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall, test weeks")
+    roc.legend(), pr.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "roc_pr.png", dpi=110)
+    for kind, t in trained.items():
+        top = sorted(t.importance.items(), key=lambda kv: kv[1])[-20:]
+        fig, ax = plt.subplots(figsize=(7, 6))
+        ax.barh([k for k, _ in top], [v for _, v in top])
+        ax.set(title=f"{kind}: gain, top 20", xlabel="total gain")
+        fig.tight_layout()
+        fig.savefig(folder / f"importance_{kind}.png", dpi=110)
+    plt.close("all")
+
+
+def log_and_register(
+    bundle: ModelBundle,
+    trained: dict[str, TrainedModel],
+    *,
+    training_hash: str,
+    model_name: str,
+    tracking_uri: str,
+    artifact_root: str,
+) -> tuple[str, str]:
+    """One MLflow run per target: parameters, metrics, specs, references, plots; the bundle
+    registered as a new version of ``model_name`` with alias ``challenger``. Returns
+    (version, run id)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from serving.mlflow_model import RiskModel
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = f"risk-{bundle.target}"
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=f"{artifact_root}/{experiment}")
+    mlflow.set_experiment(experiment)
+    spec = bundle.behavioural.spec
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
+        folder = Path(tmp)
+        mlflow.log_params({**PARAMS, "max_rounds": MAX_ROUNDS, "early_stopping": EARLY_STOPPING,
+                           "availability_lag_hours": spec.availability_lag_hours})  # fmt: skip
+        mlflow.set_tags({"training_set_hash": training_hash, "code_version": code_version(),
+                         "feature_set_version": spec.feature_set_version,
+                         "target": bundle.target})  # fmt: skip
+        for kind, t in trained.items():
+            mlflow.log_metrics({f"{kind}.{k}": v for k, v in t.metrics.items()})
+            mlflow.log_metric(f"{kind}.best_iteration", t.model.booster.best_iteration)
+            (folder / f"reference_{kind}.json").write_text(json.dumps(t.reference))
+            (folder / f"calibration_{kind}.json").write_text(
+                json.dumps(calibration_bins(t.test_labels, t.test_scores))
+            )
+            (folder / f"importance_{kind}.json").write_text(json.dumps(t.importance, indent=1))
+        _plots(trained, folder)
+        mlflow.log_artifacts(str(folder), "evaluation")
+        bundle_dir = bundle.save(folder / "bundle")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=RiskModel(), artifacts={"bundle": str(bundle_dir)},
+            pip_requirements=["lightgbm==4.7.0", "numpy", "pandas"],
+        )  # fmt: skip
+        version = mlflow.register_model(info.model_uri, model_name).version
+    client = MlflowClient()
+    client.set_registered_model_alias(model_name, "challenger", version)
+    return str(version), run.info.run_id
+
+
+def load_bundle(model_uri: str, tracking_uri: str) -> ModelBundle:
+    """``models:/name@alias`` (or any model URI) to its bundle."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    path = Path(mlflow.artifacts.download_artifacts(model_uri))
+    return ModelBundle.load(path / "artifacts" / "bundle")
+
+
+@dataclass
+class GateDecision:
+    promoted: bool
+    reason: str
+    challenger_auc: float
+    champion_auc: float | None
+
+
+def gate(
+    model_name: str,
+    version: str,
+    challenger: TrainedModel,
+    table: pa.Table,
+    *,
+    tracking_uri: str,
+    tolerance: float = 0.005,
+    checks_passed: bool = True,
+) -> GateDecision:
+    """Promote the challenger to champion when the training set passed its checks and its
+    behavioural test AUC is not worse than the champion's on the same test rows (within
+    ``tolerance``). The first model becomes champion directly."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    auc = challenger.metrics["roc_auc"]
+    if not checks_passed:
+        return GateDecision(False, "the training set failed its checks", auc, None)
+    try:
+        champion = client.get_model_version_by_alias(model_name, "champion")
+    except MlflowException:
+        client.set_registered_model_alias(model_name, "champion", version)
+        return GateDecision(True, "first model: champion directly", auc, None)
+    incumbent = load_bundle(f"models:/{model_name}@champion", tracking_uri).behavioural
+    spec = challenger.model.spec
+    if not set(incumbent.spec.feature_names) <= set(table.column_names):
+        return GateDecision(False, f"champion v{champion.version} reads features this training "
+                            "set lacks: promote by hand after review", auc, None)  # fmt: skip
+    test = rows(table, spec, "test")
+    champion_auc = evaluate(labels(test, spec), incumbent.predict(matrix(test, incumbent.spec)))[
+        "roc_auc"
+    ]
+    if auc >= champion_auc - tolerance:
+        client.set_registered_model_alias(model_name, "champion", version)
+        return GateDecision(
+            True, f"test AUC {auc:.4f} >= champion v{champion.version}'s {champion_auc:.4f} "
+            f"- {tolerance} on the same test weeks", auc, champion_auc,
+        )  # fmt: skip
+    return GateDecision(
+        False, f"test AUC {auc:.4f} < champion v{champion.version}'s {champion_auc:.4f} - "
+        f"{tolerance} on the same test weeks: stays challenger", auc, champion_auc,
+    )  # fmt: skip

@@ -1,0 +1,77 @@
+"""A model's feature spec (logged with it) and the one way to build its input.
+
+Serving trusts the spec: which features, in which order, with which vocabularies, from which
+feature-set version. A behavioural model reads snapshot features (as the online codec decodes
+them) then transaction-time features; a transaction-only model reads the latter alone and
+serves unknown customers and store outages.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from serving.codec import OnlineRecord
+from serving.transaction_features import CATEGORICAL, TRANSACTION_FEATURES, transaction_features
+
+BEHAVIOURAL, TRANSACTION_ONLY = "behavioural", "transaction_only"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    target: str  # fraud | default
+    kind: str  # behavioural | transaction_only
+    feature_set_version: str
+    snapshot_features: tuple[str, ...]  # registry order; empty for transaction_only
+    transaction_features: tuple[str, ...]
+    categorical: tuple[str, ...]  # LightGBM categorical features (codes, NaN = missing)
+    vocabularies: dict  # transaction field -> tuple of values (the codes' meaning)
+    availability_lag_hours: float
+    as_of_semantics: str = (
+        "snapshot as_of = partition day + 1 00:00 UTC, usable from as_of + availability lag; "
+        "a purchase uses the newest usable snapshot; recency aged to the purchase time"
+    )
+    missing_value: str = "NaN (LightGBM's missing): unknown customer, null feature, unseen code"
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.snapshot_features + self.transaction_features
+
+    @classmethod
+    def build(cls, target, kind, feature_set, vocabularies, lag_hours) -> "ModelSpec":
+        snapshot = tuple(c.name for c in feature_set.features) if kind == BEHAVIOURAL else ()
+        categorical = (
+            tuple(c.name for c in feature_set.features if c.categories and c.name in snapshot)
+            + CATEGORICAL
+        )
+        return cls(
+            target, kind, feature_set.version, snapshot, TRANSACTION_FEATURES, categorical,
+            {k: tuple(v) for k, v in vocabularies.items()}, lag_hours,
+        )  # fmt: skip
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        doc = json.loads(text)
+        tuples = ("snapshot_features", "transaction_features", "categorical")
+        doc |= {k: tuple(doc[k]) for k in tuples}
+        doc["vocabularies"] = {k: tuple(v) for k, v in doc["vocabularies"].items()}
+        return cls(**doc)
+
+
+def model_input(spec: ModelSpec, txn, record: OnlineRecord | None) -> np.ndarray:
+    """The spec's input vector for one transaction: what ``/score`` feeds the model, equal to
+    the training row of the same purchase (tests/test_point_in_time.py)."""
+    computed = transaction_features(txn, record, spec.vocabularies)
+    if spec.transaction_features != TRANSACTION_FEATURES:  # an older spec: pick by name
+        by_name = dict(zip(TRANSACTION_FEATURES, computed, strict=True))
+        computed = np.array([by_name[name] for name in spec.transaction_features])
+    if spec.kind == TRANSACTION_ONLY:
+        return computed
+    if record is None:
+        raise ValueError("a behavioural model needs the customer's snapshot")
+    index = record.codec.feature_index
+    snapshot = [float(record.features[index[name]]) for name in spec.snapshot_features]
+    return np.concatenate([snapshot, computed])

@@ -1,0 +1,142 @@
+"""Models: the leakage canary through the real point-in-time path, and the champion/challenger
+gate against a real MLflow registry (SQLite)."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from assets.training.dataset import TrainingWindow, build_training_set, table_vocabularies
+from assets.training.models import gate, load_bundle, log_and_register, train_bundle, train_model
+from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
+from serving.model_spec import BEHAVIOURAL, ModelSpec
+from tests.snapshot_tables import snapshot_table
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+START = date(2026, 3, 1)
+CANARY = "prior_fraud_count_90d"  # a snapshot feature made to carry the label (after the fact)
+
+
+@pytest.fixture(scope="module")
+def lakehouse_with_canary(tmp_path_factory, feature_set):
+    """3000 customers, one purchase each over four weeks (fraud: 6%, larger amounts); a daily
+    snapshot of every customer whose CANARY column holds the purchase's label from the day
+    after the purchase on: a join that looked ahead would find a perfect feature."""
+    lakehouse = Lakehouse(root_uri=str(tmp_path_factory.mktemp("lakehouse")))
+    rng = np.random.default_rng(5)
+    n = 3000
+    customers = [f"c{i:09d}" for i in range(n)]
+    at = [datetime(2026, 3, 3, tzinfo=UTC) + timedelta(seconds=int(s))
+          for s in rng.integers(0, 28 * 86_400, n)]  # fmt: skip
+    fraud = rng.random(n) < 0.06
+    amounts = np.where(fraud, rng.lognormal(5, 1, n), rng.lognormal(3.5, 1, n))
+    purchases = pa.table({
+        "transaction_id": [f"t{i}" for i in range(n)], "customer_id": customers,
+        "event_ts": pa.array(at, pa.timestamp("us", "UTC")),
+        "amount": pa.array([f"{a:.2f}" for a in amounts]).cast(pa.decimal128(18, 2)),
+        "currency": ["EUR"] * n, "merchant_id": ["m"] * n,
+        "merchant_category": rng.choice(["grocery", "crypto"], n),
+        "channel": rng.choice(["online", "pos"], n), "device_id": ["d"] * n,
+        "country": ["DE"] * n, "installments": pa.array([1] * n, pa.int16()),
+        "card_hash": ["0" * 64] * n,
+    })  # fmt: skip
+    for day in sorted({a.date() for a in at}):
+        on_day = pc.equal(pc.cast(pc.cast(purchases["event_ts"], pa.date32()), pa.date32()), day)
+        lakehouse.replace_day(TRANSACTIONS, purchases.filter(on_day), "event_date", day)
+    fraud_ids = [f"t{i}" for i in np.flatnonzero(fraud)]
+    label_ts = [at[i] + timedelta(days=1) for i in np.flatnonzero(fraud)]
+    labels = pa.table({
+        "transaction_id": fraud_ids, "label": ["fraud"] * len(fraud_ids),
+        "label_ts": pa.array(label_ts, pa.timestamp("us", "UTC")),
+    })  # fmt: skip
+    lakehouse.replace_day(LABELS, labels, "label_date", date(2026, 4, 15))
+    for offset in range(0, 33):
+        as_of_day = START + timedelta(days=offset)
+        as_of = datetime(as_of_day.year, as_of_day.month, as_of_day.day, tzinfo=UTC)
+        table = snapshot_table(feature_set, n, as_of_day, seed=offset)
+        canary = [int(f) if as_of > t else 0 for f, t in zip(fraud, at, strict=True)]
+        table = table.set_column(
+            table.schema.get_field_index(CANARY), CANARY, pa.array(canary, pa.int32())
+        )
+        lakehouse.replace_partitions(
+            CUSTOMER_FEATURES, table, ["as_of_date"], f"as_of_date = '{as_of_day}'"
+        )
+    return lakehouse
+
+
+@pytest.fixture(scope="module")
+def training(lakehouse_with_canary, feature_set):
+    window = TrainingWindow(
+        date(2026, 3, 3), date(2026, 3, 30), datetime(2026, 5, 1, tzinfo=UTC),
+        maturity_days={"fraud": 2, "default": 2}, valid_weeks=1, test_weeks=1,
+    )  # fmt: skip
+    return build_training_set(lakehouse_with_canary, feature_set, window)
+
+
+def test_the_leakage_canary_carries_no_signal(training, feature_set):
+    """Snapshots dated after a purchase hold its label; the point-in-time join never picks
+    them, so the canary is 0 on every training row and the model gives it no importance."""
+    assert pc.max(training[CANARY]).as_py() == 0
+    assert pc.sum(training["fraud_label"]).as_py() > 100
+    spec = ModelSpec.build("fraud", BEHAVIOURAL, feature_set, table_vocabularies(training), 6)
+    trained = train_model(training, spec)
+    assert trained.importance[CANARY] == 0
+    assert trained.metrics["roc_auc"] > 0.7  # it learned the real signal (amounts)
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts")
+
+
+def _register(training, feature_set, registry, shuffle=False):
+    table = training
+    if shuffle:  # a deliberately worse model: labels carry no signal
+        labels = table["fraud_label"].to_numpy(zero_copy_only=False).copy()
+        np.random.default_rng(1).shuffle(labels)
+        table = table.set_column(
+            table.schema.get_field_index("fraud_label"), "fraud_label", pa.array(labels)
+        )
+    bundle, trained = train_bundle(table, "fraud", feature_set, table_vocabularies(training), 6.0)
+    tracking, artifacts = registry
+    version, _ = log_and_register(
+        bundle, trained, training_hash="h", model_name="risk_fraud", tracking_uri=tracking,
+        artifact_root=artifacts,
+    )  # fmt: skip
+    return version, trained
+
+
+def test_the_gate_keeps_a_worse_challenger_and_promotes_a_better_one(
+    training, feature_set, registry
+):
+    from mlflow import MlflowClient
+
+    tracking, _ = registry
+    client = MlflowClient(tracking)
+    v1, noise = _register(training, feature_set, registry, shuffle=True)
+    first = gate("risk_fraud", v1, noise["behavioural"], training, tracking_uri=tracking)
+    assert first.promoted and "first model" in first.reason
+
+    v2, better = _register(training, feature_set, registry)
+    decision = gate("risk_fraud", v2, better["behavioural"], training, tracking_uri=tracking)
+    assert decision.promoted, decision.reason
+    assert decision.challenger_auc > decision.champion_auc + 0.1
+
+    v3, worse = _register(training, feature_set, registry, shuffle=True)
+    decision = gate("risk_fraud", v3, worse["behavioural"], training, tracking_uri=tracking)
+    assert not decision.promoted and "stays challenger" in decision.reason
+    assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
+    assert str(client.get_model_version_by_alias("risk_fraud", "challenger").version) == v3
+    champion = load_bundle("models:/risk_fraud@champion", tracking)
+    assert (
+        champion.behavioural.booster.model_to_string()
+        == better["behavioural"].model.booster.model_to_string()
+    )
+
+    v4, _ = _register(training, feature_set, registry)
+    refused = gate("risk_fraud", v4, better["behavioural"], training, tracking_uri=tracking,
+                   checks_passed=False)  # fmt: skip
+    assert not refused.promoted and "failed its checks" in refused.reason
+    assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
