@@ -32,7 +32,7 @@ def _log(msg: str) -> None:
 def build(root: Path, purchases: int, customers: int, days: int):
     from assets.features.registry import load_feature_set
     from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
-    from tests.snapshot_tables import snapshot_table
+    from tests.snapshot_tables import cents_to_decimal, snapshot_table
 
     fs = load_feature_set()
     lakehouse = Lakehouse(root_uri=str(root))
@@ -52,7 +52,7 @@ def build(root: Path, purchases: int, customers: int, days: int):
         "transaction_id": [f"t{i}" for i in range(purchases)],
         "customer_id": [f"c{i:09d}" for i in rng.integers(0, int(customers * 1.1), purchases)],
         "event_ts": ts,
-        "amount": pa.array(rng.integers(100, 100_000, purchases)).cast(pa.decimal128(18, 2)),
+        "amount": cents_to_decimal(rng.integers(100, 100_000, purchases)),
         "currency": pa.array(["EUR"] * purchases), "merchant_id": pa.array(["m"] * purchases),
         "merchant_category": rng.choice(["grocery", "crypto", "travel"], purchases),
         "channel": rng.choice(["online", "pos", "app"], purchases),

@@ -2,8 +2,9 @@
 
 Serving trusts the spec: which features, in which order, with which vocabularies, from which
 feature-set version. A behavioural model reads snapshot features (as the online codec decodes
-them) then transaction-time features; a transaction-only model reads the latter alone and
-serves unknown customers and store outages.
+them) then every transaction-time feature; a transaction-only model reads only what the
+transaction itself says (it serves unknown customers and store outages, where nothing is
+compared with a snapshot).
 """
 
 import json
@@ -12,7 +13,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from serving.codec import OnlineRecord
-from serving.transaction_features import CATEGORICAL, TRANSACTION_FEATURES, transaction_features
+from serving.transaction_features import (
+    CATEGORICAL,
+    REQUEST_FEATURES,
+    TRANSACTION_FEATURES,
+    transaction_features,
+)
 
 BEHAVIOURAL, TRANSACTION_ONLY = "behavioural", "transaction_only"
 
@@ -39,13 +45,15 @@ class ModelSpec:
 
     @classmethod
     def build(cls, target, kind, feature_set, vocabularies, lag_hours) -> "ModelSpec":
-        snapshot = tuple(c.name for c in feature_set.features) if kind == BEHAVIOURAL else ()
+        behavioural = kind == BEHAVIOURAL
+        snapshot = tuple(c.name for c in feature_set.features) if behavioural else ()
+        transaction = TRANSACTION_FEATURES if behavioural else REQUEST_FEATURES
         categorical = (
             tuple(c.name for c in feature_set.features if c.categories and c.name in snapshot)
             + CATEGORICAL
         )
         return cls(
-            target, kind, feature_set.version, snapshot, TRANSACTION_FEATURES, categorical,
+            target, kind, feature_set.version, snapshot, transaction, categorical,
             {k: tuple(v) for k, v in vocabularies.items()}, lag_hours,
         )  # fmt: skip
 

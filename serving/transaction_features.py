@@ -15,7 +15,9 @@ import numpy as np
 
 from serving.codec import OnlineRecord, fingerprint
 
-TRANSACTION_FEATURES = (
+# From the transaction alone: all a transaction-only model may read (it serves customers
+# without a snapshot and store outages, where nothing else is known).
+REQUEST_FEATURES = (
     "amount",
     "log_amount",
     "hour_utc",
@@ -23,7 +25,9 @@ TRANSACTION_FEATURES = (
     "channel",  # categorical: index in the model spec's vocabulary
     "merchant_category",  # categorical: index in the model spec's vocabulary
     "installments",
-    # against the snapshot (NaN without one)
+)
+# Against the customer's snapshot (NaN without one): behavioural models only.
+SNAPSHOT_RELATIVE_FEATURES = (
     "foreign_country",  # country != the snapshot's home_country
     "unknown_device",  # device not among the snapshot's known devices
     "amount_to_mean_30d",  # amount / amount_mean_30d
@@ -31,6 +35,7 @@ TRANSACTION_FEATURES = (
     "days_since_last_txn_now",  # the snapshot's recency, aged to the transaction's time
     "days_since_first_txn_now",
 )
+TRANSACTION_FEATURES = REQUEST_FEATURES + SNAPSHOT_RELATIVE_FEATURES
 CATEGORICAL = ("channel", "merchant_category")
 NAN = math.nan
 
@@ -58,7 +63,7 @@ def transaction_features(
         float(txn["installments"]),
     ]
     if record is None:
-        return np.array(out + [NAN] * 6)
+        return np.array(out + [NAN] * len(SNAPSHOT_RELATIVE_FEATURES))
     home = record.context.get("home_country")
     devices = record.context.get("known_devices")
     device = txn.get("device_id")

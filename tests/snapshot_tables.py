@@ -19,6 +19,13 @@ _ARROW_TYPES = {
 }
 
 
+def cents_to_decimal(cents: np.ndarray) -> pa.Array:
+    """Integer cents as DECIMAL(18,2), built from the unscaled int128 values directly."""
+    cents = np.asarray(cents, np.int64)
+    unscaled = np.stack([cents, np.where(cents < 0, -1, 0)], axis=1)  # int128, little-endian
+    return pa.Array.from_buffers(pa.decimal128(18, 2), len(cents), [None, pa.py_buffer(unscaled)])
+
+
 def arrow_type(column: FeatureColumn) -> pa.DataType:
     return _ARROW_TYPES[column.data_type]
 
@@ -37,9 +44,7 @@ def _values(column: FeatureColumn, n: int, rng: np.random.Generator) -> pa.Array
     if column.data_type == "integer":
         return pa.array(rng.poisson(5, n).astype(np.int32))
     if column.data_type.startswith("decimal"):
-        cents = rng.lognormal(8, 1.5, n).astype(np.int64)
-        unscaled = np.stack([cents, np.zeros(n, np.int64)], axis=1)  # int128, little-endian
-        return pa.Array.from_buffers(pa.decimal128(18, 2), n, [None, pa.py_buffer(unscaled)])
+        return cents_to_decimal(rng.lognormal(8, 1.5, n).astype(np.int64))
     return pa.array(rng.lognormal(0, 1, n), mask=null)
 
 

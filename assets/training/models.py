@@ -34,6 +34,7 @@ class TrainedModel:
     test_scores: np.ndarray
     test_labels: np.ndarray
     reference: dict  # decile edges and counts per feature and of the score (for PSI)
+    on_known_customers: dict[str, float] | None = None  # transaction-only, behavioural's rows
 
 
 def rows(table: pa.Table, spec: ModelSpec, split: str) -> pa.Table:
@@ -117,6 +118,12 @@ def train_bundle(
         )
         for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
     }
+    # Like with like: the transaction-only model on the behavioural model's test rows.
+    known = rows(table, trained[BEHAVIOURAL].model.spec, "test")
+    fallback = trained[TRANSACTION_ONLY].model
+    trained[TRANSACTION_ONLY].on_known_customers = evaluate(
+        labels(known, fallback.spec), fallback.predict(matrix(known, fallback.spec))
+    )
     return ModelBundle(target, {k: t.model for k, t in trained.items()}), trained
 
 
@@ -195,6 +202,10 @@ def log_and_register(
         for kind, t in trained.items():
             mlflow.log_metrics({f"{kind}.{k}": v for k, v in t.metrics.items()})
             mlflow.log_metric(f"{kind}.best_iteration", t.model.booster.best_iteration)
+            if t.on_known_customers:
+                mlflow.log_metrics(
+                    {f"{kind}.known_customers.{k}": v for k, v in t.on_known_customers.items()}
+                )
             (folder / f"reference_{kind}.json").write_text(json.dumps(t.reference))
             (folder / f"calibration_{kind}.json").write_text(
                 json.dumps(calibration_bins(t.test_labels, t.test_scores))
