@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast dev bench bench-online stop lint format clean
+.PHONY: setup demo test test-fast dev bench bench-online bench-pit stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -46,6 +46,9 @@ bench: setup
 
 bench-online: setup
 	$(BIN)/python -m benchmarks.online_store
+
+bench-pit: setup
+	$(BIN)/python -m benchmarks.point_in_time
 
 # The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
 # process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.

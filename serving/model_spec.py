@@ -38,6 +38,10 @@ class ModelSpec:
         "a purchase uses the newest usable snapshot; recency aged to the purchase time"
     )
     missing_value: str = "NaN (LightGBM's missing): unknown customer, null feature, unseen code"
+    dtype: str = (
+        "float64 input; snapshot features are float32 values (the online codec's dtype), "
+        "categorical features their vocabulary index"
+    )
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -1,7 +1,9 @@
 """Models: the leakage canary through the real point-in-time path, and the champion/challenger
 gate against a real MLflow registry (SQLite)."""
 
+import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -140,3 +142,33 @@ def test_the_gate_keeps_a_worse_challenger_and_promotes_a_better_one(
                    checks_passed=False)  # fmt: skip
     assert not refused.promoted and "failed its checks" in refused.reason
     assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
+
+
+def test_a_registered_model_carries_its_spec_references_and_plots(training, feature_set, registry):
+    import json
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    tracking, _ = registry
+    version, _ = _register(training, feature_set, registry)
+    client = MlflowClient(tracking)
+    run = client.get_run(client.get_model_version("risk_fraud", version).run_id)
+    assert run.data.tags["training_set_hash"] == "h"
+    assert run.data.tags["feature_set_version"] == feature_set.version
+    assert run.data.tags["code_version"]
+    assert run.data.params["seed"] == "7"
+    mlflow.set_tracking_uri(tracking)
+    evaluation = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="evaluation"
+    )
+    files = set(os.listdir(evaluation))
+    assert {"roc_pr.png", "importance_behavioural.png", "reference_behavioural.json",
+            "calibration_transaction_only.json"} <= files  # fmt: skip
+    reference = json.loads(Path(evaluation, "reference_behavioural.json").read_text())
+    spec = load_bundle(f"models:/risk_fraud/{version}", tracking).behavioural.spec
+    assert list(reference["features"]) == list(spec.feature_names)
+    assert reference["score"]["edges"] and reference["test_score"]["edges"]
+    assert spec.snapshot_features == tuple(c.name for c in feature_set.features)
+    assert spec.feature_set_version == feature_set.version
+    assert "lifecycle_stage" in spec.categorical and "merchant_category" in spec.categorical

@@ -84,15 +84,18 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
     y_test = labels(parts["test"], spec)
     scores = booster.predict(x_test, num_iteration=booster.best_iteration)
     gains = booster.feature_importance("gain", iteration=booster.best_iteration)
+    reference = reference_histograms(names, x_train, booster.predict(x_train))
+    reference["test_score"] = reference_histograms([], x_test[:, :0], scores)["score"]
     return TrainedModel(
         model, evaluate(y_test, scores), dict(zip(names, map(float, gains), strict=True)),
-        scores, y_test, reference_histograms(names, x_train, booster.predict(x_train)),
+        scores, y_test, reference,
     )  # fmt: skip
 
 
 def reference_histograms(names: list[str], x: np.ndarray, scores: np.ndarray) -> dict:
     """Decile edges of every feature (and of the score) on the training rows, with the rows
-    per bin and the null share: the reference that drift monitoring compares against."""
+    per bin and the null share: the reference that drift monitoring compares against (live
+    scores are compared with ``test_score``, the test weeks' scores)."""
 
     def histogram(values: np.ndarray) -> dict:
         present = values[~np.isnan(values)]
