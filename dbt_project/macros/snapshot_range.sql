@@ -37,3 +37,10 @@
         {%- for day in missing %} or {{ date_column }} = '{{ day }}'::date{% endfor %})
     {%- endif -%}
 {% endmacro %}
+
+{#- The snapshots a run builds (as_of_date = partition day + 1): where its data tests look, so a
+    daily partition's tests cost the same on day 10 as on day 1000. -#}
+{% macro in_snapshot_range(date_column='as_of_date', offset_days=1) %}
+    {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
+                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+{%- endmacro %}

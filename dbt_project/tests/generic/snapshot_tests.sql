@@ -1,11 +1,9 @@
-{#- Tests on incremental models look only at the snapshots being built in this run, so a
-    daily partition's tests cost the same on day 10 as on day 1000. -#}
+{#- Tests on incremental models look only at the snapshots being built in this run. -#}
 
 {% test unique_in_snapshot(model, columns, date_column='as_of_date', offset_days=1) %}
 select {{ columns | join(', ') }}, count(*) as n
 from {{ model }}
-where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
-                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+where {{ in_snapshot_range(date_column, offset_days) }}
 group by all
 having count(*) > 1
 {% endtest %}
@@ -14,8 +12,7 @@ having count(*) > 1
                          offset_days=1) %}
 select *
 from {{ model }}
-where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
-                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+where {{ in_snapshot_range(date_column, offset_days) }}
   and not coalesce({{ expression }}, true)
 {% endtest %}
 
@@ -23,8 +20,7 @@ where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_
                                     offset_days=1) %}
 select *
 from {{ model }}
-where {{ date_column }} between '{{ snapshot_start_date() }}'::date + {{ offset_days }}
-                          and '{{ snapshot_end_date() }}'::date + {{ offset_days }}
+where {{ in_snapshot_range(date_column, offset_days) }}
   and ({{ column_name }} is null or {{ column_name }} not in (
       {%- for v in values %}'{{ v }}'{{ ", " if not loop.last }}{% endfor %}))
 {% endtest %}
