@@ -20,26 +20,32 @@ def redis_cli_binary() -> str:
 
 def start_cluster(folder: Path, nodes: int = 3) -> list[LocalRedis]:
     """``nodes`` cluster-enabled servers on loopback, joined with ``redis-cli --cluster create``."""
-    servers = [
-        LocalRedis(
-            folder / f"node{i}",
-            port=_cluster_port(),
-            extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-        ).start()
-        for i in range(nodes)
-    ]
-    subprocess.run(
-        [redis_cli_binary(), "--cluster", "create",
-         *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas", "0", "--cluster-yes"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        states = [s.client().cluster("info").get("cluster_state") for s in servers]
-        if all(state == "ok" for state in states):
-            return servers
-        time.sleep(0.1)
-    raise TimeoutError(f"cluster did not become ok: {states}")
+    servers: list[LocalRedis] = []
+    try:
+        servers.extend(  # one at a time: those started before a failure are killed below
+            LocalRedis(
+                folder / f"node{i}", port=_cluster_port(),
+                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            ).start()
+            for i in range(nodes)
+        )  # fmt: skip
+        subprocess.run(
+            [redis_cli_binary(), "--cluster", "create",
+             *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas", "0",
+             "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [s.client().cluster("info").get("cluster_state") for s in servers]
+            if all(state == "ok" for state in states):
+                return servers
+            time.sleep(0.1)
+        raise TimeoutError(f"cluster did not become ok: {states}")
+    except BaseException:
+        for server in servers:  # a half-made cluster leaves no process behind
+            server.kill()
+        raise
 
 
 def _cluster_port() -> int:
