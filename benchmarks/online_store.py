@@ -26,6 +26,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from assets.partitions import as_of_time
+
 AS_OF = date(2026, 3, 1)
 
 
@@ -124,7 +126,7 @@ def encodings(server, customers: int, calls: int) -> dict:
 
     def buckets_write():
         store.write_generation(
-            [with_digests(table)], feature_set=fs, as_of=_midnight(AS_OF), customers=customers
+            [with_digests(table)], feature_set=fs, as_of=as_of_time(AS_OF), customers=customers
         )
 
     measure("hash per customer (a field per feature)", hash_per_customer_write,
@@ -133,12 +135,6 @@ def encodings(server, customers: int, calls: int) -> dict:
     measure("packed records in bucket hashes (chosen)", buckets_write, store.get)
     client.flushall()
     return results
-
-
-def _midnight(day: date):
-    from datetime import UTC, datetime
-
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def write_snapshot(lakehouse_root: Path, customers: int) -> None:
@@ -244,7 +240,7 @@ def float_memory(server, customers: int) -> float:
     client = server.client()
     store = OnlineStore(client, fs.version)
     report = store.write_generation(
-        table.to_batches(100_000), feature_set=fs, as_of=_midnight(AS_OF), customers=customers
+        table.to_batches(100_000), feature_set=fs, as_of=as_of_time(AS_OF), customers=customers
     )
     return round(report.redis_memory_delta / customers, 1)
 

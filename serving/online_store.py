@@ -333,9 +333,7 @@ class OnlineStore:
             self.client.set(f"{self.prefix}:layout", feature_set.to_json())
             report.generation = generation = int(self.client.incr(f"{self.prefix}:seq"))
             log(f"writing generation {generation} of {self.version}: {customers} customers")
-            counted = _Counted(batches)
-            report.bytes = self._write_records(codec, generation, bits, counted)
-            report.customers = counted.rows
+            report.bytes, report.customers = self._write_records(codec, generation, bits, batches)
             present = sum(self._pipelined("HLEN", self._bucket_keys(generation, bits)))
             if present != report.customers:
                 raise OnlineStoreError(
@@ -376,19 +374,22 @@ class OnlineStore:
             report.redis_memory_delta = memory_after - memory_before
         return report
 
-    def _write_records(self, codec: RecordCodec, generation: int, bits: int, batches) -> int:
+    def _write_records(
+        self, codec: RecordCodec, generation: int, bits: int, batches
+    ) -> tuple[int, int]:
         """Encode every batch as it comes, then write the records bucket by bucket: one HSET
         per bucket per chunk. Only the finished records are sorted (pointers, not rows), and
-        at most ``chunk_rows`` of them are held at once."""
-        written, chunk, held, expiring = 0, [], 0, set()
+        at most ``chunk_rows`` of them are held at once. Returns (bytes, records) written."""
+        written, rows, chunk, held, expiring = 0, 0, [], 0, set()
         for batch in batches:
             buckets, fields = slots(batch.column("customer_digest"), bits)
             chunk.append((buckets, np.array(fields, object), codec.encode(batch)))
             held += batch.num_rows
+            rows += batch.num_rows
             if held >= self.chunk_rows:
                 written += self._write_chunk(generation, chunk, expiring)
                 chunk, held = [], 0
-        return written + self._write_chunk(generation, chunk, expiring)
+        return written + self._write_chunk(generation, chunk, expiring), rows
 
     def _write_chunk(self, generation: int, chunk: list, expiring: set[int]) -> int:
         """HSET the chunk's records bucket by bucket; a bucket's TTL is set with its first
@@ -479,13 +480,8 @@ class OnlineStore:
         return len(keys)
 
     def _pipelined(self, command: str, keys: list[str], *args) -> list:
-        out: list = []
-        for start in range(0, len(keys), 5000):
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys[start : start + 5000]:
-                pipe.execute_command(command, key, *args)
-            out.extend(pipe.execute())
-        return out
+        """``command key *args`` for every key, in one pipeline per server."""
+        return self._send([(key, (command, key, *args)) for key in keys])
 
     # -- the server -------------------------------------------------------------------------
 
@@ -537,18 +533,6 @@ class OnlineStore:
         if policy != "noeviction":
             warnings.append(f"maxmemory-policy is {policy}: Redis may evict serving records")
         return warnings
-
-
-class _Counted:
-    """Passes batches through, counting their rows."""
-
-    def __init__(self, batches: Iterable):
-        self.batches, self.rows = batches, 0
-
-    def __iter__(self):
-        for batch in self.batches:
-            self.rows += batch.num_rows
-            yield batch
 
 
 def _still_serving(previous: Generation | None) -> str:

@@ -4,7 +4,7 @@ import itertools
 import math
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import duckdb
@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.features.online import snapshot_query
+from assets.partitions import as_of_time
 from resources.local_redis import LocalRedis
 from serving.codec import LayoutMismatch, RecordCodec, fingerprint, slot, slots, with_digests
 from serving.online_store import (
@@ -31,15 +32,11 @@ pytestmark = pytest.mark.integration
 DAY = date(2026, 3, 1)
 
 
-def midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
 def write(store: OnlineStore, fs, table: pa.Table, day: date = DAY, batch_rows=None, **kw):
     table = with_digests(table)
     batches = table.to_batches(batch_rows) if batch_rows else [table]
     return store.write_generation(
-        batches, feature_set=fs, as_of=midnight(day), customers=table.num_rows, **kw
+        batches, feature_set=fs, as_of=as_of_time(day), customers=table.num_rows, **kw
     )
 
 
@@ -72,7 +69,7 @@ def assert_serves(store: OnlineStore, fs, table: pa.Table, day: date = DAY) -> N
         got = [None if math.isnan(v) else v for v in record.features.tolist()]
         assert got == features, row["customer_id"]
         assert record.context == context
-        assert record.as_of == midnight(day)
+        assert record.as_of == as_of_time(day)
     one = store.get(rows[0]["customer_id"])
     assert one.features.tobytes() == records[0].features.tobytes()
 
@@ -112,7 +109,7 @@ def snapshot_rows(draw, fs):
     table = pa.table(
         {
             "customer_id": pa.array(ids),
-            "as_of": pa.array([midnight(DAY)] * len(ids), pa.timestamp("us", "UTC")),
+            "as_of": pa.array([as_of_time(DAY)] * len(ids), pa.timestamp("us", "UTC")),
             **{c.name: pa.array([r[c.name] for r in rows], arrow_type(c)) for c in columns},
         }
     )
@@ -237,7 +234,7 @@ def test_a_failing_input_leaves_the_previous_generation_serving(feature_set, ser
     with pytest.raises(OnlineStoreError, match=r"zombie.*generation 1 .* keeps serving"):
         store.write_generation(
             bad.to_batches(50), feature_set=feature_set,
-            as_of=midnight(DAY + timedelta(days=1)), customers=200,
+            as_of=as_of_time(DAY + timedelta(days=1)), customers=200,
         )  # fmt: skip
     assert_serves(store, feature_set, table)
     # the half-written generation was removed
@@ -264,11 +261,11 @@ def test_killing_redis_mid_materialization_keeps_the_previous_generation(feature
         with pytest.raises(OnlineStoreError, match=r"keeps serving|did not answer|connection"):
             store.write_generation(
                 batches_then_crash(), feature_set=feature_set,
-                as_of=midnight(DAY + timedelta(days=1)), customers=new.num_rows,
+                as_of=as_of_time(DAY + timedelta(days=1)), customers=new.num_rows,
             )  # fmt: skip
         server.start()
         reader = OnlineStore(server.client(), feature_set.version)
-        assert reader.current_generation().as_of == midnight(DAY)
+        assert reader.current_generation().as_of == as_of_time(DAY)
         assert_serves(reader, feature_set, old)  # all 3000: no record of the new generation
     finally:
         server.kill()

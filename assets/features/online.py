@@ -3,7 +3,7 @@
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -24,7 +24,7 @@ from dagster import (
 from assets.features.export import customer_features_daily
 from assets.features.registry import load_feature_set
 from assets.ingest.raw import partition_days
-from assets.partitions import daily_partitions, monthly_batches
+from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from resources.online_store import OnlineStoreResource
 from serving.feature_set import FeatureSet
@@ -96,7 +96,7 @@ def load_snapshot(
     return store.write_generation(
         _progress(snapshot_batches(dataset, feature_set, as_of_date), customers, log),
         feature_set=feature_set,
-        as_of=_midnight(as_of_date),
+        as_of=as_of_time(as_of_date),
         customers=customers,
         log=log,
     )
@@ -124,10 +124,6 @@ def _progress(reader: Iterator[pa.Table], total: int, log) -> Iterator[pa.Table]
         done += batch.num_rows
         if done % 1_000_000 < batch.num_rows or done == total:
             log(f"online store: {done:,}/{total:,} customers encoded")
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 class OnlineLoadConfig(Config):

@@ -13,13 +13,14 @@ before them its validation weeks.
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.partitions import as_of_time
 from assets.training.point_in_time import point_in_time_sql
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from serving.codec import RecordCodec
@@ -46,7 +47,7 @@ class TrainingWindow:
     def matured_until(self, target: str) -> datetime:
         """The last purchase time whose label had matured by the cutoff (and within the
         window): the split counts its weeks back from here."""
-        end_of_window = _midnight(self.last_day) + timedelta(days=1)
+        end_of_window = as_of_time(self.last_day) + timedelta(days=1)
         return min(self.cutoff - timedelta(days=self.maturity_days[target]), end_of_window)
 
 
@@ -66,17 +67,13 @@ def _usable_partitions(lakehouse: Lakehouse, window: TrainingWindow) -> list[dat
     days = sorted(
         date.fromisoformat(v) for p in dt.partitions() for k, v in p.items() if k == "as_of_date"
     )
-    start = datetime(
-        window.first_day.year, window.first_day.month, window.first_day.day, tzinfo=UTC
-    )
+    start = as_of_time(window.first_day)
     lag = window.availability_lag
-    before = [d for d in days if _midnight(d) + lag <= start]
-    inside = [d for d in days if _midnight(d) + lag > start and d <= window.last_day + timedelta(1)]
+    before = [d for d in days if as_of_time(d) + lag <= start]
+    inside = [
+        d for d in days if as_of_time(d) + lag > start and d <= window.last_day + timedelta(1)
+    ]
     return before[-1:] + inside
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def joined_purchases(
@@ -174,8 +171,8 @@ def _split(joined: pa.Table, window: TrainingWindow, target: str) -> pa.Array:
     valid_from = test_from - timedelta(weeks=window.valid_weeks)
     at = joined["event_ts"]
     eligible = pc.is_valid(joined[f"{target}_label"])
-    matured = pc.less_equal(at, pa.scalar(horizon, pa.timestamp("us", "UTC")))
     ts = lambda d: pa.scalar(d, pa.timestamp("us", "UTC"))  # noqa: E731
+    matured = pc.less_equal(at, ts(horizon))
     split = pc.if_else(
         pc.greater(at, ts(test_from)), "test",
         pc.if_else(pc.greater(at, ts(valid_from)), "valid", "train"),
