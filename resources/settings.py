@@ -12,20 +12,19 @@ import sys
 from datetime import date
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from serving.environment import (  # noqa: F401  (shared with serving; re-exported here)
+    DEV_CARD_HASH_KEY,
+    PROJECT_ROOT,
+    card_hash_key,
+    data_dir,
+    is_production,
+    lakehouse_uri,
+    mlflow_tracking_uri,
+    redis_cluster,
+    redis_url,
+)
+
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-
-# Clearly labelled development key: the demo runs without configuration, production does not.
-DEV_CARD_HASH_KEY = "dev-only-card-hash-key-do-not-use-in-production"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("RISK_DATA_DIR", PROJECT_ROOT / "data")).resolve()
-
-
-def lakehouse_uri() -> str:
-    """Root of the Delta tables: a local folder by default, any deltalake URI (s3://...) allowed."""
-    return os.environ.get("RISK_LAKEHOUSE_URI", str(data_dir() / "lakehouse")).rstrip("/")
 
 
 def table_uri(name: str) -> str:
@@ -40,16 +39,6 @@ def duckdb_path() -> Path:
     return Path(os.environ.get("RISK_DUCKDB_PATH", data_dir() / "warehouse.duckdb"))
 
 
-def redis_url() -> str:
-    """The online store: ``REDIS_URL`` (``redis://``, ``rediss://`` for TLS, user and password in
-    the URL; comma-separated seed nodes for a cluster), or empty for the embedded server."""
-    return os.environ.get("REDIS_URL", "")
-
-
-def redis_cluster() -> bool:
-    return os.environ.get("REDIS_CLUSTER", "0").lower() in {"1", "true", "yes"}
-
-
 def embedded_redis_dir() -> Path:
     """Where the embedded online store keeps its data (when no REDIS_URL is given)."""
     return data_dir() / "online_store"
@@ -60,31 +49,8 @@ def online_ttl_seconds() -> int:
     return int(os.environ.get("RISK_ONLINE_TTL_S", str(3 * 86_400)))
 
 
-def mlflow_tracking_uri() -> str:
-    """MLflow: ``MLFLOW_TRACKING_URI``, or a SQLite registry in the data folder."""
-    default = f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
-    uri = os.environ.get("MLFLOW_TRACKING_URI", default)
-    if uri == default:
-        (data_dir() / "mlflow").mkdir(parents=True, exist_ok=True)
-    return uri
-
-
 def mlflow_artifact_root() -> str:
     return os.environ.get("RISK_MLFLOW_ARTIFACTS", str(data_dir() / "mlflow" / "artifacts"))
-
-
-def is_production() -> bool:
-    return os.environ.get("RISK_ENV", "development").lower() in {"prod", "production"}
-
-
-def card_hash_key() -> bytes:
-    """The key for card hashes. Production refuses to run on the development key."""
-    key = os.environ.get("RISK_CARD_HASH_KEY")
-    if key:
-        return key.encode()
-    if is_production():
-        raise RuntimeError("RISK_CARD_HASH_KEY must be set when RISK_ENV=production")
-    return DEV_CARD_HASH_KEY.encode()
 
 
 def partitions_start() -> date:

@@ -36,11 +36,20 @@ from serving.feature_set import FeatureColumn, FeatureSet
 
 HEADER = struct.Struct("<2sI")  # tag, as_of
 NULL_LENGTH = 255
+_EXPECTED = {"text_list": "a list of strings", "text": "a string", "numeric": "a number"}
 FIELD_BYTES = slice(8, 14)
 
 
 class LayoutMismatch(ValueError):
     """A record written with another feature set's layout (never decoded, never served)."""
+
+
+class InvalidValue(ValueError):
+    """A given value does not fit its column (``field`` names it)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 def digest(text: str) -> bytes:
@@ -150,6 +159,32 @@ class RecordCodec:
         return _join_rows(parts, n)
 
     # -- serving (one record at a time) ---------------------------------------------------
+
+    def from_values(self, customer_id: str, as_of: datetime, values: dict) -> OnlineRecord:
+        """A record from named plain values (a request's what-if snapshot): features and
+        context columns by name, absent ones null. ``InvalidValue`` names the bad field."""
+        by_name = {c.name: c for c in self.features + self.context}
+        unknown = sorted(set(values) - set(by_name))
+        if unknown:
+            raise InvalidValue(unknown[0], f"not a feature of {self.feature_set.version}")
+        features = np.full(self._k, np.nan, np.float32)
+        context: dict[str, object] = {c.name: None for c in self.context}
+        for name, value in values.items():
+            column = by_name[name]
+            if value is None:
+                continue
+            if column.kind == "text_list" and isinstance(value, list):
+                context[name] = tuple(fingerprint(str(v)) for v in value)
+            elif column.kind == "text" and isinstance(value, str):
+                context[name] = value
+            elif column.categories is not None and value in column.categories:
+                features[self.feature_index[name]] = column.categories.index(value)
+            elif column.kind == "numeric" and isinstance(value, int | float):
+                features[self.feature_index[name]] = value
+            else:
+                expected = _EXPECTED.get(column.kind, f"one of {column.categories}")
+                raise InvalidValue(name, f"expected {expected}, got {value!r}")
+        return OnlineRecord(customer_id, as_of, features, context, self)
 
     def decode(self, customer_id: str, value: bytes) -> OnlineRecord:
         tag, as_of = HEADER.unpack_from(value)

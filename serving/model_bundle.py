@@ -1,12 +1,20 @@
 """A target's two models, as registered: behavioural (known customers) and transaction-only
-(unknown customers, store outages), each a LightGBM booster with its spec."""
+(unknown customers, store outages), each a LightGBM booster with its spec, and the snapshot
+feature set the behavioural model reads (its columns, kinds and vocabularies: serving decodes
+online records with it)."""
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 
+from serving.fast_predict import FastPredictor
+from serving.feature_set import FeatureSet
 from serving.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 
 
@@ -14,17 +22,27 @@ from serving.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 class ScoringModel:
     spec: ModelSpec
     booster: lgb.Booster
+    _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         return self.booster.predict(
             np.asarray(rows, dtype=np.float64).reshape(-1, len(self.spec.feature_names))
         )
 
+    @property
+    def fast(self) -> FastPredictor:
+        """The single-row path, one per thread (a fast predictor holds one output buffer)."""
+        fast = getattr(self._local, "fast", None)
+        if fast is None:
+            fast = self._local.fast = FastPredictor(self.booster)
+        return fast
+
 
 @dataclass
 class ModelBundle:
     target: str
     models: dict[str, ScoringModel]  # behavioural | transaction_only
+    feature_set: FeatureSet | None = None
 
     @property
     def behavioural(self) -> ScoringModel:
@@ -34,15 +52,21 @@ class ModelBundle:
     def transaction_only(self) -> ScoringModel:
         return self.models[TRANSACTION_ONLY]
 
+    @cached_property
+    def feature_set_version(self) -> str:
+        return self.behavioural.spec.feature_set_version
+
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for kind, model in self.models.items():
             (folder / f"{kind}.spec.json").write_text(model.spec.to_json())
             model.booster.save_model(str(folder / f"{kind}.lgb.txt"))
+        if self.feature_set is not None:
+            (folder / "feature_set.json").write_text(self.feature_set.to_json())
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> "ModelBundle":
+    def load(cls, folder: Path) -> ModelBundle:
         models = {
             kind: ScoringModel(
                 ModelSpec.from_json((folder / f"{kind}.spec.json").read_text()),
@@ -50,4 +74,6 @@ class ModelBundle:
             )
             for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
         }
-        return cls(models[BEHAVIOURAL].spec.target, models)
+        fs_file = folder / "feature_set.json"
+        feature_set = FeatureSet.from_json(fs_file.read_text()) if fs_file.exists() else None
+        return cls(models[BEHAVIOURAL].spec.target, models, feature_set)

@@ -15,28 +15,33 @@ import numpy as np
 
 from serving.codec import OnlineRecord, fingerprint
 
+# Name -> meaning (the meanings are the reason codes' descriptions).
 # From the transaction alone: all a transaction-only model may read (it serves customers
 # without a snapshot and store outages, where nothing else is known).
-REQUEST_FEATURES = (
-    "amount",
-    "log_amount",
-    "hour_utc",
-    "weekday_utc",
-    "channel",  # categorical: index in the model spec's vocabulary
-    "merchant_category",  # categorical: index in the model spec's vocabulary
-    "installments",
-)
+_REQUEST = {
+    "amount": "Purchase amount in the settlement currency.",
+    "log_amount": "log(1 + amount).",
+    "hour_utc": "Hour of the purchase (UTC).",
+    "weekday_utc": "Day of the week of the purchase (UTC, Monday = 0).",
+    "channel": "Channel (online, pos, app): index in the model spec's vocabulary.",
+    "merchant_category": "Merchant category: index in the model spec's vocabulary.",
+    "installments": "Number of instalments (1 = paid in full, > 1 = BNPL plan).",
+}
 # Against the customer's snapshot (NaN without one): behavioural models only.
-SNAPSHOT_RELATIVE_FEATURES = (
-    "foreign_country",  # country != the snapshot's home_country
-    "unknown_device",  # device not among the snapshot's known devices
-    "amount_to_mean_30d",  # amount / amount_mean_30d
-    "hours_since_snapshot",  # event_ts - as_of
-    "days_since_last_txn_now",  # the snapshot's recency, aged to the transaction's time
-    "days_since_first_txn_now",
-)
+_SNAPSHOT_RELATIVE = {
+    "foreign_country": "Purchase country differs from the customer's home country.",
+    "unknown_device": "Device not among the customer's known devices.",
+    "amount_to_mean_30d": "Amount / the customer's mean purchase amount over 30 days.",
+    "hours_since_snapshot": "Hours between the snapshot's as_of and the purchase.",
+    "days_since_last_txn_now": "Days since the customer's previous purchase, at purchase time.",
+    "days_since_first_txn_now": "Days since the customer's first purchase, at purchase time.",
+}
+REQUEST_FEATURES = tuple(_REQUEST)
+SNAPSHOT_RELATIVE_FEATURES = tuple(_SNAPSHOT_RELATIVE)
+DESCRIPTIONS = _REQUEST | _SNAPSHOT_RELATIVE
 TRANSACTION_FEATURES = REQUEST_FEATURES + SNAPSHOT_RELATIVE_FEATURES
 CATEGORICAL = ("channel", "merchant_category")
+CHANNELS = ("online", "pos", "app")  # the raw contract's channels
 NAN = math.nan
 
 

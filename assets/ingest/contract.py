@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from serving.transaction_features import CHANNELS  # noqa: F401  (serving validates them too)
+
 TS = pa.timestamp("us", tz="UTC")
 
 TRANSACTIONS_SCHEMA = pa.schema(
@@ -31,7 +33,6 @@ LABELS_SCHEMA = pa.schema(
     ]
 )
 
-CHANNELS = ("online", "pos", "app")
 LABEL_KINDS = ("fraud", "default")
 
 # Delta partition column of each raw table: the UTC day of its event time.

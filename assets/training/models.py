@@ -17,6 +17,7 @@ from resources import settings
 from serving.feature_set import FeatureSet
 from serving.model_bundle import ModelBundle, ScoringModel
 from serving.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
+from serving.registry import load_bundle
 
 PARAMS = {
     "objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 40,
@@ -127,7 +128,7 @@ def train_bundle(
     trained[TRANSACTION_ONLY].on_known_customers = evaluate(
         labels(known, fallback.spec), fallback.predict(matrix(known, fallback.spec))
     )
-    return ModelBundle(target, {k: t.model for k, t in trained.items()}), trained
+    return ModelBundle(target, {k: t.model for k, t in trained.items()}, feature_set), trained
 
 
 # -- MLflow ----------------------------------------------------------------------------------
@@ -225,15 +226,6 @@ def log_and_register(
     client = MlflowClient()
     client.set_registered_model_alias(model_name, "challenger", version)
     return str(version), run.info.run_id
-
-
-def load_bundle(model_uri: str, tracking_uri: str) -> ModelBundle:
-    """``models:/name@alias`` (or any model URI) to its bundle."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    path = Path(mlflow.artifacts.download_artifacts(model_uri))
-    return ModelBundle.load(path / "artifacts" / "bundle")
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""The API's request and response schemas (pydantic): what OpenAPI documents and what every
+request body is validated against. A transaction carries the raw schema's fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from serving.transaction_features import CHANNELS
+
+Text = Annotated[str, Field(min_length=1, max_length=128)]
+Decision = Literal["approve", "review", "decline"]
+FeatureSource = Literal[
+    "online",  # the customer's record in the online store
+    "request",  # snapshot values given in the request (``features``)
+    "fallback_new_customer",  # not in the serving snapshot: transaction-only model
+    "fallback_store_unavailable",  # store down, slow, empty or expired: transaction-only model
+]
+
+
+EXAMPLE = {
+    "transaction_id": "t-1001", "customer_id": "c-42", "event_ts": "2026-04-30T12:34:56Z",
+    "amount": "129.90", "currency": "EUR", "merchant_id": "m-7",
+    "merchant_category": "electronics", "channel": "online", "device_id": "d-9",
+    "country": "DE", "installments": 3,
+}  # fmt: skip
+
+
+class ScoreRequest(BaseModel):
+    """One transaction as the payment flow sees it (the raw schema's fields)."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [EXAMPLE]})
+
+    transaction_id: Text
+    customer_id: Text
+    event_ts: datetime | None = Field(
+        None, validate_default=True,
+        description="UTC (an offset is converted, a naive time is taken as UTC); default: "
+        "now. Rejected when later than now + the allowed clock skew.",
+    )  # fmt: skip
+    amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)] = Field(
+        description="In the settlement currency, > 0, at most 2 decimals."
+    )
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    merchant_id: Text | None = None
+    merchant_category: Annotated[str, Field(min_length=1, max_length=64)]
+    channel: Literal[CHANNELS]
+    device_id: Annotated[str, Field(max_length=256)] | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2")]
+    installments: Annotated[int, Field(ge=1, le=60)] = Field(
+        1, description="1 = paid in full; > 1 = a BNPL plan (default risk is scored)."
+    )
+    card_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="Keyed hash of the card (64 hex). Never a card number."
+    )
+    features: dict[str, float | str | list[str] | None] | None = Field(
+        None, max_length=256,
+        description="Score with these snapshot values instead of a lookup: feature name -> "
+        "value (absent = null), plus the context columns (home_country, known_devices).",
+    )  # fmt: skip
+    features_as_of: datetime | None = Field(
+        None, description="With ``features``: their snapshot time (default: event_ts)."
+    )
+    explain: bool = Field(False, description="Return reason codes even for an approval.")
+
+    @field_validator("event_ts", mode="after")
+    @classmethod
+    def _not_in_the_future(cls, at: datetime | None, info: ValidationInfo) -> datetime:
+        now = datetime.now(UTC)
+        if at is None:
+            return now
+        at = _utc(at)
+        skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
+        if at > now + skew:
+            raise ValueError(f"{at.isoformat()} is in the future (allowed clock skew {skew})")
+        return at
+
+    @field_validator("features_as_of", mode="after")
+    @classmethod
+    def _as_utc(cls, at: datetime | None) -> datetime | None:
+        return at and _utc(at)
+
+
+class BatchRequest(BaseModel):
+    transactions: list[ScoreRequest] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _size(self, info: ValidationInfo) -> BatchRequest:
+        limit = (info.context or {}).get("max_batch", 500)
+        if len(self.transactions) > limit:
+            raise ValueError(f"{len(self.transactions)} transactions; at most {limit} a batch")
+        return self
+
+
+class Reason(BaseModel):
+    code: str = Field(description="The feature's name in capitals, e.g. UNKNOWN_DEVICE.")
+    target: str
+    feature: str
+    value: float | str | None
+    contribution: float = Field(description="Its share of the score, in log-odds (SHAP).")
+    description: str
+
+
+class Timing(BaseModel):
+    lookup_ms: float
+    features_ms: float
+    inference_ms: float
+    total_ms: float
+
+
+class ScoreResponse(BaseModel):
+    transaction_id: str
+    decision: Decision
+    fraud_score: float = Field(description="Probability of fraud.")
+    default_score: float | None = Field(
+        description="Probability of default; BNPL (installments > 1) only."
+    )
+    model_version: dict[str, str] = Field(description="Target -> registered model/version.")
+    feature_set_version: str | None = Field(description="The snapshot feature set read.")
+    features_as_of: datetime | None
+    feature_source: FeatureSource
+    timing_ms: Timing
+    reasons: list[Reason] | None = Field(
+        None, description="Top-5 contributions toward risk: reviews, declines, or explain."
+    )
+
+
+class BatchResponse(BaseModel):
+    results: list[ScoreResponse]
+
+
+class FeaturesResponse(BaseModel):
+    customer_id: str
+    feature_set_version: str
+    as_of: datetime
+    features: dict[str, float | str | None]
+    context: dict[str, str | list[int] | None]
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

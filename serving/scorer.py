@@ -1,0 +1,376 @@
+"""Scoring: look the customers up, build each model's input from its spec, predict, decide,
+explain, log. No HTTP here: ``serving/app.py`` and the benchmarks call it.
+
+A customer found in the serving snapshot is scored by the behavioural model; a customer the
+snapshot does not hold, and every transaction while the store is down, slow, empty or expired,
+by the transaction-only model (DESIGN.md: no invented defaults). Each model reads records of
+its own feature-set version only. After ``breaker_failures`` consecutive store failures,
+lookups are skipped for ``breaker_cooldown_s`` (fallback at once instead of a timeout per
+request), then one request probes the store again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from serving import metrics
+from serving.codec import LayoutMismatch, OnlineRecord, RecordCodec
+from serving.config import ServingConfig, Thresholds
+from serving.inference_log import InferenceLog, LogRow, customer_hash
+from serving.model_bundle import ScoringModel
+from serving.model_spec import model_input
+from serving.online_store import Missing, OnlineStore, OnlineStoreError, RedisClient
+from serving.registry import RegisteredModel, load_registered
+from serving.schemas import ScoreRequest
+from serving.transaction_features import DESCRIPTIONS
+
+log = logging.getLogger("serving.scorer")
+SEVERITY = {"approve": 0, "review": 1, "decline": 2}
+TOP_REASONS = 5
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The models acting (a champion per target) and, when shadowing, the challengers."""
+
+    champions: dict[str, RegisteredModel]
+    shadows: dict[str, RegisteredModel]
+
+    @classmethod
+    def load(cls, config: ServingConfig) -> ModelSet:
+        champions, shadows = {}, {}
+        for target, name in config.model_names.items():
+            champion = load_registered(name, config.champion_alias, config.tracking_uri)
+            if champion is None:
+                raise RuntimeError(
+                    f"no @{config.champion_alias} of {name} in {config.tracking_uri}: train "
+                    "and register one first (make demo)"
+                )
+            champions[target] = champion
+            if config.shadow:
+                challenger = load_registered(name, config.challenger_alias, config.tracking_uri)
+                if challenger is not None and challenger.version != champion.version:
+                    shadows[target] = challenger
+        return cls(champions, shadows)
+
+    @property
+    def versions(self) -> list[str]:
+        """The feature-set versions to look up (usually one)."""
+        models = [*self.champions.values(), *self.shadows.values()]
+        return list(dict.fromkeys(m.bundle.feature_set_version for m in models))
+
+    def publish(self) -> None:
+        metrics.MODEL_INFO.clear()
+        for role, models in (("champion", self.champions), ("shadow", self.shadows)):
+            for target, m in models.items():
+                version = m.bundle.feature_set_version
+                metrics.MODEL_INFO.labels(target, role, m.label, version).set(1)
+
+
+class Breaker:
+    """Consecutive failures open it for a cooldown; the first call after that probes."""
+
+    def __init__(self, failures: int, cooldown_s: float):
+        self.threshold, self.cooldown_s = failures, cooldown_s
+        self.failures, self.open_until = 0, 0.0
+
+    def allow(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def success(self) -> None:
+        if self.failures or self.open_until:
+            self.failures, self.open_until = 0, 0.0
+            metrics.BREAKER_OPEN.set(0)
+
+    def failure(self) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        self.failures += 1
+        if self.failures < self.threshold:
+            return False
+        self.failures, self.open_until = 0, time.monotonic() + self.cooldown_s
+        metrics.BREAKER_OPEN.set(1)
+        return True
+
+
+@dataclass(slots=True)
+class Lookup:
+    record: OnlineRecord | None
+    source: str  # online | request | fallback_new_customer | fallback_store_unavailable
+
+
+@dataclass(slots=True)
+class Scored:
+    transaction_id: str
+    decision: str
+    fraud_score: float
+    default_score: float | None
+    model_version: dict[str, str]
+    feature_set_version: str | None
+    features_as_of: datetime | None
+    feature_source: str
+    timing_ms: dict[str, float]
+    reasons: list[dict] | None
+
+    def to_dict(self) -> dict:
+        """The response body (``ScoreResponse``), ready for orjson."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Scorer:
+    def __init__(
+        self,
+        models: ModelSet,
+        client: RedisClient,
+        config: ServingConfig,
+        *,
+        inference_log: InferenceLog | None = None,
+        where: str = "",
+    ):
+        self.models = models
+        self.client = client
+        self.config = config
+        self.thresholds: Thresholds = config.thresholds
+        self.breaker = Breaker(config.breaker_failures, config.breaker_cooldown_s)
+        self.inference_log = inference_log
+        self.where = where
+        self._stores: dict[str, OnlineStore] = {}
+        models.publish()
+
+    # -- the online store -------------------------------------------------------------------
+
+    def store(self, version: str) -> OnlineStore:
+        store = self._stores.get(version)
+        if store is None:
+            store = self._stores[version] = OnlineStore(
+                self.client, version, codec=self._bundled_codec(version), where=self.where
+            )
+        return store
+
+    def _bundled_codec(self, version: str) -> RecordCodec | None:
+        """The layout a model was trained with (its bundle carries the feature set), so
+        records decode without reading the store's layout key; None for older bundles."""
+        for m in (*self.models.champions.values(), *self.models.shadows.values()):
+            fs = m.bundle.feature_set
+            if fs is not None and fs.version == version:
+                return RecordCodec(fs)
+        return None
+
+    def _lookup(self, requests: list[ScoreRequest], version: str) -> list[Lookup]:
+        out: list[Lookup | None] = [None] * len(requests)
+        for i, r in enumerate(requests):
+            if r.features is not None:  # a what-if: the caller's snapshot values
+                codec = self._bundled_codec(version) or self.store(version).codec
+                as_of = r.features_as_of or r.event_ts
+                out[i] = Lookup(codec.from_values(r.customer_id, as_of, r.features), "request")
+        ask = [i for i, found in enumerate(out) if found is None]
+        if not ask:
+            return out
+        unavailable = Lookup(None, "fallback_store_unavailable")
+        if not self.breaker.allow():
+            found = [unavailable] * len(ask)
+        else:
+            store = self.store(version)
+            ids = [requests[i].customer_id for i in ask]
+            try:
+                values = [store.get(ids[0])] if len(ids) == 1 else store.get_many(ids)
+                self.breaker.success()
+                found = [_as_lookup(v) for v in values]
+            except (OnlineStoreError, LayoutMismatch) as exc:
+                metrics.STORE_ERRORS.inc()
+                if self.breaker.failure():
+                    log.warning("online store failing, transaction-only models for %.1f s: %s",
+                                self.breaker.cooldown_s, exc)  # fmt: skip
+                found = [unavailable] * len(ask)
+        for i, lookup in zip(ask, found, strict=True):
+            out[i] = lookup
+        return out
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def score(self, request: ScoreRequest, received: float | None = None) -> Scored:
+        return self.score_many([request], received)[0]
+
+    def score_many(
+        self, requests: list[ScoreRequest], received: float | None = None
+    ) -> list[Scored]:
+        """Score transactions: one lookup round trip per feature-set version, one prediction
+        per model for the whole batch (LightGBM's single-row fast path for one row)."""
+        began = received or time.perf_counter()
+        models = self.models  # one consistent set for the whole call: a reload swaps it
+        lookups = {v: self._lookup(requests, v) for v in models.versions}
+        looked_up = time.perf_counter()
+        txns = [_transaction(r) for r in requests]
+        inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}
+        for target, champion in models.champions.items():
+            version = champion.bundle.feature_set_version
+            inputs[target] = [
+                None if target == "default" and r.installments <= 1
+                else _model_and_input(champion, txn, lookups[version][i].record)
+                for i, (r, txn) in enumerate(zip(requests, txns, strict=True))
+            ]  # fmt: skip
+        built = time.perf_counter()
+        scores = {target: _predict(rows) for target, rows in inputs.items()}
+        fraud_version = models.champions["fraud"].bundle.feature_set_version
+        results = []
+        for i, r in enumerate(requests):
+            decision, target = self._decide({t: s[i] for t, s in scores.items()})
+            reasons = None
+            if decision != "approve" or r.explain:
+                model, vector = inputs[target][i]
+                record = lookups[models.champions[target].bundle.feature_set_version][i].record
+                reasons = _reasons(target, model, vector, record)
+            found = lookups[fraud_version][i]
+            results.append(Scored(
+                r.transaction_id, decision, scores["fraud"][i], scores["default"][i],
+                {t: m.label for t, m in models.champions.items()},
+                fraud_version if found.record is not None else None,
+                found.record.as_of if found.record is not None else None,
+                found.source, {}, reasons,
+            ))  # fmt: skip
+        done = time.perf_counter()
+        timing = {
+            "lookup_ms": (looked_up - began) * 1e3,
+            "features_ms": (built - looked_up) * 1e3,
+            "inference_ms": (done - built) * 1e3,
+            "total_ms": (done - began) * 1e3,
+        }
+        for stage, ms in timing.items():
+            metrics.STAGE_SECONDS.labels(stage[:-3]).observe(ms / 1e3)
+        for i, result in enumerate(results):
+            result.timing_ms = timing
+            metrics.FEATURE_SOURCE.labels(result.feature_source).inc()
+            metrics.DECISIONS.labels(result.decision).inc()
+            for target in scores:
+                if scores[target][i] is not None:
+                    metrics.SCORES.labels(target).observe(scores[target][i])
+            if self.inference_log is not None:
+                self._log(i, requests[i], txns[i], result, inputs["fraud"][i], models, lookups)
+        return results
+
+    def _decide(self, scores: dict[str, float | None]) -> tuple[str, str]:
+        """The most severe decision of the targets, and the target that made it (the fraud
+        model explains an approval)."""
+        decision, by = "approve", "fraud"
+        for target, score in scores.items():
+            if score is None:
+                continue
+            level = (
+                "decline" if score >= getattr(self.thresholds, f"{target}_decline")
+                else "review" if score >= getattr(self.thresholds, f"{target}_review")
+                else "approve"
+            )  # fmt: skip
+            if SEVERITY[level] > SEVERITY[decision]:
+                decision, by = level, target
+        return decision, by
+
+    def _log(self, i: int, request, txn, result, fraud_input, models, lookups) -> None:
+        model, vector = fraud_input
+        shadow_inputs = None
+        if models.shadows:  # the shadows' inputs are built later, in the log's thread
+            shadow_inputs = (txn, {v: found[i].record for v, found in lookups.items()})
+        self.inference_log.append(LogRow(
+            uuid.uuid4().hex, request.transaction_id,
+            customer_hash(self.config.hash_key, request.customer_id),
+            request.event_ts, datetime.now(UTC), result.decision, result.fraud_score,
+            result.default_score, result.model_version["fraud"],
+            result.model_version.get("default") if result.default_score is not None else None,
+            model.spec.kind, result.feature_set_version, result.features_as_of,
+            result.feature_source, result.timing_ms["lookup_ms"],
+            result.timing_ms["inference_ms"], result.timing_ms["total_ms"],
+            feature_names=model.spec.feature_names, vector=vector, shadow_inputs=shadow_inputs,
+        ))  # fmt: skip
+
+    def shadow_scores(self, rows: list[LogRow]) -> None:
+        """The challengers' scores of logged rows (in the log's thread, after the responses)."""
+        models = self.models
+        for target, shadow in models.shadows.items():
+            version = shadow.bundle.feature_set_version
+            inputs = []
+            for row in rows:
+                txn, records = row.shadow_inputs or (None, {})
+                eligible = txn is not None and (target != "default" or txn["installments"] > 1)
+                inputs.append(
+                    _model_and_input(shadow, txn, records.get(version)) if eligible else None
+                )
+            for row, score in zip(rows, _predict(inputs, fast=False), strict=True):
+                if score is not None:
+                    setattr(row, f"shadow_{target}_score", score)
+                    setattr(row, f"shadow_{target}_model", shadow.label)
+
+
+def _as_lookup(found: OnlineRecord | Missing) -> Lookup:
+    if isinstance(found, OnlineRecord):
+        return Lookup(found, "online")
+    if found.reason == "unknown_customer":
+        return Lookup(None, "fallback_new_customer")
+    return Lookup(None, "fallback_store_unavailable")  # no generation serving, or expired
+
+
+def _transaction(r: ScoreRequest) -> dict:
+    """The fields ``transaction_features`` reads, as training passes them."""
+    return {
+        "event_ts": r.event_ts, "amount": r.amount, "channel": r.channel,
+        "merchant_category": r.merchant_category, "device_id": r.device_id,
+        "country": r.country, "installments": r.installments,
+    }  # fmt: skip
+
+
+def _model_and_input(
+    registered: RegisteredModel, txn: dict, record: OnlineRecord | None
+) -> tuple[ScoringModel, np.ndarray]:
+    bundle = registered.bundle
+    model = bundle.behavioural if record is not None else bundle.transaction_only
+    return model, model_input(model.spec, txn, record)
+
+
+def _predict(
+    rows: list[tuple[ScoringModel, np.ndarray] | None], fast: bool = True
+) -> list[float | None]:
+    """Scores of (model, input) rows: one ``predict`` per model over its rows, or LightGBM's
+    single-row fast path when a model has one row (equal to ``predict``, bit for bit)."""
+    out: list[float | None] = [None] * len(rows)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if row is not None:
+            groups[id(row[0])].append(i)
+    for indexes in groups.values():
+        model = rows[indexes[0]][0]
+        if fast and len(indexes) == 1:
+            out[indexes[0]] = model.fast.predict(rows[indexes[0]][1])
+        else:
+            scores = model.predict(np.vstack([rows[i][1] for i in indexes]))
+            for i, score in zip(indexes, scores, strict=True):
+                out[i] = float(score)
+    return out
+
+
+def _reasons(
+    target: str, model: ScoringModel, vector: np.ndarray, record: OnlineRecord | None
+) -> list[dict]:
+    """The features that pushed this score up the most (exact SHAP contributions in log-odds,
+    from LightGBM's ``pred_contrib``), with their values and meanings."""
+    contributions = model.fast.contributions(vector)[:-1]  # the last one is the bias
+    spec = model.spec
+    columns = {c.name: c for c in record.codec.features} if record is not None else {}
+    top = np.argsort(-contributions, kind="stable")[:TOP_REASONS]
+    reasons = []
+    for j in top:
+        name, value = spec.feature_names[j], float(vector[j])
+        column = columns.get(name)
+        shown: float | str | None = None if value != value else value
+        if shown is not None and name in spec.categorical:
+            vocabulary = spec.vocabularies.get(name) or (column.categories if column else None)
+            shown = vocabulary[int(value)] if vocabulary else value
+        reasons.append({
+            "code": name.upper(), "target": target, "feature": name, "value": shown,
+            "contribution": float(contributions[j]),
+            "description": DESCRIPTIONS.get(name) or (column.description if column else ""),
+        })  # fmt: skip
+    return reasons
