@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast dev bench bench-online bench-pit stop lint format clean
+.PHONY: setup demo test test-fast dev serve bench bench-online bench-pit bench-serving stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,6 +41,15 @@ test-fast: setup
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
+# The scoring service on 127.0.0.1:$(RISK_SERVING_PORT) with the local registry's champions and
+# the embedded online store `make demo` filled; dev mode (API key dev-api-key-not-for-production)
+# unless RISK_API_KEYS is set.
+export RISK_SERVING_PORT ?= 8000
+serve: setup
+	REDIS_URL="$${REDIS_URL:-$$($(BIN)/python -m resources.local_redis url)}" \
+	RISK_SERVING_DEV="$${RISK_SERVING_DEV:-$$([ -z "$$RISK_API_KEYS" ] && echo 1 || echo 0)}" \
+	$(BIN)/python -m serving
+
 bench: setup
 	$(BIN)/python -m benchmarks.snapshot_partition
 
@@ -49,6 +58,9 @@ bench-online: setup
 
 bench-pit: setup
 	$(BIN)/python -m benchmarks.point_in_time
+
+bench-serving: setup
+	$(BIN)/python -m benchmarks.serving
 
 # The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
 # process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.

@@ -166,7 +166,10 @@ def stop(folder: Path) -> bool:
 if __name__ == "__main__":
     from resources import settings
 
-    if sys.argv[1:] != ["stop"]:
-        raise SystemExit("usage: python -m resources.local_redis stop")
     folder = settings.embedded_redis_dir()
-    print(f"embedded Redis in {folder}: " + ("stopped" if stop(folder) else "was not running"))
+    if sys.argv[1:] == ["stop"]:
+        print(f"embedded Redis in {folder}: " + ("stopped" if stop(folder) else "was not running"))
+    elif sys.argv[1:] == ["url"]:  # `make serve` points the service at it
+        print(ensure_running(folder))
+    else:
+        raise SystemExit("usage: python -m resources.local_redis stop|url")
