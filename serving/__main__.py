@@ -18,6 +18,10 @@ def main() -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        proxy_headers=False,  # behind a load balancer, set --forwarded-allow-ips instead
+        server_header=False,
+        # Load balancers hold connections open for longer than uvicorn's 5 s default.
+        timeout_keep_alive=int(os.environ.get("RISK_SERVING_KEEP_ALIVE_S", "75")),
         log_level="info",
     )
 

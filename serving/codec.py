@@ -125,6 +125,14 @@ class RecordCodec:
         self._k = len(self.features)
         self._head = np.dtype([("tag", "V2"), ("as_of", "<u4"), ("features", "<f4", (self._k,))])
         self._head_size = self._head.itemsize
+        self._positions: dict[tuple[str, ...], np.ndarray] = {}
+
+    def positions(self, names: tuple[str, ...]) -> np.ndarray:
+        """Where the named features sit in a record (cached: a model asks for the same ones)."""
+        found = self._positions.get(names)
+        if found is None:
+            found = self._positions[names] = np.array([self.feature_index[n] for n in names], int)
+        return found
 
     # -- training and materialization (vectorized) ----------------------------------------
 

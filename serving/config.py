@@ -82,6 +82,7 @@ class ServingConfig:
             inference_log_uri=_env(
                 "RISK_INFERENCE_LOG_URI", f"{environment.lakehouse_uri()}/serving/inference_log"
             ),
+            log_flush_s=float(_env("RISK_INFERENCE_LOG_FLUSH_S", "2")),
             hash_key=environment.card_hash_key(),
         )
 

@@ -84,6 +84,5 @@ def model_input(spec: ModelSpec, txn, record: OnlineRecord | None) -> np.ndarray
         return computed
     if record is None:
         raise ValueError("a behavioural model needs the customer's snapshot")
-    index = record.codec.feature_index
-    snapshot = [float(record.features[index[name]]) for name in spec.snapshot_features]
-    return np.concatenate([snapshot, computed])
+    snapshot = record.features[record.codec.positions(spec.snapshot_features)]
+    return np.concatenate([snapshot.astype(np.float64), computed])

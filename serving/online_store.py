@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import itertools
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -215,6 +216,7 @@ class OnlineStore:
         self.chunk_rows = chunk_rows
         self.where = where or _describe_client(client)
         self._pointer: tuple[float, Generation | None] = (-math.inf, None)
+        self._local = threading.local()  # a connection per thread for single lookups
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -254,8 +256,24 @@ class OnlineStore:
         if generation is None or generation.expired:
             return Missing(customer_id, "expired" if generation else "no_generation")
         bucket, fid = slot(customer_id, generation.bucket_bits)
-        value = self._call(self.client.hget, self.bucket_key(generation.id, bucket), fid)
+        value = self._call(self._hget, self.bucket_key(generation.id, bucket), fid)
         return self._record(customer_id, value)
+
+    def _hget(self, key: str, field: bytes) -> bytes | None:
+        """One HGET on this thread's own connection (single Redis; a cluster routes by key).
+        redis-py's pooled call polls the connection before using it and wraps the command in
+        its retry machinery: ~110 us here against ~45 us for the round trip itself."""
+        if isinstance(self.client, RedisCluster):
+            return self.client.hget(key, field)
+        conn = getattr(self._local, "connection", None)
+        if conn is None:
+            conn = self._local.connection = self.client.connection_pool.make_connection()
+        try:
+            conn.send_packed_command([hiredis.pack_command(("HGET", key, field))])
+            return conn.read_response()
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread: reconnect on the next call
+            raise
 
     def get_many(self, customer_ids: Iterable[str]) -> list[OnlineRecord | Missing]:
         """Many customers in one round trip, all from the same generation."""
