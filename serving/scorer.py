@@ -97,9 +97,10 @@ class Breaker:
             metrics.BREAKER_OPEN.set(0)
 
     def failure(self) -> bool:
-        """Count a failure; True when this one opened the breaker."""
+        """Count a failure; True when this one opened the breaker (a failed probe after a
+        cooldown opens it again at once)."""
         self.failures += 1
-        if self.failures < self.threshold:
+        if self.failures < self.threshold and not self.open_until:
             return False
         self.failures, self.open_until = 0, time.monotonic() + self.cooldown_s
         metrics.BREAKER_OPEN.set(1)

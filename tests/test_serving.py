@@ -1,0 +1,429 @@
+"""The scoring service against a real redis-server and real registered models: parity with the
+training set, fallbacks (new customer, Redis killed, Redis hung), validation and fuzzing,
+auth, reason codes, batch, reload, shadow scoring and the inference log."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from serving.app import create_app
+from serving.config import DEV_API_KEY, ServingConfig, Thresholds
+from serving.inference_log import CustomerHasher
+from serving.registry import load_registered
+from serving.schemas import EXAMPLE, ScoreResponse
+from tests import serving_env
+from tests.serving_env import API_KEY, HASH_KEY
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+AUTH = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, feature_set):
+    built = serving_env.build(tmp_path_factory.mktemp("serving"), feature_set)
+    yield built
+    built.redis.kill()
+
+
+@pytest.fixture(scope="module")
+def client(env):
+    with TestClient(create_app(env.config())) as client:
+        yield client
+
+
+def _score(client, txn: dict, **extra) -> dict:
+    response = client.post("/score", json=txn | extra, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ScoreResponse.model_validate(body)  # the documented schema is what is served
+    return body
+
+
+def _log_rows(client, env) -> dict[str, dict]:
+    """The inference log by transaction id (the latest scoring of each)."""
+    client.app.state.scorer.inference_log.flush()
+    table = DeltaTable(env.log_uri).to_pyarrow_table().sort_by("scored_at")
+    return {r["transaction_id"]: r for r in table.to_pylist()}
+
+
+def test_served_vectors_and_scores_equal_the_training_rows(client, env):
+    """Training/serving parity: transactions of the training set scored through /score; the
+    logged model input equals the training row value for value, and the score is the model's
+    score of that training row."""
+    fraud = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    rows = env.served_rows().to_pylist()
+    for row in rows:
+        body = _score(client, env.transaction(row["transaction_id"]))
+        assert body["feature_source"] == (
+            "online" if row["customer_known"] else "fallback_new_customer"
+        )
+    logged = _log_rows(client, env)
+    for row in rows:
+        model = fraud.behavioural if row["customer_known"] else fraud.transaction_only
+        trained = np.array([row[name] for name in model.spec.feature_names], dtype=float)
+        served = np.array([logged[row["transaction_id"]][n] for n in model.spec.feature_names],
+                          dtype=float)  # fmt: skip
+        assert np.array_equal(trained, served, equal_nan=True), row["transaction_id"]
+        assert logged[row["transaction_id"]]["fraud_score"] == model.predict(trained)[0]
+    assert sum(r["customer_known"] for r in rows) > 100 and not all(
+        r["customer_known"] for r in rows
+    )
+
+
+def test_a_known_customer_is_scored_online_with_the_snapshot_time(client, env):
+    row = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
+    body = _score(client, env.transaction(row["transaction_id"]))
+    assert body["feature_source"] == "online"
+    assert body["features_as_of"].startswith(str(serving_env.SERVED_AS_OF))
+    assert body["feature_set_version"] == env.feature_set.version
+    assert body["model_version"] == {"fraud": "risk_fraud/1", "default": "risk_default/1"}
+    assert set(body["timing_ms"]) == {"lookup_ms", "features_ms", "inference_ms", "total_ms"}
+    assert 0 <= body["fraud_score"] <= 1
+
+
+def test_default_risk_is_scored_for_instalment_plans_only(client, env):
+    txn = env.transaction("t000001")
+    assert _score(client, txn, installments=1)["default_score"] is None
+    assert 0 <= _score(client, txn, installments=6)["default_score"] <= 1
+
+
+def test_an_unknown_customer_gets_the_transaction_only_model(client, env):
+    txn = env.transaction("t000001") | {"transaction_id": "new-1", "customer_id": "never-seen"}
+    body = _score(client, txn)
+    fraud = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    assert body["feature_source"] == "fallback_new_customer"
+    assert body["features_as_of"] is None and body["feature_set_version"] is None
+    logged = _log_rows(client, env)["new-1"]
+    assert logged["model_kind"] == "transaction_only"
+    vector = [logged[n] for n in fraud.transaction_only.spec.feature_names]
+    assert body["fraud_score"] == fraud.transaction_only.predict(np.array(vector))[0]
+
+
+def test_given_features_score_instead_of_a_lookup(client, env):
+    txn = env.transaction("t000001")
+    given = {"txn_count_7d": 40, "lifecycle_stage": None, "home_country": "FR",
+             "known_devices": ["dev-9"]}  # fmt: skip
+    body = _score(client, txn, features=given)
+    assert body["feature_source"] == "request"
+    response = client.post("/score", json=txn | {"features": {"no_such": 1}}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "features", "no_such"]
+    wrong = client.post("/score", json=txn | {"features": {"lifecycle_stage": "zombie"}},
+                        headers=AUTH)  # fmt: skip
+    assert wrong.status_code == 422 and "lifecycle_stage" in wrong.text
+
+
+def test_reasons_come_with_reviews_declines_and_explain_and_are_exact(client, env):
+    scorer = client.app.state.scorer
+    txn = env.transaction("t000002")
+    assert _score(client, txn)["reasons"] is None  # approvals skip them
+    explained = _score(client, txn, explain=True)
+    assert len(explained["reasons"]) == 5
+    contributions = [r["contribution"] for r in explained["reasons"]]
+    assert contributions == sorted(contributions, reverse=True)
+    saved = scorer.thresholds
+    try:
+        scorer.thresholds = Thresholds(0.0, 0.0, 0.0, 0.0)  # everything declines
+        declined = _score(client, txn | {"transaction_id": "declined-1", "installments": 1})
+    finally:
+        scorer.thresholds = saved
+    assert declined["decision"] == "decline" and len(declined["reasons"]) == 5
+    # Exact: every feature's contribution plus the bias is the model's log-odds, and the
+    # reasons are the five largest of them.
+    bundle = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    logged = _log_rows(client, env)["declined-1"]
+    model = bundle.models[logged["model_kind"]]
+    vector = np.array([logged[n] for n in model.spec.feature_names], dtype=float)
+    contributions = model.fast.contributions(vector)
+    assert math.isclose(1 / (1 + math.exp(-contributions.sum())), declined["fraud_score"],
+                        rel_tol=1e-9)  # fmt: skip
+    assert [r["contribution"] for r in declined["reasons"]] == sorted(
+        contributions[:-1].tolist(), reverse=True)[:5]  # fmt: skip
+    top = declined["reasons"][0]
+    assert top["code"] == top["feature"].upper() and top["description"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amount": -5}, "amount"),
+        ({"amount": 0}, "amount"),
+        ({"amount": "1.234"}, "amount"),
+        ({"channel": "carrier pigeon"}, "channel"),
+        ({"event_ts": "2099-01-01T00:00:00Z"}, "event_ts"),
+        ({"installments": 0}, "installments"),
+        ({"country": "Germany"}, "country"),
+        ({"customer_id": None}, "customer_id"),
+        ({"card_hash": "4111 1111 1111 1111"}, "card_hash"),
+    ],
+)
+def test_invalid_transactions_are_refused_naming_the_field(client, change, field):
+    response = client.post("/score", json=EXAMPLE | change, headers=AUTH)
+    assert response.status_code == 422
+    assert field in response.json()["detail"][0]["loc"], response.text
+    assert "4111" not in response.text  # the input is never echoed back
+
+
+def test_a_missing_field_is_named(client):
+    txn = {k: v for k, v in EXAMPLE.items() if k != "merchant_category"}
+    response = client.post("/score", json=txn, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "merchant_category"]
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def malformed(draw):
+    """Mostly the example with fields dropped, retyped or replaced; sometimes anything."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(_json)
+    body = dict(EXAMPLE)
+    for name in draw(st.lists(st.sampled_from([*EXAMPLE, "features", "explain"]), max_size=4)):
+        if draw(st.booleans()):
+            body.pop(name, None)
+        else:
+            body[name] = draw(_json)
+    return body
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=malformed(), raw=st.booleans(), junk=st.binary(max_size=64))
+def test_a_thousand_malformed_payloads_never_get_a_5xx(client, payload, raw, junk):
+    if raw:
+        response = client.post("/score", content=junk, headers=AUTH)
+    else:
+        response = client.post("/score", json=payload, headers=AUTH)
+    assert response.status_code < 500, response.text
+
+
+def test_api_keys_are_required_where_promised(client, env):
+    txn = env.transaction("t000001")
+    assert client.post("/score", json=txn).status_code == 401
+    assert client.post("/score", json=txn, headers={"X-API-Key": "nope"}).status_code == 401
+    assert client.post("/score/batch", json={"transactions": [txn]}).status_code == 401
+    assert client.get("/features/c000000001").status_code == 401
+    assert client.post("/admin/reload").status_code == 401
+    assert client.get("/health").status_code == 200
+
+
+def test_the_service_refuses_to_start_without_keys_outside_dev_mode(env, monkeypatch):
+    with pytest.raises(RuntimeError, match="no API key"):
+        env.config(api_keys=()).check()
+    with pytest.raises(RuntimeError, match="development API key"):
+        env.config(api_keys=(DEV_API_KEY,)).check()
+    monkeypatch.setenv("RISK_SERVING_DEV", "1")
+    monkeypatch.delenv("RISK_API_KEYS", raising=False)
+    assert ServingConfig.from_environment().api_keys == (DEV_API_KEY,)
+    monkeypatch.setenv("RISK_ENV", "production")
+    monkeypatch.setenv("RISK_CARD_HASH_KEY", "k")
+    with pytest.raises(RuntimeError, match="production"):
+        ServingConfig.from_environment().check()
+
+
+def test_a_batch_scores_like_single_requests(client, env):
+    ids = [r["transaction_id"] for r in env.served_rows().to_pylist()[:40]]
+    txns = [env.transaction(t) for t in ids]
+    response = client.post("/score/batch", json={"transactions": txns}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    batch = response.json()["results"]
+    single = [_score(client, t) for t in txns]
+    for b, s in zip(batch, single, strict=True):
+        assert (b["fraud_score"], b["default_score"], b["feature_source"], b["decision"]) == (
+            s["fraud_score"], s["default_score"], s["feature_source"], s["decision"])  # fmt: skip
+    too_many = {"transactions": [txns[0]] * 501}
+    response = client.post("/score/batch", json=too_many, headers=AUTH)
+    assert response.status_code == 422 and "at most 500" in response.text
+
+
+def test_features_endpoint_returns_the_online_record(client, env):
+    response = client.get("/features/c000000007", headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["as_of"].startswith(str(serving_env.SERVED_AS_OF))
+    assert set(body["features"]) == {c.name for c in env.feature_set.features}
+    assert client.get("/features/nobody", headers=AUTH).status_code == 404
+
+
+def test_health_ready_and_metrics(client, env):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    _score(client, env.transaction("t000003"))
+    text = client.get("/metrics").text
+    names = ("risk_requests_total", "risk_stage_seconds_bucket", "risk_score_bucket",
+             "risk_feature_source_total", "risk_decisions_total", "risk_model_info")  # fmt: skip
+    for name in names:
+        assert name in text, name
+    assert 'endpoint="/score",status="200"' in text
+
+
+def test_redis_killed_while_serving_falls_back_then_comes_back(client, env):
+    """kill -9 of Redis: every answer keeps coming (transaction-only, marked), /ready says
+    not ready; after a restart from its append-only file, answers are online again."""
+    known = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
+    txn = env.transaction(known["transaction_id"])
+    assert _score(client, txn)["feature_source"] == "online"
+    env.redis.client().save()
+    env.redis.kill()
+    try:
+        for _ in range(20):
+            assert _score(client, txn)["feature_source"] == "fallback_store_unavailable"
+        assert client.get("/ready").status_code == 503
+    finally:
+        env.redis.start()
+    deadline = time.monotonic() + 10
+    while _score(client, txn)["feature_source"] != "online":
+        assert time.monotonic() < deadline, "never came back online"
+        time.sleep(0.05)
+    assert client.get("/ready").status_code == 200
+
+
+def test_a_hung_redis_costs_one_timeout_then_the_breaker_falls_back_at_once(client, env):
+    txn = env.transaction("t000004")
+    os.kill(env.redis.process.pid, signal.SIGSTOP)
+    try:
+        took = []
+        for _ in range(10):
+            began = time.perf_counter()
+            assert _score(client, txn)["feature_source"] == "fallback_store_unavailable"
+            took.append(time.perf_counter() - began)
+        assert max(took) < 1.0  # a 50 ms timeout, not a hang
+        assert sorted(took)[5] < 0.04  # most skip the store while the breaker is open
+    finally:
+        os.kill(env.redis.process.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while _score(client, txn)["feature_source"] == "fallback_store_unavailable":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_the_inference_log_holds_no_customer_id_or_card_data(client, env):
+    txn = env.transaction("t000005")
+    _score(client, txn)
+    logged = _log_rows(client, env)["t000005"]
+    text = repr(logged)
+    assert txn["customer_id"] not in text and txn["card_hash"] not in text
+    assert "device_id" not in logged and "card_hash" not in logged
+    assert logged["customer_hash"] == CustomerHasher(HASH_KEY)(txn["customer_id"])
+    assert logged["decision"] in {"approve", "review", "decline"}
+
+
+def test_reload_swaps_models_without_dropping_requests(env, tmp_path):
+    """A new version becomes champion; POST /admin/reload swaps it in while requests go on."""
+    from mlflow import MlflowClient
+
+    txn = env.transaction("t000006")
+    with TestClient(create_app(env.config(inference_log_uri=""))) as client:
+        before = _score(client, txn)
+        version = serving_env.register(
+            env.training, env.feature_set, env.tracking_uri, tmp_path, "fraud",
+            params={"num_leaves": 7, "learning_rate": 0.2},
+        )  # fmt: skip
+        MlflowClient(env.tracking_uri).set_registered_model_alias("risk_fraud", "champion", version)
+        statuses, stop = [], threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                statuses.append(client.post("/score", json=txn, headers=AUTH).status_code)
+
+        thread = threading.Thread(target=hammer)
+        thread.start()
+        try:
+            reloaded = client.post("/admin/reload", headers=AUTH)
+        finally:
+            stop.set()
+            thread.join()
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["after"]["fraud"] == f"risk_fraud/{version}"
+        after = _score(client, txn)
+        assert after["model_version"]["fraud"] == f"risk_fraud/{version}"
+        assert after["fraud_score"] != before["fraud_score"]
+        assert statuses and set(statuses) == {200}
+        MlflowClient(env.tracking_uri).set_registered_model_alias("risk_fraud", "champion", "1")
+
+
+def test_shadow_scores_are_logged_and_never_acted_on(env, tmp_path):
+    from mlflow import MlflowClient
+
+    version = serving_env.register(env.training, env.feature_set, env.tracking_uri, tmp_path,
+                                   "fraud", params={"num_leaves": 5})  # fmt: skip
+    registry = MlflowClient(env.tracking_uri)
+    registry.set_registered_model_alias("risk_fraud", "champion", "1")
+    registry.set_registered_model_alias("risk_fraud", "challenger", version)
+    log_uri = str(tmp_path / "shadow_log")
+    challenger = load_registered("risk_fraud", "challenger", env.tracking_uri).bundle
+    with TestClient(create_app(env.config(shadow=True, inference_log_uri=log_uri))) as client:
+        rows = env.served_rows().to_pylist()[:30]
+        bodies = {r["transaction_id"]: _score(client, env.transaction(r["transaction_id"]))
+                  for r in rows}  # fmt: skip
+        client.app.state.scorer.inference_log.flush()
+    logged = {r["transaction_id"]: r for r in DeltaTable(log_uri).to_pyarrow_table().to_pylist()}
+    for row in rows:
+        entry = logged[row["transaction_id"]]
+        assert entry["fraud_model"] == "risk_fraud/1"
+        assert entry["shadow_fraud_model"] == f"risk_fraud/{version}"
+        model = challenger.behavioural if row["customer_known"] else challenger.transaction_only
+        vector = np.array([row[n] for n in model.spec.feature_names], dtype=float)
+        assert entry["shadow_fraud_score"] == model.predict(vector)[0]
+        assert bodies[row["transaction_id"]]["fraud_score"] == entry["fraud_score"]
+        assert entry["shadow_fraud_score"] != entry["fraud_score"]
+
+
+def test_serving_imports_neither_dagster_nor_dbt_nor_evidently_nor_mlflow():
+    code = (
+        "import sys, serving.app, serving.__main__; "
+        "bad = [m for m in ('dagster', 'dbt', 'evidently', 'mlflow', 'resources', 'assets') "
+        "if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_log_rows_are_written_once_and_failures_retry(tmp_path, env):
+    """A log that cannot write keeps its rows and writes them once it can."""
+    from serving.inference_log import InferenceLog
+
+    blocked = tmp_path / "not_a_dir"
+    blocked.write_text("a file where the table should be")
+    log = InferenceLog(str(blocked / "log"))
+    with TestClient(create_app(env.config(inference_log_uri=""))) as client:
+        scorer = client.app.state.scorer
+        scorer.inference_log = log
+        try:
+            for i in range(5):
+                _score(client, env.transaction(f"t00001{i}"))
+        finally:
+            scorer.inference_log = None
+    assert log.flush() == 0 and log.pending == 5
+    blocked.unlink()
+    blocked.mkdir()
+    assert log.flush() == 5 and log.pending == 0
+    table = DeltaTable(str(blocked / "log")).to_pyarrow_table()
+    assert sorted(table["transaction_id"].to_pylist()) == [f"t00001{i}" for i in range(5)]
+    assert pc.all(pc.is_valid(table["scored_date"])).as_py()
