@@ -1,7 +1,8 @@
 """The inference log: every decision appended to a Delta table, in batches, off the request path.
 
-A request appends one ``LogRow`` to an in-memory queue (~1 us); a background thread commits
-the queue every ``flush_s`` seconds as one Delta append, partitioned by ``scored_date``. The
+A request appends one ``LogRow`` to an in-memory queue (~1 us); a background thread converts
+the queue to Arrow and, every ``flush_s`` seconds, a writer process commits it as one Delta
+append, partitioned by ``scored_date``. The
 row holds what drift monitoring and realized-performance reports need: the model input vector
 (one column per feature, named as in the training set), scores, decision, model versions,
 feature source and latency. The customer is a keyed hash; no card data, device id or other
@@ -15,11 +16,11 @@ the oldest are dropped and counted in ``risk_inference_log_rows{outcome="dropped
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import logging
 import operator
-import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from serving import metrics
+from serving.environment import PROJECT_ROOT
+from serving.log_writer import LENGTH
 
 log = logging.getLogger("serving.inference_log")
 
@@ -128,10 +131,9 @@ def to_table(rows: list[LogRow]) -> pa.Table:
 
 class InferenceLog:
     """Rows are turned into Arrow slices every ``convert_s`` (small slices: each conversion
-    holds the GIL for about a millisecond, so the serving thread barely notices) and the slices
-    are committed as one Delta append every ``flush_s`` (the write runs without the GIL)."""
-
-    CHECKPOINT_EVERY = 100
+    holds the GIL for about a millisecond) and handed, every ``flush_s``, as one batch to the
+    writer process (``serving/log_writer.py``), which commits it as one Delta append. A batch
+    stays queued until the writer acknowledges it; a writer that died is started again."""
 
     def __init__(
         self,
@@ -151,7 +153,7 @@ class InferenceLog:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the thread, or flush() from another thread
         self._thread: threading.Thread | None = None
-        self._table = None  # deltalake.DeltaTable, once the table exists
+        self._writer: subprocess.Popen | None = None
 
     def append(self, row: LogRow) -> None:
         self._rows.append(row)  # deque appends are thread-safe and O(1)
@@ -166,10 +168,6 @@ class InferenceLog:
         return self
 
     def _run(self) -> None:
-        # Below the serving thread's CPU priority (Linux: per thread, and inherited by the
-        # threads delta-rs starts from here): Parquet encoding must not delay responses.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         commit_at = time.monotonic() + self.flush_s
         while not self._stop.wait(self.convert_s):
             with self._lock:
@@ -179,11 +177,15 @@ class InferenceLog:
                     commit_at = time.monotonic() + self.flush_s
 
     def close(self) -> None:
-        """Stop the thread and write what is left."""
+        """Stop the thread, write what is left, stop the writer."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self.flush()
+        if self._writer is not None:
+            self._writer.stdin.close()
+            self._writer.wait(timeout=60)
+            self._writer = None
 
     def flush(self) -> int:
         """Convert and commit everything queued now; returns the rows written."""
@@ -207,32 +209,36 @@ class InferenceLog:
             return 0
         table = pa.concat_tables(self._slices, promote_options="default")
         try:
-            self._write(table)
-        except Exception:
-            log.exception("inference log: %d rows not written to %s yet", table.num_rows, self.uri)
+            self._send(table)
+        except Exception as exc:
+            log.error("inference log: %d rows not written to %s yet (%s)",
+                      table.num_rows, self.uri, exc)  # fmt: skip
             while self.pending > self.max_pending and self._slices:  # the oldest go first
                 metrics.LOG_ROWS.labels("dropped").inc(self._slices.pop(0).num_rows)
-            return 0
-        finally:
             metrics.LOG_PENDING.set(self.pending)
+            return 0
         self._slices = []
         metrics.LOG_PENDING.set(self.pending)
         metrics.LOG_ROWS.labels("written").inc(table.num_rows)
         return table.num_rows
 
-    def _write(self, table: pa.Table) -> None:
-        """One append; the table handle is kept (each commit is read incrementally, not the
-        whole log again) and checkpointed every ``CHECKPOINT_EVERY`` commits."""
-        from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import TableNotFoundError
-
-        if self._table is None:
-            with contextlib.suppress(TableNotFoundError):
-                self._table = DeltaTable(self.uri)
-        target = self._table if self._table is not None else self.uri
-        write_deltalake(target, table, mode="append", partition_by=["scored_date"],
-                        schema_mode="merge")  # fmt: skip
-        if self._table is None:
-            self._table = DeltaTable(self.uri)
-        if self._table.version() % self.CHECKPOINT_EVERY == 0:
-            self._table.create_checkpoint()
+    def _send(self, table: pa.Table) -> None:
+        """One batch to the writer, and its acknowledgement."""
+        if self._writer is None or self._writer.poll() is not None:
+            self._writer = subprocess.Popen(
+                [sys.executable, "-m", "serving.log_writer", self.uri],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=PROJECT_ROOT,
+            )  # fmt: skip
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        payload = sink.getvalue()
+        try:
+            self._writer.stdin.write(LENGTH.pack(payload.size))
+            self._writer.stdin.write(payload)
+            self._writer.stdin.flush()
+            ack = self._writer.stdout.read(1)
+        except (BrokenPipeError, ValueError) as exc:
+            raise RuntimeError("the log writer exited") from exc
+        if ack != b"1":
+            raise RuntimeError("the log writer could not commit the batch (see its stderr)")

@@ -41,6 +41,7 @@ _SOURCE = {s: metrics.FEATURE_SOURCE.labels(s) for s in get_args(FeatureSource)}
 _DECISION = {d: metrics.DECISIONS.labels(d) for d in SEVERITY}
 _SCORE = {t: metrics.SCORES.labels(t) for t in TARGETS}
 TOP_REASONS = 5
+FAST_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -204,14 +205,15 @@ class Scorer:
     # -- scoring ----------------------------------------------------------------------------
 
     def score(self, request: ScoreRequest, received: float | None = None) -> Scored:
-        return self.score_many([request], received)[0]
+        return self.score_many([request], [received] if received else None)[0]
 
     def score_many(
-        self, requests: list[ScoreRequest], received: float | None = None
+        self, requests: list[ScoreRequest], received: list[float] | None = None
     ) -> list[Scored]:
-        """Score transactions: one lookup round trip per feature-set version, one prediction
-        per model for the whole batch (LightGBM's single-row fast path for one row)."""
-        began = received or time.perf_counter()
+        """Score transactions: one lookup round trip per feature-set version and one pass per
+        model for all of them. ``received``: when each request arrived (its total time counts
+        from there: parsing and waiting for its batch included)."""
+        began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
         lookups = {v: self._lookup(requests, v) for v in models.versions}
         looked_up = time.perf_counter()
@@ -244,16 +246,17 @@ class Scorer:
                 found.source, {}, reasons,
             ))  # fmt: skip
         done = time.perf_counter()
-        timing = {
+        stages = {
             "lookup_ms": (looked_up - began) * 1e3,
             "features_ms": (built - looked_up) * 1e3,
             "inference_ms": (done - built) * 1e3,
-            "total_ms": (done - began) * 1e3,
         }
-        for stage, ms in timing.items():
+        for stage, ms in stages.items():
             _STAGE[stage].observe(ms / 1e3)
         for i, result in enumerate(results):
-            result.timing_ms = timing
+            total = done - (received[i] if received else began)
+            result.timing_ms = stages | {"total_ms": total * 1e3}
+            _STAGE["total_ms"].observe(total)
             _SOURCE[result.feature_source].inc()
             _DECISION[result.decision].inc()
             for target in scores:
@@ -342,8 +345,9 @@ def _model_and_input(
 def _predict(
     rows: list[tuple[ScoringModel, np.ndarray] | None], fast: bool = True
 ) -> list[float | None]:
-    """Scores of (model, input) rows: one ``predict`` per model over its rows, or LightGBM's
-    single-row fast path when a model has one row (equal to ``predict``, bit for bit)."""
+    """Scores of (model, input) rows: LightGBM's single-row fast path for a model's first
+    ``FAST_ROWS`` rows (~4 us a row here), one ``predict`` over a bigger group (~40 us to start,
+    then ~2 us a row); both give the same scores, bit for bit."""
     out: list[float | None] = [None] * len(rows)
     groups: dict[int, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
@@ -351,8 +355,9 @@ def _predict(
             groups[id(row[0])].append(i)
     for indexes in groups.values():
         model = rows[indexes[0]][0]
-        if fast and len(indexes) == 1:
-            out[indexes[0]] = model.fast.predict(rows[indexes[0]][1])
+        if fast and len(indexes) <= FAST_ROWS:
+            for i in indexes:
+                out[i] = model.fast.predict(rows[i][1])
         else:
             scores = model.predict(np.vstack([rows[i][1] for i in indexes]))
             for i, score in zip(indexes, scores, strict=True):

@@ -1,0 +1,204 @@
+"""Scoring service benchmark: `make bench-serving` (after `make demo`).
+
+The production endpoint as deployed (`python -m serving`: API keys, Prometheus metrics and the
+inference log on) and, as the ceiling, the same stack returning a constant
+(`benchmarks/bare_app.py`), both on loopback, loaded by `benchmarks/load_generator.py` in a
+separate process: open loop at rising rates (latency counted from when each request was due)
+and closed loop (the most each does). Rounds alternate the two servers; medians of the rounds.
+Then, in this process: per-stage time of a score (lookup, features, inference, total) and
+LightGBM's single-row fast path against `booster.predict` on the same rows (equal scores).
+
+Requests are the demo's last two days of purchases, moved after the newest snapshot, so
+customers, devices and amounts are realistic (~10% unknown to the snapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from resources import local_redis, settings
+from resources.lakehouse import TRANSACTIONS, Lakehouse
+
+KEY = "bench-key-0123456789"
+
+
+def request_bodies(n: int = 6000) -> list[dict]:
+    import pyarrow.compute as pc
+
+    from assets.features.online import newest_as_of_date
+
+    newest = newest_as_of_date(Lakehouse())
+    if newest is None:
+        raise SystemExit("no snapshot in the lakehouse: run `make demo` first")
+    days = [newest - timedelta(days=2), newest - timedelta(days=1)]
+    table = Lakehouse().dataset(TRANSACTIONS).to_table(filter=pc.field("event_date").isin(days))
+    bodies = []
+    for r in table.to_pylist()[:n]:
+        shift = timedelta(days=2 if r["event_date"] == days[0] else 1)  # after the snapshot
+        bodies.append({
+            "transaction_id": r["transaction_id"], "customer_id": r["customer_id"],
+            "event_ts": (r["event_ts"] + shift).isoformat(), "amount": str(r["amount"]),
+            "currency": r["currency"], "merchant_id": r["merchant_id"],
+            "merchant_category": r["merchant_category"], "channel": r["channel"],
+            "device_id": r["device_id"], "country": r["country"],
+            "installments": r["installments"], "card_hash": r["card_hash"],
+        })  # fmt: skip
+    np.random.default_rng(0).shuffle(bodies)
+    return bodies
+
+
+def start(args: list[str], env: dict, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{args} exited: {process.stderr.read().decode()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code in (200, 404):
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{args} did not start")
+
+
+def load(port: int, bodies: str, seconds: float, rate: float = 0, connections: int = 32) -> dict:
+    args = [sys.executable, "-m", "benchmarks.load_generator", "--port", str(port),
+            "--bodies", bodies, "--header", f"X-API-Key: {KEY}", "--seconds", str(seconds),
+            "--rate", str(rate), "--connections", str(connections)]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict]) -> dict:
+    keys = ("rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors")
+    return {k: statistics.median(r[k] for r in runs) for k in keys} | {
+        "p99_range": (min(r["p99_ms"] for r in runs), max(r["p99_ms"] for r in runs))
+    }
+
+
+def in_process(bodies: list[dict], n: int = 4000) -> None:
+    """Per-stage time of a score and the fast path against booster.predict, in this process."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from serving.config import ServingConfig
+    from serving.online_store import connect
+    from serving.schemas import ScoreRequest
+    from serving.scorer import ModelSet, Scorer, _model_and_input, _transaction
+
+    config = ServingConfig(
+        api_keys=(KEY,), redis_url=local_redis.ensure_running(settings.embedded_redis_dir()),
+        tracking_uri=settings.mlflow_tracking_uri(), hash_key=b"bench",
+    )  # fmt: skip
+    client = connect(config.redis_url, socket_timeout=0.005, retry=Retry(NoBackoff(), 0))
+    scorer = Scorer(ModelSet.load(config), client, config)
+    requests = [ScoreRequest.model_validate(b) for b in bodies[:n]]
+    for r in requests[:500]:
+        scorer.score(r)
+    stages: dict[str, list[float]] = {}
+    for r in requests:
+        for stage, ms in scorer.score(r).timing_ms.items():
+            stages.setdefault(stage, []).append(ms * 1000)
+    print(f"\nPer stage, in process ({n} scores; us): p50 / p95 / p99")
+    for stage, us in stages.items():
+        p50, p95, p99 = np.percentile(us, [50, 95, 99])
+        print(f"  {stage:<13} {p50:7.1f} {p95:7.1f} {p99:7.1f}")
+    champion = scorer.models.champions["fraud"]
+    rows = []
+    for r in requests[:2000]:
+        found = scorer._lookup([r], champion.bundle.feature_set_version)[0]
+        rows.append(_model_and_input(champion, _transaction(r), found.record))
+    model = champion.bundle.behavioural
+    vectors = [v for m, v in rows if m is model]
+    fast_s, slow_s = [], []
+    for _ in range(3):
+        began = time.perf_counter()
+        fast = [model.fast.predict(v) for v in vectors]
+        fast_s.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        slow = [model.booster.predict(v.reshape(1, -1))[0] for v in vectors]
+        slow_s.append(time.perf_counter() - began)
+    equal = fast == slow
+    fast_us = statistics.median(fast_s) / len(vectors) * 1e6
+    slow_us = statistics.median(slow_s) / len(vectors) * 1e6
+    print(f"\nOne row, behavioural fraud model ({model.booster.num_trees()} trees, "
+          f"{len(vectors)} rows, 3 rounds): fast path {fast_us:.1f} us, booster.predict "
+          f"{slow_us:.1f} us: {fast_us / slow_us:.2f}x; scores equal: {equal}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rates", default="500,1000,1700,2500")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    bodies = request_bodies()
+    bodies_file = folder / "bodies.json"
+    bodies_file.write_text(json.dumps(bodies))
+    ports = {"production": local_redis.free_port(), "bare": local_redis.free_port()}
+    env = os.environ | {
+        "RISK_API_KEYS": KEY, "RISK_SERVING_DEV": "0",
+        "REDIS_URL": local_redis.ensure_running(settings.embedded_redis_dir()),
+        "RISK_INFERENCE_LOG_URI": os.environ.get("BENCH_LOG", str(folder / "inference_log")),
+        "RISK_SERVING_PORT": str(ports["production"]),
+        "PYTHONPATH": str(settings.PROJECT_ROOT),
+    }  # fmt: skip
+    servers = [
+        start([sys.executable, "-m", "serving"], env, ports["production"]),
+        start([sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port",
+               str(ports["bare"]), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--no-proxy-headers", "--no-server-header"], env, ports["bare"]),
+    ]  # fmt: skip
+    try:
+        for port in ports.values():
+            load(port, str(bodies_file), 3)  # warm up
+        results: dict = {}
+        for _ in range(args.rounds):
+            for rate in rates:
+                for name, port in ports.items():
+                    run = load(port, str(bodies_file), args.seconds, rate)
+                    results.setdefault((name, rate), []).append(run)
+            for name, port in ports.items():
+                results.setdefault((name, 0), []).append(load(port, str(bodies_file), 6))
+    finally:
+        for server in servers:
+            server.terminate()  # the production server commits its log on the way out
+            server.wait(timeout=60)
+    logged = _logged_rows(folder / "inference_log")
+    print(f"\nLoopback, generator in its own process, {args.rounds} rounds x {args.seconds:.0f} s "
+          "(closed loop: 6 s, 32 connections); medians, p99 range over the rounds")  # fmt: skip
+    print(f"{'server':<11} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'p99 ms':>7} {'p99 range':>15} {'errors':>6}")  # fmt: skip
+    for (name, rate), runs in sorted(results.items(), key=lambda kv: (kv[0][1] or 1e9, kv[0][0])):
+        m = median_of(runs)
+        offered = f"{rate:.0f}/s" if rate else "closed"
+        low, high = m["p99_range"]
+        print(f"{name:<11} {offered:>9} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p95_ms']:>7.2f} "
+              f"{m['p99_ms']:>7.2f} {f'{low:.1f}-{high:.1f}':>15} {m['errors']:>6.0f}")  # fmt: skip
+    print(f"\nInference log: {logged:,} rows written by the production server during the run")
+    in_process(bodies)
+
+
+def _logged_rows(uri: Path) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(uri)).to_pyarrow_dataset().count_rows() if uri.exists() else 0
+
+
+if __name__ == "__main__":
+    main()
