@@ -123,6 +123,75 @@ def champions() -> str:
     return "\n".join(lines)
 
 
+def recent_requests(n: int = 6000) -> list[dict]:
+    """The last two days' purchases as `POST /score` bodies, moved after the newest snapshot
+    (customers, devices and amounts are real); every tenth comes from a new customer, whom the
+    snapshot cannot know."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from assets.features.online import newest_as_of_date
+    from resources.lakehouse import TRANSACTIONS, Lakehouse
+
+    newest = newest_as_of_date(Lakehouse())
+    if newest is None:
+        raise SystemExit("no snapshot in the lakehouse: run `make demo` first")
+    days = [newest - timedelta(days=2), newest - timedelta(days=1)]
+    table = Lakehouse().dataset(TRANSACTIONS).to_table(filter=pc.field("event_date").isin(days))
+    bodies = []
+    for i, r in enumerate(table.to_pylist()[:n]):
+        shift = timedelta(days=2 if r["event_date"] == days[0] else 1)
+        customer = f"new_{i:06d}" if i % 10 == 0 else r["customer_id"]
+        bodies.append({
+            "transaction_id": r["transaction_id"], "customer_id": customer,
+            "event_ts": (r["event_ts"] + shift).isoformat(), "amount": str(r["amount"]),
+            "currency": r["currency"], "merchant_id": r["merchant_id"],
+            "merchant_category": r["merchant_category"], "channel": r["channel"],
+            "device_id": r["device_id"], "country": r["country"],
+            "installments": r["installments"], "card_hash": r["card_hash"],
+        })  # fmt: skip
+    np.random.default_rng(0).shuffle(bodies)
+    return bodies
+
+
+def score_sample(n: int = 2000) -> str:
+    """Score recent purchases with the champions and the online store, through the code
+    `POST /score` runs (the service itself: `make serve`)."""
+    from collections import Counter
+
+    import numpy as np
+
+    from resources.local_redis import ensure_running
+    from resources.online_store import from_environment
+    from serving.config import DEV_API_KEY, ServingConfig
+    from serving.online_store import connect
+    from serving.schemas import ScoreRequest
+    from serving.scorer import SEVERITY, ModelSet, Scorer
+
+    url = from_environment().url or ensure_running(settings.embedded_redis_dir())
+    config = ServingConfig(api_keys=(DEV_API_KEY,), dev_mode=True, redis_url=url,
+                           tracking_uri=settings.mlflow_tracking_uri(),
+                           hash_key=settings.card_hash_key())  # fmt: skip
+    scorer = Scorer(ModelSet.load(config), connect(url), config)
+    results = [scorer.score(ScoreRequest.model_validate(b)) for b in recent_requests(n)]
+    decisions = Counter(r.decision for r in results)
+    sources = Counter(r.feature_source for r in results)
+    total = np.percentile([r.timing_ms["total_ms"] for r in results], [50, 99])
+    lines = [
+        f"\nScored {len(results):,} recent purchases (make serve answers the same over HTTP): "
+        f"{dict(decisions)}; features {dict(sources)}; p50 {total[0]:.2f} ms, p99 "
+        f"{total[1]:.2f} ms in process"
+    ]
+    flagged = max(results, key=lambda r: (SEVERITY[r.decision], r.fraud_score))
+    lines.append(f"  most severe: {flagged.transaction_id} fraud {flagged.fraud_score:.3f}, "
+                 f"default {flagged.default_score} -> {flagged.decision}, reasons:")  # fmt: skip
+    lines += [
+        f"    {r['code']:<28} {r['value']!s:<14} {r['contribution']:+.2f}  {r['description'][:60]}"
+        for r in flagged.reasons or []
+    ]
+    return "\n".join(lines)
+
+
 def summary() -> str:
     from resources.lakehouse import CUSTOMER_FEATURES, LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
 
@@ -194,6 +263,7 @@ def main() -> None:
     train_models(instance)
     print(f"\nDemo finished in {time.perf_counter() - began:.0f} s. Lakehouse:\n{summary()}")
     print(champions())
+    print(score_sample())
 
 
 if __name__ == "__main__":

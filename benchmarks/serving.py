@@ -22,41 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import numpy as np
 
+from assets.demo import recent_requests
 from resources import local_redis, settings
-from resources.lakehouse import TRANSACTIONS, Lakehouse
 
 KEY = "bench-key-0123456789"
-
-
-def request_bodies(n: int = 6000) -> list[dict]:
-    import pyarrow.compute as pc
-
-    from assets.features.online import newest_as_of_date
-
-    newest = newest_as_of_date(Lakehouse())
-    if newest is None:
-        raise SystemExit("no snapshot in the lakehouse: run `make demo` first")
-    days = [newest - timedelta(days=2), newest - timedelta(days=1)]
-    table = Lakehouse().dataset(TRANSACTIONS).to_table(filter=pc.field("event_date").isin(days))
-    bodies = []
-    for r in table.to_pylist()[:n]:
-        shift = timedelta(days=2 if r["event_date"] == days[0] else 1)  # after the snapshot
-        bodies.append({
-            "transaction_id": r["transaction_id"], "customer_id": r["customer_id"],
-            "event_ts": (r["event_ts"] + shift).isoformat(), "amount": str(r["amount"]),
-            "currency": r["currency"], "merchant_id": r["merchant_id"],
-            "merchant_category": r["merchant_category"], "channel": r["channel"],
-            "device_id": r["device_id"], "country": r["country"],
-            "installments": r["installments"], "card_hash": r["card_hash"],
-        })  # fmt: skip
-    np.random.default_rng(0).shuffle(bodies)
-    return bodies
 
 
 def start(args: list[str], env: dict, port: int) -> subprocess.Popen:
@@ -147,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    bodies = request_bodies()
+    bodies = recent_requests()
     bodies_file = folder / "bodies.json"
     bodies_file.write_text(json.dumps(bodies))
     ports = {"production": local_redis.free_port(), "bare": local_redis.free_port()}
@@ -162,7 +136,8 @@ def main() -> None:
         start([sys.executable, "-m", "serving"], env, ports["production"]),
         start([sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port",
                str(ports["bare"]), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-               "--no-proxy-headers", "--no-server-header"], env, ports["bare"]),
+               "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", "75"],
+              env, ports["bare"]),
     ]  # fmt: skip
     try:
         for port in ports.values():

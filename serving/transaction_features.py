@@ -23,8 +23,8 @@ _REQUEST = {
     "log_amount": "log(1 + amount).",
     "hour_utc": "Hour of the purchase (UTC).",
     "weekday_utc": "Day of the week of the purchase (UTC, Monday = 0).",
-    "channel": "Channel (online, pos, app): index in the model spec's vocabulary.",
-    "merchant_category": "Merchant category: index in the model spec's vocabulary.",
+    "channel": "Channel of the purchase (online, pos, app).",  # coded by the spec's vocabulary
+    "merchant_category": "Merchant category of the purchase.",  # coded likewise
     "installments": "Number of instalments (1 = paid in full, > 1 = BNPL plan).",
 }
 # Against the customer's snapshot (NaN without one): behavioural models only.

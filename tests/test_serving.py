@@ -427,3 +427,54 @@ def test_log_rows_are_written_once_and_failures_retry(tmp_path, env):
     table = DeltaTable(str(blocked / "log")).to_pyarrow_table()
     assert sorted(table["transaction_id"].to_pylist()) == [f"t00001{i}" for i in range(5)]
     assert pc.all(pc.is_valid(table["scored_date"])).as_py()
+
+
+def test_concurrent_scores_are_batched_alike_and_a_bad_one_fails_alone(client, env):
+    """The micro-batcher scores requests that queued together in one pass: the same results as
+    one by one, and a request with invalid given features fails without its neighbours."""
+    import asyncio
+
+    from serving.app import MicroBatcher
+    from serving.codec import InvalidValue
+    from serving.schemas import ScoreRequest
+
+    scorer = client.app.state.scorer
+    ids = [r["transaction_id"] for r in env.served_rows().to_pylist()[:30]]
+    good = [ScoreRequest.model_validate(env.transaction(t)) for t in ids]
+    bad = ScoreRequest.model_validate(env.transaction(ids[0]) | {"features": {"nope": 1}})
+    batcher = MicroBatcher(lambda: scorer)
+    sizes = []
+    real = scorer.score_many
+
+    def counting(requests, received=None):
+        sizes.append(len(requests))
+        return real(requests, received)
+
+    async def together():
+        futures = [batcher.submit(r, time.perf_counter()) for r in [*good, bad]]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    scorer.score_many = counting
+    try:
+        results = asyncio.run(together())
+    finally:
+        del scorer.score_many
+    assert sizes[0] == len(good) + 1  # one batch (then one by one, for the bad request)
+    assert isinstance(results[-1], InvalidValue)
+    singles = [scorer.score(r) for r in good]
+    assert [(r.fraud_score, r.default_score, r.feature_source) for r in results[:-1]] == [
+        (s.fraud_score, s.default_score, s.feature_source) for s in singles
+    ]
+
+
+def test_the_openapi_document_describes_the_hot_endpoints(client):
+    spec = client.get("/openapi.json").json()
+    score = spec["paths"]["/score"]["post"]
+    assert score["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ScoreRequest"
+    )
+    assert {"401", "413", "422"} <= set(score["responses"])
+    schemas = spec["components"]["schemas"]
+    assert {"ScoreRequest", "ScoreResponse", "BatchRequest", "Reason"} <= set(schemas)
+    assert "customer_id" in schemas["ScoreRequest"]["required"]
+    assert "/score/batch" in spec["paths"] and "/features/{customer_id}" in spec["paths"]
