@@ -174,15 +174,19 @@ class Scorer:
 
     def _lookup(self, requests: list[ScoreRequest], version: str) -> list[Lookup]:
         out: list[Lookup | None] = [None] * len(requests)
+        unavailable = Lookup(None, "fallback_store_unavailable")
         for i, r in enumerate(requests):
             if r.features is not None:  # a what-if: the caller's snapshot values
-                codec = self._bundled_codec(version) or self.store(version).codec
+                try:
+                    codec = self.store(version).codec  # the bundle's (else the store's layout)
+                except OnlineStoreError:
+                    out[i] = unavailable
+                    continue
                 as_of = r.features_as_of or r.event_ts
                 out[i] = Lookup(codec.from_values(r.customer_id, as_of, r.features), "request")
         ask = [i for i, found in enumerate(out) if found is None]
         if not ask:
             return out
-        unavailable = Lookup(None, "fallback_store_unavailable")
         if not self.breaker.allow():
             found = [unavailable] * len(ask)
         else:
