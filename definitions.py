@@ -13,19 +13,21 @@ from assets.features.export import customer_features_daily
 from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
+from assets.monitoring.assets import feature_drift
 from assets.partitions import daily_partitions
 from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import settings
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
+from sensors.drift import build_drift_sensor
 from sensors.online_store import online_store_refill
 
 daily_features_job = define_asset_job(
     "daily_features",
     selection=AssetSelection.all() - AssetSelection.groups("training"),
     partitions_def=daily_partitions,
-    description="Raw ingest -> dbt snapshots -> Delta export -> online store for a day (or a "
-    "backfill range).",
+    description="Raw ingest -> dbt snapshots -> Delta export -> online store and drift for a "
+    "day (or a backfill range).",
 )
 
 train_models_job = define_asset_job(
@@ -41,6 +43,7 @@ defs = Definitions(
         dbt_features,
         customer_features_daily,
         online_customer_features,
+        feature_drift,
         training_set,
         risk_models,
     ],
@@ -50,7 +53,7 @@ defs = Definitions(
         # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
         build_schedule_from_partitioned_job(daily_features_job, hour_of_day=2)
     ],
-    sensors=[online_store_refill],
+    sensors=[online_store_refill, build_drift_sensor(train_models_job)],
     resources={
         "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri()),
         "raw_sources": RawSources(

@@ -26,6 +26,17 @@ def feature_set():
     return load_feature_set()
 
 
+@pytest.fixture(scope="session")
+def env(tmp_path_factory, feature_set):
+    """A serving environment (tests/serving_env.py): models registered in MLflow, a snapshot
+    generation in a real redis-server; shared by the serving and monitoring tests."""
+    from tests import serving_env
+
+    built = serving_env.build(tmp_path_factory.mktemp("serving"), feature_set)
+    yield built
+    built.redis.kill()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The embedded online store that pipeline tests started in the throwaway data folder."""
     from resources import local_redis, settings

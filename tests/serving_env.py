@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.monitoring.drift import snapshot_reference
 from assets.training.dataset import (
     TRANSACTION_COLUMNS,
     TrainingWindow,
@@ -133,7 +134,7 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
     training = build_training_set(lakehouse, feature_set, window)
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
     for target in ("fraud", "default"):
-        register(training, feature_set, tracking, folder, target)
+        register(training, feature_set, tracking, folder, target, lakehouse=lakehouse)
 
     redis = LocalRedis(folder / "redis").start()
     snapshot = snapshot_table(feature_set, CUSTOMERS, SERVED_AS_OF, seed=DAYS - 2)
@@ -148,9 +149,16 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
 
 
 def register(
-    training: pa.Table, feature_set, tracking: str, folder: Path, target: str, params=None
+    training: pa.Table,
+    feature_set,
+    tracking: str,
+    folder: Path,
+    target: str,
+    params=None,
+    lakehouse: Lakehouse | None = None,
 ) -> str:
-    """Train, register and gate one target's bundle; returns its version."""
+    """Train, register and gate one target's bundle (with the reference snapshot for drift
+    when the lakehouse is given); returns its version."""
     from assets.training import models
 
     previous = dict(models.PARAMS)
@@ -162,9 +170,12 @@ def register(
     finally:
         models.PARAMS.clear()
         models.PARAMS.update(previous)
+    newest = pc.max(training["snapshot_as_of"]).as_py().date()
+    reference = snapshot_reference(lakehouse, feature_set, newest) if lakehouse else None
     version, _ = log_and_register(
         bundle, trained, training_hash="test", model_name=f"risk_{target}",
         tracking_uri=tracking, artifact_root=str(folder / "artifacts"),
+        snapshot_reference=reference,
     )  # fmt: skip
     gate(f"risk_{target}", version, trained["behavioural"], training, tracking_uri=tracking)
     return version

@@ -14,7 +14,7 @@ EXPECTED_ASSETS = {
     "int_customer_countries_rolled_up", "int_customer_devices_rolled_up",
     "int_transactions_labelled", "fct_customer_features_daily",
     "lakehouse/customer_features_daily", "online_customer_features",
-    "training/training_set", "risk_models",
+    "training/training_set", "risk_models", "monitoring/feature_drift",
 }  # fmt: skip
 
 

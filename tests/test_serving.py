@@ -31,13 +31,6 @@ AUTH = {"X-API-Key": API_KEY}
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, feature_set):
-    built = serving_env.build(tmp_path_factory.mktemp("serving"), feature_set)
-    yield built
-    built.redis.kill()
-
-
-@pytest.fixture(scope="module")
 def client(env):
     with TestClient(create_app(env.config())) as client:
         yield client

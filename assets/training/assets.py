@@ -19,6 +19,7 @@ from dagster import (
 
 from assets.features.online import newest_as_of_date
 from assets.features.registry import load_feature_set
+from assets.monitoring.drift import snapshot_reference
 from assets.training.dataset import (
     TARGETS,
     TrainingWindow,
@@ -166,6 +167,9 @@ def risk_models(
     vocabularies = json.loads(commit["risk.vocabularies"])
     problems = training_set_problems(table)
     tracking = settings.mlflow_tracking_uri()
+    # Drift is measured against the newest snapshot the models learned from.
+    newest = pc.max(table["snapshot_as_of"]).as_py()
+    reference = snapshot_reference(lakehouse, feature_set, newest.date()) if newest else None
     metadata: dict = {"training_set_hash": commit["risk.content_hash"], "mlflow": tracking}
     for target in TARGETS:
         context.log.info(f"training the {target} models")
@@ -175,7 +179,7 @@ def risk_models(
         version, run_id = log_and_register(
             bundle, trained, training_hash=commit["risk.content_hash"],
             model_name=f"risk_{target}", tracking_uri=tracking,
-            artifact_root=settings.mlflow_artifact_root(),
+            artifact_root=settings.mlflow_artifact_root(), snapshot_reference=reference,
         )  # fmt: skip
         decision = gate(
             f"risk_{target}", version, trained["behavioural"], table, tracking_uri=tracking,

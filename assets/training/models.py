@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.monitoring.psi import Reference
 from assets.training.metrics import calibration_bins, evaluate
 from resources import settings
 from serving.feature_set import FeatureSet
@@ -34,7 +35,7 @@ class TrainedModel:
     importance: dict[str, float]  # total gain per feature
     test_scores: np.ndarray
     test_labels: np.ndarray
-    reference: dict  # decile edges and counts per feature and of the score (for PSI)
+    reference: dict  # PSI references of every feature and of the score
     on_known_customers: dict[str, float] | None = None  # transaction-only, behavioural's rows
 
 
@@ -94,22 +95,12 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
 
 
 def reference_histograms(names: list[str], x: np.ndarray, scores: np.ndarray) -> dict:
-    """Decile edges of every feature (and of the score) on the training rows, with the rows
-    per bin and the null share: the reference that drift monitoring compares against (live
-    scores are compared with ``test_score``, the test weeks' scores)."""
-
-    def histogram(values: np.ndarray) -> dict:
-        present = values[~np.isnan(values)]
-        if not len(present):
-            return {"edges": [], "counts": [], "null_share": 1.0}
-        edges = np.unique(np.quantile(present, np.linspace(0, 1, 11)))
-        counts, _ = np.histogram(present, bins=edges) if len(edges) > 1 else ([len(present)], 0)
-        return {"edges": edges.tolist(), "counts": list(map(int, counts)),
-                "null_share": float(1 - len(present) / len(values))}  # fmt: skip
-
+    """The reference drift monitoring compares against, binned as ``assets/monitoring/psi.py``
+    bins (reference deciles, a null bin): every feature and the score on the training rows
+    (live scores are compared with ``test_score``, the test weeks' scores)."""
     return {
-        "features": {name: histogram(x[:, i]) for i, name in enumerate(names)},
-        "score": histogram(scores),
+        "features": {name: Reference.of(x[:, i]).to_dict() for i, name in enumerate(names)},
+        "score": Reference.of(scores).to_dict(),
     }
 
 
@@ -181,6 +172,7 @@ def log_and_register(
     model_name: str,
     tracking_uri: str,
     artifact_root: str,
+    snapshot_reference: dict | None = None,
 ) -> tuple[str, str]:
     """One MLflow run per target: parameters, metrics, specs, references, plots; the bundle
     registered as a new version of ``model_name`` with alias ``challenger``. Returns
@@ -215,6 +207,8 @@ def log_and_register(
                 json.dumps(calibration_bins(t.test_labels, t.test_scores))
             )
             (folder / f"importance_{kind}.json").write_text(json.dumps(t.importance, indent=1))
+        if snapshot_reference is not None:  # the snapshot it learned from, for drift
+            (folder / "reference_snapshot.json").write_text(json.dumps(snapshot_reference))
         _plots(trained, folder)
         mlflow.log_artifacts(str(folder), "evaluation")
         bundle_dir = bundle.save(folder / "bundle")

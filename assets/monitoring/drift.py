@@ -1,0 +1,96 @@
+"""Drift, like with like (DESIGN.md): a snapshot against the snapshot the champion was trained
+on (one row per customer, as serving decodes it), and the live scores of the inference log
+against the champion's test-week scores. References travel with the model (MLflow artifacts
+``evaluation/reference_snapshot.json`` and ``evaluation/reference_behavioural.json``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from assets.monitoring.psi import Reference, psi
+from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+from serving.codec import RecordCodec
+from serving.feature_set import FeatureSet
+
+
+def snapshot_matrix(lakehouse: Lakehouse, feature_set: FeatureSet, as_of_date: date) -> np.ndarray:
+    """One snapshot partition's features as serving decodes them (float32, categorical codes)."""
+    table = lakehouse.dataset(CUSTOMER_FEATURES).to_table(
+        columns=[c.name for c in feature_set.features],
+        filter=pc.field("as_of_date") == as_of_date,
+    )
+    return RecordCodec(feature_set).feature_matrix(table)
+
+
+def snapshot_reference(lakehouse: Lakehouse, feature_set: FeatureSet, as_of_date: date) -> dict:
+    """PSI references of every snapshot feature over one partition (logged with a model)."""
+    matrix = snapshot_matrix(lakehouse, feature_set, as_of_date)
+    return {
+        "as_of_date": as_of_date.isoformat(),
+        "feature_set_version": feature_set.version,
+        "customers": len(matrix),
+        "features": {
+            c.name: Reference.of(matrix[:, i]).to_dict() for i, c in enumerate(feature_set.features)
+        },
+    }
+
+
+def snapshot_psi(reference: dict, feature_set: FeatureSet, matrix: np.ndarray) -> dict[str, float]:
+    """PSI of every snapshot feature of ``matrix`` against the reference snapshot."""
+    return {
+        c.name: psi(Reference.from_dict(reference["features"][c.name]), matrix[:, i])
+        for i, c in enumerate(feature_set.features)
+        if c.name in reference["features"]
+    }
+
+
+@dataclass
+class ChampionReferences:
+    model: str  # name/version
+    snapshot: dict | None  # None: trained before snapshot references were logged
+    test_score: dict  # the behavioural model's test-week scores
+
+
+def champion_references(tracking_uri: str, name: str = "risk_fraud") -> ChampionReferences | None:
+    """The references the champion was logged with; None when there is no champion yet."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+    mlflow.set_tracking_uri(tracking_uri)
+    folder = Path(
+        mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="evaluation")
+    )
+    snapshot = folder / "reference_snapshot.json"
+    behavioural = json.loads((folder / "reference_behavioural.json").read_text())
+    return ChampionReferences(
+        f"{name}/{champion.version}",
+        json.loads(snapshot.read_text()) if snapshot.exists() else None,
+        behavioural["test_score"],
+    )
+
+
+def evidently_report(reference, current, columns: list[str], path: Path) -> Path:
+    """evidently's data-drift report (PSI per column) as HTML, for people to read."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=columns)
+    snapshot = Report([DataDriftPreset(method="psi", threshold=0.2)]).run(
+        current_data=Dataset.from_pandas(current, data_definition=definition),
+        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+    return path

@@ -1,0 +1,161 @@
+"""Drift: the feature_drift asset on real Delta snapshots against a real MLflow champion's
+reference (PSI metadata, evidently's report), and the retrain sensor's cursor cases."""
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+    job,
+    materialize,
+    op,
+)
+
+from assets.monitoring.assets import feature_drift
+from resources.lakehouse import CUSTOMER_FEATURES
+from sensors.drift import DRIFT, build_drift_sensor
+from tests.serving_env import SERVED_AS_OF
+from tests.snapshot_tables import snapshot_table
+
+
+@op
+def _train():
+    pass
+
+
+@job(name="train_models")
+def train_models():
+    _train()
+
+
+def _measure(instance: DagsterInstance, **psis: float) -> None:
+    metadata = {"as_of": "2026-05-01", **{f"psi/{k}": v for k, v in psis.items()}}
+    instance.report_runless_asset_event(AssetMaterialization(DRIFT, metadata=metadata))
+
+
+def _tick(instance, cursor=None, **options):
+    sensor = build_drift_sensor(train_models, **options)
+    context = build_sensor_context(instance=instance, cursor=cursor)
+    return sensor(context), context.cursor
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def test_nothing_measured_no_run(instance):
+    result, _ = _tick(instance)
+    assert isinstance(result, SkipReason) and "no drift measured" in result.skip_message
+
+
+def test_no_drift_no_run_and_a_warning_band(instance):
+    _measure(instance, score=0.02, amount_mean_30d=0.05)
+    result, cursor = _tick(instance)
+    assert isinstance(result, SkipReason) and "warning" not in result.skip_message
+    _measure(instance, score=0.02, amount_mean_30d=0.15)
+    result, _ = _tick(instance, cursor)
+    assert isinstance(result, SkipReason) and "warning: {'amount_mean_30d': 0.15}" in (
+        result.skip_message
+    )
+
+
+def test_drift_opens_one_run_naming_what_drifted(instance):
+    _measure(instance, score=0.25, amount_mean_30d=0.35, txn_count_7d=0.01, not_key=0.9)
+    result, cursor = _tick(instance)
+    assert isinstance(result, RunRequest)
+    assert result.tags["risk/trigger"] == "drift"
+    assert result.tags["risk/drifted"] == "amount_mean_30d=0.350, score=0.250"
+    assert json.loads(cursor)["retrain_at"] <= time.time()
+    again, _ = _tick(instance, cursor)  # the same measurement: nothing new
+    assert isinstance(again, SkipReason) and "no new drift" in again.skip_message
+
+
+def test_drift_again_inside_the_cooldown_opens_no_second_run(instance):
+    _measure(instance, score=0.4)
+    first, cursor = _tick(instance)
+    assert isinstance(first, RunRequest)
+    _measure(instance, score=0.5)
+    second, cursor = _tick(instance, cursor)
+    assert isinstance(second, SkipReason) and "cooldown" in second.skip_message
+    _measure(instance, score=0.5)
+    after, _ = _tick(instance, cursor, cooldown_s=0)  # cooldown over
+    assert isinstance(after, RunRequest)
+
+
+def test_the_cursor_survives_a_restart(instance):
+    _measure(instance, score=0.4)
+    _, cursor = _tick(instance)
+    saved = json.loads(cursor)
+    _measure(instance, score=0.45)
+    result, _ = _tick(instance, json.dumps(saved))  # a new sensor object, the stored cursor
+    assert isinstance(result, SkipReason) and "cooldown" in result.skip_message
+
+
+def test_a_retrain_in_flight_is_not_duplicated(instance):
+    instance.add_run(DagsterRun(job_name="train_models", run_id=str(uuid.uuid4()),
+                                status=DagsterRunStatus.STARTED))  # fmt: skip
+    _measure(instance, score=0.4)
+    result, _ = _tick(instance)
+    assert isinstance(result, SkipReason) and "in flight" in result.skip_message
+
+
+@pytest.mark.integration
+def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkeypatch, tmp_path):
+    """The champion's reference is the snapshot it was trained on: the same partition gives
+    PSI 0 everywhere; a partition where one feature moved gives it alone a high PSI, an
+    evidently report, and a retrain run from the sensor."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env.tracking_uri)
+    monkeypatch.setenv("RISK_DATA_DIR", str(tmp_path))
+    MlflowClient(env.tracking_uri).set_registered_model_alias("risk_fraud", "champion", "1")
+    with DagsterInstance.ephemeral() as instance:
+
+        def measure(as_of_day):
+            partition = (as_of_day - timedelta(days=1)).isoformat()
+            result = materialize([feature_drift], partition_key=partition, instance=instance,
+                                 resources={"lakehouse": env.lakehouse})  # fmt: skip
+            event = result.asset_materializations_for_node("monitoring__feature_drift")[0]
+            return {k: v.value for k, v in event.metadata.items()}
+
+        same = measure(SERVED_AS_OF)
+        assert same["reference_as_of"] == SERVED_AS_OF.isoformat()
+        assert same["max_psi"] == 0.0 and same["champion"] == "risk_fraud/1"
+
+        moved_day = SERVED_AS_OF + timedelta(days=1)
+        moved = snapshot_table(env.feature_set, 1500, SERVED_AS_OF, seed=28)
+        shifted = pc.add(moved["txn_count_7d"], pa.scalar(25, pa.int32()))
+        moved = moved.set_column(moved.schema.get_field_index("txn_count_7d"), "txn_count_7d",
+                                 shifted)  # fmt: skip
+        as_of = pa.array([datetime(moved_day.year, moved_day.month, moved_day.day, tzinfo=UTC)]
+                         * 1500, pa.timestamp("us", "UTC"))  # fmt: skip
+        moved = moved.set_column(moved.schema.get_field_index("as_of"), "as_of", as_of)
+        moved = moved.set_column(moved.schema.get_field_index("as_of_date"), "as_of_date",
+                                 pa.array([moved_day] * 1500, pa.date32()))  # fmt: skip
+        env.lakehouse.replace_partitions(
+            CUSTOMER_FEATURES, moved, ["as_of_date"], f"as_of_date = '{moved_day}'"
+        )
+        drifted = measure(moved_day)
+        assert drifted["psi/txn_count_7d"] > 1
+        others = [v for k, v in drifted.items() if k.startswith("psi/") and k != "psi/txn_count_7d"]
+        assert max(others) == 0.0
+        assert "txn_count_7d" in drifted["drifting"]
+        report = Path(drifted["evidently_report"])
+        assert report.exists() and "txn_count_7d" in report.read_text()
+
+        run, _ = _tick(instance)
+        assert isinstance(run, RunRequest) and "txn_count_7d=" in run.tags["risk/drifted"]
