@@ -3,6 +3,7 @@
 from dagster import (
     AssetSelection,
     Definitions,
+    ScheduleDefinition,
     build_schedule_from_partitioned_job,
     define_asset_job,
 )
@@ -14,12 +15,14 @@ from assets.features.online import online_customer_features, online_store_serves
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from assets.monitoring.assets import feature_drift
+from assets.monitoring.checks import model_quality, snapshot_consistent
 from assets.partitions import daily_partitions
 from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import settings
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
 from sensors.drift import build_drift_sensor
+from sensors.freshness import FRESHNESS_CHECKS, freshness, freshness_job
 from sensors.online_store import online_store_refill
 
 daily_features_job = define_asset_job(
@@ -47,13 +50,26 @@ defs = Definitions(
         training_set,
         risk_models,
     ],
-    asset_checks=[online_store_serves_newest_snapshot, training_set_is_usable],
-    jobs=[daily_features_job, train_models_job],
+    asset_checks=[
+        online_store_serves_newest_snapshot,
+        training_set_is_usable,
+        snapshot_consistent,
+        model_quality,
+        *FRESHNESS_CHECKS,
+    ],
+    jobs=[daily_features_job, train_models_job, freshness_job],
     schedules=[
         # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
-        build_schedule_from_partitioned_job(daily_features_job, hour_of_day=2)
+        build_schedule_from_partitioned_job(daily_features_job, hour_of_day=settings.daily_hour()),
+        # Retraining also happens weekly, whatever drift says (labels keep maturing).
+        ScheduleDefinition(
+            name="weekly_retrain",
+            job=train_models_job,
+            cron_schedule="0 4 * * 1",
+            execution_timezone="UTC",
+        ),
     ],
-    sensors=[online_store_refill, build_drift_sensor(train_models_job)],
+    sensors=[online_store_refill, build_drift_sensor(train_models_job), freshness],
     resources={
         "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri()),
         "raw_sources": RawSources(

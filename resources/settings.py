@@ -58,6 +58,11 @@ def partitions_start() -> date:
     return date.fromisoformat(os.environ.get("RISK_START_DATE", "2026-01-01"))
 
 
+def daily_hour() -> int:
+    """UTC hour of the daily schedule (02:00: the day that ended becomes a snapshot)."""
+    return int(os.environ.get("RISK_DAILY_HOUR_UTC", "2"))
+
+
 def generator_seed() -> int:
     return int(os.environ.get("RISK_SEED", "7"))
 
