@@ -27,7 +27,10 @@ from sensors.online_store import online_store_refill
 
 daily_features_job = define_asset_job(
     "daily_features",
-    selection=AssetSelection.all() - AssetSelection.groups("training"),
+    # Freshness is judged when the freshness sensor runs, not inside a (back)fill of old days.
+    selection=AssetSelection.all()
+    - AssetSelection.groups("training")
+    - AssetSelection.checks(*FRESHNESS_CHECKS),
     partitions_def=daily_partitions,
     description="Raw ingest -> dbt snapshots -> Delta export -> online store and drift for a "
     "day (or a backfill range).",

@@ -28,8 +28,9 @@ def load_bundle(model_uri: str, tracking_uri: str) -> ModelBundle:
     """``models:/name@alias`` or ``models:/name/version`` (any model URI) to its bundle."""
     import mlflow  # slow to import: only where a model is loaded
 
-    mlflow.set_tracking_uri(tracking_uri)
-    path = Path(mlflow.artifacts.download_artifacts(model_uri))
+    # The tracking URI is passed, not set: mlflow.set_tracking_uri also writes it into
+    # os.environ, where it would outlive this call.
+    path = Path(mlflow.artifacts.download_artifacts(model_uri, tracking_uri=tracking_uri))
     return ModelBundle.load(path / "artifacts" / "bundle")
 
 

@@ -158,8 +158,13 @@ def register(
     lakehouse: Lakehouse | None = None,
 ) -> str:
     """Train, register and gate one target's bundle (with the reference snapshot for drift
-    when the lakehouse is given); returns its version."""
+    when the lakehouse is given); returns its version. MLflow's run API sets the tracking URI
+    in os.environ: it is put back, so the test registry does not leak into other tests."""
+    import os
+
     from assets.training import models
+
+    saved_uri = os.environ.get("MLFLOW_TRACKING_URI")
 
     previous = dict(models.PARAMS)
     models.PARAMS.update(params or {})
@@ -178,4 +183,8 @@ def register(
         snapshot_reference=reference,
     )  # fmt: skip
     gate(f"risk_{target}", version, trained["behavioural"], training, tracking_uri=tracking)
+    if saved_uri is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved_uri
     return version

@@ -159,3 +159,16 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
 
         run, _ = _tick(instance)
         assert isinstance(run, RunRequest) and "txn_count_7d=" in run.tags["risk/drifted"]
+
+
+def test_the_evidently_report_leaves_out_columns_without_values(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from assets.monitoring.drift import evidently_report
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"a": rng.normal(0, 1, 500), "empty": np.nan})
+    current = pd.DataFrame({"a": rng.normal(1, 1, 500), "empty": np.nan})
+    path = evidently_report(reference, current, ["a", "empty"], tmp_path / "r.html")
+    assert path.exists() and path.stat().st_size > 10_000

@@ -164,13 +164,13 @@ def _newest_and_champion(name: str):
 
     tracking = settings.mlflow_tracking_uri()
     client = MlflowClient(tracking)
-    mlflow.set_tracking_uri(tracking)
 
     def describe(version) -> tuple[str, float, dict]:
         run = client.get_run(version.run_id)
         path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path="evaluation/importance_behavioural.json"
-        )
+            run_id=version.run_id, artifact_path="evaluation/importance_behavioural.json",
+            tracking_uri=tracking,
+        )  # fmt: skip
         importance = json.loads(Path(path).read_text())
         return str(version.version), float(run.data.metrics["behavioural.roc_auc"]), importance
 

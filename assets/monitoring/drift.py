@@ -68,10 +68,9 @@ def champion_references(tracking_uri: str, name: str = "risk_fraud") -> Champion
         champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         return None
-    mlflow.set_tracking_uri(tracking_uri)
-    folder = Path(
-        mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="evaluation")
-    )
+    folder = Path(mlflow.artifacts.download_artifacts(
+        run_id=champion.run_id, artifact_path="evaluation", tracking_uri=tracking_uri
+    ))  # fmt: skip
     snapshot = folder / "reference_snapshot.json"
     behavioural = json.loads((folder / "reference_behavioural.json").read_text())
     return ChampionReferences(
@@ -86,10 +85,11 @@ def evidently_report(reference, current, columns: list[str], path: Path) -> Path
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(numerical_columns=columns)
+    columns = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
+    definition = DataDefinition(numerical_columns=columns)  # evidently refuses empty columns
     snapshot = Report([DataDriftPreset(method="psi", threshold=0.2)]).run(
-        current_data=Dataset.from_pandas(current, data_definition=definition),
-        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+        current_data=Dataset.from_pandas(current[columns], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
