@@ -149,9 +149,23 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         env.lakehouse.replace_partitions(
             CUSTOMER_FEATURES, moved, ["as_of_date"], f"as_of_date = '{moved_day}'"
         )
+        # Live decisions of the day before (the champion's, logged as /score logs them).
+        from fastapi.testclient import TestClient
+
+        from serving.app import create_app
+        from tests.serving_env import API_KEY
+
+        log_uri = env.lakehouse.uri("serving/inference_log")
+        with TestClient(create_app(env.config(inference_log_uri=log_uri))) as client:
+            for row in env.served_rows().to_pylist()[:80]:
+                txn = env.transaction(row["transaction_id"])
+                assert client.post("/score", json=txn, headers={"X-API-Key": API_KEY}).is_success
+            client.app.state.scorer.inference_log.flush()
         drifted = measure(moved_day)
+        assert 0 <= drifted["psi/score"] < 100 and 0 <= drifted["psi/served/amount"] < 100
         assert drifted["psi/txn_count_7d"] > 1
-        others = [v for k, v in drifted.items() if k.startswith("psi/") and k != "psi/txn_count_7d"]
+        others = [v for k, v in drifted.items() if k.startswith("psi/") and k != "psi/txn_count_7d"
+                  and k != "psi/score" and not k.startswith("psi/served/")]  # fmt: skip
         assert max(others) == 0.0
         assert "txn_count_7d" in drifted["drifting"]
         report = Path(drifted["evidently_report"])

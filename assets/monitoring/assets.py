@@ -17,7 +17,7 @@ from assets.monitoring.drift import (
     snapshot_psi,
 )
 from assets.monitoring.psi import Reference, psi
-from assets.partitions import daily_partitions, monthly_batches
+from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources import settings
 from resources.lakehouse import Lakehouse
 
@@ -38,8 +38,9 @@ class DriftConfig(Config):
     group_name="monitoring",
     kinds={"evidently"},
     description="PSI of every snapshot feature against the snapshot the fraud champion was "
-    "trained on (one row per customer), and of the live scores against its test-week scores; "
-    "evidently's HTML drift report of the newest snapshot.",
+    "trained on (one row per customer); of the live scores against its test-week scores and of "
+    "the served input vectors against its training rows (one row per transaction); evidently's "
+    "HTML drift report of the newest snapshot.",
 )
 def feature_drift(
     context: AssetExecutionContext, config: DriftConfig, lakehouse: Lakehouse
@@ -62,9 +63,7 @@ def feature_drift(
     reference = references.snapshot
     current = snapshot_matrix(lakehouse, feature_set, as_of_date)
     psis = snapshot_psi(reference, feature_set, current)
-    score = _score_psi(lakehouse, references, as_of_date, config.score_window_days)
-    if score is not None:
-        psis["score"] = score
+    psis |= _live_psi(lakehouse, references, as_of_date, config.score_window_days)
     drifting = sorted(((v, k) for k, v in psis.items() if v > config.warn_psi), reverse=True)
     try:
         report = str(_report(lakehouse, feature_set, reference, current, as_of_date,
@@ -90,22 +89,36 @@ def _table(drifting: list[tuple[float, str]]) -> str:
     return f"| feature | PSI |\n|---|---|\n{rows}" if drifting else ""
 
 
-def _score_psi(lakehouse, references, as_of_date, window_days: int) -> float | None:
-    """Live behavioural fraud scores of the champion over the window, against its test-week
-    scores (like with like: the same model, the same kind of customer)."""
+def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, float]:
+    """The champion's behavioural decisions on purchases of the ``window_days`` before the
+    as_of (like with like): their scores against its test-week scores (``score``) and their
+    input vectors, one row per transaction, against its training rows (``served/<input>``)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     log = lakehouse.dataset(INFERENCE_LOG)
     if log is None:
-        return None
-    scores = log.to_table(
-        columns=["fraud_score"],
-        filter=(pc.field("scored_date") > as_of_date - timedelta(days=window_days))
-        & (pc.field("scored_date") <= as_of_date)
+        return {}
+    start, end = as_of_time(as_of_date - timedelta(days=window_days)), as_of_time(as_of_date)
+    at = lambda t: pa.scalar(t, pa.timestamp("us", "UTC"))  # noqa: E731
+    inputs = [n for n in references.inputs if n in log.schema.names]
+    rows = log.to_table(
+        columns=["fraud_score", *inputs],
+        filter=(pc.field("scored_date") >= start.date())  # scored after the purchase: prunes
+        & (pc.field("event_ts") >= at(start)) & (pc.field("event_ts") < at(end))
         & (pc.field("fraud_model") == references.model)
         & (pc.field("model_kind") == "behavioural"),
-    )["fraud_score"].to_numpy(zero_copy_only=False)
-    return psi(Reference.from_dict(references.test_score), scores) if len(scores) else None
+    )  # fmt: skip
+    if not rows.num_rows:
+        return {}
+
+    def values(name: str) -> np.ndarray:
+        return rows[name].to_numpy(zero_copy_only=False).astype(float)
+
+    out = {"score": psi(Reference.from_dict(references.test_score), values("fraud_score"))}
+    for name in inputs:
+        out[f"served/{name}"] = psi(Reference.from_dict(references.inputs[name]), values(name))
+    return out
 
 
 def _report(lakehouse, feature_set, reference: dict, current: np.ndarray, as_of_date, rows: int):

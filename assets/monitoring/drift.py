@@ -55,6 +55,7 @@ class ChampionReferences:
     model: str  # name/version
     snapshot: dict | None  # None: trained before snapshot references were logged
     test_score: dict  # the behavioural model's test-week scores
+    inputs: dict  # the behavioural model's inputs over its training rows, by name
 
 
 def champion_references(tracking_uri: str, name: str = "risk_fraud") -> ChampionReferences | None:
@@ -77,6 +78,7 @@ def champion_references(tracking_uri: str, name: str = "risk_fraud") -> Champion
         f"{name}/{champion.version}",
         json.loads(snapshot.read_text()) if snapshot.exists() else None,
         behavioural["test_score"],
+        behavioural["features"],
     )
 
 
