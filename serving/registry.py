@@ -25,12 +25,21 @@ class RegisteredModel:
 
 
 def load_bundle(model_uri: str, tracking_uri: str) -> ModelBundle:
-    """``models:/name@alias`` or ``models:/name/version`` (any model URI) to its bundle."""
+    """``models:/name/version`` or ``models:/name@alias`` to its bundle, from the registry at
+    ``tracking_uri``. The version's storage location is asked of that registry explicitly:
+    MLflow resolves a ``models:/`` URI through its global registry (which
+    ``mlflow.set_tracking_uri`` would set, writing os.environ as a side effect)."""
     import mlflow  # slow to import: only where a model is loaded
+    from mlflow import MlflowClient
 
-    # The tracking URI is passed, not set: mlflow.set_tracking_uri also writes it into
-    # os.environ, where it would outlive this call.
-    path = Path(mlflow.artifacts.download_artifacts(model_uri, tracking_uri=tracking_uri))
+    name, _, ref = model_uri.removeprefix("models:/").partition("/")
+    if "@" in name:
+        name, alias = name.split("@", 1)
+        ref = MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version
+    location = MlflowClient(tracking_uri).get_model_version_download_uri(name, ref)
+    path = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=tracking_uri)
+    )
     return ModelBundle.load(path / "artifacts" / "bundle")
 
 

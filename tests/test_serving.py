@@ -471,3 +471,20 @@ def test_the_openapi_document_describes_the_hot_endpoints(client):
     assert {"ScoreRequest", "ScoreResponse", "BatchRequest", "Reason"} <= set(schemas)
     assert "customer_id" in schemas["ScoreRequest"]["required"]
     assert "/score/batch" in spec["paths"] and "/features/{customer_id}" in spec["paths"]
+
+
+def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
+    """`make serve` is a fresh process: the registry passed in must be the one read (MLflow
+    would otherwise resolve models:/ URIs in its default registry, ./mlflow.db)."""
+    code = (
+        "import sys; from serving.registry import load_registered; "
+        f"m = load_registered('risk_fraud', 'champion', {env.tracking_uri!r}); "
+        "print(m.label); sys.exit(m is None)"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    clean["PYTHONPATH"] = os.path.dirname(os.path.dirname(__file__))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, env=clean)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith("risk_fraud/")
+    assert not (tmp_path / "mlflow.db").exists()
