@@ -164,15 +164,14 @@ def score_sample(n: int = 2000) -> str:
     from resources.local_redis import ensure_running
     from resources.online_store import from_environment
     from serving.config import DEV_API_KEY, ServingConfig
-    from serving.online_store import connect
     from serving.schemas import ScoreRequest
-    from serving.scorer import SEVERITY, ModelSet, Scorer
+    from serving.scorer import SEVERITY, Scorer
 
     url = from_environment().url or ensure_running(settings.embedded_redis_dir())
     config = ServingConfig(api_keys=(DEV_API_KEY,), dev_mode=True, redis_url=url,
                            tracking_uri=settings.mlflow_tracking_uri(),
                            hash_key=settings.card_hash_key())  # fmt: skip
-    scorer = Scorer(ModelSet.load(config), connect(url), config)
+    scorer = Scorer.open(config)
     results = [scorer.score(ScoreRequest.model_validate(b)) for b in recent_requests(n)]
     decisions = Counter(r.decision for r in results)
     sources = Counter(r.feature_source for r in results)

@@ -65,20 +65,15 @@ def median_of(runs: list[dict]) -> dict:
 
 def in_process(bodies: list[dict], n: int = 4000) -> None:
     """Per-stage time of a score and the fast path against booster.predict, in this process."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     from serving.config import ServingConfig
-    from serving.online_store import connect
     from serving.schemas import ScoreRequest
-    from serving.scorer import ModelSet, Scorer, _model_and_input, _transaction
+    from serving.scorer import Scorer, _model_and_input, _transaction
 
     config = ServingConfig(
         api_keys=(KEY,), redis_url=local_redis.ensure_running(settings.embedded_redis_dir()),
         tracking_uri=settings.mlflow_tracking_uri(), hash_key=b"bench",
     )  # fmt: skip
-    client = connect(config.redis_url, socket_timeout=0.005, retry=Retry(NoBackoff(), 0))
-    scorer = Scorer(ModelSet.load(config), client, config)
+    scorer = Scorer.open(config)
     requests = [ScoreRequest.model_validate(b) for b in bodies[:n]]
     for r in requests[:500]:
         scorer.score(r)

@@ -29,8 +29,12 @@ class Lakehouse(ConfigurableResource):
 
     root_uri: str = ""
 
+    @property
+    def root(self) -> str:
+        return (self.root_uri or settings.lakehouse_uri()).rstrip("/")
+
     def uri(self, table: str) -> str:
-        return f"{(self.root_uri or settings.lakehouse_uri()).rstrip('/')}/{table}"
+        return f"{self.root}/{table}"
 
     def table(self, table: str) -> DeltaTable | None:
         try:
@@ -42,6 +46,14 @@ class Lakehouse(ConfigurableResource):
         """A lazy scan: DuckDB and pyarrow push column and partition filters into it."""
         dt = self.table(table)
         return dt.to_pyarrow_dataset() if dt is not None else None
+
+    def partition_dates(self, table: str, column: str) -> list[date]:
+        """The dates of a table's ``column`` partitions, sorted (none for a missing table)."""
+        dt = self.table(table)
+        if dt is None:
+            return []
+        return sorted({date.fromisoformat(v) for p in dt.partitions() for k, v in p.items()
+                       if k == column})  # fmt: skip
 
     def replace_partitions(
         self, table: str, data: pa.Table, partition_by: list[str], predicate: str

@@ -31,15 +31,13 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
 from serving import metrics
 from serving.codec import InvalidValue
 from serving.config import ServingConfig
 from serving.inference_log import InferenceLog
-from serving.online_store import OnlineRecord, OnlineStoreError, connect, safe_url
+from serving.online_store import OnlineRecord, OnlineStoreError, safe_url
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -110,22 +108,17 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         cfg.check()
         if not cfg.redis_url:
             raise RuntimeError("REDIS_URL is not set (`make serve` sets the embedded store's)")
-        timeout = cfg.redis_timeout_ms / 1000
-        client = connect(
-            cfg.redis_url, cluster=cfg.redis_cluster, socket_timeout=timeout,
-            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-        )  # fmt: skip
-        models = await run_in_threadpool(ModelSet.load, cfg)
         inference_log = None
         if cfg.inference_log_uri:
             inference_log = InferenceLog(
                 cfg.inference_log_uri, flush_s=cfg.log_flush_s, max_pending=cfg.log_max_pending
             )
-        scorer = Scorer(
-            models, client, cfg, inference_log=inference_log, where=safe_url(cfg.redis_url)
-        )
+        # Loading from MLflow takes seconds: off the event loop.
+        scorer = await run_in_threadpool(Scorer.open, cfg, inference_log=inference_log)
+        models = scorer.models
         if inference_log is not None:
             inference_log.shadow = scorer.shadow_scores
+            metrics.LOG_PENDING.set_function(lambda: inference_log.pending)  # read at scrape
             inference_log.start()
         app.state.config, app.state.scorer = cfg, scorer
         app.state.reload_lock = asyncio.Lock()
@@ -147,7 +140,7 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
                 loop.remove_signal_handler(signal.SIGHUP)
             if inference_log is not None:
                 await run_in_threadpool(inference_log.close)
-            client.close()
+            scorer.client.close()
 
     app = FastAPI(
         title="Risk scoring",
@@ -203,10 +196,7 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         return _json(body, 200 if not problems else 503)
 
     @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus(request: Request) -> Response:
-        inference_log = request.app.state.scorer.inference_log
-        if inference_log is not None:
-            metrics.LOG_PENDING.set(inference_log.pending)
+    async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Reload the models the registry aliases name now")

@@ -79,9 +79,7 @@ class ServingConfig:
                 }
             ),
             max_batch=int(_env("RISK_SERVING_MAX_BATCH", "500")),
-            inference_log_uri=_env(
-                "RISK_INFERENCE_LOG_URI", f"{environment.lakehouse_uri()}/serving/inference_log"
-            ),
+            inference_log_uri=environment.inference_log_uri(),
             log_flush_s=float(_env("RISK_INFERENCE_LOG_FLUSH_S", "2")),
             hash_key=environment.card_hash_key(),
         )

@@ -24,6 +24,13 @@ def lakehouse_uri() -> str:
     return os.environ.get("RISK_LAKEHOUSE_URI", str(data_dir() / "lakehouse")).rstrip("/")
 
 
+def inference_log_uri(lakehouse_root: str | None = None) -> str:
+    """Where serving logs its decisions and monitoring reads them: ``RISK_INFERENCE_LOG_URI``
+    (empty: no log), else ``serving/inference_log`` under the lakehouse root."""
+    root = (lakehouse_root or lakehouse_uri()).rstrip("/")
+    return os.environ.get("RISK_INFERENCE_LOG_URI", f"{root}/serving/inference_log")
+
+
 def redis_url() -> str:
     """The online store: ``REDIS_URL`` (``redis://``, ``rediss://`` for TLS, user and password in
     the URL; comma-separated seed nodes for a cluster), or empty for the embedded server."""

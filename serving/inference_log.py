@@ -215,10 +215,8 @@ class InferenceLog:
                       table.num_rows, self.uri, exc)  # fmt: skip
             while self.pending > self.max_pending and self._slices:  # the oldest go first
                 metrics.LOG_ROWS.labels("dropped").inc(self._slices.pop(0).num_rows)
-            metrics.LOG_PENDING.set(self.pending)
             return 0
         self._slices = []
-        metrics.LOG_PENDING.set(self.pending)
         metrics.LOG_ROWS.labels("written").inc(table.num_rows)
         return table.num_rows
 

@@ -23,4 +23,4 @@ MODEL_INFO = Gauge(
     ["target", "role", "model", "feature_set_version"],
 )  # fmt: skip
 LOG_ROWS = Counter("risk_inference_log_rows", "Inference-log rows by outcome", ["outcome"])
-LOG_PENDING = Gauge("risk_inference_log_pending", "Rows waiting for the next Delta commit")
+LOG_PENDING = Gauge("risk_inference_log_pending", "Rows not yet committed to the Delta log")

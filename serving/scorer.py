@@ -19,6 +19,8 @@ from datetime import datetime
 from typing import get_args
 
 import numpy as np
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from serving import metrics
 from serving.codec import LayoutMismatch, OnlineRecord, RecordCodec
@@ -26,7 +28,14 @@ from serving.config import TARGETS, ServingConfig, Thresholds
 from serving.inference_log import CustomerHasher, InferenceLog, LogRow, micros
 from serving.model_bundle import ScoringModel
 from serving.model_spec import model_input
-from serving.online_store import Missing, OnlineStore, OnlineStoreError, RedisClient
+from serving.online_store import (
+    Missing,
+    OnlineStore,
+    OnlineStoreError,
+    RedisClient,
+    connect,
+    safe_url,
+)
 from serving.registry import RegisteredModel, load_registered
 from serving.schemas import FeatureSource, ScoreRequest
 from serving.transaction_features import DESCRIPTIONS
@@ -152,6 +161,19 @@ class Scorer:
         self._hash_customer = CustomerHasher(config.hash_key)
         self._stores: dict[str, OnlineStore] = {}
         models.publish()
+
+    @classmethod
+    def open(cls, config: ServingConfig, *, inference_log: InferenceLog | None = None) -> Scorer:
+        """A scorer as the service runs it: the models the registry's aliases name, and a Redis
+        client that gives up after ``redis_timeout_ms`` without retrying (the fallback to the
+        transaction-only model is the retry)."""
+        timeout = config.redis_timeout_ms / 1000
+        client = connect(
+            config.redis_url, cluster=config.redis_cluster, socket_timeout=timeout,
+            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
+        return cls(ModelSet.load(config), client, config, inference_log=inference_log,
+                   where=safe_url(config.redis_url))  # fmt: skip
 
     # -- the online store -------------------------------------------------------------------
 

@@ -153,9 +153,10 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         from fastapi.testclient import TestClient
 
         from serving.app import create_app
+        from serving.environment import inference_log_uri
         from tests.serving_env import API_KEY
 
-        log_uri = env.lakehouse.uri("serving/inference_log")
+        log_uri = inference_log_uri(env.lakehouse.root)  # where the drift asset reads it
         with TestClient(create_app(env.config(inference_log_uri=log_uri))) as client:
             for row in env.served_rows().to_pylist()[:80]:
                 txn = env.transaction(row["transaction_id"])

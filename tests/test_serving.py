@@ -269,7 +269,8 @@ def test_health_ready_and_metrics(client, env):
     _score(client, env.transaction("t000003"))
     text = client.get("/metrics").text
     names = ("risk_requests_total", "risk_stage_seconds_bucket", "risk_score_bucket",
-             "risk_feature_source_total", "risk_decisions_total", "risk_model_info")  # fmt: skip
+             "risk_feature_source_total", "risk_decisions_total", "risk_model_info",
+             "risk_inference_log_pending")  # fmt: skip
     for name in names:
         assert name in text, name
     assert 'endpoint="/score",status="200"' in text

@@ -62,11 +62,8 @@ def snapshot_batches(
 
 
 def newest_as_of_date(lakehouse: Lakehouse) -> date | None:
-    dt = lakehouse.table(CUSTOMER_FEATURES)
-    if dt is None:
-        return None
-    days = {v for part in dt.partitions() for k, v in part.items() if k == "as_of_date"}
-    return max(map(date.fromisoformat, days), default=None)
+    days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
+    return days[-1] if days else None
 
 
 def load_snapshot(

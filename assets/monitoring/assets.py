@@ -20,8 +20,7 @@ from assets.monitoring.psi import Reference, psi
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources import settings
 from resources.lakehouse import Lakehouse
-
-INFERENCE_LOG = "serving/inference_log"
+from serving.environment import inference_log_uri
 
 
 class DriftConfig(Config):
@@ -95,8 +94,14 @@ def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, 
     input vectors, one row per transaction, against its training rows (``served/<input>``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
-    log = lakehouse.dataset(INFERENCE_LOG)
+    uri = inference_log_uri(lakehouse.root)  # where serving writes it
+    try:
+        log = DeltaTable(uri).to_pyarrow_dataset() if uri else None
+    except TableNotFoundError:
+        log = None
     if log is None:
         return {}
     start, end = as_of_time(as_of_date - timedelta(days=window_days)), as_of_time(as_of_date)

@@ -32,32 +32,22 @@ def max_age() -> timedelta:
     return timedelta(hours=float(os.environ.get("RISK_FRESHNESS_MAX_AGE_H", "26")))
 
 
-def _age_result(newest: datetime | None, what: str, **metadata) -> AssetCheckResult:
-    now = datetime.now(UTC)
+def _age_result(newest: datetime | None, what: str) -> AssetCheckResult:
     if newest is None:
-        return AssetCheckResult(passed=False, description=f"no {what} yet", metadata=metadata)
-    age = now - newest
+        return AssetCheckResult(passed=False, description=f"no {what} yet")
+    age = datetime.now(UTC) - newest
     return AssetCheckResult(
         passed=age <= max_age(),
         description=f"newest {what} is {age.total_seconds() / 3600:.1f} h old "
         f"(at most {max_age().total_seconds() / 3600:g} h)",
-        metadata={**metadata, "newest": newest.isoformat(),
-                  "age_hours": round(age.total_seconds() / 3600, 2)},
+        metadata={"newest": newest.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)},
     )  # fmt: skip
-
-
-def _partition_days(lakehouse: Lakehouse, table: str, column: str) -> list[date]:
-    dt = lakehouse.table(table)
-    if dt is None:
-        return []
-    return sorted({date.fromisoformat(v) for p in dt.partitions() for k, v in p.items()
-                   if k == column})  # fmt: skip
 
 
 @asset_check(asset=raw_transactions, name="fresh",
              description="The newest day of transactions ended at most ~26 h ago.")  # fmt: skip
 def raw_transactions_fresh(lakehouse: Lakehouse) -> AssetCheckResult:
-    days = _partition_days(lakehouse, TRANSACTIONS, "event_date")
+    days = lakehouse.partition_dates(TRANSACTIONS, "event_date")
     newest = as_of_time(days[-1] + timedelta(days=1)) if days else None
     return _age_result(newest, "day of transactions (its end)")
 
@@ -99,7 +89,7 @@ def online_store_fresh(online_store: OnlineStoreResource) -> AssetCheckResult:
     "online store included, uses a snapshot that fails).",
 )  # fmt: skip
 def snapshot_consistent(lakehouse: Lakehouse) -> AssetCheckResult:
-    days = _partition_days(lakehouse, CUSTOMER_FEATURES, "as_of_date")
+    days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
     if len(days) < 2:
         return AssetCheckResult(passed=True, description="fewer than two snapshots: nothing to "
                                 "compare")  # fmt: skip

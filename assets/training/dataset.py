@@ -63,10 +63,7 @@ def vocabularies(table: pa.Table) -> dict[str, tuple[str, ...]]:
 def _usable_partitions(lakehouse: Lakehouse, window: TrainingWindow) -> list[date]:
     """The snapshot partitions any purchase of the window can be joined with (the last one
     available before the window starts, and those inside it)."""
-    dt = lakehouse.table(CUSTOMER_FEATURES)
-    days = sorted(
-        date.fromisoformat(v) for p in dt.partitions() for k, v in p.items() if k == "as_of_date"
-    )
+    days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
     start = as_of_time(window.first_day)
     lag = window.availability_lag
     before = [d for d in days if as_of_time(d) + lag <= start]
