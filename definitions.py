@@ -14,14 +14,14 @@ from assets.features.export import customer_features_daily
 from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
-from assets.monitoring.assets import feature_drift
+from assets.monitoring.assets import feature_drift, realized_performance
 from assets.monitoring.checks import model_quality, snapshot_consistent
 from assets.partitions import daily_partitions
 from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import settings
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
-from sensors.drift import build_drift_sensor
+from sensors.drift import build_drift_sensor, build_performance_sensor
 from sensors.freshness import FRESHNESS_CHECKS, freshness, freshness_job
 from sensors.online_store import online_store_refill
 
@@ -50,6 +50,7 @@ defs = Definitions(
         customer_features_daily,
         online_customer_features,
         feature_drift,
+        realized_performance,
         training_set,
         risk_models,
     ],
@@ -72,7 +73,12 @@ defs = Definitions(
             execution_timezone="UTC",
         ),
     ],
-    sensors=[online_store_refill, build_drift_sensor(train_models_job), freshness],
+    sensors=[
+        online_store_refill,
+        build_drift_sensor(train_models_job),
+        build_performance_sensor(train_models_job),
+        freshness,
+    ],
     resources={
         "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri()),
         "raw_sources": RawSources(

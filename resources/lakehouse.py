@@ -18,6 +18,7 @@ LABELS = "raw/labels"
 QUARANTINE = "raw/quarantine"
 CUSTOMER_FEATURES = "features/customer_features_daily"
 TRAINING_SET = "training/training_set"
+REALIZED_PERFORMANCE = "monitoring/realized_performance"
 
 # Row groups of 128k rows: readers stream a table a row group at a time (the online store's
 # load of 1M customers stays under 1 GB), and statistics prune at that grain.

@@ -1,9 +1,15 @@
-"""Drift -> retraining: a sensor that opens a `train_models` run when the newest drift
-measurement (`monitoring/feature_drift`) has the score, or a key feature, above the action
-threshold. The run's tags name what triggered it; the retrain ends in the champion/challenger
-gate, so drift never replaces a better model unseen. A cooldown kept in the sensor's cursor
-(JSON: the last measurement seen, the last retrain time) prevents retrain storms, and a retrain
-already queued or running is not duplicated."""
+"""Retraining on evidence: sensors that open a `train_models` run when a monitoring asset's
+newest measurement crosses an action threshold.
+
+* ``drift_retrain`` watches ``monitoring/feature_drift``: the score's or a key feature's PSI
+  above 0.2 (warning above 0.1);
+* ``performance_retrain`` watches ``monitoring/realized_performance``: the champion's realized
+  AUC on its newest matured week more than 0.05 below its test AUC (warning above 0.02).
+
+The run's tags name what triggered it; the retrain ends in the champion/challenger gate, so
+neither replaces a better model unseen. A cooldown kept in the sensor's cursor (JSON: the last
+measurement seen, the last retrain time) prevents retrain storms, and a retrain already queued
+or running is not duplicated."""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from dagster import (
 )
 
 DRIFT = AssetKey(["monitoring", "feature_drift"])
+PERFORMANCE = AssetKey(["monitoring", "realized_performance"])
 # The snapshot features account takeovers and BNPL default ramps move first (README: the
 # generator's planted patterns), and the model's score itself.
 KEY_FEATURES = (
@@ -36,6 +43,61 @@ IN_FLIGHT = [
 ]  # fmt: skip
 
 
+def build_retrain_sensor(
+    job: JobDefinition,
+    *,
+    name: str,
+    asset: AssetKey,
+    metric: str,  # metadata keys are f"{metric}/{watched}"
+    watched: tuple[str, ...],
+    act: float,
+    warn: float,
+    cooldown_s: float,
+    trigger: str,  # the run's risk/trigger tag
+    what: str,  # what is measured, for people
+) -> SensorDefinition:
+    @sensor(
+        name=name, job=job, minimum_interval_seconds=300,
+        description=f"Opens a {job.name} run when a watched {what} passes {act} (warns above "
+        f"{warn}); at most one per {cooldown_s / 3600:g} h.",
+    )  # fmt: skip
+    def retrain(context: SensorEvaluationContext):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        records = context.instance.fetch_materializations(asset, limit=1).records
+        if not records:
+            return SkipReason(f"no {what} measured yet")
+        event = records[0]
+        if event.storage_id == cursor.get("event"):
+            return SkipReason(f"no new {what} measurement")
+        cursor["event"] = event.storage_id
+        context.update_cursor(json.dumps(cursor))
+        metadata = event.event_log_entry.asset_materialization.metadata
+        values = {w: metadata.get(f"{metric}/{w}") for w in watched}
+        values = {w: float(v.value) for w, v in values.items() if v is not None}
+        over = {w: v for w, v in values.items() if v > act}
+        if not over:
+            warned = {w: round(v, 3) for w, v in values.items() if v > warn}
+            return SkipReason(f"no watched {what} above {act}" +
+                              (f"; warning: {warned}" if warned else ""))  # fmt: skip
+        since = time.time() - cursor.get("retrain_at", 0)
+        if since < cooldown_s:
+            return SkipReason(f"{what} {over}, but a retrain opened {since / 3600:.1f} h ago "
+                              f"(cooldown {cooldown_s / 3600:g} h)")  # fmt: skip
+        if context.instance.get_runs(RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1):
+            return SkipReason(f"{what} {over}, and a {job.name} run is already in flight")
+        cursor["retrain_at"] = time.time()
+        context.update_cursor(json.dumps(cursor))
+        named = ", ".join(f"{w}={v:.3f}" for w, v in sorted(over.items(), key=lambda kv: -kv[1]))
+        as_of = metadata.get("as_of")
+        return RunRequest(
+            run_key=f"{trigger}:{event.storage_id}",
+            tags={"risk/trigger": trigger, f"risk/{metric}": named,
+                  "risk/measured_as_of": str(as_of.value) if as_of else ""},
+        )  # fmt: skip
+
+    return retrain
+
+
 def build_drift_sensor(
     job: JobDefinition,
     *,
@@ -43,45 +105,22 @@ def build_drift_sensor(
     act_psi: float = 0.2,
     warn_psi: float = 0.1,
     cooldown_s: float = 24 * 3600,
-    name: str = "drift_retrain",
 ) -> SensorDefinition:
-    @sensor(
-        name=name, job=job, minimum_interval_seconds=300,
-        description=f"Opens a {job.name} run when the score or a key feature drifts past PSI "
-        f"{act_psi} (warns above {warn_psi}); at most one per {cooldown_s / 3600:g} h.",
+    return build_retrain_sensor(
+        job, name="drift_retrain", asset=DRIFT, metric="psi", watched=key_features,
+        act=act_psi, warn=warn_psi, cooldown_s=cooldown_s, trigger="drift", what="PSI",
     )  # fmt: skip
-    def drift_retrain(context: SensorEvaluationContext):
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        records = context.instance.fetch_materializations(DRIFT, limit=1).records
-        if not records:
-            return SkipReason("no drift measured yet")
-        event = records[0]
-        if event.storage_id == cursor.get("event"):
-            return SkipReason("no new drift measurement")
-        cursor["event"] = event.storage_id
-        context.update_cursor(json.dumps(cursor))
-        metadata = event.event_log_entry.asset_materialization.metadata
-        watched = {
-            f: float(metadata[f"psi/{f}"].value) for f in key_features if f"psi/{f}" in metadata
-        }
-        over = {f: v for f, v in watched.items() if v > act_psi}
-        if not over:
-            warned = {f: round(v, 3) for f, v in watched.items() if v > warn_psi}
-            return SkipReason(f"no key feature above PSI {act_psi}" +
-                              (f"; warning: {warned}" if warned else ""))  # fmt: skip
-        since = time.time() - cursor.get("retrain_at", 0)
-        if since < cooldown_s:
-            return SkipReason(f"drift {over}, but a retrain opened {since / 3600:.1f} h ago "
-                              f"(cooldown {cooldown_s / 3600:g} h)")  # fmt: skip
-        if context.instance.get_runs(RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1):
-            return SkipReason(f"drift {over}, and a {job.name} run is already in flight")
-        cursor["retrain_at"] = time.time()
-        context.update_cursor(json.dumps(cursor))
-        drifted = ", ".join(f"{f}={v:.3f}" for f, v in sorted(over.items(), key=lambda kv: -kv[1]))
-        return RunRequest(
-            run_key=f"drift:{event.storage_id}",
-            tags={"risk/trigger": "drift", "risk/drifted": drifted,
-                  "risk/drift_as_of": str(metadata["as_of"].value)},
-        )  # fmt: skip
 
-    return drift_retrain
+
+def build_performance_sensor(
+    job: JobDefinition,
+    *,
+    act_drop: float = 0.05,
+    warn_drop: float = 0.02,
+    cooldown_s: float = 7 * 24 * 3600,
+) -> SensorDefinition:
+    return build_retrain_sensor(
+        job, name="performance_retrain", asset=PERFORMANCE, metric="auc_drop",
+        watched=("fraud", "default"), act=act_drop, warn=warn_drop, cooldown_s=cooldown_s,
+        trigger="performance", what="realized AUC drop",
+    )  # fmt: skip

@@ -99,6 +99,19 @@ async def reload_models(app: FastAPI) -> dict:
         return {"before": before, "after": after, "shadow": shadows}
 
 
+async def watch_aliases(app: FastAPI, every_s: float) -> None:
+    """Reload when a registry alias moves (a promotion, or monitoring's automatic rollback)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            moved = await run_in_threadpool(app.state.scorer.models.moved, app.state.config)
+            if moved:
+                log.info("registry aliases moved (%s): reloading", ", ".join(moved))
+                await reload_models(app)
+        except Exception:  # the registry or the new version is unreadable: keep serving
+            log.exception("alias check failed; models unchanged")
+
+
 def create_app(config: ServingConfig | None = None) -> HotPath:
     """The ASGI application uvicorn serves (``HotPath`` over the FastAPI app)."""
 
@@ -127,6 +140,9 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(reload_models(app))
             )
+        watcher = (
+            asyncio.create_task(watch_aliases(app, cfg.alias_poll_s)) if cfg.alias_poll_s else None
+        )
         log.info(
             "serving %s (shadow %s), store %s, inference log %s",
             {t: m.label for t, m in models.champions.items()},
@@ -136,6 +152,8 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             if inference_log is not None:

@@ -37,6 +37,12 @@ class Thresholds:
             if not 0 <= review <= decline <= 1:
                 raise ValueError(f"{target}: need 0 <= review {review} <= decline {decline} <= 1")
 
+    @classmethod
+    def from_environment(cls) -> Thresholds:
+        """RISK_FRAUD_REVIEW, RISK_FRAUD_DECLINE, RISK_DEFAULT_REVIEW, RISK_DEFAULT_DECLINE."""
+        return cls(**{name: float(_env(f"RISK_{name.upper()}", str(default)))
+                      for name, default in asdict(cls()).items()})  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ServingConfig:
@@ -59,6 +65,7 @@ class ServingConfig:
     log_flush_s: float = 2.0
     log_max_pending: int = 2_000_000  # rows held while the table is unwritable, then dropped
     hash_key: bytes = b""  # keyed hash of customer ids in the inference log
+    alias_poll_s: float = 0.0  # reload when an alias moves (a rollback); 0: SIGHUP/admin only
 
     @classmethod
     def from_environment(cls) -> ServingConfig:
@@ -72,12 +79,8 @@ class ServingConfig:
             redis_timeout_ms=float(_env("RISK_SERVING_REDIS_TIMEOUT_MS", "5")),
             tracking_uri=environment.mlflow_tracking_uri(),
             shadow=_flag("RISK_SERVING_SHADOW"),
-            thresholds=Thresholds(  # RISK_FRAUD_REVIEW, RISK_FRAUD_DECLINE, ...
-                **{
-                    name: float(_env(f"RISK_{name.upper()}", str(default)))
-                    for name, default in asdict(Thresholds()).items()
-                }
-            ),
+            thresholds=Thresholds.from_environment(),
+            alias_poll_s=float(_env("RISK_SERVING_ALIAS_POLL_S", "30")),
             max_batch=int(_env("RISK_SERVING_MAX_BATCH", "500")),
             inference_log_uri=environment.inference_log_uri(),
             log_flush_s=float(_env("RISK_INFERENCE_LOG_FLUSH_S", "2")),

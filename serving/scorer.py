@@ -36,7 +36,7 @@ from serving.online_store import (
     connect,
     safe_url,
 )
-from serving.registry import RegisteredModel, load_registered
+from serving.registry import RegisteredModel, alias_version, load_registered
 from serving.schemas import FeatureSource, ScoreRequest
 from serving.transaction_features import DESCRIPTIONS
 
@@ -76,6 +76,22 @@ class ModelSet:
                 if challenger is not None and challenger.version != champion.version:
                     shadows[target] = challenger
         return cls(champions, shadows)
+
+    def moved(self, config: ServingConfig) -> list[str]:
+        """The aliases that now name another version than the one loaded (a promotion or a
+        rollback): one small registry query per alias."""
+        out = []
+        for target, name in config.model_names.items():
+            champion = alias_version(name, config.champion_alias, config.tracking_uri)
+            loaded = {config.champion_alias: (champion, self.champions[target])}
+            if config.shadow:
+                challenger = alias_version(name, config.challenger_alias, config.tracking_uri)
+                shadow = challenger if challenger != champion else None
+                loaded[config.challenger_alias] = (shadow, self.shadows.get(target))
+            for alias, (now, model) in loaded.items():
+                if now != (model.version if model else None):
+                    out.append(f"{name}@{alias} -> {now}")
+        return out
 
     @property
     def versions(self) -> list[str]:

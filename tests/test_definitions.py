@@ -15,6 +15,7 @@ EXPECTED_ASSETS = {
     "int_transactions_labelled", "fct_customer_features_daily",
     "lakehouse/customer_features_daily", "online_customer_features",
     "training/training_set", "risk_models", "monitoring/feature_drift",
+    "monitoring/realized_performance",
 }  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def instance():
 
 def test_nothing_measured_no_run(instance):
     result, _ = _tick(instance)
-    assert isinstance(result, SkipReason) and "no drift measured" in result.skip_message
+    assert isinstance(result, SkipReason) and "no PSI measured" in result.skip_message
 
 
 def test_no_drift_no_run_and_a_warning_band(instance):
@@ -78,10 +78,10 @@ def test_drift_opens_one_run_naming_what_drifted(instance):
     result, cursor = _tick(instance)
     assert isinstance(result, RunRequest)
     assert result.tags["risk/trigger"] == "drift"
-    assert result.tags["risk/drifted"] == "amount_mean_30d=0.350, score=0.250"
+    assert result.tags["risk/psi"] == "amount_mean_30d=0.350, score=0.250"
     assert json.loads(cursor)["retrain_at"] <= time.time()
     again, _ = _tick(instance, cursor)  # the same measurement: nothing new
-    assert isinstance(again, SkipReason) and "no new drift" in again.skip_message
+    assert isinstance(again, SkipReason) and "no new PSI" in again.skip_message
 
 
 def test_drift_again_inside_the_cooldown_opens_no_second_run(instance):
@@ -173,7 +173,7 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         assert report.exists() and "txn_count_7d" in report.read_text()
 
         run, _ = _tick(instance)
-        assert isinstance(run, RunRequest) and "txn_count_7d=" in run.tags["risk/drifted"]
+        assert isinstance(run, RunRequest) and "txn_count_7d=" in run.tags["risk/psi"]
 
 
 def test_the_evidently_report_leaves_out_columns_without_values(tmp_path):

@@ -9,18 +9,25 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from assets.features.export import customer_features_daily
 from assets.features.registry import load_feature_set
-from assets.ingest.raw import partition_days
+from assets.ingest.raw import partition_days, raw_labels
+from assets.monitoring.decision_log import read_decisions
 from assets.monitoring.drift import (
     champion_references,
     evidently_report,
     snapshot_matrix,
     snapshot_psi,
 )
+from assets.monitoring.performance import (
+    MATURITY_DAYS,
+    compare_on_served_rows,
+    labelled_decisions,
+    weekly_performance,
+)
 from assets.monitoring.psi import Reference, psi
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources import settings
-from resources.lakehouse import Lakehouse
-from serving.environment import inference_log_uri
+from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
+from serving.config import TARGETS, Thresholds
 
 
 class DriftConfig(Config):
@@ -92,30 +99,17 @@ def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, 
     """The champion's behavioural decisions on purchases of the ``window_days`` before the
     as_of (like with like): their scores against its test-week scores (``score``) and their
     input vectors, one row per transaction, against its training rows (``served/<input>``)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
 
-    uri = inference_log_uri(lakehouse.root)  # where serving writes it
-    try:
-        log = DeltaTable(uri).to_pyarrow_dataset() if uri else None
-    except TableNotFoundError:
-        log = None
-    if log is None:
-        return {}
     start, end = as_of_time(as_of_date - timedelta(days=window_days)), as_of_time(as_of_date)
-    at = lambda t: pa.scalar(t, pa.timestamp("us", "UTC"))  # noqa: E731
-    inputs = [n for n in references.inputs if n in log.schema.names]
-    rows = log.to_table(
-        columns=["fraud_score", *inputs],
-        filter=(pc.field("scored_date") >= start.date())  # scored after the purchase: prunes
-        & (pc.field("event_ts") >= at(start)) & (pc.field("event_ts") < at(end))
-        & (pc.field("fraud_model") == references.model)
+    rows = read_decisions(
+        lakehouse, start, end, ["fraud_score", *references.inputs],
+        (pc.field("fraud_model") == references.model)
         & (pc.field("model_kind") == "behavioural"),
     )  # fmt: skip
-    if not rows.num_rows:
+    if rows is None or not rows.num_rows:
         return {}
+    inputs = [n for n in references.inputs if n in rows.column_names]
 
     def values(name: str) -> np.ndarray:
         return rows[name].to_numpy(zero_copy_only=False).astype(float)
@@ -140,3 +134,154 @@ def _report(lakehouse, feature_set, reference: dict, current: np.ndarray, as_of_
 
     path = settings.data_dir() / "reports" / "feature_drift" / f"{as_of_date}.html"
     return evidently_report(sample(past), sample(current), names, path)
+
+
+class PerformanceConfig(Config):
+    lookback_weeks: int = 26  # decisions on purchases of this many weeks before the as_of
+    min_rows: int = 300  # matured behavioural decisions needed to judge a model ...
+    min_bad: int = 10  # ... and bad ones among them
+    rollback_margin: float = 0.01  # realized AUC a champion may trail its predecessor by
+    model_p95_sla_ms: float = 10.0  # the models' own inference time (not the lookup), p95 ...
+    latency_window_days: int = 7  # ... over decisions on this many days before the as_of
+    rollback: bool = True  # False: report what would be rolled back, move no alias
+
+
+@asset(
+    key=["monitoring", "realized_performance"],
+    deps=[raw_labels],
+    partitions_def=daily_partitions,
+    backfill_policy=monthly_batches,
+    group_name="monitoring",
+    kinds={"delta", "mlflow"},
+    description="The inference log's decisions joined with the labels known by the as_of: per "
+    "week of matured decisions, realized AUC, precision at the decline threshold and bad rate "
+    "by decision, for champion and shadow. Rolls the champion back (its registry alias) when it "
+    "does worse than the version it replaced on the same decisions, or breaks its latency SLA.",
+)
+def realized_performance(
+    context: AssetExecutionContext, config: PerformanceConfig, lakehouse: Lakehouse
+) -> MaterializeResult:
+    import polars as pl
+    import pyarrow.compute as pc
+
+    as_of_date = partition_days(context)[-1] + timedelta(days=1)
+    cutoff = as_of_time(as_of_date)
+    log = read_decisions(lakehouse, cutoff - timedelta(weeks=config.lookback_weeks), cutoff)
+    labels = lakehouse.dataset(LABELS)
+    if log is None or not log.num_rows or labels is None:
+        skipped = "no decisions logged before the as_of" if labels else "no labels yet"
+        return MaterializeResult(metadata={"as_of": as_of_date.isoformat(), "skipped": skipped})
+    log = pl.from_arrow(log)
+    labels = pl.from_arrow(labels.to_table(
+        columns=["transaction_id", "label", "label_ts"], filter=pc.field("label_date") <= as_of_date
+    ))  # fmt: skip
+    thresholds = Thresholds.from_environment()
+    metadata: dict = {"as_of": as_of_date.isoformat()}
+    weekly = []
+    for target in TARGETS:
+        decisions = labelled_decisions(log, labels, target, cutoff, MATURITY_DAYS[target])
+        table = weekly_performance(decisions, target, getattr(thresholds, f"{target}_decline"))
+        weekly.append(table)
+        judged = _judge_champion(config, target, log, decisions, table, cutoff)
+        if judged[f"rollback/{target}"].startswith(("rolled back", "would roll back")):
+            context.log.warning(f"risk_{target}: {judged[f'rollback/{target}']}")
+        metadata |= judged
+    weeks = pl.concat(weekly)
+    version = lakehouse.replace_day(
+        REALIZED_PERFORMANCE, weeks.to_arrow(), "as_of_date", as_of_date
+    )
+    served = weeks.filter(pl.col("role") == "served").tail(16)
+    return MaterializeResult(metadata={
+        **metadata,
+        "matured_decisions": int(weeks["rows"].sum()),
+        "weekly": MetadataValue.md(_markdown(served) if served.height else "no matured weeks yet"),
+        "table_uri": MetadataValue.path(lakehouse.uri(REALIZED_PERFORMANCE)),
+        "delta_version": version,
+    })  # fmt: skip
+
+
+def _markdown(weeks) -> str:
+    columns = ["week", "target", "model", "model_kind", "rows", "bad", "auc",
+               "precision_at_decline", "bad_rate_approve", "bad_rate_decline"]  # fmt: skip
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v)  # noqa: E731
+    rows = [" | ".join(cell(r[c]) for c in columns) for r in weeks.iter_rows(named=True)]
+    return "\n".join([" | ".join(columns), " | ".join("---" for _ in columns), *rows])
+
+
+def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, cutoff) -> dict:
+    """The champion's realized AUC on its newest judged week (and its drop from the test AUC,
+    which the performance sensor watches), its models' latency p95, and the rollback verdict:
+    worse than the version it replaced on the same matured decisions, or over the SLA while
+    the version it replaced was not."""
+    import polars as pl
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from assets.training.models import previous_champion, roll_back
+    from serving.registry import load_bundle
+
+    name, tracking = f"risk_{target}", settings.mlflow_tracking_uri()
+    try:
+        version, previous = previous_champion(name, tracking)
+    except MlflowException:
+        return {f"rollback/{target}": "none"}
+    label = f"{name}/{version}"
+    out: dict = {f"champion/{target}": label}
+    own = weekly.filter(
+        (pl.col("role") == "served") & (pl.col("model") == label)
+        & (pl.col("model_kind") == "behavioural") & pl.col("auc").is_not_null()
+        & (pl.col("rows") >= config.min_rows) & (pl.col("bad") >= config.min_bad)
+    )  # fmt: skip
+    if own.height:
+        newest = own.row(-1, named=True)
+        client = MlflowClient(tracking)
+        run = client.get_model_version(name, version).run_id
+        test_auc = client.get_run(run).data.metrics["behavioural.roc_auc"]
+        out |= {f"auc/{target}": newest["auc"], f"auc_test/{target}": test_auc,
+                f"auc_drop/{target}": test_auc - newest["auc"],
+                f"auc_week/{target}": newest["week"].date().isoformat()}  # fmt: skip
+
+    def p95(model: str, since) -> float | None:
+        ms = log.filter((pl.col(f"{target}_model") == model) & (pl.col("event_ts") >= since))
+        return float(ms["inference_ms"].quantile(0.95)) if ms.height else None
+
+    latency = p95(label, cutoff - timedelta(days=config.latency_window_days))
+    if latency is not None:
+        out[f"p95_inference_ms/{target}"] = latency
+    reason = None
+    if previous is None:
+        out[f"rollback/{target}"] = "none (the first champion)"
+        return out
+    before = p95(f"{name}/{previous}", log["event_ts"].min())
+    sla = config.model_p95_sla_ms
+    if latency is not None and latency > sla and (before is None or before <= sla):
+        reason = (f"model inference p95 {latency:.2f} ms > SLA {sla:g} ms over "
+                  f"{config.latency_window_days} days (v{previous}: "
+                  f"{'not served' if before is None else f'{before:.2f} ms'})")  # fmt: skip
+    else:
+        champion = load_bundle(f"models:/{name}/{version}", tracking).behavioural
+        replaced = load_bundle(f"models:/{name}/{previous}", tracking).behavioural
+        seen = compare_on_served_rows(decisions, target, label, champion, replaced)
+        auc = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        out[f"compared/{target}"] = seen.problem or (
+            f"realized AUC v{version} {auc(seen.champion_auc)}, v{previous} "
+            f"{auc(seen.previous_auc)} on {seen.rows} matured decisions ({seen.bad} bad, "
+            f"{seen.weeks} weeks)"
+        )
+        enough = seen.rows >= config.min_rows and seen.bad >= config.min_bad
+        if (
+            seen.problem is None and enough and None not in (seen.champion_auc, seen.previous_auc)
+            and seen.champion_auc < seen.previous_auc - config.rollback_margin
+        ):  # fmt: skip
+            reason = (
+                f"realized AUC {seen.champion_auc:.4f} < v{previous}'s {seen.previous_auc:.4f}"
+                f" - {config.rollback_margin} on the same {seen.rows} matured decisions "
+                f"({seen.bad} bad, {seen.weeks} weeks)"
+            )
+    if reason and config.rollback:
+        roll_back(name, reason, tracking_uri=tracking)
+        reason = f"rolled back v{version} -> v{previous}: {reason}"
+    elif reason:
+        reason = f"would roll back v{version} -> v{previous} (rollback off): {reason}"
+    out[f"rollback/{target}"] = reason or "none"
+    return out

@@ -222,6 +222,9 @@ def log_and_register(
     return str(version), run.info.run_id
 
 
+REPLACES, ROLLED_BACK = "replaces", "rolled_back"  # model-version tags
+
+
 @dataclass
 class GateDecision:
     promoted: bool
@@ -266,6 +269,7 @@ def gate(
     ]
     if auc >= champion_auc - tolerance:
         client.set_registered_model_alias(model_name, "champion", version)
+        client.set_model_version_tag(model_name, version, REPLACES, champion.version)
         return GateDecision(
             True, f"test AUC {auc:.4f} >= champion v{champion.version}'s {champion_auc:.4f} "
             f"- {tolerance} on the same test weeks", auc, champion_auc,
@@ -274,3 +278,26 @@ def gate(
         False, f"test AUC {auc:.4f} < champion v{champion.version}'s {champion_auc:.4f} - "
         f"{tolerance} on the same test weeks: stays challenger", auc, champion_auc,
     )  # fmt: skip
+
+
+def previous_champion(model_name: str, tracking_uri: str) -> tuple[str, str | None]:
+    """The champion's version and the version it replaced (None: the first champion)."""
+    from mlflow import MlflowClient
+
+    champion = MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")
+    return str(champion.version), champion.tags.get(REPLACES)
+
+
+def roll_back(model_name: str, reason: str, *, tracking_uri: str) -> str:
+    """Move the ``champion`` alias back to the version the champion replaced, and tag the
+    demoted version with the reason (serving picks the alias change up within its poll
+    interval). Returns the version now champion."""
+    from mlflow import MlflowClient
+
+    version, previous = previous_champion(model_name, tracking_uri)
+    if previous is None:
+        raise ValueError(f"{model_name} v{version} replaced no version: nothing to roll back to")
+    client = MlflowClient(tracking_uri)
+    client.set_registered_model_alias(model_name, "champion", previous)
+    client.set_model_version_tag(model_name, version, ROLLED_BACK, reason)
+    return previous

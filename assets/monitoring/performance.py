@@ -1,0 +1,135 @@
+"""Realized performance: the inference log's decisions joined with the labels known so far.
+
+A decision counts once its label has had time to arrive (the target's maturity: 45 days for
+fraud, 90 for BNPL default, as in training); a matured purchase without a label is good. Each
+purchase counts once, at its first scoring (retries and replays decide nothing new). Per week
+of decisions, per model (served or shadow) and kind: realized ROC AUC, precision at the
+decline threshold, decline rate, and for served models the bad rate by decision.
+
+Caveat: in production a declined purchase's outcome is censored (it never happened); the
+synthetic source labels every purchase, so here the declined weeks are measured too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import roc_auc_score
+
+from serving.model_bundle import ScoringModel
+
+MATURITY_DAYS = {"fraud": 45, "default": 90}
+DECISIONS = ("approve", "review", "decline")
+ROLES = {"served": "", "shadow": "shadow_"}  # column prefixes in the log
+
+
+def realized_auc(bad: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC, or None when the rows hold one class only."""
+    return float(roc_auc_score(bad, score)) if 0 < bad.sum() < len(bad) else None
+
+
+def labelled_decisions(
+    log: pl.DataFrame, labels: pl.DataFrame, target: str, cutoff: datetime, maturity_days: int
+) -> pl.DataFrame:
+    """The first decision on each purchase made at least ``maturity_days`` before ``cutoff``,
+    with ``bad`` = 1 when a ``target`` label was known before ``cutoff`` and the ``week``
+    (Monday 00:00 UTC) of the purchase."""
+    bad = (
+        labels.filter((pl.col("label") == target) & (pl.col("label_ts") < cutoff))
+        .select("transaction_id")
+        .unique()
+        .with_columns(bad=pl.lit(1, pl.Int8))
+    )
+    return (
+        log.sort("scored_at")
+        .unique("transaction_id", keep="first", maintain_order=True)
+        .filter(pl.col("event_ts") <= cutoff - timedelta(days=maturity_days))
+        .join(bad, on="transaction_id", how="left")
+        .with_columns(pl.col("bad").fill_null(0), week=pl.col("event_ts").dt.truncate("1w"))
+    )
+
+
+def weekly_performance(decisions: pl.DataFrame, target: str, decline_at: float) -> pl.DataFrame:
+    """One row per (week, role, model, kind) of ``labelled_decisions``."""
+    out = []
+    for role, prefix in ROLES.items():
+        score, model = f"{prefix}{target}_score", f"{prefix}{target}_model"
+        if score not in decisions.columns:
+            continue
+        scored = decisions.filter(pl.col(score).is_not_null() & pl.col(model).is_not_null())
+        keys = ["week", model, "model_kind"]
+        for (week, name, kind), group in scored.group_by(keys, maintain_order=True):
+            y, s = group["bad"].to_numpy(), group[score].to_numpy()
+            declined = s >= decline_at
+            row = {
+                "week": week, "target": target, "role": role, "model": name, "model_kind": kind,
+                "rows": len(y), "bad": int(y.sum()), "auc": realized_auc(y, s),
+                "precision_at_decline": float(y[declined].mean()) if declined.any() else None,
+                "decline_rate": float(declined.mean()),
+            }  # fmt: skip
+            for decision in DECISIONS:  # what the served decision did (the shadow decided none)
+                taken = (group["decision"] == decision).to_numpy() if role == "served" else None
+                row[f"bad_rate_{decision}"] = (
+                    float(y[taken].mean()) if taken is not None and taken.any() else None
+                )
+            out.append(row)
+    return pl.DataFrame(out, schema=PERFORMANCE_SCHEMA).sort("week", "role", "model")
+
+
+PERFORMANCE_SCHEMA = {
+    "week": pl.Datetime("us", "UTC"), "target": pl.String, "role": pl.String,
+    "model": pl.String, "model_kind": pl.String, "rows": pl.Int64, "bad": pl.Int64,
+    "auc": pl.Float64, "precision_at_decline": pl.Float64, "decline_rate": pl.Float64,
+    **{f"bad_rate_{d}": pl.Float64 for d in DECISIONS},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The champion against the version it replaced, on the same matured decisions."""
+
+    rows: int
+    bad: int
+    weeks: int
+    champion_auc: float | None
+    previous_auc: float | None
+    problem: str | None = None  # why the two could not be compared
+
+
+def compare_on_served_rows(
+    decisions: pl.DataFrame,
+    target: str,
+    champion_label: str,
+    champion: ScoringModel,
+    previous: ScoringModel,
+) -> Comparison:
+    """Both versions' realized AUC on the matured decisions the champion made with its
+    behavioural model: the champion's logged scores, and the previous version's scores of the
+    same logged input vectors. The vectors must reproduce the champion's logged scores (they are
+    the fraud model's input; a default model reading other columns cannot be rescored), and the
+    previous version must read the same inputs with the same vocabularies."""
+    rows = decisions.filter(
+        (pl.col(f"{target}_model") == champion_label) & (pl.col("model_kind") == "behavioural")
+    )
+    y = rows["bad"].to_numpy()
+    weeks = rows["week"].n_unique()
+
+    def compared(problem: str | None = None, previous_auc: float | None = None) -> Comparison:
+        champion_auc = realized_auc(y, rows[f"{target}_score"].to_numpy()) if len(y) else None
+        return Comparison(len(y), int(y.sum()), weeks, champion_auc, previous_auc, problem)
+
+    names = champion.spec.feature_names
+    same_inputs = (previous.spec.feature_names, previous.spec.vocabularies) == (
+        names, champion.spec.vocabularies,
+    )  # fmt: skip
+    if not same_inputs:
+        return compared("the previous version reads other inputs or vocabularies")
+    if not set(names) <= set(rows.columns) or not len(y):
+        return compared("the log holds no input vectors of the champion's")
+    matrix = rows.select(names).to_numpy().astype(np.float64)
+    if not np.allclose(champion.predict(matrix), rows[f"{target}_score"].to_numpy(), atol=1e-9):
+        return compared("the logged vectors do not reproduce the champion's scores")
+    return compared(None, realized_auc(y, previous.predict(matrix)))
