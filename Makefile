@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test test-fast dev serve bench bench-online bench-pit bench-serving stop lint format clean
+.PHONY: setup demo drift-demo test test-fast dev serve bench bench-online bench-pit bench-serving stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -31,6 +31,10 @@ setup: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
 
 demo: setup
 	$(BIN)/python -m assets.demo
+
+# Drift from the day after the demo's data: the sensor fires, the retrain meets the gate.
+drift-demo: setup
+	$(BIN)/python -m assets.drift_demo
 
 test: setup
 	$(BIN)/pytest -m "not benchmark"

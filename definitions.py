@@ -85,6 +85,7 @@ defs = Definitions(
             synthetic=settings.synthetic_source_enabled(),
             seed=settings.generator_seed(),
             customers=settings.generator_customers(),
+            drift_from=settings.generator_drift_from(),
             landing_dir=str(settings.landing_dir()),
         ),
         "online_store": online_store_from_environment(),

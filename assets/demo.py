@@ -81,7 +81,7 @@ def run_features(days: int, batch_days: int = 31) -> None:
         log.info("partitions %s..%s done in %.1f s", start, end, time.perf_counter() - began)
 
 
-def train_models(instance: DagsterInstance | None) -> None:
+def train_models(instance: DagsterInstance | None, tags: dict[str, str] | None = None):
     """The training job: point-in-time training set, models, registry gate."""
     from definitions import defs
 
@@ -92,6 +92,7 @@ def train_models(instance: DagsterInstance | None) -> None:
     training = {"config": {"default_maturity_days": 60}}
     result = defs.resolve_job_def("train_models").execute_in_process(
         instance=instance,
+        tags=tags,
         run_config={
             "loggers": {"console": {"config": {"log_level": "INFO"}}},
             "ops": {"training__training_set": training},
@@ -100,6 +101,7 @@ def train_models(instance: DagsterInstance | None) -> None:
     if not result.success:
         raise SystemExit("train_models failed")
     log.info("training done in %.1f s", time.perf_counter() - began)
+    return result
 
 
 def champions() -> str:

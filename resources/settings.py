@@ -71,6 +71,11 @@ def generator_customers() -> int:
     return int(os.environ.get("RISK_CUSTOMERS", "20000"))
 
 
+def generator_drift_from() -> str:
+    """ISO day from which the generator injects drift (``make drift-demo``); empty: none."""
+    return os.environ.get("RISK_DRIFT_FROM", "")
+
+
 def synthetic_source_enabled() -> bool:
     """The embedded generator feeds the raw tables unless turned off (real landing files only)."""
     return os.environ.get("RISK_SYNTHETIC", "1").lower() not in {"0", "false", "no"}

@@ -95,3 +95,36 @@ def test_planted_patterns_show_in_behaviour():
     plan = pc.greater(tx["installments"], 1)
     assert share(plan, is_default) == 1.0  # defaults are instalment purchases
     assert 0.0005 < len(fraud) / tx.num_rows < 0.02
+
+
+def test_injected_drift_starts_on_its_day_and_leaves_earlier_days_alone():
+    from dataclasses import replace
+
+    drifted = replace(CONFIG, drift_from=DAY)
+    before = DAY - timedelta(days=1)
+    assert _ipc(generate_transactions(drifted, before)) == _ipc(
+        generate_transactions(CONFIG, before)
+    )
+    assert _ipc(generate_labels(drifted, DAY)) == _ipc(
+        generate_labels(CONFIG, DAY)
+    )  # same incidents
+
+    def profile(config, day):
+        t = generate_transactions(config, day)
+        amount = pc.mean(pc.cast(t["amount"], pa.float64())).as_py()
+        resale_categories = pa.array(["electronics", "digital_goods", "gift_cards", "crypto"])
+        in_resale = pc.is_in(t["merchant_category"], resale_categories)
+        resale = pc.mean(pc.cast(in_resale, pa.float64())).as_py()
+        online = pc.mean(pc.cast(pc.equal(t["channel"], "online"), pa.float64())).as_py()
+        return t.num_rows, amount, resale, online
+
+    rows, amount, resale, online = profile(CONFIG, DAY)
+    rows_d, amount_d, resale_d, online_d = profile(drifted, DAY)
+    assert rows_d == rows  # the same purchases, shifted
+    assert amount_d > 1.5 * amount and resale_d > resale + 0.2 and online_d > online + 0.1
+    assert (
+        validate_transactions(
+            generate_transactions(drifted, DAY), DAY, "synthetic"
+        ).quarantined.num_rows
+        == 0
+    )

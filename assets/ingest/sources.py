@@ -44,9 +44,11 @@ class RawSources(ConfigurableResource):
     seed: int = 7
     customers: int = 20_000
     landing_dir: str = ""
+    drift_from: str = ""  # ISO day from which the generator injects drift (RISK_DRIFT_FROM)
 
     def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(seed=self.seed, customers=self.customers)
+        drift = date.fromisoformat(self.drift_from) if self.drift_from else None
+        return GeneratorConfig(seed=self.seed, customers=self.customers, drift_from=drift)
 
     def landing_files(self, table: str, day: date) -> list[Path]:
         folder = Path(self.landing_dir or settings.landing_dir()) / table / day.isoformat()

@@ -46,7 +46,10 @@ _PLANS = np.array([3, 4, 6, 12])
 
 EPOCH = date(2020, 1, 1)  # day numbers (and so random streams) are absolute, not run-relative
 _US_PER_DAY = 86_400_000_000
-_BACKGROUND, _TAKEOVER, _DEFAULT_RAMP, _CARD_TEST = 1, 2, 3, 4
+_BACKGROUND, _TAKEOVER, _DEFAULT_RAMP, _CARD_TEST, _DRIFT = 1, 2, 3, 4, 5
+# The injected drift: amounts x e^0.6 (~1.8), a third of purchases moved to resale categories,
+# and a third of card-present purchases moved online.
+_DRIFT_AMOUNT, _DRIFT_RESALE, _DRIFT_ONLINE = 0.6, 0.35, 0.35
 _FRAUD, _DEFAULT = 1, 2
 MAX_LABEL_DELAY_DAYS = 91  # labels arrive at most this long after their transaction
 _RAMP_DAYS = 45
@@ -60,6 +63,10 @@ class GeneratorConfig:
     # Customers join, churn and meet their incidents around this date.
     anchor: date = date(2026, 1, 1)
     card_hash_key: bytes = b""
+    # From this day on (None: never) everyday spending drifts: larger amounts, a shift towards
+    # resale-friendly categories and online purchases (``make drift-demo``). Earlier days stay
+    # byte-identical.
+    drift_from: date | None = None
 
 
 def _day_number(day: date) -> int:
@@ -264,9 +271,26 @@ def _background(pop: Population, day_number: int) -> _Batch:
     weekend = (EPOCH + timedelta(days=day_number)).weekday() >= 5
     lam = pop.rate * np.where(weekend, pop.weekend_factor, 1.0) * _active(pop, day_number)
     customer = np.repeat(np.arange(len(lam)), rng.poisson(lam))
-    return _purchases(
-        pop, rng, day_number, _BACKGROUND, customer, hours=_daytime_hours(pop, rng, customer)
-    )
+    hours = _daytime_hours(pop, rng, customer)
+    drift = pop.config.drift_from
+    if drift is None or day_number < _day_number(drift):
+        return _purchases(pop, rng, day_number, _BACKGROUND, customer, hours=hours)
+    # Drifted: the same draws as an ordinary day (categories first, as _purchases draws them),
+    # then the shifts from a stream of their own.
+    shift = np.random.default_rng([pop.config.seed, day_number, _DRIFT])
+    k = len(customer)
+    category = (rng.random((k, 1), dtype=np.float32) > pop.category_cdf[customer]).sum(axis=1)
+    moved = shift.random(k) < _DRIFT_RESALE
+    category[moved] = shift.choice(_RESALE_CATEGORIES, int(moved.sum()))
+    batch = _purchases(
+        pop, rng, day_number, _BACKGROUND, customer,
+        hours=hours, mu_shift=_DRIFT_AMOUNT, category=category,
+    )  # fmt: skip
+    online = (batch.channel == _POS) & (shift.random(k) < _DRIFT_ONLINE)
+    batch.channel[online] = _ONLINE
+    own_device = np.zeros(int(online.sum()), np.uint64)  # slot 0: a device the customer has
+    batch.device[online] = _device_key(pop, customer[online], own_device)
+    return batch
 
 
 def _takeover(pop: Population, day_number: int) -> _Batch:
