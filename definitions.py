@@ -16,6 +16,7 @@ from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from assets.monitoring.assets import feature_drift, realized_performance
 from assets.monitoring.checks import model_quality, snapshot_consistent
+from assets.monitoring.log_compaction import inference_log_maintenance
 from assets.partitions import daily_partitions
 from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import settings
@@ -61,10 +62,16 @@ defs = Definitions(
         model_quality,
         *FRESHNESS_CHECKS,
     ],
-    jobs=[daily_features_job, train_models_job, freshness_job],
+    jobs=[daily_features_job, train_models_job, freshness_job, inference_log_maintenance],
     schedules=[
         # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
         build_schedule_from_partitioned_job(daily_features_job, hour_of_day=settings.daily_hour()),
+        ScheduleDefinition(
+            name="inference_log_compaction",
+            job=inference_log_maintenance,
+            cron_schedule="30 0 * * *",  # just after midnight UTC closes a scored_date
+            execution_timezone="UTC",
+        ),
         # Retraining also happens weekly, whatever drift says (labels keep maturing).
         ScheduleDefinition(
             name="weekly_retrain",
