@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, ClassVar
 
 import orjson
+import redis
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -41,6 +42,9 @@ from serving.online_store import OnlineRecord, OnlineStoreError, safe_url
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
+    EventBatch,
+    EventRequest,
+    EventsRecorded,
     FeaturesResponse,
     ScoreRequest,
     ScoreResponse,
@@ -189,6 +193,39 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
                         for k, v in found.context.items()},
         })  # fmt: skip
 
+    @app.post(
+        "/events", summary="Record purchases in the real-time state", response_model=EventsRecorded,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"oneOf": [{"$ref": "#/components/schemas/EventRequest"},
+                                 {"$ref": "#/components/schemas/EventBatch"}]}}}}},
+    )  # fmt: skip
+    async def events(request: Request, scorer: ScorerDep, _: Authorized) -> Response:
+        """One purchase (an ``EventRequest``) or many (``{"events": [...]}``, up to 10,000),
+        recorded in the customers' real-time state (serving/realtime.py). Idempotent: a
+        transaction_id already recorded is counted as a duplicate, so a failed call can be
+        retried whole."""
+        context = {"max_future_s": request.app.state.config.max_future_s}
+        try:
+            doc = orjson.loads(await request.body())
+            events = (
+                EventBatch.model_validate(doc, context=context).events
+                if isinstance(doc, dict) and "events" in doc
+                else [EventRequest.model_validate(doc, context=context)]
+            )
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}",
+                                       "type": "json_invalid"}]) from exc  # fmt: skip
+        except ValidationError as exc:
+            raise HTTPException(422, validation_errors(exc)) from exc
+        try:
+            done = await run_in_threadpool(scorer.realtime.record, events)
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"real-time state unavailable, retry: {exc}") from exc
+        metrics.EVENTS.labels("recorded").inc(done.recorded)
+        metrics.EVENTS.labels("duplicate").inc(done.duplicates)
+        metrics.EVENTS.labels("late").inc(done.late)
+        return _json(vars(done))
+
     @app.get("/health", summary="Liveness")
     async def health() -> dict:
         return {"status": "ok"}
@@ -230,7 +267,7 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
                                  routes=app.routes)  # fmt: skip
             _, defs = models_json_schema(
-                [(m, "validation") for m in (ScoreRequest, BatchRequest)]
+                [(m, "validation") for m in (ScoreRequest, BatchRequest, EventRequest, EventBatch)]
                 + [(m, "serialization") for m in (ScoreResponse, BatchResponse)],
                 ref_template="#/components/schemas/{model}",
             )

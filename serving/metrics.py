@@ -22,5 +22,6 @@ MODEL_INFO = Gauge(
     "risk_model_info", "The models acting (1) and shadowing (1)",
     ["target", "role", "model", "feature_set_version"],
 )  # fmt: skip
+EVENTS = Counter("risk_events", "Purchase events by outcome (real-time state)", ["outcome"])
 LOG_ROWS = Counter("risk_inference_log_rows", "Inference-log rows by outcome", ["outcome"])
 LOG_PENDING = Gauge("risk_inference_log_pending", "Rows not yet committed to the Delta log")

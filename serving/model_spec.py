@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from serving.codec import OnlineRecord
+from serving.realtime import REALTIME_FEATURES
 from serving.transaction_features import (
     CATEGORICAL,
     REQUEST_FEATURES,
@@ -33,6 +34,9 @@ class ModelSpec:
     categorical: tuple[str, ...]  # LightGBM categorical features (codes, NaN = missing)
     vocabularies: dict  # transaction field -> tuple of values (the codes' meaning)
     availability_lag_hours: float
+    # Real-time velocity features (serving/realtime.py), behavioural models only; empty in
+    # specs logged before they existed.
+    realtime_features: tuple[str, ...] = ()
     as_of_semantics: str = (
         "snapshot as_of = partition day + 1 00:00 UTC, usable from as_of + availability lag; "
         "a purchase uses the newest usable snapshot; recency aged to the purchase time"
@@ -45,7 +49,7 @@ class ModelSpec:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return self.snapshot_features + self.transaction_features
+        return self.snapshot_features + self.transaction_features + self.realtime_features
 
     @classmethod
     def build(cls, target, kind, feature_set, vocabularies, lag_hours) -> "ModelSpec":
@@ -59,6 +63,7 @@ class ModelSpec:
         return cls(
             target, kind, feature_set.version, snapshot, transaction, categorical,
             {k: tuple(v) for k, v in vocabularies.items()}, lag_hours,
+            REALTIME_FEATURES if behavioural else (),
         )  # fmt: skip
 
     def to_json(self) -> str:
@@ -67,15 +72,18 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
         doc = json.loads(text)
-        tuples = ("snapshot_features", "transaction_features", "categorical")
-        doc |= {k: tuple(doc[k]) for k in tuples}
+        tuples = ("snapshot_features", "transaction_features", "categorical", "realtime_features")
+        doc |= {k: tuple(doc[k]) for k in tuples if k in doc}
         doc["vocabularies"] = {k: tuple(v) for k, v in doc["vocabularies"].items()}
         return cls(**doc)
 
 
-def model_input(spec: ModelSpec, txn, record: OnlineRecord | None) -> np.ndarray:
+def model_input(
+    spec: ModelSpec, txn, record: OnlineRecord | None, realtime: np.ndarray | None = None
+) -> np.ndarray:
     """The spec's input vector for one transaction: what ``/score`` feeds the model, equal to
-    the training row of the same purchase (tests/test_point_in_time.py)."""
+    the training row of the same purchase (tests/test_point_in_time.py). ``realtime``: the
+    purchase's ``REALTIME_FEATURES`` (a behavioural spec that reads them needs them)."""
     computed = transaction_features(txn, record, spec.vocabularies)
     if spec.transaction_features != TRANSACTION_FEATURES:  # an older spec: pick by name
         by_name = dict(zip(TRANSACTION_FEATURES, computed, strict=True))
@@ -85,4 +93,10 @@ def model_input(spec: ModelSpec, txn, record: OnlineRecord | None) -> np.ndarray
     if record is None:
         raise ValueError("a behavioural model needs the customer's snapshot")
     snapshot = record.features[record.codec.positions(spec.snapshot_features)]
-    return np.concatenate([snapshot.astype(np.float64), computed])
+    if not spec.realtime_features:
+        return np.concatenate([snapshot.astype(np.float64), computed])
+    if realtime is None:
+        raise ValueError("this model reads real-time features: look them up first")
+    if spec.realtime_features != REALTIME_FEATURES:  # another list: pick by name
+        realtime = realtime[[REALTIME_FEATURES.index(n) for n in spec.realtime_features]]
+    return np.concatenate([snapshot.astype(np.float64), computed, realtime])

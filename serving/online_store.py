@@ -161,6 +161,42 @@ def connect(url: str, *, cluster: bool = False, **kwargs) -> RedisClient:
         raise OnlineStoreUnavailable(message) from exc
 
 
+def send_pipelined(client: RedisClient, commands: list[tuple[str, tuple]]) -> list:
+    """Send (key, command) pairs, pipelined on one connection per server (replies read in
+    windows while the next window is on its way), and return the replies in order.
+    hiredis packs each command in C: redis-py's pipeline first checks every argument in
+    Python, which costs more than Redis itself at 2M arguments a snapshot."""
+    by_server: dict[str, tuple[redis.Redis, list[int]]] = {}
+    if isinstance(client, RedisCluster):
+        for i, (key, _) in enumerate(commands):
+            node = client.get_node_from_key(key)
+            server = node.redis_connection or client.get_redis_connection(node)
+            by_server.setdefault(node.name, (server, []))[1].append(i)
+    else:
+        by_server[""] = (client, list(range(len(commands))))
+    replies: list = [None] * len(commands)
+    for server, indexes in by_server.values():
+        pool = server.connection_pool
+        conn = pool.get_connection()
+        try:
+            sent: list[int] = []  # one window is sent ahead, so Redis works while we pack
+            for start in range(0, len(indexes), 256):
+                window = indexes[start : start + 256]
+                packed = b"".join([hiredis.pack_command(commands[i][1]) for i in window])
+                conn.send_packed_command([packed])  # one send, not one per command
+                for i in sent:
+                    replies[i] = conn.read_response()
+                sent = window
+            for i in sent:
+                replies[i] = conn.read_response()
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never reuse this connection
+            raise
+        finally:
+            pool.release(conn)
+    return replies
+
+
 def safe_url(url: str) -> str:
     """The URL with any password replaced, for messages and logs."""
     from urllib.parse import urlsplit, urlunsplit
@@ -439,39 +475,7 @@ class OnlineStore:
         return sum(map(len, values))
 
     def _send(self, commands: list[tuple[str, tuple]]) -> list:
-        """Send (key, command) pairs, pipelined on one connection per server (replies read in
-        windows while the next window is on its way), and return the replies in order.
-        hiredis packs each command in C: redis-py's pipeline first checks every argument in
-        Python, which costs more than Redis itself at 2M arguments a snapshot."""
-        by_server: dict[str, tuple[redis.Redis, list[int]]] = {}
-        if isinstance(self.client, RedisCluster):
-            for i, (key, _) in enumerate(commands):
-                node = self.client.get_node_from_key(key)
-                server = node.redis_connection or self.client.get_redis_connection(node)
-                by_server.setdefault(node.name, (server, []))[1].append(i)
-        else:
-            by_server[""] = (self.client, list(range(len(commands))))
-        replies: list = [None] * len(commands)
-        for server, indexes in by_server.values():
-            pool = server.connection_pool
-            conn = pool.get_connection()
-            try:
-                sent: list[int] = []  # one window is sent ahead, so Redis works while we pack
-                for start in range(0, len(indexes), 256):
-                    window = indexes[start : start + 256]
-                    packed = b"".join([hiredis.pack_command(commands[i][1]) for i in window])
-                    conn.send_packed_command([packed])  # one send, not one per command
-                    for i in sent:
-                        replies[i] = conn.read_response()
-                    sent = window
-                for i in sent:
-                    replies[i] = conn.read_response()
-            except BaseException:
-                conn.disconnect()  # replies may be left unread: never reuse this connection
-                raise
-            finally:
-                pool.release(conn)
-        return replies
+        return send_pipelined(self.client, commands)
 
     def _retire(self, previous: Generation, report: MaterializationReport) -> None:
         """The superseded generation lingers for ``superseded_ttl_s`` (readers may still hold

@@ -36,8 +36,10 @@ EXAMPLE = {
 }  # fmt: skip
 
 
-class ScoreRequest(BaseModel):
-    """One transaction as the payment flow sees it (the raw schema's fields)."""
+class EventRequest(BaseModel):
+    """A purchase that happened, for the real-time state (``POST /events``, the event stream).
+    Further transaction fields are accepted and ignored, so a producer can send the whole
+    transaction; none of them is stored."""
 
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [EXAMPLE]})
 
@@ -51,11 +53,38 @@ class ScoreRequest(BaseModel):
     amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)] = Field(
         description="In the settlement currency, > 0, at most 2 decimals."
     )
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     merchant_id: Text | None = None
+    device_id: Annotated[str, Field(max_length=256)] | None = None
+
+    @field_validator("event_ts", mode="after")
+    @classmethod
+    def _not_in_the_future(cls, at: datetime | None, info: ValidationInfo) -> datetime:
+        now = datetime.now(UTC)
+        if at is None:
+            return now
+        at = _utc(at)
+        skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
+        if at > now + skew:
+            raise ValueError(f"{at.isoformat()} is in the future (allowed clock skew {skew})")
+        return at
+
+
+class EventBatch(BaseModel):
+    events: list[EventRequest] = Field(min_length=1, max_length=10_000)
+
+
+class EventsRecorded(BaseModel):
+    recorded: int = Field(description="Events added to the real-time state.")
+    duplicates: int = Field(description="Events whose transaction_id was already recorded.")
+    late: int = Field(description="Events too old to enter any window (see serving/realtime.py).")
+
+
+class ScoreRequest(EventRequest):
+    """One transaction as the payment flow sees it (the raw schema's fields)."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     merchant_category: Annotated[str, Field(min_length=1, max_length=64)]
     channel: Literal[CHANNELS]
-    device_id: Annotated[str, Field(max_length=256)] | None = None
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2")]
     installments: Annotated[int, Field(ge=1, le=60)] = Field(
         1, description="1 = paid in full; > 1 = a BNPL plan (default risk is scored)."
@@ -72,18 +101,6 @@ class ScoreRequest(BaseModel):
         None, description="With ``features``: their snapshot time (default: event_ts)."
     )
     explain: bool = Field(False, description="Return reason codes even for an approval.")
-
-    @field_validator("event_ts", mode="after")
-    @classmethod
-    def _not_in_the_future(cls, at: datetime | None, info: ValidationInfo) -> datetime:
-        now = datetime.now(UTC)
-        if at is None:
-            return now
-        at = _utc(at)
-        skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
-        if at > now + skew:
-            raise ValueError(f"{at.isoformat()} is in the future (allowed clock skew {skew})")
-        return at
 
     @field_validator("features_as_of", mode="after")
     @classmethod

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import get_args
 
 import numpy as np
+import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -36,12 +37,15 @@ from serving.online_store import (
     connect,
     safe_url,
 )
+from serving.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
+from serving.realtime import RealtimeStore
 from serving.registry import RegisteredModel, alias_version, load_registered
 from serving.schemas import FeatureSource, ScoreRequest
-from serving.transaction_features import DESCRIPTIONS
+from serving.transaction_features import DESCRIPTIONS as TRANSACTION_DESCRIPTIONS
 
 log = logging.getLogger("serving.scorer")
 SEVERITY = {"approve": 0, "review": 1, "decline": 2}
+DESCRIPTIONS = TRANSACTION_DESCRIPTIONS | REALTIME_DESCRIPTIONS
 # Metric children bound once (``labels()`` costs a lock and a dict lookup a call).
 _STAGE = {
     f"{s}_ms": metrics.STAGE_SECONDS.labels(s) for s in ("lookup", "features", "inference", "total")
@@ -92,6 +96,12 @@ class ModelSet:
                 if now != (model.version if model else None):
                     out.append(f"{name}@{alias} -> {now}")
         return out
+
+    @property
+    def reads_realtime(self) -> bool:
+        """Whether any behavioural model loaded reads real-time features."""
+        models = [*self.champions.values(), *self.shadows.values()]
+        return any(m.bundle.behavioural.spec.realtime_features for m in models)
 
     @property
     def versions(self) -> list[str]:
@@ -176,6 +186,7 @@ class Scorer:
         self.where = where
         self._hash_customer = CustomerHasher(config.hash_key)
         self._stores: dict[str, OnlineStore] = {}
+        self.realtime = RealtimeStore(client)
         models.publish()
 
     @classmethod
@@ -244,6 +255,37 @@ class Scorer:
             out[i] = lookup
         return out
 
+    def _realtime(
+        self, requests: list[ScoreRequest], lookups: dict[str, list[Lookup]]
+    ) -> list[np.ndarray | None]:
+        """The real-time features of the purchases a behavioural model will score (those whose
+        customer a snapshot knows), in one round trip. When the state cannot be read, those
+        purchases fall back like a failed snapshot lookup: the behavioural models learned
+        with real-time features, so they are not used without them."""
+        ask = [i for i in range(len(requests)) if any(f[i].record for f in lookups.values())]
+        out: list[np.ndarray | None] = [None] * len(requests)
+        if not ask:
+            return out
+        try:
+            if not self.breaker.allow():
+                raise redis.RedisError("the circuit breaker is open")
+            found = self.realtime.read([(requests[i].customer_id, requests[i].event_ts,
+                                         requests[i].transaction_id) for i in ask])  # fmt: skip
+            self.breaker.success()
+        except redis.RedisError as exc:
+            metrics.STORE_ERRORS.inc()
+            if self.breaker.failure():
+                log.warning("real-time state failing, transaction-only models for %.1f s: %s",
+                            self.breaker.cooldown_s, exc)  # fmt: skip
+            unavailable = Lookup(None, "fallback_store_unavailable")
+            for found_by_version in lookups.values():
+                for i in ask:
+                    found_by_version[i] = unavailable
+            return out
+        for i, vector in zip(ask, found, strict=True):
+            out[i] = vector
+        return out
+
     # -- scoring ----------------------------------------------------------------------------
 
     def score(self, request: ScoreRequest, received: float | None = None) -> Scored:
@@ -258,6 +300,7 @@ class Scorer:
         began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
         lookups = {v: self._lookup(requests, v) for v in models.versions}
+        realtime = self._realtime(requests, lookups) if models.reads_realtime else None
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}
@@ -265,7 +308,9 @@ class Scorer:
             version = champion.bundle.feature_set_version
             inputs[target] = [
                 None if target == "default" and r.installments <= 1
-                else _model_and_input(champion, txn, lookups[version][i].record)
+                else _model_and_input(
+                    champion, txn, lookups[version][i].record, realtime and realtime[i]
+                )
                 for i, (r, txn) in enumerate(zip(requests, txns, strict=True))
             ]  # fmt: skip
         built = time.perf_counter()
@@ -305,7 +350,8 @@ class Scorer:
                 if scores[target][i] is not None:
                     _SCORE[target].observe(scores[target][i])
             if self.inference_log is not None:
-                self._log(i, requests[i], txns[i], result, inputs["fraud"][i], models, lookups)
+                self._log(i, requests[i], txns[i], result, inputs["fraud"][i], models, lookups,
+                          realtime and realtime[i])  # fmt: skip
         return results
 
     def _decide(self, scores: dict[str, float | None]) -> tuple[str, str]:
@@ -324,11 +370,11 @@ class Scorer:
                 decision, by = level, target
         return decision, by
 
-    def _log(self, i: int, request, txn, result, fraud_input, models, lookups) -> None:
+    def _log(self, i: int, request, txn, result, fraud_input, models, lookups, realtime) -> None:
         model, vector = fraud_input
         shadow_inputs = None
         if models.shadows:  # the shadows' inputs are built later, in the log's thread
-            shadow_inputs = (txn, {v: found[i].record for v, found in lookups.items()})
+            shadow_inputs = (txn, {v: found[i].record for v, found in lookups.items()}, realtime)
         as_of = result.features_as_of
         self.inference_log.append(LogRow(
             request.transaction_id, self._hash_customer(request.customer_id),
@@ -348,11 +394,12 @@ class Scorer:
             version = shadow.bundle.feature_set_version
             inputs = []
             for row in rows:
-                txn, records = row.shadow_inputs or (None, {})
+                txn, records, realtime = row.shadow_inputs or (None, {}, None)
                 eligible = txn is not None and (target != "default" or txn["installments"] > 1)
                 inputs.append(
-                    _model_and_input(shadow, txn, records.get(version)) if eligible else None
-                )
+                    _model_and_input(shadow, txn, records.get(version), realtime)
+                    if eligible else None
+                )  # fmt: skip
             for row, score in zip(rows, _predict(inputs, fast=False), strict=True):
                 if score is not None:
                     setattr(row, f"shadow_{target}_score", score)
@@ -377,11 +424,14 @@ def _transaction(r: ScoreRequest) -> dict:
 
 
 def _model_and_input(
-    registered: RegisteredModel, txn: dict, record: OnlineRecord | None
+    registered: RegisteredModel,
+    txn: dict,
+    record: OnlineRecord | None,
+    realtime: np.ndarray | None = None,
 ) -> tuple[ScoringModel, np.ndarray]:
     bundle = registered.bundle
     model = bundle.behavioural if record is not None else bundle.transaction_only
-    return model, model_input(model.spec, txn, record)
+    return model, model_input(model.spec, txn, record, realtime)
 
 
 def _predict(

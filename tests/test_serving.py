@@ -51,17 +51,38 @@ def _log_rows(client, env) -> dict[str, dict]:
     return {r["transaction_id"]: r for r in table.to_pylist()}
 
 
+def _record(client, events: list[dict]) -> dict:
+    response = client.post("/events", json={"events": events}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_served_vectors_and_scores_equal_the_training_rows(client, env):
-    """Training/serving parity: transactions of the training set scored through /score; the
-    logged model input equals the training row value for value, and the score is the model's
-    score of that training row."""
+    """Training/serving parity: the purchases before the served day go through POST /events;
+    then the day is replayed in time order, each purchase scored through /score and then
+    recorded through /events, as the payment flow would. The logged model input (snapshot,
+    transaction-time and real-time features) equals the training row value for value, and the
+    score is the model's score of that training row."""
     fraud = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    assert fraud.behavioural.spec.realtime_features  # the parity covers them
     rows = env.served_rows().to_pylist()
-    for row in rows:
-        body = _score(client, env.transaction(row["transaction_id"]))
-        assert body["feature_source"] == (
-            "online" if row["customer_known"] else "fallback_new_customer"
-        )
+    order = pc.sort_indices(env.purchases, [("event_ts", "ascending"),
+                                            ("transaction_id", "ascending")])  # fmt: skip
+    purchases = env.purchases.take(order).to_pylist()
+    first, last = rows[0]["event_ts"], rows[-1]["event_ts"]
+    before = [env.transaction(p["transaction_id"]) for p in purchases if p["event_ts"] < first]
+    for start in range(0, len(before), 1000):
+        _record(client, before[start : start + 1000])
+    served = {r["transaction_id"]: r for r in rows}
+    for p in purchases:
+        if not first <= p["event_ts"] <= last:
+            continue
+        txn = env.transaction(p["transaction_id"])
+        if p["transaction_id"] in served:
+            body = _score(client, txn)
+            known = served[p["transaction_id"]]["customer_known"]
+            assert body["feature_source"] == ("online" if known else "fallback_new_customer")
+        _record(client, [txn])
     logged = _log_rows(client, env)
     for row in rows:
         model = fraud.behavioural if row["customer_known"] else fraud.transaction_only
@@ -73,6 +94,8 @@ def test_served_vectors_and_scores_equal_the_training_rows(client, env):
     assert sum(r["customer_known"] for r in rows) > 100 and not all(
         r["customer_known"] for r in rows
     )
+    # The real-time features were not all trivial: some purchases had a recent predecessor.
+    assert any(row["seconds_since_last_txn"] == row["seconds_since_last_txn"] for row in rows)
 
 
 def test_a_known_customer_is_scored_online_with_the_snapshot_time(client, env):

@@ -22,9 +22,11 @@ import pyarrow.compute as pc
 
 from assets.partitions import as_of_time
 from assets.training.point_in_time import point_in_time_sql
+from assets.training.realtime import realtime_sql
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from serving.codec import RecordCodec
 from serving.feature_set import FeatureSet
+from serving.realtime import REALTIME_FEATURES
 from serving.transaction_features import TRANSACTION_FEATURES, transaction_features
 
 TARGETS = ("fraud", "default")
@@ -102,12 +104,23 @@ def joined_purchases(
         sql = point_in_time_sql(
             snapshot_columns, window.availability_lag, "window_purchases", "window_snapshots"
         )
+        # Every raw purchase is an event of the real-time state; a week before the window
+        # covers its longest look-back.
+        con.execute(
+            "create temp table recent_events as select transaction_id, customer_id, event_ts, "
+            "amount, merchant_id, device_id from transactions "
+            "where event_date between $first - interval 8 day and $last",
+            {"first": window.first_day, "last": window.last_day},
+        )
+        realtime = realtime_sql("window_purchases", "recent_events")
         return con.sql(
-            f"with joined as ({sql}), known as ({known}) "
-            "select joined.*, coalesce(known.fraud, false) as fraud_label, "
+            f"with joined as ({sql}), known as ({known}), realtime as ({realtime}) "
+            "select joined.*, realtime.* exclude (transaction_id), "
+            "coalesce(known.fraud, false) as fraud_label, "
             "case when joined.installments > 1 then coalesce(known.default_, false) end "
             "as default_label "
-            "from joined left join known using (transaction_id) order by event_ts, transaction_id",
+            "from joined join realtime using (transaction_id) "
+            "left join known using (transaction_id) order by event_ts, transaction_id",
             params={"cutoff": window.cutoff},
         ).to_arrow_table()
 
@@ -146,6 +159,9 @@ def build_training_set(
     }
     columns |= {c.name: snapshot_matrix[:, i] for i, c in enumerate(feature_set.features)}
     columns |= {name: txn_matrix[:, i] for i, name in enumerate(TRANSACTION_FEATURES)}
+    columns |= {  # NaN for null, as serving decodes them
+        name: pc.fill_null(joined[name], np.nan).to_numpy() for name in REALTIME_FEATURES
+    }
     for target in TARGETS:
         columns[f"{target}_label"] = joined[f"{target}_label"]
         columns[f"{target}_split"] = _split(joined, window, target)

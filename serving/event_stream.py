@@ -1,0 +1,138 @@
+"""Purchase events from a Redis Stream into the real-time state, so producers need not call
+HTTP: ``XADD risk:events * transaction_id t1 customer_id c1 event_ts 2026-05-01T12:00:00Z
+amount 12.50 merchant_id m1 device_id d1`` (the ``EventRequest`` fields; others are ignored).
+
+Consumers share a consumer group: each entry goes to one of them, and is acknowledged (XACK)
+only once it is recorded, so a consumer that crashes loses nothing: its pending entries are
+claimed by a live consumer (XAUTOCLAIM) once idle for ``claim_idle_ms``. Recording is
+idempotent (by transaction_id), so an entry delivered twice counts once. An entry that does not
+validate goes to the dead-letter stream (``<stream>:dead``) with the reason, then is
+acknowledged: a malformed event neither blocks the stream nor disappears.
+
+``python -m serving.event_stream`` runs one consumer (``REDIS_URL``, ``RISK_EVENTS_STREAM``,
+``RISK_EVENTS_GROUP``); run as many as the load needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import redis
+from pydantic import ValidationError
+
+from serving import environment
+from serving.online_store import RedisClient, connect
+from serving.realtime import RealtimeStore, Recorded
+from serving.schemas import EventRequest
+
+log = logging.getLogger("serving.event_stream")
+STREAM, GROUP = "risk:events", "realtime"
+FIELDS = tuple(EventRequest.model_fields)  # what is kept of an entry (a dead letter too)
+
+
+def publish(client: RedisClient, events: list[dict], stream: str = STREAM) -> list[bytes]:
+    """What a producer does: one XADD an event (pipelined), the stream capped near 10M
+    entries (consumed entries are only history)."""
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        fields = {k: str(v) for k, v in event.items() if k in FIELDS and v is not None}
+        pipe.xadd(stream, fields, maxlen=10_000_000, approximate=True)
+    return pipe.execute()
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        stream: str = STREAM,
+        group: str = GROUP,
+        name: str | None = None,
+        batch: int = 1000,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        max_future_s: float = 300.0,
+    ):
+        self.client, self.stream, self.group = client, stream, group
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
+        self.context = {"max_future_s": max_future_s}
+        self.realtime = RealtimeStore(client)
+        self.dead_letter = f"{stream}:dead"
+        self.totals = Recorded()
+        self.dead = 0
+
+    def ensure_group(self) -> None:
+        """The group, reading from the stream's beginning (entries written before it count)."""
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def poll(self) -> int:
+        """Claim what crashed consumers left, else read new entries (blocking up to
+        ``block_ms``); record them; acknowledge. Returns the entries handled."""
+        _, claimed, _ = self.client.xautoclaim(
+            self.stream, self.group, self.name, self.claim_idle_ms, "0-0", count=self.batch
+        )
+        entries = claimed
+        if not entries:
+            replies = self.client.xreadgroup(
+                self.group, self.name, {self.stream: ">"}, count=self.batch, block=self.block_ms
+            )
+            entries = replies[0][1] if replies else []
+        if entries:
+            self.handle(entries)
+        return len(entries)
+
+    def handle(self, entries: list[tuple[bytes, dict]]) -> None:
+        events, bad = [], []
+        for entry_id, fields in entries:
+            doc = {k.decode(): v.decode() for k, v in fields.items()}
+            try:
+                events.append(EventRequest.model_validate(doc, context=self.context))
+            except ValidationError as exc:
+                reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                   for e in exc.errors(include_input=False))  # fmt: skip
+                kept = {k: v for k, v in doc.items() if k in FIELDS}
+                bad.append((entry_id, kept | {"reason": reason, "entry": entry_id.decode()}))
+        if events:
+            self.totals.add(self.realtime.record(events))  # raises: nothing is acked
+        pipe = self.client.pipeline(transaction=False)
+        for _, letter in bad:
+            pipe.xadd(self.dead_letter, letter, maxlen=1_000_000, approximate=True)
+        pipe.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
+        pipe.execute()
+        self.dead += len(bad)
+        for _, letter in bad:
+            log.warning("event %s dead-lettered: %s", letter["entry"], letter["reason"])
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        self.ensure_group()
+        log.info("consumer %s reading %s (group %s)", self.name, self.stream, self.group)
+        while not stop.is_set():
+            try:
+                self.poll()
+            except redis.RedisError as exc:  # pending entries stay pending: retried later
+                log.error("real-time state or stream unavailable (%s); retrying in 1 s", exc)
+                time.sleep(1.0)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    client = connect(environment.redis_url(), cluster=environment.redis_cluster())
+    EventConsumer(
+        client,
+        stream=os.environ.get("RISK_EVENTS_STREAM", STREAM),
+        group=os.environ.get("RISK_EVENTS_GROUP", GROUP),
+    ).run()
+
+
+if __name__ == "__main__":
+    main()

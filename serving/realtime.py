@@ -1,0 +1,263 @@
+"""Real-time velocity features: per-customer state in Redis, updated from purchase events
+(``POST /events``, the Redis Stream consumer, or ``RealtimeStore.record``) and read at scoring.
+
+**Semantics** (training computes the same from raw purchases, ``assets/training/realtime.py``;
+a parity test replays a day through ``/events`` and compares): for a purchase of customer ``c``
+at time ``t``, the windows hold ``c``'s *other* recorded purchases with ``t - w <= event_ts < t``
+(``w`` = 10 min or 1 h; the bound is inclusive below, exclusive above, to the microsecond). The
+scored purchase never counts in its own features, nor does any purchase at the same microsecond.
+
+- ``txn_count_10m``, ``txn_count_1h``: purchases in the window;
+- ``amount_sum_1h``: their amounts (settlement currency, exact in cents);
+- ``distinct_devices_1h``: distinct devices among them (purchases without a device not counted);
+- ``distinct_merchants_1h``: distinct merchants among them (likewise without a merchant);
+- ``seconds_since_last_txn``: ``t`` minus the newest purchase before ``t``; null when there is
+  none in the 7 days before ``t``.
+
+**Duplicates**: a ``transaction_id`` is recorded once; a second event with it changes nothing.
+**Out of order**: events may arrive in any order. The state keeps the events of the last
+``RETENTION`` (1 h + ``LATE_TOLERANCE`` of 5 min) before the customer's newest event. Features at
+any ``t`` no more than ``LATE_TOLERANCE`` before that newest event are exact; an event older
+than the retained span can no longer enter any such window: it only moves the "newest purchase
+before" used by ``seconds_since_last_txn`` and is counted as late.
+**Bounded memory**: at most ``MAX_EVENTS`` events a customer are retained (beyond, the oldest go
+and the counts of a customer with more than that many purchases in an hour saturate), and every
+key expires ``TTL_S`` (7 days) after the customer's last event.
+
+**Keys**, one hash slot per customer (``{...}``: cluster-safe, one script touches one slot):
+``rt:{<digest>}:e`` a sorted set transaction id -> event time (us), ``rt:{<digest>}:d`` a hash
+transaction id -> ``cents|device|merchant`` (device and merchant as short hashes: no raw
+identifiers in Redis), ``rt:{<digest>}:m`` the newest event time and the newest trimmed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+import numpy as np
+import redis
+
+from serving.online_store import RedisClient, send_pipelined
+
+REALTIME_FEATURES = (
+    "txn_count_10m", "txn_count_1h", "amount_sum_1h", "distinct_devices_1h",
+    "distinct_merchants_1h", "seconds_since_last_txn",
+)  # fmt: skip
+DESCRIPTIONS = {
+    "txn_count_10m": "Purchases in the 10 minutes before this one (real time).",
+    "txn_count_1h": "Purchases in the hour before this one (real time).",
+    "amount_sum_1h": "Amount spent in the hour before this one (real time).",
+    "distinct_devices_1h": "Distinct devices used in the hour before this one (real time).",
+    "distinct_merchants_1h": "Distinct merchants in the hour before this one (real time).",
+    "seconds_since_last_txn": "Seconds since the previous purchase (null: none in 7 days).",
+}
+SHORT_WINDOW = timedelta(minutes=10)
+LONG_WINDOW = timedelta(hours=1)
+LAST_TXN_HORIZON = timedelta(days=7)
+LATE_TOLERANCE = timedelta(minutes=5)
+RETENTION = LONG_WINDOW + LATE_TOLERANCE
+MAX_EVENTS = 1000
+TTL_S = int(LAST_TXN_HORIZON.total_seconds())
+_US = timedelta(microseconds=1)
+
+# Records events of one customer. KEYS: e, d, m. ARGV: retention (us), max events, ttl (s), then
+# (id, event time us, payload) per event. Returns {recorded, duplicates, late}.
+_RECORD = """
+local e, d, m = KEYS[1], KEYS[2], KEYS[3]
+local retention, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local newest = tonumber(redis.call('HGET', m, 'newest') or '-1')
+local before = tonumber(redis.call('HGET', m, 'before') or '-1')
+local recorded, duplicates, late = 0, 0, 0
+for i = 4, #ARGV, 3 do
+  local id, ts = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('ZSCORE', e, id) then
+    duplicates = duplicates + 1
+  elseif newest >= 0 and ts < newest - retention then
+    late = late + 1
+    if ts > before then before = ts end
+  else
+    redis.call('ZADD', e, ARGV[i + 1], id)
+    redis.call('HSET', d, id, ARGV[i + 2])
+    recorded = recorded + 1
+    if ts > newest then newest = ts end
+  end
+end
+local function drop(entries)
+  for j = 1, #entries, 2 do
+    redis.call('HDEL', d, entries[j])
+    local ts = tonumber(entries[j + 1])
+    if ts > before then before = ts end
+  end
+end
+local cutoff = string.format('%.0f', newest - retention)
+drop(redis.call('ZRANGEBYSCORE', e, '-inf', '(' .. cutoff, 'WITHSCORES'))
+redis.call('ZREMRANGEBYSCORE', e, '-inf', '(' .. cutoff)
+local extra = redis.call('ZCARD', e) - cap
+if extra > 0 then
+  drop(redis.call('ZRANGE', e, 0, extra - 1, 'WITHSCORES'))
+  redis.call('ZREMRANGEBYRANK', e, 0, extra - 1)
+end
+redis.call('HSET', m, 'newest', string.format('%.0f', newest), 'before',
+           string.format('%.0f', before))
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+return {recorded, duplicates, late}
+"""
+
+# Features of one purchase. KEYS: e, d, m. ARGV: t (us), its transaction id, short window (us),
+# long window (us). Returns {count short, count long, cents, devices, merchants, last or -1}.
+_READ = """
+local e, d, m = KEYS[1], KEYS[2], KEYS[3]
+local t, own = tonumber(ARGV[1]), ARGV[2]
+local short, long = tonumber(ARGV[3]), tonumber(ARGV[4])
+local window = redis.call('ZRANGEBYSCORE', e, string.format('%.0f', t - long), '(' .. ARGV[1],
+                          'WITHSCORES')
+local n_short, n_long, cents, n_devices, n_merchants = 0, 0, 0, 0, 0
+local devices, merchants = {}, {}
+for i = 1, #window, 2 do
+  if window[i] ~= own then
+    local ts = tonumber(window[i + 1])
+    n_long = n_long + 1
+    if ts >= t - short then n_short = n_short + 1 end
+    local amount, device, merchant = string.match(redis.call('HGET', d, window[i]),
+                                                  '^(%-?%d+)|([^|]*)|(.*)$')
+    cents = cents + tonumber(amount)
+    if device ~= '' and not devices[device] then
+      devices[device] = true
+      n_devices = n_devices + 1
+    end
+    if merchant ~= '' and not merchants[merchant] then
+      merchants[merchant] = true
+      n_merchants = n_merchants + 1
+    end
+  end
+end
+local last = -1
+local newest = redis.call('ZREVRANGEBYSCORE', e, '(' .. ARGV[1], '-inf', 'WITHSCORES',
+                          'LIMIT', 0, 2)
+for i = 1, #newest, 2 do
+  if newest[i] ~= own then last = tonumber(newest[i + 1]); break end
+end
+if last < 0 then
+  local before = tonumber(redis.call('HGET', m, 'before') or '-1')
+  if before >= 0 and before < t then last = before end
+end
+return {n_short, n_long, string.format('%.0f', cents), n_devices, n_merchants,
+        string.format('%.0f', last)}
+"""
+_RECORD_SHA = hashlib.sha1(_RECORD.encode()).hexdigest()
+_READ_SHA = hashlib.sha1(_READ.encode()).hexdigest()
+
+
+class Event(Protocol):
+    """A purchase as the real-time state needs it (``serving.schemas.EventRequest``)."""
+
+    transaction_id: str
+    customer_id: str
+    event_ts: datetime  # timezone-aware
+    amount: Decimal
+    merchant_id: str | None
+    device_id: str | None
+
+
+@dataclass
+class Recorded:
+    recorded: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+    def add(self, counts) -> None:
+        """Add a script's reply (recorded, duplicates, late), or another ``Recorded``."""
+        recorded, duplicates, late = counts
+        self.recorded += int(recorded)
+        self.duplicates += int(duplicates)
+        self.late += int(late)
+
+    def __iter__(self):
+        return iter((self.recorded, self.duplicates, self.late))
+
+
+def _short_hash(value: str) -> str:
+    return hashlib.blake2b(value.encode(), digest_size=6).hexdigest()
+
+
+def micros(at: datetime) -> int:
+    return (at - datetime(1970, 1, 1, tzinfo=at.tzinfo)) // _US
+
+
+def cents(amount: Decimal) -> int:
+    """Exact cents of a settlement amount (2 decimals)."""
+    return int((amount * 100).to_integral_value())
+
+
+def values(reply: list, t_us: int) -> np.ndarray:
+    """The feature vector (``REALTIME_FEATURES`` order, float64, NaN for null) of a read reply."""
+    last = int(reply[5])
+    since = (t_us - last) / 1e6 if last >= 0 else math.nan
+    if since > LAST_TXN_HORIZON.total_seconds():
+        since = math.nan
+    return np.array(
+        [reply[0], reply[1], int(reply[2]) / 100, reply[3], reply[4], since], dtype=np.float64
+    )
+
+
+class RealtimeStore:
+    """Records purchase events and reads the real-time features, one script call per customer,
+    pipelined (one round trip per server for a whole batch)."""
+
+    def __init__(self, client: RedisClient, prefix: str = "rt"):
+        self.client = client
+        self.prefix = prefix
+
+    def keys(self, customer_id: str) -> tuple[str, str, str]:
+        tag = f"{self.prefix}:{{{_short_hash(customer_id)}}}"
+        return f"{tag}:e", f"{tag}:d", f"{tag}:m"
+
+    def record(self, events: Iterable[Event]) -> Recorded:
+        by_customer: dict[str, list] = defaultdict(list)
+        for ev in events:
+            payload = "|".join((
+                str(cents(ev.amount)), _short_hash(ev.device_id) if ev.device_id else "",
+                _short_hash(ev.merchant_id) if ev.merchant_id else "",
+            ))  # fmt: skip
+            by_customer[ev.customer_id] += [ev.transaction_id, micros(ev.event_ts), payload]
+        retention = RETENTION // _US
+        commands = []
+        for customer, args in by_customer.items():
+            keys = self.keys(customer)
+            command = ("EVALSHA", _RECORD_SHA, 3, *keys, retention, MAX_EVENTS, TTL_S, *args)
+            commands.append((keys[0], command))
+        done = Recorded()
+        for reply in self._run(commands, _RECORD):
+            done.add(reply)
+        return done
+
+    def read(self, queries: list[tuple[str, datetime, str]]) -> list[np.ndarray]:
+        """The features of purchases (customer id, event time, transaction id)."""
+        windows = (SHORT_WINDOW // _US, LONG_WINDOW // _US)
+        commands, times = [], []
+        for customer, at, transaction_id in queries:
+            keys, t = self.keys(customer), micros(at)
+            commands.append((keys[0], ("EVALSHA", _READ_SHA, 3, *keys, t, transaction_id,
+                                       *windows)))  # fmt: skip
+            times.append(t)
+        replies = self._run(commands, _READ)
+        return [values(r, t) for r, t in zip(replies, times, strict=True)]
+
+    def _run(self, commands: list, script: str) -> list:
+        if not commands:
+            return []
+        try:
+            return send_pipelined(self.client, commands)
+        except redis.exceptions.NoScriptError:  # a restarted Redis forgot the scripts
+            self._load(script)
+            return send_pipelined(self.client, commands)
+
+    def _load(self, script: str) -> None:
+        self.client.script_load(script)  # a cluster client loads it on every primary
