@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo test test-fast dev serve bench bench-online bench-pit bench-serving stop lint format clean
+.PHONY: setup demo drift-demo test test-fast dev serve consume bench bench-online bench-pit bench-serving bench-realtime stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -54,6 +54,12 @@ serve: setup
 	RISK_SERVING_DEV="$${RISK_SERVING_DEV:-$$([ -z "$$RISK_API_KEYS" ] && echo 1 || echo 0)}" \
 	$(BIN)/python -m serving
 
+# The Redis Stream consumer of purchase events (RISK_EVENTS_STREAM, default risk:events) into
+# the real-time state of the online store `make serve` reads.
+consume: setup
+	REDIS_URL="$${REDIS_URL:-$$($(BIN)/python -m resources.local_redis url)}" \
+	$(BIN)/python -m serving.event_stream
+
 bench: setup
 	$(BIN)/python -m benchmarks.snapshot_partition
 
@@ -65,6 +71,9 @@ bench-pit: setup
 
 bench-serving: setup
 	$(BIN)/python -m benchmarks.serving
+
+bench-realtime: setup
+	$(BIN)/python -m benchmarks.realtime
 
 # The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
 # process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.

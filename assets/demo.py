@@ -174,7 +174,14 @@ def score_sample(n: int = 2000) -> str:
                            tracking_uri=settings.mlflow_tracking_uri(),
                            hash_key=settings.card_hash_key())  # fmt: skip
     scorer = Scorer.open(config)
-    results = [scorer.score(ScoreRequest.model_validate(b)) for b in recent_requests(n)]
+    # As the payment flow does: each purchase scored, then recorded in the real-time state
+    # (POST /events), in time order.
+    requests = sorted((ScoreRequest.model_validate(b) for b in recent_requests(n)),
+                      key=lambda r: r.event_ts)  # fmt: skip
+    results = []
+    for request in requests:
+        results.append(scorer.score(request))
+        scorer.realtime.record([request])
     decisions = Counter(r.decision for r in results)
     sources = Counter(r.feature_source for r in results)
     total = np.percentile([r.timing_ms["total_ms"] for r in results], [50, 99])

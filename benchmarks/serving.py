@@ -48,10 +48,13 @@ def start(args: list[str], env: dict, port: int) -> subprocess.Popen:
     raise SystemExit(f"{args} did not start")
 
 
-def load(port: int, bodies: str, seconds: float, rate: float = 0, connections: int = 32) -> dict:
+def load(
+    port: int, bodies: str, seconds: float, rate: float = 0, connections: int = 32,
+    path: str = "/score",
+) -> dict:  # fmt: skip
     args = [sys.executable, "-m", "benchmarks.load_generator", "--port", str(port),
             "--bodies", bodies, "--header", f"X-API-Key: {KEY}", "--seconds", str(seconds),
-            "--rate", str(rate), "--connections", str(connections)]  # fmt: skip
+            "--rate", str(rate), "--connections", str(connections), "--path", path]  # fmt: skip
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -266,9 +266,7 @@ class Scorer:
         out: list[np.ndarray | None] = [None] * len(requests)
         if not ask:
             return out
-        try:
-            if not self.breaker.allow():
-                raise redis.RedisError("the circuit breaker is open")
+        try:  # only after a snapshot lookup succeeded: the breaker let it through
             found = self.realtime.read([(requests[i].customer_id, requests[i].event_ts,
                                          requests[i].transaction_id) for i in ask])  # fmt: skip
             self.breaker.success()

@@ -161,6 +161,7 @@ def test_the_training_row_equals_what_serving_computes(feature_set, tmp_path):
                               for m in rng.integers(0, 900, 200)], pa.timestamp("us", "UTC")),
         "amount": pa.array([f"{a:.2f}" for a in rng.lognormal(3, 1, 200)]).cast(
             pa.decimal128(18, 2)),
+        "merchant_id": rng.choice(["m1", "m2"], 200),
         "merchant_category": rng.choice(["grocery", "crypto", "travel"], 200),
         "channel": rng.choice(["online", "pos", "app"], 200),
         "device_id": rng.choice(["dev-1", None, "dev-2"], 200),
