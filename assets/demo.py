@@ -181,7 +181,7 @@ def score_sample(n: int = 2000) -> str:
     results = []
     for request in requests:
         results.append(scorer.score(request))
-        scorer.realtime.record([request])
+        scorer.events.record([request])
     decisions = Counter(r.decision for r in results)
     sources = Counter(r.feature_source for r in results)
     total = np.percentile([r.timing_ms["total_ms"] for r in results], [50, 99])

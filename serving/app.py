@@ -42,8 +42,7 @@ from serving.online_store import OnlineRecord, OnlineStoreError, safe_url
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
-    EventBatch,
-    EventRequest,
+    Events,
     EventsRecorded,
     FeaturesResponse,
     ScoreRequest,
@@ -163,6 +162,7 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             if inference_log is not None:
                 await run_in_threadpool(inference_log.close)
             scorer.client.close()
+            scorer.events.client.close()
 
     app = FastAPI(
         title="Risk scoring",
@@ -192,39 +192,6 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             "context": {k: list(v) if isinstance(v, tuple) else v
                         for k, v in found.context.items()},
         })  # fmt: skip
-
-    @app.post(
-        "/events", summary="Record purchases in the real-time state", response_model=EventsRecorded,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"oneOf": [{"$ref": "#/components/schemas/EventRequest"},
-                                 {"$ref": "#/components/schemas/EventBatch"}]}}}}},
-    )  # fmt: skip
-    async def events(request: Request, scorer: ScorerDep, _: Authorized) -> Response:
-        """One purchase (an ``EventRequest``) or many (``{"events": [...]}``, up to 10,000),
-        recorded in the customers' real-time state (serving/realtime.py). Idempotent: a
-        transaction_id already recorded is counted as a duplicate, so a failed call can be
-        retried whole."""
-        context = {"max_future_s": request.app.state.config.max_future_s}
-        try:
-            doc = orjson.loads(await request.body())
-            events = (
-                EventBatch.model_validate(doc, context=context).events
-                if isinstance(doc, dict) and "events" in doc
-                else [EventRequest.model_validate(doc, context=context)]
-            )
-        except orjson.JSONDecodeError as exc:
-            raise HTTPException(422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}",
-                                       "type": "json_invalid"}]) from exc  # fmt: skip
-        except ValidationError as exc:
-            raise HTTPException(422, validation_errors(exc)) from exc
-        try:
-            done = await run_in_threadpool(scorer.realtime.record, events)
-        except redis.RedisError as exc:
-            raise HTTPException(503, f"real-time state unavailable, retry: {exc}") from exc
-        metrics.EVENTS.labels("recorded").inc(done.recorded)
-        metrics.EVENTS.labels("duplicate").inc(done.duplicates)
-        metrics.EVENTS.labels("late").inc(done.late)
-        return _json(vars(done))
 
     @app.get("/health", summary="Liveness")
     async def health() -> dict:
@@ -267,8 +234,8 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
                                  routes=app.routes)  # fmt: skip
             _, defs = models_json_schema(
-                [(m, "validation") for m in (ScoreRequest, BatchRequest, EventRequest, EventBatch)]
-                + [(m, "serialization") for m in (ScoreResponse, BatchResponse)],
+                [(m, "validation") for m in (ScoreRequest, BatchRequest, Events)]
+                + [(m, "serialization") for m in (ScoreResponse, BatchResponse, EventsRecorded)],
                 ref_template="#/components/schemas/{model}",
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
@@ -291,10 +258,10 @@ def _operation(request: type, response: type, summary: str) -> dict:
         "security": [{"APIKeyHeader": []}],
         "requestBody": {"required": True, "content": body(request)},
         "responses": {
-            "200": {"description": "Scored", "content": body(response)},
+            "200": {"description": "OK", "content": body(response)},
             "401": {**error, "description": "Missing or invalid API key"},
             "413": {**error, "description": "Body too large"},
-            "422": {**error, "description": "Invalid transaction: `detail` names the fields"},
+            "422": {**error, "description": "Invalid body: `detail` names the fields"},
         },
     }  # fmt: skip
 
@@ -346,18 +313,35 @@ class _Refused(Exception):
 
 
 class HotPath:
-    """``POST /score`` and ``POST /score/batch`` as plain ASGI; every other request, and the
-    lifespan, go to the FastAPI app. Responses are counted per endpoint and status."""
+    """``POST /score``, ``POST /score/batch`` and ``POST /events`` as plain ASGI; every other
+    request, and the lifespan, go to the FastAPI app. Responses are counted per endpoint and
+    status."""
 
     DOCUMENTED: ClassVar[dict] = {
         "/score": (ScoreRequest, ScoreResponse, "Score one transaction"),
         "/score/batch": (BatchRequest, BatchResponse, "Score up to max_batch transactions"),
+        "/events": (
+            Events,
+            EventsRecorded,
+            "Record purchases in the real-time state: one "
+            'event, or {"events": [...]} (up to 10,000). Idempotent by '
+            "transaction_id: a failed call can be retried whole.",
+        ),
     }
-    MAX_BODY: ClassVar[dict] = {"/score": 64 * 1024, "/score/batch": 4 * 1024 * 1024}
+    MAX_BODY: ClassVar[dict] = {
+        "/score": 64 * 1024,
+        "/score/batch": 4 * 1024 * 1024,
+        "/events": 4 * 1024 * 1024,
+    }
+    INLINE_EVENTS = 64  # recorded on the loop (one short Redis call); more: in a thread
 
     def __init__(self, app: FastAPI):
         self.app = app
-        self.handlers = {"/score": self._score, "/score/batch": self._score_batch}
+        self.handlers = {
+            "/score": self._score,
+            "/score/batch": self._score_batch,
+            "/events": self._events,
+        }
         self.batcher = MicroBatcher(lambda: self.app.state.scorer)
         self._key = API_KEY_HEADER.lower().encode()
 
@@ -391,7 +375,7 @@ class HotPath:
             payload = {"detail": [{"loc": ["body", "features", exc.field], "msg": str(exc),
                                    "type": "value_error"}]}  # fmt: skip
         except Exception:
-            log.exception("scoring failed")
+            log.exception("%s failed", scope["path"])
             status, payload = 500, {"detail": "internal error"}
         content = orjson.dumps(payload)
         await send({"type": "http.response.start", "status": status, "headers": [
@@ -414,6 +398,20 @@ class HotPath:
             self.app.state.scorer.score_many, batch.transactions, received_all
         )
         return {"results": [s.to_dict() for s in scored]}
+
+    async def _events(self, body: bytes, config: ServingConfig, received: float) -> dict:
+        events = Events.model_validate_json(body, context={"max_future_s": config.max_future_s})
+        record = self.app.state.scorer.events.record
+        try:
+            if len(events.events) <= self.INLINE_EVENTS:
+                done = record(events.events)
+            else:
+                done = await run_in_threadpool(record, events.events)
+        except redis.RedisError as exc:
+            raise _Refused(503, f"real-time state unavailable, retry: {exc}") from exc
+        for outcome, count in zip(("recorded", "duplicate", "late"), done, strict=True):
+            metrics.EVENTS.labels(outcome).inc(count)
+        return vars(done)
 
     @staticmethod
     async def _body(receive, limit: int) -> bytes:

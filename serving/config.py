@@ -51,6 +51,7 @@ class ServingConfig:
     redis_url: str = ""
     redis_cluster: bool = False
     redis_timeout_ms: float = 5.0  # a lookup slower than this falls back
+    events_timeout_ms: float = 1000.0  # recording events may wait (the caller retries on 503)
     breaker_failures: int = 3  # consecutive store failures that open the circuit ...
     breaker_cooldown_s: float = 1.0  # ... for this long (no lookups), then one probe
     tracking_uri: str = ""

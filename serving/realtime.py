@@ -25,15 +25,17 @@ and the counts of a customer with more than that many purchases in an hour satur
 key expires ``TTL_S`` (7 days) after the customer's last event.
 
 **Keys**, one hash slot per customer (``{...}``: cluster-safe, one script touches one slot):
-``rt:{<digest>}:e`` a sorted set transaction id -> event time (us), ``rt:{<digest>}:d`` a hash
-transaction id -> ``cents|device|merchant`` (device and merchant as short hashes: no raw
-identifiers in Redis), ``rt:{<digest>}:m`` the newest event time and the newest trimmed one.
+``rt:{<digest>}:e`` a sorted set of ``cents|device|merchant|transaction id`` by event time (us;
+device and merchant as short hashes: no raw identifiers in Redis), ``rt:{<digest>}:d`` a hash
+transaction id -> event time (duplicates), ``rt:{<digest>}:m`` the newest event time and the
+newest trimmed one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
+import hiredis
 import numpy as np
 import redis
 
@@ -68,7 +71,10 @@ TTL_S = int(LAST_TXN_HORIZON.total_seconds())
 _US = timedelta(microseconds=1)
 
 # Records events of one customer. KEYS: e, d, m. ARGV: retention (us), max events, ttl (s), then
-# (id, event time us, payload) per event. Returns {recorded, duplicates, late}.
+# (id, event time us, "cents|device|merchant") per event. The sorted set's members are
+# "cents|device|merchant|id" (the id last: it may hold any character), so a read needs no
+# further lookup; the hash maps ids to event times (duplicates). Returns {recorded,
+# duplicates, late}.
 _RECORD = """
 local e, d, m = KEYS[1], KEYS[2], KEYS[3]
 local retention, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -77,21 +83,21 @@ local before = tonumber(redis.call('HGET', m, 'before') or '-1')
 local recorded, duplicates, late = 0, 0, 0
 for i = 4, #ARGV, 3 do
   local id, ts = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('ZSCORE', e, id) then
+  if redis.call('HEXISTS', d, id) == 1 then
     duplicates = duplicates + 1
   elseif newest >= 0 and ts < newest - retention then
     late = late + 1
     if ts > before then before = ts end
   else
-    redis.call('ZADD', e, ARGV[i + 1], id)
-    redis.call('HSET', d, id, ARGV[i + 2])
+    redis.call('ZADD', e, ARGV[i + 1], ARGV[i + 2] .. '|' .. id)
+    redis.call('HSET', d, id, ARGV[i + 1])
     recorded = recorded + 1
     if ts > newest then newest = ts end
   end
 end
 local function drop(entries)
   for j = 1, #entries, 2 do
-    redis.call('HDEL', d, entries[j])
+    redis.call('HDEL', d, string.match(entries[j], '^[^|]*|[^|]*|[^|]*|(.*)$'))
     local ts = tonumber(entries[j + 1])
     if ts > before then before = ts end
   end
@@ -113,7 +119,7 @@ return {recorded, duplicates, late}
 # Features of one purchase. KEYS: e, d, m. ARGV: t (us), its transaction id, short window (us),
 # long window (us). Returns {count short, count long, cents, devices, merchants, last or -1}.
 _READ = """
-local e, d, m = KEYS[1], KEYS[2], KEYS[3]
+local e, m = KEYS[1], KEYS[3]
 local t, own = tonumber(ARGV[1]), ARGV[2]
 local short, long = tonumber(ARGV[3]), tonumber(ARGV[4])
 local window = redis.call('ZRANGEBYSCORE', e, string.format('%.0f', t - long), '(' .. ARGV[1],
@@ -121,12 +127,10 @@ local window = redis.call('ZRANGEBYSCORE', e, string.format('%.0f', t - long), '
 local n_short, n_long, cents, n_devices, n_merchants = 0, 0, 0, 0, 0
 local devices, merchants = {}, {}
 for i = 1, #window, 2 do
-  if window[i] ~= own then
-    local ts = tonumber(window[i + 1])
+  local amount, device, merchant, id = string.match(window[i], '^(%-?%d+)|(%x*)|(%x*)|(.*)$')
+  if id ~= own then
     n_long = n_long + 1
-    if ts >= t - short then n_short = n_short + 1 end
-    local amount, device, merchant = string.match(redis.call('HGET', d, window[i]),
-                                                  '^(%-?%d+)|([^|]*)|(.*)$')
+    if tonumber(window[i + 1]) >= t - short then n_short = n_short + 1 end
     cents = cents + tonumber(amount)
     if device ~= '' and not devices[device] then
       devices[device] = true
@@ -142,7 +146,10 @@ local last = -1
 local newest = redis.call('ZREVRANGEBYSCORE', e, '(' .. ARGV[1], '-inf', 'WITHSCORES',
                           'LIMIT', 0, 2)
 for i = 1, #newest, 2 do
-  if newest[i] ~= own then last = tonumber(newest[i + 1]); break end
+  if string.match(newest[i], '^[^|]*|[^|]*|[^|]*|(.*)$') ~= own then
+    last = tonumber(newest[i + 1])
+    break
+  end
 end
 if last < 0 then
   local before = tonumber(redis.call('HGET', m, 'before') or '-1')
@@ -214,6 +221,7 @@ class RealtimeStore:
     def __init__(self, client: RedisClient, prefix: str = "rt"):
         self.client = client
         self.prefix = prefix
+        self._local = threading.local()
 
     def keys(self, customer_id: str) -> tuple[str, str, str]:
         tag = f"{self.prefix}:{{{_short_hash(customer_id)}}}"
@@ -254,10 +262,26 @@ class RealtimeStore:
         if not commands:
             return []
         try:
-            return send_pipelined(self.client, commands)
+            return self._send(commands)
         except redis.exceptions.NoScriptError:  # a restarted Redis forgot the scripts
             self._load(script)
+            return self._send(commands)
+
+    def _send(self, commands: list) -> list:
+        """One write and the replies, on this thread's own connection to a single Redis (a
+        pooled connection costs ~40 us more a call: redis-py checks it before every use); a
+        cluster's commands go through ``send_pipelined``, per node."""
+        if isinstance(self.client, redis.RedisCluster):
             return send_pipelined(self.client, commands)
+        conn = getattr(self._local, "connection", None)
+        if conn is None:
+            conn = self._local.connection = self.client.connection_pool.make_connection()
+        try:
+            conn.send_packed_command([b"".join(hiredis.pack_command(c) for _, c in commands)])
+            return [conn.read_response() for _ in commands]
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: reconnect on the next call
+            raise
 
     def _load(self, script: str) -> None:
         self.client.script_load(script)  # a cluster client loads it on every primary

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -71,6 +72,14 @@ class EventRequest(BaseModel):
 
 class EventBatch(BaseModel):
     events: list[EventRequest] = Field(min_length=1, max_length=10_000)
+
+
+class Events(RootModel[EventBatch | EventRequest]):
+    """The body of ``POST /events``: one event, or ``{"events": [...]}``."""
+
+    @property
+    def events(self) -> list[EventRequest]:
+        return self.root.events if isinstance(self.root, EventBatch) else [self.root]
 
 
 class EventsRecorded(BaseModel):

@@ -176,6 +176,7 @@ class Scorer:
         *,
         inference_log: InferenceLog | None = None,
         where: str = "",
+        events_client: RedisClient | None = None,
     ):
         self.models = models
         self.client = client
@@ -186,7 +187,8 @@ class Scorer:
         self.where = where
         self._hash_customer = CustomerHasher(config.hash_key)
         self._stores: dict[str, OnlineStore] = {}
-        self.realtime = RealtimeStore(client)
+        self.realtime = RealtimeStore(client)  # reads, within the lookup's timeout
+        self.events = RealtimeStore(events_client or client)  # records, with a longer one
         models.publish()
 
     @classmethod
@@ -199,8 +201,10 @@ class Scorer:
             config.redis_url, cluster=config.redis_cluster, socket_timeout=timeout,
             socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
+        events = connect(config.redis_url, cluster=config.redis_cluster,
+                         socket_timeout=config.events_timeout_ms / 1000)  # fmt: skip
         return cls(ModelSet.load(config), client, config, inference_log=inference_log,
-                   where=safe_url(config.redis_url))  # fmt: skip
+                   where=safe_url(config.redis_url), events_client=events)  # fmt: skip
 
     # -- the online store -------------------------------------------------------------------
 
