@@ -92,7 +92,8 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     rows = []
     for r in requests[:2000]:
         found = scorer._lookup([r], champion.bundle.feature_set_version)[0]
-        rows.append(_model_and_input(champion, _transaction(r), found.record))
+        realtime = scorer.realtime.read([(r.customer_id, r.event_ts, r.transaction_id)])[0]
+        rows.append(_model_and_input(champion, _transaction(r), found.record, realtime))
     model = champion.bundle.behavioural
     vectors = [v for m, v in rows if m is model]
     fast_s, slow_s = [], []

@@ -248,6 +248,11 @@ class RealtimeStore:
 
     def read(self, queries: list[tuple[str, datetime, str]]) -> list[np.ndarray]:
         """The features of purchases (customer id, event time, transaction id)."""
+        return self.begin_read(queries).result()
+
+    def begin_read(self, queries: list[tuple[str, datetime, str]]) -> PendingRead:
+        """Send the reads now, take the answers later (``PendingRead.result``): the round trip
+        overlaps other work, e.g. the snapshot lookup. A cluster is read at once."""
         windows = (SHORT_WINDOW // _US, LONG_WINDOW // _US)
         commands, times = [], []
         for customer, at, transaction_id in queries:
@@ -255,8 +260,15 @@ class RealtimeStore:
             commands.append((keys[0], ("EVALSHA", _READ_SHA, 3, *keys, t, transaction_id,
                                        *windows)))  # fmt: skip
             times.append(t)
-        replies = self._run(commands, _READ)
-        return [values(r, t) for r, t in zip(replies, times, strict=True)]
+        if not commands or isinstance(self.client, redis.RedisCluster):
+            return PendingRead(self, commands, times, replies=self._run(commands, _READ))
+        conn = self._connection()
+        try:
+            conn.send_packed_command([b"".join(hiredis.pack_command(c) for _, c in commands)])
+        except BaseException:
+            conn.disconnect()
+            raise
+        return PendingRead(self, commands, times, conn=conn)
 
     def _run(self, commands: list, script: str) -> list:
         if not commands:
@@ -273,9 +285,7 @@ class RealtimeStore:
         cluster's commands go through ``send_pipelined``, per node."""
         if isinstance(self.client, redis.RedisCluster):
             return send_pipelined(self.client, commands)
-        conn = getattr(self._local, "connection", None)
-        if conn is None:
-            conn = self._local.connection = self.client.connection_pool.make_connection()
+        conn = self._connection()
         try:
             conn.send_packed_command([b"".join(hiredis.pack_command(c) for _, c in commands)])
             return [conn.read_response() for _ in commands]
@@ -283,5 +293,42 @@ class RealtimeStore:
             conn.disconnect()  # replies may be left unread: reconnect on the next call
             raise
 
+    def _connection(self) -> redis.Connection:
+        conn = getattr(self._local, "connection", None)
+        if conn is None:
+            conn = self._local.connection = self.client.connection_pool.make_connection()
+        return conn
+
     def _load(self, script: str) -> None:
         self.client.script_load(script)  # a cluster client loads it on every primary
+
+
+@dataclass
+class PendingRead:
+    """Reads sent on a connection whose replies are still to be read: ``result()`` reads them
+    (a connection left with unread replies would answer the next call with them, so an
+    abandoned read must be ``discard()``-ed)."""
+
+    store: RealtimeStore
+    commands: list
+    times: list[int]
+    conn: redis.Connection | None = None
+    replies: list | None = None
+
+    def result(self) -> list[np.ndarray]:
+        if self.replies is None:
+            conn, self.conn = self.conn, None
+            try:
+                self.replies = [conn.read_response() for _ in self.commands]
+            except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
+                conn.disconnect()
+                self.replies = self.store._run(self.commands, _READ)
+            except BaseException:
+                conn.disconnect()
+                raise
+        return [values(r, t) for r, t in zip(self.replies, self.times, strict=True)]
+
+    def discard(self) -> None:
+        if self.conn is not None:
+            self.conn.disconnect()
+            self.conn = None

@@ -11,6 +11,7 @@ request), then one request probes the store again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -38,7 +39,7 @@ from serving.online_store import (
     safe_url,
 )
 from serving.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
-from serving.realtime import RealtimeStore
+from serving.realtime import PendingRead, RealtimeStore
 from serving.registry import RegisteredModel, alias_version, load_registered
 from serving.schemas import FeatureSource, ScoreRequest
 from serving.transaction_features import DESCRIPTIONS as TRANSACTION_DESCRIPTIONS
@@ -259,21 +260,42 @@ class Scorer:
             out[i] = lookup
         return out
 
+    def _begin_realtime(self, requests: list[ScoreRequest]) -> PendingRead | None:
+        """Send the real-time reads (None: not sent, the store is failing)."""
+        if not self.breaker.allow():
+            return None
+        queries = [(r.customer_id, r.event_ts, r.transaction_id) for r in requests]
+        try:
+            return self.realtime.begin_read(queries)
+        except redis.RedisError:
+            return None
+
     def _realtime(
-        self, requests: list[ScoreRequest], lookups: dict[str, list[Lookup]]
+        self,
+        requests: list[ScoreRequest],
+        lookups: dict[str, list[Lookup]],
+        pending: PendingRead | None,
     ) -> list[np.ndarray | None]:
         """The real-time features of the purchases a behavioural model will score (those whose
-        customer a snapshot knows), in one round trip. When the state cannot be read, those
-        purchases fall back like a failed snapshot lookup: the behavioural models learned
-        with real-time features, so they are not used without them."""
+        customer a snapshot knows). When the state cannot be read, those purchases fall back
+        like a failed snapshot lookup: the behavioural models learned with real-time features,
+        so they are not used without them."""
         ask = [i for i in range(len(requests)) if any(f[i].record for f in lookups.values())]
         out: list[np.ndarray | None] = [None] * len(requests)
-        if not ask:
+        if not ask:  # nobody known: the answers are not needed
+            if pending is not None:
+                failing = any(f[i].source == "fallback_store_unavailable"
+                              for f in lookups.values() for i in range(len(requests)))  # fmt: skip
+                if failing:  # do not wait for a failing store a second time
+                    pending.discard()
+                else:  # read them, so the connection stays in step
+                    with contextlib.suppress(redis.RedisError):
+                        pending.result()
             return out
-        try:  # only after a snapshot lookup succeeded: the breaker let it through
-            found = self.realtime.read([(requests[i].customer_id, requests[i].event_ts,
-                                         requests[i].transaction_id) for i in ask])  # fmt: skip
-            self.breaker.success()
+        try:
+            if pending is None:
+                raise redis.RedisError("the real-time read could not be sent")
+            found = pending.result()
         except redis.RedisError as exc:
             metrics.STORE_ERRORS.inc()
             if self.breaker.failure():
@@ -284,8 +306,9 @@ class Scorer:
                 for i in ask:
                     found_by_version[i] = unavailable
             return out
-        for i, vector in zip(ask, found, strict=True):
-            out[i] = vector
+        self.breaker.success()
+        for i in ask:
+            out[i] = found[i]
         return out
 
     # -- scoring ----------------------------------------------------------------------------
@@ -301,8 +324,16 @@ class Scorer:
         from there: parsing and waiting for its batch included)."""
         began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
-        lookups = {v: self._lookup(requests, v) for v in models.versions}
-        realtime = self._realtime(requests, lookups) if models.reads_realtime else None
+        # The real-time read goes out first (for every purchase: most customers are known)
+        # and is answered while the snapshot lookup runs.
+        pending = self._begin_realtime(requests) if models.reads_realtime else None
+        try:
+            lookups = {v: self._lookup(requests, v) for v in models.versions}
+        except BaseException:
+            if pending is not None:
+                pending.discard()
+            raise
+        realtime = self._realtime(requests, lookups, pending) if models.reads_realtime else None
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}
