@@ -26,9 +26,10 @@ key expires ``TTL_S`` (7 days) after the customer's last event.
 
 **Keys**, one hash slot per customer (``{...}``: cluster-safe, one script touches one slot):
 ``rt:{<digest>}:e`` a sorted set of ``cents|device|merchant|transaction id`` by event time (us;
-device and merchant as short hashes: no raw identifiers in Redis), ``rt:{<digest>}:d`` a hash
-transaction id -> event time (duplicates), ``rt:{<digest>}:m`` the newest event time and the
-newest trimmed one.
+device and merchant as short hashes: no raw identifiers in Redis) whose oldest member,
+``~before``, holds the newest trimmed event time (a read is one range query);
+``rt:{<digest>}:d`` a hash transaction id -> event time (duplicates); ``rt:{<digest>}:m`` the
+newest event time and the newest trimmed one (for the recording script).
 """
 
 from __future__ import annotations
@@ -67,10 +68,12 @@ LAST_TXN_HORIZON = timedelta(days=7)
 LATE_TOLERANCE = timedelta(minutes=5)
 RETENTION = LONG_WINDOW + LATE_TOLERANCE
 MAX_EVENTS = 1000
+SENTINEL = b"~before"
 TTL_S = int(LAST_TXN_HORIZON.total_seconds())
 _US = timedelta(microseconds=1)
 
-# Records events of one customer. KEYS: e, d, m. ARGV: retention (us), max events, ttl (s), then
+# Records events of one customer (the sorted set's oldest member, "~before", stands for the
+# newest event trimmed from it). KEYS: e, d, m. ARGV: retention (us), max events, ttl (s), then
 # (id, event time us, "cents|device|merchant") per event. The sorted set's members are
 # "cents|device|merchant|id" (the id last: it may hold any character), so a read needs no
 # further lookup; the hash maps ids to event times (duplicates). Returns {recorded,
@@ -102,6 +105,7 @@ local function drop(entries)
     if ts > before then before = ts end
   end
 end
+redis.call('ZREM', e, '~before')  -- the sentinel goes back below, after the trims
 local cutoff = string.format('%.0f', newest - retention)
 drop(redis.call('ZRANGEBYSCORE', e, '-inf', '(' .. cutoff, 'WITHSCORES'))
 redis.call('ZREMRANGEBYSCORE', e, '-inf', '(' .. cutoff)
@@ -112,6 +116,8 @@ if extra > 0 then
 end
 redis.call('HSET', m, 'newest', string.format('%.0f', newest), 'before',
            string.format('%.0f', before))
+-- The newest trimmed time as the set's oldest member: one range read finds it.
+if before >= 0 then redis.call('ZADD', e, string.format('%.0f', before), '~before') end
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
 return {recorded, duplicates, late}
 """
@@ -169,27 +175,30 @@ def _pairs(reply: list) -> list:
 
 def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
     """The feature vector (``REALTIME_FEATURES`` order, float64, NaN for null) of one
-    purchase from a read's reply: the window's members with their times, the newest two
-    members before ``t``, and the newest trimmed time."""
-    window, newest, before = reply
-    short = t_us - SHORT_WINDOW // _US
+    purchase from a read's reply: the customer's members before ``t``, newest first (the
+    window, what little the state keeps before it, and the ``~before`` sentinel, oldest)."""
+    long, short = t_us - LONG_WINDOW // _US, t_us - SHORT_WINDOW // _US
     n_short = n_long = cents = 0
+    last = -1
     devices, merchants = set(), set()
-    for member, score in _pairs(window):
+    for member, score in _pairs(reply):
+        at = int(float(score))
+        if member == SENTINEL:
+            last = at if last < 0 else last
+            break
         amount, device, merchant, transaction_id = member.split(b"|", 3)
         if transaction_id == own:
             continue
+        last = at if last < 0 else last
+        if at < long:
+            break
         n_long += 1
-        n_short += int(float(score)) >= short
+        n_short += at >= short
         cents += int(amount)
         if device:
             devices.add(device)
         if merchant:
             merchants.add(merchant)
-    last = next((int(float(score)) for member, score in _pairs(newest)
-                 if member.split(b"|", 3)[3] != own), -1)  # fmt: skip
-    if last < 0 and before is not None and int(before) < t_us:
-        last = int(before)
     since = (t_us - last) / 1e6 if last >= 0 else math.nan
     if since > LAST_TXN_HORIZON.total_seconds():
         since = math.nan
@@ -235,20 +244,14 @@ class RealtimeStore:
 
     def begin_read(self, queries: list[tuple[str, datetime, str]]) -> PendingRead:
         """Send the reads now, take the answers later (``PendingRead.result``): the round trip
-        overlaps other work, e.g. the snapshot lookup. Plain commands in a MULTI/EXEC per
-        customer (a consistent view of its keys; no script: a read costs Redis ~5 us); the
-        features are computed here. A cluster is read at once."""
+        overlaps other work, e.g. the snapshot lookup. One plain command a customer (its
+        members before ``t``, newest first: no script, a few us of Redis); the features are
+        computed here. A cluster is read at once."""
         commands, times, owns = [], [], []
         for customer, at, transaction_id in queries:
-            events, _, meta = self.keys(customer)
+            events = self.keys(customer)[0]
             t = micros(at)
-            commands += [(events, command) for command in (
-                ("MULTI",),
-                ("ZRANGEBYSCORE", events, t - LONG_WINDOW // _US, f"({t}", "WITHSCORES"),
-                ("ZREVRANGEBYSCORE", events, f"({t}", "-inf", "WITHSCORES", "LIMIT", 0, 2),
-                ("HGET", meta, "before"),
-                ("EXEC",),
-            )]  # fmt: skip
+            commands.append((events, ("ZREVRANGEBYSCORE", events, f"({t}", "-inf", "WITHSCORES")))
             times.append(t)
             owns.append(transaction_id.encode())
         pending = PendingRead(commands, times, owns)
@@ -317,9 +320,8 @@ class PendingRead:
             except BaseException:
                 conn.disconnect()
                 raise
-        executed = self.replies[4::5]  # each customer's EXEC reply
         return [features(r, t, own)
-                for r, t, own in zip(executed, self.times, self.owns, strict=True)]  # fmt: skip
+                for r, t, own in zip(self.replies, self.times, self.owns, strict=True)]  # fmt: skip
 
     def discard(self) -> None:
         if self.conn is not None:
