@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import get_args
 
 import numpy as np
@@ -98,13 +99,13 @@ class ModelSet:
                     out.append(f"{name}@{alias} -> {now}")
         return out
 
-    @property
+    @cached_property  # a model set never changes (a reload makes a new one)
     def reads_realtime(self) -> bool:
         """Whether any behavioural model loaded reads real-time features."""
         models = [*self.champions.values(), *self.shadows.values()]
         return any(m.bundle.behavioural.spec.realtime_features for m in models)
 
-    @property
+    @cached_property
     def versions(self) -> list[str]:
         """The feature-set versions to look up (usually one)."""
         models = [*self.champions.values(), *self.shadows.values()]
