@@ -48,6 +48,7 @@ import hiredis
 import numpy as np
 import redis
 
+from serving.inference_log import micros
 from serving.online_store import RedisClient, send_pipelined
 
 REALTIME_FEATURES = (
@@ -157,10 +158,6 @@ def _short_hash(value: str) -> str:
     return hashlib.blake2b(value.encode(), digest_size=6).hexdigest()
 
 
-def micros(at: datetime) -> int:
-    return (at - datetime(1970, 1, 1, tzinfo=at.tzinfo)) // _US
-
-
 def cents(amount: Decimal) -> int:
     """Exact cents of a settlement amount (2 decimals)."""
     return int((amount * 100).to_integral_value())
@@ -178,7 +175,7 @@ def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
     purchase from a read's reply: the customer's members before ``t``, newest first (the
     window, what little the state keeps before it, and the ``~before`` sentinel, oldest)."""
     long, short = t_us - LONG_WINDOW // _US, t_us - SHORT_WINDOW // _US
-    n_short = n_long = cents = 0
+    n_short = n_long = total_cents = 0
     last = -1
     devices, merchants = set(), set()
     for member, score in _pairs(reply):
@@ -194,7 +191,7 @@ def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
             break
         n_long += 1
         n_short += at >= short
-        cents += int(amount)
+        total_cents += int(amount)
         if device:
             devices.add(device)
         if merchant:
@@ -202,13 +199,13 @@ def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
     since = (t_us - last) / 1e6 if last >= 0 else math.nan
     if since > LAST_TXN_HORIZON.total_seconds():
         since = math.nan
-    return np.array([n_short, n_long, cents / 100, len(devices), len(merchants), since],
+    return np.array([n_short, n_long, total_cents / 100, len(devices), len(merchants), since],
                     dtype=np.float64)  # fmt: skip
 
 
 class RealtimeStore:
-    """Records purchase events and reads the real-time features, one script call per customer,
-    pipelined (one round trip per server for a whole batch)."""
+    """Records purchase events (one script call per customer) and reads the real-time
+    features (one range query per customer), pipelined: one round trip per server a batch."""
 
     def __init__(self, client: RedisClient, prefix: str = "rt"):
         self.client = client
