@@ -333,7 +333,6 @@ class HotPath:
         "/score/batch": 4 * 1024 * 1024,
         "/events": 4 * 1024 * 1024,
     }
-    INLINE_EVENTS = 64  # recorded on the loop (one short Redis call); more: in a thread
 
     def __init__(self, app: FastAPI):
         self.app = app
@@ -401,12 +400,8 @@ class HotPath:
 
     async def _events(self, body: bytes, config: ServingConfig, received: float) -> dict:
         events = Events.model_validate_json(body, context={"max_future_s": config.max_future_s})
-        record = self.app.state.scorer.events.record
-        try:
-            if len(events.events) <= self.INLINE_EVENTS:
-                done = record(events.events)
-            else:
-                done = await run_in_threadpool(record, events.events)
+        try:  # in a thread: a hung Redis must not stall the loop (and /score) for its timeout
+            done = await run_in_threadpool(self.app.state.scorer.events.record, events.events)
         except redis.RedisError as exc:
             raise _Refused(503, f"real-time state unavailable, retry: {exc}") from exc
         for outcome, count in zip(("recorded", "duplicate", "late"), done, strict=True):
