@@ -145,10 +145,13 @@ class Breaker:
         return True
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Lookup:
     record: OnlineRecord | None
     source: str  # online | request | fallback_new_customer | fallback_store_unavailable
+
+
+UNAVAILABLE = Lookup(None, "fallback_store_unavailable")  # down, slow, empty or expired
 
 
 @dataclass(slots=True)
@@ -229,13 +232,12 @@ class Scorer:
 
     def _lookup(self, requests: list[ScoreRequest], version: str) -> list[Lookup]:
         out: list[Lookup | None] = [None] * len(requests)
-        unavailable = Lookup(None, "fallback_store_unavailable")
         for i, r in enumerate(requests):
             if r.features is not None:  # a what-if: the caller's snapshot values
                 try:
                     codec = self.store(version).codec  # the bundle's (else the store's layout)
                 except OnlineStoreError:
-                    out[i] = unavailable
+                    out[i] = UNAVAILABLE
                     continue
                 as_of = r.features_as_of or r.event_ts
                 out[i] = Lookup(codec.from_values(r.customer_id, as_of, r.features), "request")
@@ -243,7 +245,7 @@ class Scorer:
         if not ask:
             return out
         if not self.breaker.allow():
-            found = [unavailable] * len(ask)
+            found = [UNAVAILABLE] * len(ask)
         else:
             store = self.store(version)
             ids = [requests[i].customer_id for i in ask]
@@ -256,7 +258,7 @@ class Scorer:
                 if self.breaker.failure():
                     log.warning("online store failing, transaction-only models for %.1f s: %s",
                                 self.breaker.cooldown_s, exc)  # fmt: skip
-                found = [unavailable] * len(ask)
+                found = [UNAVAILABLE] * len(ask)
         for i, lookup in zip(ask, found, strict=True):
             out[i] = lookup
         return out
@@ -285,8 +287,7 @@ class Scorer:
         out: list[np.ndarray | None] = [None] * len(requests)
         if not ask:  # nobody known: the answers are not needed
             if pending is not None:
-                failing = any(f[i].source == "fallback_store_unavailable"
-                              for f in lookups.values() for i in range(len(requests)))  # fmt: skip
+                failing = any(found is UNAVAILABLE for f in lookups.values() for found in f)
                 if failing:  # do not wait for a failing store a second time
                     pending.discard()
                 else:  # read them, so the connection stays in step
@@ -302,10 +303,9 @@ class Scorer:
             if self.breaker.failure():
                 log.warning("real-time state failing, transaction-only models for %.1f s: %s",
                             self.breaker.cooldown_s, exc)  # fmt: skip
-            unavailable = Lookup(None, "fallback_store_unavailable")
             for found_by_version in lookups.values():
                 for i in ask:
-                    found_by_version[i] = unavailable
+                    found_by_version[i] = UNAVAILABLE
             return out
         self.breaker.success()
         for i in ask:
@@ -445,7 +445,7 @@ def _as_lookup(found: OnlineRecord | Missing) -> Lookup:
         return Lookup(found, "online")
     if found.reason == "unknown_customer":
         return Lookup(None, "fallback_new_customer")
-    return Lookup(None, "fallback_store_unavailable")  # no generation serving, or expired
+    return UNAVAILABLE  # no generation serving, or expired
 
 
 def _transaction(r: ScoreRequest) -> dict:

@@ -3,7 +3,7 @@
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import pyarrow as pa
@@ -23,7 +23,7 @@ from dagster import (
 
 from assets.features.export import customer_features_daily
 from assets.features.registry import load_feature_set
-from assets.ingest.raw import partition_days
+from assets.ingest.raw import run_as_of_date
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from resources.online_store import OnlineStoreResource
@@ -143,7 +143,7 @@ def online_customer_features(
     lakehouse: Lakehouse,
     online_store: OnlineStoreResource,
 ) -> MaterializeResult:
-    as_of_date = partition_days(context)[-1] + timedelta(days=1)
+    as_of_date = run_as_of_date(context)
     feature_set = load_feature_set()
     store = online_store.store(feature_set.version)
     try:

@@ -34,6 +34,11 @@ def partition_days(context: AssetExecutionContext) -> list[date]:
     return [first + timedelta(days=i) for i in range((end - first).days)]
 
 
+def run_as_of_date(context: AssetExecutionContext) -> date:
+    """The as_of of the snapshot of the run's newest partition (its last day + 1)."""
+    return partition_days(context)[-1] + timedelta(days=1)
+
+
 @dataclass
 class IngestReport:
     rows: int = 0

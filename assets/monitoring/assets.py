@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from assets.features.export import customer_features_daily
 from assets.features.registry import load_feature_set
-from assets.ingest.raw import partition_days, raw_labels
+from assets.ingest.raw import raw_labels, run_as_of_date
 from assets.monitoring.decision_log import read_decisions
 from assets.monitoring.drift import (
     champion_references,
@@ -51,7 +51,7 @@ class DriftConfig(Config):
 def feature_drift(
     context: AssetExecutionContext, config: DriftConfig, lakehouse: Lakehouse
 ) -> MaterializeResult:
-    as_of_date = partition_days(context)[-1] + timedelta(days=1)
+    as_of_date = run_as_of_date(context)
     feature_set = load_feature_set()
     references = champion_references(settings.mlflow_tracking_uri())
     skipped = (
@@ -164,7 +164,7 @@ def realized_performance(
     import polars as pl
     import pyarrow.compute as pc
 
-    as_of_date = partition_days(context)[-1] + timedelta(days=1)
+    as_of_date = run_as_of_date(context)
     cutoff = as_of_time(as_of_date)
     log = read_decisions(lakehouse, cutoff - timedelta(weeks=config.lookback_weeks), cutoff)
     labels = lakehouse.dataset(LABELS)
