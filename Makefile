@@ -30,11 +30,11 @@ $(DAGSTER_HOME)/dagster.yaml: resources/dagster.yaml
 setup: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
 
 demo: setup
-	$(BIN)/python -m assets.demo
+	$(BIN)/python -m demo.run
 
 # Drift from the day after the demo's data: the sensor fires, the retrain meets the gate.
 drift-demo: setup
-	$(BIN)/python -m assets.drift_demo
+	$(BIN)/python -m demo.drift
 
 test: setup
 	$(BIN)/pytest -m "not benchmark"

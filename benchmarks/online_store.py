@@ -46,7 +46,7 @@ def _micros(samples: list[int]) -> dict:
 
 
 def float_feature_set(n: int = 40):
-    from serving.feature_set import FeatureColumn, FeatureSet
+    from riskcore.feature_set import FeatureColumn, FeatureSet
 
     keys = [FeatureColumn("customer_id", "varchar", "key"),
             FeatureColumn("as_of", "timestamp with time zone", "key"),
@@ -70,8 +70,8 @@ def encodings(server, customers: int, calls: int) -> dict:
     """The same 40 float features stored three ways."""
     import numpy as np
 
-    from serving.codec import with_digests
-    from serving.online_store import OnlineStore
+    from riskcore.codec import with_digests
+    from riskcore.online_store import OnlineStore
     from tests.snapshot_tables import snapshot_table
 
     fs = float_feature_set()
@@ -109,7 +109,7 @@ def encodings(server, customers: int, calls: int) -> dict:
     store = OnlineStore(client, fs.version)
 
     def packed_per_customer_write():
-        from serving.codec import RecordCodec
+        from riskcore.codec import RecordCodec
 
         codec = RecordCodec(fs)
         values = codec.encode(table)
@@ -154,7 +154,7 @@ def child_load(lakehouse_root: str, redis_url: str) -> None:
     from assets.features.online import load_snapshot
     from assets.features.registry import load_feature_set
     from resources.lakehouse import Lakehouse
-    from serving.online_store import OnlineStore, connect
+    from riskcore.online_store import OnlineStore, connect
 
     fs = load_feature_set()
     store = OnlineStore(connect(redis_url), fs.version)
@@ -197,7 +197,7 @@ def materialize(lakehouse_root: Path, redis_url: str, rounds: int) -> dict:
 
 def lookups(redis_url: str, calls: int, rounds: int) -> dict:
     from assets.features.registry import load_feature_set
-    from serving.online_store import OnlineStore, connect
+    from riskcore.online_store import OnlineStore, connect
 
     client = connect(redis_url)
     store = OnlineStore(client, load_feature_set().version)
@@ -231,8 +231,8 @@ def lookups(redis_url: str, calls: int, rounds: int) -> dict:
 
 
 def float_memory(server, customers: int) -> float:
-    from serving.codec import with_digests
-    from serving.online_store import OnlineStore
+    from riskcore.codec import with_digests
+    from riskcore.online_store import OnlineStore
     from tests.snapshot_tables import snapshot_table
 
     fs = float_feature_set()

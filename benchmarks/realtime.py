@@ -31,9 +31,9 @@ import numpy as np
 
 from benchmarks.serving import KEY, load, start
 from resources import local_redis, settings
+from riskcore.online_store import connect
+from riskcore.realtime import RealtimeStore
 from serving.event_stream import publish
-from serving.online_store import connect
-from serving.realtime import RealtimeStore
 
 BATCH = 500
 

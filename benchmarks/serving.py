@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from assets.demo import recent_requests
+from benchmarks.traffic import recent_requests
 from resources import local_redis, settings
 
 KEY = "bench-key-0123456789"

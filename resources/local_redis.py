@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from serving.online_store import SERVER_CONFIG
+from riskcore.online_store import SERVER_CONFIG
 
 
 def redis_server_binary() -> str:

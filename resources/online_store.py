@@ -4,7 +4,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources import local_redis, settings
-from serving.online_store import OnlineStore, RedisClient, connect, safe_url
+from riskcore.online_store import OnlineStore, RedisClient, connect, safe_url
 
 
 class OnlineStoreResource(ConfigurableResource):

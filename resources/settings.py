@@ -12,7 +12,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from serving.environment import (  # noqa: F401  (shared with serving; re-exported here)
+from riskcore.settings import (  # noqa: F401  (shared with serving; re-exported here)
     DEV_CARD_HASH_KEY,
     PROJECT_ROOT,
     card_hash_key,

@@ -9,7 +9,7 @@ from assets.features.online import newest_as_of_date, online_customer_features
 from assets.features.registry import load_feature_set
 from resources.lakehouse import Lakehouse
 from resources.online_store import OnlineStoreResource
-from serving.online_store import OnlineStoreError
+from riskcore.online_store import OnlineStoreError
 
 
 @sensor(

@@ -34,11 +34,11 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 
+from riskcore.codec import InvalidValue
+from riskcore.online_store import OnlineRecord, OnlineStoreError, safe_url
 from serving import metrics
-from serving.codec import InvalidValue
 from serving.config import ServingConfig
 from serving.inference_log import InferenceLog
-from serving.online_store import OnlineRecord, OnlineStoreError, safe_url
 from serving.schemas import (
     BatchRequest,
     BatchResponse,

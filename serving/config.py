@@ -4,13 +4,13 @@ variables in ``serving/environment.py``). Secrets (API keys, the hash key) come 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from serving import environment
+from riskcore import settings as environment
+from riskcore.targets import TARGETS, Thresholds
 
 # Clearly labelled development key: `make serve` runs without configuration, production does not.
 DEV_API_KEY = "dev-api-key-not-for-production"
-TARGETS = ("fraud", "default")
 
 
 def _env(name: str, default: str) -> str:
@@ -19,29 +19,6 @@ def _env(name: str, default: str) -> str:
 
 def _flag(name: str, default: str = "0") -> bool:
     return _env(name, default).lower() in {"1", "true", "yes"}
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Scores at or above ``decline`` decline, at or above ``review`` go to review; the most
-    severe decision of the two targets wins (default risk only for instalment plans)."""
-
-    fraud_review: float = 0.2
-    fraud_decline: float = 0.6
-    default_review: float = 0.3
-    default_decline: float = 0.6
-
-    def __post_init__(self):
-        for target in TARGETS:
-            review, decline = getattr(self, f"{target}_review"), getattr(self, f"{target}_decline")
-            if not 0 <= review <= decline <= 1:
-                raise ValueError(f"{target}: need 0 <= review {review} <= decline {decline} <= 1")
-
-    @classmethod
-    def from_environment(cls) -> Thresholds:
-        """RISK_FRAUD_REVIEW, RISK_FRAUD_DECLINE, RISK_DEFAULT_REVIEW, RISK_DEFAULT_DECLINE."""
-        return cls(**{name: float(_env(f"RISK_{name.upper()}", str(default)))
-                      for name, default in asdict(cls()).items()})  # fmt: skip
 
 
 @dataclass(frozen=True)

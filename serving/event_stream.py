@@ -24,9 +24,9 @@ import time
 import redis
 from pydantic import ValidationError
 
-from serving import environment
-from serving.online_store import RedisClient, connect
-from serving.realtime import RealtimeStore, Recorded
+from riskcore import settings as environment
+from riskcore.online_store import RedisClient, connect
+from riskcore.realtime import RealtimeStore, Recorded
 from serving.schemas import EventRequest
 
 log = logging.getLogger("serving.event_stream")

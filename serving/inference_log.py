@@ -25,14 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskcore.settings import PROJECT_ROOT
 from serving import metrics
-from serving.environment import PROJECT_ROOT
 from serving.log_writer import LENGTH
 
 log = logging.getLogger("serving.inference_log")
@@ -81,15 +80,6 @@ _TYPES = {
     "inference_ms": pa.float32(), "total_ms": pa.float32(), "shadow_fraud_score": pa.float64(),
     "shadow_default_score": pa.float64(),
 }  # fmt: skip
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def micros(at: datetime) -> int:
-    """Exact microseconds since the epoch."""
-    return (at - _EPOCH) // _US
-
-
 class CustomerHasher:
     """The keyed hash that stands for a customer in the log: keyed BLAKE2b (a MAC, ~0.5 us),
     joinable with itself, not reversible without the key."""

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from serving.transaction_features import CHANNELS
+from riskcore.transaction_features import CHANNELS
 
 Text = Annotated[str, Field(min_length=1, max_length=128)]
 Decision = Literal["approve", "review", "decline"]

@@ -25,13 +25,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from serving import metrics
-from serving.codec import LayoutMismatch, OnlineRecord, RecordCodec
-from serving.config import TARGETS, ServingConfig, Thresholds
-from serving.inference_log import CustomerHasher, InferenceLog, LogRow, micros
-from serving.model_bundle import ScoringModel
-from serving.model_spec import model_input
-from serving.online_store import (
+from riskcore.codec import LayoutMismatch, OnlineRecord, RecordCodec
+from riskcore.model_bundle import ScoringModel
+from riskcore.model_spec import model_input
+from riskcore.online_store import (
     Missing,
     OnlineStore,
     OnlineStoreError,
@@ -39,11 +36,16 @@ from serving.online_store import (
     connect,
     safe_url,
 )
-from serving.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
-from serving.realtime import PendingRead, RealtimeStore
-from serving.registry import RegisteredModel, alias_version, load_registered
+from riskcore.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
+from riskcore.realtime import PendingRead, RealtimeStore
+from riskcore.registry import RegisteredModel, alias_version, load_registered
+from riskcore.targets import TARGETS, Thresholds
+from riskcore.timestamps import micros
+from riskcore.transaction_features import DESCRIPTIONS as TRANSACTION_DESCRIPTIONS
+from serving import metrics
+from serving.config import ServingConfig
+from serving.inference_log import CustomerHasher, InferenceLog, LogRow
 from serving.schemas import FeatureSource, ScoreRequest
-from serving.transaction_features import DESCRIPTIONS as TRANSACTION_DESCRIPTIONS
 
 log = logging.getLogger("serving.scorer")
 SEVERITY = {"approve": 0, "review": 1, "decline": 2}

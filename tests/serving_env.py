@@ -23,10 +23,10 @@ from assets.training.dataset import (
 from assets.training.models import gate, log_and_register, train_bundle
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
-from serving.codec import with_digests
+from riskcore.codec import with_digests
+from riskcore.feature_set import FeatureSet
+from riskcore.online_store import OnlineStore
 from serving.config import ServingConfig, Thresholds
-from serving.feature_set import FeatureSet
-from serving.online_store import OnlineStore
 from tests.snapshot_tables import snapshot_table
 
 START = date(2026, 3, 1)

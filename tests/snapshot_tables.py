@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pyarrow as pa
 
-from serving.feature_set import FeatureColumn, FeatureSet
+from riskcore.feature_set import FeatureColumn, FeatureSet
 
 _ARROW_TYPES = {
     "varchar": pa.string(),

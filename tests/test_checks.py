@@ -17,8 +17,8 @@ from assets.monitoring.checks import (
 from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
 from resources.online_store import OnlineStoreResource
-from serving.codec import with_digests
-from serving.online_store import OnlineStore
+from riskcore.codec import with_digests
+from riskcore.online_store import OnlineStore
 from tests.snapshot_tables import snapshot_table
 
 TODAY = datetime.now(UTC).date()

@@ -32,7 +32,7 @@ def demo(tmp_path_factory):
             "RISK_CUSTOMERS": str(CUSTOMERS)}  # fmt: skip
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "assets.demo", "--days", str(DAYS)],
+            [sys.executable, "-m", "demo.run", "--days", str(DAYS)],
             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-4000:]

@@ -152,8 +152,8 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         # Live decisions of the day before (the champion's, logged as /score logs them).
         from fastapi.testclient import TestClient
 
+        from riskcore.settings import inference_log_uri
         from serving.app import create_app
-        from serving.environment import inference_log_uri
         from tests.serving_env import API_KEY
 
         log_uri = inference_log_uri(env.lakehouse.root)  # where the drift asset reads it

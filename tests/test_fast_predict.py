@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from serving.fast_predict import FastPredictor
+from riskcore.fast_predict import FastPredictor
 
 N_FEATURES = 12
 
@@ -48,7 +48,7 @@ def test_a_wrong_width_is_refused(booster):
 
 def test_threads_get_their_own_predictor(booster):
     """A fast predictor holds one buffer: ``ScoringModel.fast`` is per thread."""
-    from serving.model_bundle import ScoringModel
+    from riskcore.model_bundle import ScoringModel
 
     model = ScoringModel(spec=None, booster=booster)  # type: ignore[arg-type]
     seen: list[FastPredictor] = []

@@ -153,7 +153,7 @@ def test_labels_day_is_ingested(lake):
 
 
 def test_the_demo_partner_file_lands_two_rows_and_quarantines_three(lake, monkeypatch):
-    from assets.demo import drop_partner_file
+    from demo.run import drop_partner_file
 
     lakehouse, landing = lake
     monkeypatch.setenv("RISK_LANDING_DIR", str(landing))

@@ -11,7 +11,8 @@ from deltalake import DeltaTable, write_deltalake
 
 from assets.monitoring.log_compaction import inference_log_maintenance
 from resources.lakehouse import Lakehouse
-from serving.inference_log import LogRow, micros, to_table
+from riskcore.timestamps import micros
+from serving.inference_log import LogRow, to_table
 
 
 def _rows(day: datetime, n: int, start: int) -> pa.Table:

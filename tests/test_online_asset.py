@@ -15,9 +15,9 @@ from resources import local_redis
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from resources.local_redis import LocalRedis
 from resources.online_store import OnlineStoreResource
+from riskcore.codec import RecordCodec
+from riskcore.online_store import Missing
 from sensors.online_store import online_store_refill
-from serving.codec import RecordCodec
-from serving.online_store import Missing
 from tests.snapshot_tables import snapshot_table
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from assets.features.online import snapshot_query
 from assets.partitions import as_of_time
 from resources.local_redis import LocalRedis
-from serving.codec import LayoutMismatch, RecordCodec, fingerprint, slot, slots, with_digests
-from serving.online_store import (
+from riskcore.codec import LayoutMismatch, RecordCodec, fingerprint, slot, slots, with_digests
+from riskcore.online_store import (
     Missing,
     OnlineStore,
     OnlineStoreError,

@@ -135,8 +135,9 @@ def _log(env, tmp_path, model_label: str, scores: np.ndarray, rows: pa.Table, *,
     from deltalake import write_deltalake
 
     from assets.training.models import matrix
-    from serving.inference_log import LogRow, micros, to_table
-    from serving.registry import load_bundle
+    from riskcore.registry import load_bundle
+    from riskcore.timestamps import micros
+    from serving.inference_log import LogRow, to_table
 
     spec = load_bundle(f"models:/{model_label}", env.tracking_uri).behavioural.spec
     vectors = matrix(rows, spec)
@@ -211,8 +212,8 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back(env, monkeypat
     from mlflow import MlflowClient
 
     from assets.training.models import ROLLED_BACK, matrix
+    from riskcore.registry import load_bundle
     from serving.app import create_app
-    from serving.registry import load_bundle
 
     previous, worse = _worse_champion(env, tmp_path)
     registry = MlflowClient(env.tracking_uri)
@@ -256,7 +257,7 @@ def test_an_equal_champion_stays_and_rollback_can_be_turned_off(env, monkeypatch
     from mlflow import MlflowClient
 
     from assets.training.models import REPLACES, matrix
-    from serving.registry import load_bundle
+    from riskcore.registry import load_bundle
 
     registry = MlflowClient(env.tracking_uri)
     previous, worse = _worse_champion(env, tmp_path)
@@ -289,7 +290,7 @@ def test_a_champion_over_its_latency_sla_is_rolled_back(env, monkeypatch, tmp_pa
     from mlflow import MlflowClient
 
     from assets.training.models import matrix
-    from serving.registry import load_bundle
+    from riskcore.registry import load_bundle
 
     registry = MlflowClient(env.tracking_uri)
     previous, worse = _worse_champion(env, tmp_path)

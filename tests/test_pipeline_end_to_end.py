@@ -7,10 +7,10 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, materialize
 
-from assets.demo import run_partition_range
 from assets.features.registry import load_feature_set
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
+from demo.run import run_partition_range
 from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from tests.feature_oracle import Label, Txn, snapshot
@@ -120,7 +120,7 @@ def test_the_online_store_serves_the_newest_snapshot(built):
     as the codec encodes the Delta rows."""
     from assets.features.online import newest_as_of_date
     from resources.online_store import from_environment
-    from serving.codec import RecordCodec
+    from riskcore.codec import RecordCodec
 
     fs = load_feature_set()
     newest = newest_as_of_date(Lakehouse())

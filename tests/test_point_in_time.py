@@ -20,9 +20,9 @@ from assets.training.dataset import (
 from assets.training.point_in_time import point_in_time_sql
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
-from serving.codec import with_digests
-from serving.online_store import OnlineStore
-from serving.transaction_features import TRANSACTION_FEATURES, transaction_features
+from riskcore.codec import with_digests
+from riskcore.online_store import OnlineStore
+from riskcore.transaction_features import TRANSACTION_FEATURES, transaction_features
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)

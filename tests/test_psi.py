@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from assets.monitoring.psi import EPSILON, Reference, psi, psi_of, shares
+from riskcore.psi import EPSILON, Reference, psi, psi_of, shares
 
 RNG = np.random.default_rng(11)
 

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 
 from assets.training.realtime import realtime_sql
 from resources.local_redis import LocalRedis
-from serving.event_stream import EventConsumer, publish
-from serving.realtime import (
+from riskcore.realtime import (
     LAST_TXN_HORIZON,
     LATE_TOLERANCE,
     MAX_EVENTS,
@@ -26,6 +25,7 @@ from serving.realtime import (
     TTL_S,
     RealtimeStore,
 )
+from serving.event_stream import EventConsumer, publish
 from serving.schemas import EventRequest
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)

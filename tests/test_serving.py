@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskcore.registry import load_registered
 from serving.app import create_app
 from serving.config import DEV_API_KEY, ServingConfig, Thresholds
 from serving.inference_log import CustomerHasher
-from serving.registry import load_registered
 from serving.schemas import EXAMPLE, ScoreResponse
 from tests import serving_env
 from tests.serving_env import API_KEY, HASH_KEY
@@ -451,8 +451,8 @@ def test_concurrent_scores_are_batched_alike_and_a_bad_one_fails_alone(client, e
     one by one, and a request with invalid given features fails without its neighbours."""
     import asyncio
 
+    from riskcore.codec import InvalidValue
     from serving.app import MicroBatcher
-    from serving.codec import InvalidValue
     from serving.schemas import ScoreRequest
 
     scorer = client.app.state.scorer
@@ -501,7 +501,7 @@ def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
     """`make serve` is a fresh process: the registry passed in must be the one read (MLflow
     would otherwise resolve models:/ URIs in its default registry, ./mlflow.db)."""
     code = (
-        "import sys; from serving.registry import load_registered; "
+        "import sys; from riskcore.registry import load_registered; "
         f"m = load_registered('risk_fraud', 'champion', {env.tracking_uri!r}); "
         "print(m.label); sys.exit(m is None)"
     )

@@ -13,8 +13,8 @@ import pytest
 from assets.training.dataset import TrainingWindow, build_training_set, table_vocabularies
 from assets.training.models import gate, log_and_register, train_bundle, train_model
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
-from serving.model_spec import BEHAVIOURAL, ModelSpec
-from serving.registry import load_bundle
+from riskcore.model_spec import BEHAVIOURAL, ModelSpec
+from riskcore.registry import load_bundle
 from tests.snapshot_tables import snapshot_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -27,8 +27,8 @@ from assets.ingest.raw import run_as_of_date
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from resources.online_store import OnlineStoreResource
-from serving.feature_set import FeatureSet
-from serving.online_store import MaterializationReport, OnlineStore, OnlineStoreError
+from riskcore.feature_set import FeatureSet
+from riskcore.online_store import MaterializationReport, OnlineStore, OnlineStoreError
 
 
 def snapshot_query(feature_set: FeatureSet, source: str = "batch") -> str:

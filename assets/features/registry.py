@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from resources.settings import DBT_PROJECT_DIR
-from serving.feature_set import FeatureColumn, FeatureSet
+from riskcore.feature_set import FeatureColumn, FeatureSet
 
 PROJECT = "risk_features"
 MART = "fct_customer_features_daily"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from serving.transaction_features import CHANNELS  # noqa: F401  (serving validates them too)
+from riskcore.transaction_features import CHANNELS  # noqa: F401  (serving validates them too)
 
 TS = pa.timestamp("us", tz="UTC")
 

@@ -23,11 +23,11 @@ from assets.monitoring.performance import (
     labelled_decisions,
     weekly_performance,
 )
-from assets.monitoring.psi import Reference, psi
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources import settings
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
-from serving.config import TARGETS, Thresholds
+from riskcore.psi import Reference, psi
+from riskcore.targets import TARGETS, Thresholds
 
 
 class DriftConfig(Config):
@@ -218,7 +218,7 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     from mlflow.exceptions import MlflowException
 
     from assets.training.models import previous_champion, roll_back
-    from serving.registry import load_bundle
+    from riskcore.registry import load_bundle
 
     name, tracking = f"risk_{target}", settings.mlflow_tracking_uri()
     try:

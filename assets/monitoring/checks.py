@@ -20,11 +20,11 @@ from assets.features.registry import load_feature_set
 from assets.ingest.raw import raw_transactions
 from assets.partitions import as_of_time
 from assets.training.assets import risk_models
-from assets.training.dataset import TARGETS
 from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
 from resources.online_store import OnlineStoreResource
-from serving.online_store import OnlineStoreError
+from riskcore.online_store import OnlineStoreError
+from riskcore.targets import TARGETS
 
 
 def max_age() -> timedelta:

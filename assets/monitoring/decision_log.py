@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from resources.lakehouse import Lakehouse
-from serving.environment import inference_log_uri
+from riskcore.settings import inference_log_uri
 
 
 def read_decisions(

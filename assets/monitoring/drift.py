@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from assets.monitoring.psi import Reference, psi
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
-from serving.codec import RecordCodec
-from serving.feature_set import FeatureSet
+from riskcore.codec import RecordCodec
+from riskcore.feature_set import FeatureSet
+from riskcore.psi import Reference, psi
 
 
 def snapshot_matrix(lakehouse: Lakehouse, feature_set: FeatureSet, as_of_date: date) -> np.ndarray:

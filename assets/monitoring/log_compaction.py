@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from dagster import Config, OpExecutionContext, Output, job, op
 
 from resources.lakehouse import Lakehouse
-from serving.environment import inference_log_uri
+from riskcore.settings import inference_log_uri
 
 
 class CompactionConfig(Config):

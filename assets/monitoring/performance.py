@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
-from serving.model_bundle import ScoringModel
+from riskcore.model_bundle import ScoringModel
 
 MATURITY_DAYS = {"fraud": 45, "default": 90}
 DECISIONS = ("approve", "review", "decline")

@@ -24,12 +24,12 @@ from assets.partitions import as_of_time
 from assets.training.point_in_time import point_in_time_sql
 from assets.training.realtime import realtime_sql
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
-from serving.codec import RecordCodec
-from serving.feature_set import FeatureSet
-from serving.realtime import REALTIME_FEATURES
-from serving.transaction_features import TRANSACTION_FEATURES, transaction_features
+from riskcore.codec import RecordCodec
+from riskcore.feature_set import FeatureSet
+from riskcore.realtime import REALTIME_FEATURES
+from riskcore.targets import TARGETS
+from riskcore.transaction_features import TRANSACTION_FEATURES, transaction_features
 
-TARGETS = ("fraud", "default")
 TRANSACTION_COLUMNS = [
     "transaction_id", "customer_id", "event_ts", "amount", "merchant_category", "channel",
     "device_id", "country", "installments",

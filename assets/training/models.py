@@ -12,13 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.monitoring.psi import Reference
 from assets.training.metrics import calibration_bins, evaluate
 from resources import settings
-from serving.feature_set import FeatureSet
-from serving.model_bundle import ModelBundle, ScoringModel
-from serving.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
-from serving.registry import load_bundle
+from riskcore.feature_set import FeatureSet
+from riskcore.model_bundle import ModelBundle, ScoringModel
+from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
+from riskcore.psi import Reference
+from riskcore.registry import load_bundle
 
 PARAMS = {
     "objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 40,
@@ -180,7 +180,7 @@ def log_and_register(
     import mlflow
     from mlflow import MlflowClient
 
-    from serving.mlflow_model import RiskModel
+    from riskcore.mlflow_model import RiskModel
 
     mlflow.set_tracking_uri(tracking_uri)
     experiment = f"risk-{bundle.target}"

@@ -3,7 +3,7 @@
 ``t - w <= event_ts < t``; the newest purchase before ``t`` within 7 days. Every raw purchase is
 an event (production sends each one to ``/events`` or the stream)."""
 
-from serving.realtime import LAST_TXN_HORIZON, LONG_WINDOW, REALTIME_FEATURES, SHORT_WINDOW
+from riskcore.realtime import LAST_TXN_HORIZON, LONG_WINDOW, REALTIME_FEATURES, SHORT_WINDOW
 
 
 def realtime_sql(purchases: str, events: str) -> str:

@@ -5,7 +5,7 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 
-from serving.model_bundle import ModelBundle
+from riskcore.model_bundle import ModelBundle
 
 
 class RiskModel(mlflow.pyfunc.PythonModel):

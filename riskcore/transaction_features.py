@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from serving.codec import OnlineRecord, fingerprint
+from riskcore.codec import OnlineRecord, fingerprint
 
 # Name -> meaning (the meanings are the reason codes' descriptions).
 # From the transaction alone: all a transaction-only model may read (it serves customers

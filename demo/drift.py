@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
-from assets import demo
+from demo import run as demo
 from resources import settings
 
 log = logging.getLogger("drift_demo")
@@ -30,7 +30,7 @@ def newest_raw_day() -> date | None:
 
 
 def has_champion() -> bool:
-    from serving.registry import alias_version
+    from riskcore.registry import alias_version
 
     return alias_version("risk_fraud", "champion", settings.mlflow_tracking_uri()) is not None
 

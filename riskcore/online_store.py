@@ -39,8 +39,8 @@ import pyarrow as pa
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from serving.codec import OnlineRecord, RecordCodec, slot, slots
-from serving.feature_set import FeatureSet
+from riskcore.codec import OnlineRecord, RecordCodec, slot, slots
+from riskcore.feature_set import FeatureSet
 
 RedisClient = redis.Redis | RedisCluster
 

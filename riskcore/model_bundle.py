@@ -13,9 +13,9 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from serving.fast_predict import FastPredictor
-from serving.feature_set import FeatureSet
-from serving.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
+from riskcore.fast_predict import FastPredictor
+from riskcore.feature_set import FeatureSet
+from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 
 
 @dataclass

@@ -48,8 +48,8 @@ import hiredis
 import numpy as np
 import redis
 
-from serving.inference_log import micros
-from serving.online_store import RedisClient, send_pipelined
+from riskcore.online_store import RedisClient, send_pipelined
+from riskcore.timestamps import micros
 
 REALTIME_FEATURES = (
     "txn_count_10m", "txn_count_1h", "amount_sum_1h", "distinct_devices_1h",

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from serving.codec import OnlineRecord
-from serving.realtime import REALTIME_FEATURES
-from serving.transaction_features import (
+from riskcore.codec import OnlineRecord
+from riskcore.realtime import REALTIME_FEATURES
+from riskcore.transaction_features import (
     CATEGORICAL,
     REQUEST_FEATURES,
     TRANSACTION_FEATURES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.model_bundle import ModelBundle
+from riskcore.model_bundle import ModelBundle
 
 
 @dataclass

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from serving.feature_set import FeatureColumn, FeatureSet
+from riskcore.feature_set import FeatureColumn, FeatureSet
 
 HEADER = struct.Struct("<2sI")  # tag, as_of
 NULL_LENGTH = 255

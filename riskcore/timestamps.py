@@ -1,0 +1,14 @@
+"""Exact instants as integer microseconds since the epoch: the unit the online store, the
+real-time state and the inference log share (float seconds would lose the last digits)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def micros(at: datetime) -> int:
+    """Exact microseconds since the epoch."""
+    return (at - _EPOCH) // _US
