@@ -130,14 +130,19 @@ def summary(latencies, statuses, elapsed, sent, connections) -> dict:
     ok = sum(200 <= s < 300 for s in statuses)
     counts = {str(s): statuses.count(s) for s in sorted(set(statuses)) if not 200 <= s < 300}
     return {
-        "sent": sent, "answered": len(statuses), "ok": ok, "errors": len(statuses) - ok,
+        "sent": sent,
+        "answered": len(statuses),
+        "ok": ok,
+        "errors": len(statuses) - ok,
         "error_statuses": counts,
-        "seconds": round(elapsed, 3), "rps": round(len(statuses) / elapsed, 1),
+        "seconds": round(elapsed, 3),
+        "rps": round(len(statuses) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p95_ms": round(float(np.percentile(ms, 95)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "max_ms": round(float(ms.max()), 3), "connections": connections,
-    }  # fmt: skip
+        "max_ms": round(float(ms.max()), 3),
+        "connections": connections,
+    }
 
 
 def main() -> None:
@@ -159,8 +164,9 @@ def main() -> None:
     headers = dict(h.split(": ", 1) for h in args.header)
     payloads = prepare(args.host, args.port, args.path, bodies, headers)
     if args.rate:
-        coroutine = open_loop(args.host, args.port, payloads, args.rate, args.seconds,
-                              args.max_connections)  # fmt: skip
+        coroutine = open_loop(
+            args.host, args.port, payloads, args.rate, args.seconds, args.max_connections
+        )
     else:
         coroutine = closed_loop(args.host, args.port, payloads, args.connections, args.seconds)
     print(json.dumps(uvloop.run(coroutine)))

@@ -48,9 +48,11 @@ def _micros(samples: list[int]) -> dict:
 def float_feature_set(n: int = 40):
     from riskcore.feature_set import FeatureColumn, FeatureSet
 
-    keys = [FeatureColumn("customer_id", "varchar", "key"),
-            FeatureColumn("as_of", "timestamp with time zone", "key"),
-            FeatureColumn("as_of_date", "date", "key")]  # fmt: skip
+    keys = [
+        FeatureColumn("customer_id", "varchar", "key"),
+        FeatureColumn("as_of", "timestamp with time zone", "key"),
+        FeatureColumn("as_of_date", "date", "key"),
+    ]
     features = [FeatureColumn(f"f{i:02d}", "double", "feature") for i in range(n)]
     return FeatureSet(f"fs_float{n}", tuple(keys + features))
 
@@ -129,8 +131,9 @@ def encodings(server, customers: int, calls: int) -> dict:
             [with_digests(table)], feature_set=fs, as_of=as_of_time(AS_OF), customers=customers
         )
 
-    measure("hash per customer (a field per feature)", hash_per_customer_write,
-            hash_per_customer_read)  # fmt: skip
+    measure(
+        "hash per customer (a field per feature)", hash_per_customer_write, hash_per_customer_read
+    )
     measure("packed record per customer key", packed_per_customer_write, packed_per_customer_read)
     measure("packed records in bucket hashes (chosen)", buckets_write, store.get)
     client.flushall()
@@ -163,21 +166,36 @@ def child_load(lakehouse_root: str, redis_url: str) -> None:
     # parent benchmark's peak.
     status = Path("/proc/self/status").read_text().splitlines()
     peak_mb = int(next(line for line in status if line.startswith("VmHWM")).split()[1]) / 1024
-    print(json.dumps({
-        "customers": report.customers, "seconds": report.seconds,
-        "customers_per_s": report.customers_per_second, "peak_rss_mb": peak_mb,
-        "memory_delta": report.redis_memory_delta, "bytes": report.bytes,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "customers": report.customers,
+                "seconds": report.seconds,
+                "customers_per_s": report.customers_per_second,
+                "peak_rss_mb": peak_mb,
+                "memory_delta": report.redis_memory_delta,
+                "bytes": report.bytes,
+            }
+        )
+    )
 
 
 def materialize(lakehouse_root: Path, redis_url: str, rounds: int) -> dict:
     runs = []
     for i in range(rounds):
         out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.online_store", "--child-load",
-             str(lakehouse_root), redis_url],
-            check=True, stdout=subprocess.PIPE, text=True,
-        ).stdout  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.online_store",
+                "--child-load",
+                str(lakehouse_root),
+                redis_url,
+            ],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         _log(f"materialization {i + 1}: {runs[-1]}")
     med = lambda k: statistics.median(r[k] for r in runs)  # noqa: E731

@@ -40,33 +40,44 @@ def build(root: Path, purchases: int, customers: int, days: int):
     for d in range(days + 1):
         day = FIRST + timedelta(days=d)
         lakehouse.replace_partitions(
-            CUSTOMER_FEATURES, snapshot_table(fs, customers, day, seed=d), ["as_of_date"],
+            CUSTOMER_FEATURES,
+            snapshot_table(fs, customers, day, seed=d),
+            ["as_of_date"],
             f"as_of_date = '{day}'",
-        )  # fmt: skip
+        )
     seconds = np.sort(rng.integers(0, days * 86_400, purchases))
     start = datetime(FIRST.year, FIRST.month, FIRST.day, tzinfo=UTC)
     ts = pa.array(start.timestamp() * 1e6 + seconds * 1e6, pa.int64()).cast(
         pa.timestamp("us", "UTC")
     )
-    table = pa.table({
-        "transaction_id": [f"t{i}" for i in range(purchases)],
-        "customer_id": [f"c{i:09d}" for i in rng.integers(0, int(customers * 1.1), purchases)],
-        "event_ts": ts,
-        "amount": cents_to_decimal(rng.integers(100, 100_000, purchases)),
-        "currency": pa.array(["EUR"] * purchases), "merchant_id": pa.array(["m"] * purchases),
-        "merchant_category": rng.choice(["grocery", "crypto", "travel"], purchases),
-        "channel": rng.choice(["online", "pos", "app"], purchases),
-        "device_id": rng.choice(["d1", "d2"], purchases), "country": ["DE"] * purchases,
-        "installments": pa.array(rng.choice([1, 3], purchases), pa.int16()),
-        "card_hash": ["0" * 64] * purchases,
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "transaction_id": [f"t{i}" for i in range(purchases)],
+            "customer_id": [f"c{i:09d}" for i in rng.integers(0, int(customers * 1.1), purchases)],
+            "event_ts": ts,
+            "amount": cents_to_decimal(rng.integers(100, 100_000, purchases)),
+            "currency": pa.array(["EUR"] * purchases),
+            "merchant_id": pa.array(["m"] * purchases),
+            "merchant_category": rng.choice(["grocery", "crypto", "travel"], purchases),
+            "channel": rng.choice(["online", "pos", "app"], purchases),
+            "device_id": rng.choice(["d1", "d2"], purchases),
+            "country": ["DE"] * purchases,
+            "installments": pa.array(rng.choice([1, 3], purchases), pa.int16()),
+            "card_hash": ["0" * 64] * purchases,
+        }
+    )
     days_of = pc.cast(table["event_ts"], pa.date32())
     for d in range(days):
         day = FIRST + timedelta(days=d)
         lakehouse.replace_day(TRANSACTIONS, table.filter(pc.equal(days_of, day)), "event_date", day)
     fraud = table.slice(0, purchases // 100)
-    labels = pa.table({"transaction_id": fraud["transaction_id"], "label": ["fraud"] * len(fraud),
-                       "label_ts": fraud["event_ts"]})  # fmt: skip
+    labels = pa.table(
+        {
+            "transaction_id": fraud["transaction_id"],
+            "label": ["fraud"] * len(fraud),
+            "label_ts": fraud["event_ts"],
+        }
+    )
     lakehouse.replace_day(LABELS, labels, "label_date", FIRST + timedelta(days=days))
     return lakehouse, fs
 
@@ -110,13 +121,16 @@ def main() -> None:
     from assets.training.dataset import TrainingWindow, joined_purchases
 
     with tempfile.TemporaryDirectory() as tmp:
-        _log(f"writing {args.purchases:,} purchases and {args.days + 1} snapshots of "
-             f"{args.customers:,} customers to Delta")  # fmt: skip
+        _log(
+            f"writing {args.purchases:,} purchases and {args.days + 1} snapshots of "
+            f"{args.customers:,} customers to Delta"
+        )
         lakehouse, fs = build(Path(tmp), args.purchases, args.customers, args.days)
         window = TrainingWindow(
-            FIRST, FIRST + timedelta(days=args.days - 1),
+            FIRST,
+            FIRST + timedelta(days=args.days - 1),
             datetime(2026, 6, 1, tzinfo=UTC),
-        )  # fmt: skip
+        )
         ours, bare = [], []
         for i in range(args.rounds):
             began = time.perf_counter()

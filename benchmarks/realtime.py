@@ -44,13 +44,24 @@ def events(n: int, customers: int = 20_000, seed: int = 0) -> list[dict]:
     now = datetime.now(UTC)
     run = uuid.uuid4().hex[:8]
     return [
-        {"transaction_id": f"b{run}-{seed}-{i}", "customer_id": f"rt-c{c}",
-         "event_ts": (now - timedelta(seconds=float(s))).isoformat(), "amount": f"{a:.2f}",
-         "merchant_id": f"m{m}", "device_id": f"d{c}-{m % 3}"}
-        for i, (c, s, a, m) in enumerate(zip(
-            rng.integers(0, customers, n), rng.uniform(0, 1800, n), rng.lognormal(3, 1, n),
-            rng.integers(0, 500, n), strict=True))
-    ]  # fmt: skip
+        {
+            "transaction_id": f"b{run}-{seed}-{i}",
+            "customer_id": f"rt-c{c}",
+            "event_ts": (now - timedelta(seconds=float(s))).isoformat(),
+            "amount": f"{a:.2f}",
+            "merchant_id": f"m{m}",
+            "device_id": f"d{c}-{m % 3}",
+        }
+        for i, (c, s, a, m) in enumerate(
+            zip(
+                rng.integers(0, customers, n),
+                rng.uniform(0, 1800, n),
+                rng.lognormal(3, 1, n),
+                rng.integers(0, 500, n),
+                strict=True,
+            )
+        )
+    ]
 
 
 def percentiles(ms: list[float]) -> str:
@@ -65,8 +76,13 @@ def probe_latency(send, store: RealtimeStore, seconds: float, every_s: float = 0
     while time.monotonic() < deadline:
         customer = f"probe-{uuid.uuid4().hex}"
         at = datetime.now(UTC)
-        event = {"transaction_id": f"p-{customer}", "customer_id": customer,
-                 "event_ts": at.isoformat(), "amount": "1.00", "merchant_id": "m"}  # fmt: skip
+        event = {
+            "transaction_id": f"p-{customer}",
+            "customer_id": customer,
+            "event_ts": at.isoformat(),
+            "amount": "1.00",
+            "merchant_id": "m",
+        }
         began = time.perf_counter()
         send(event)
         while store.read([(customer, at + timedelta(microseconds=1), "q")])[0][1] < 1:
@@ -104,8 +120,9 @@ def background(kind: str, target: str, rate: float, seed: int, stop) -> None:
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-def under_load(send_one, store, kind: str, target: str, rate: float, seconds: float,
-               seed: int) -> list:  # fmt: skip
+def under_load(
+    send_one, store, kind: str, target: str, rate: float, seconds: float, seed: int
+) -> list:
     """Probe latencies while another process sends ``rate`` events/s the same way."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
@@ -124,13 +141,16 @@ def http_round(port: int, folder: Path, seconds: float, seed: int) -> dict:
     single.write_text(json.dumps(events(60_000, seed=seed)))
     pool = events(BATCH * 400, seed=seed + 1)
     batches = folder / f"batches{seed}.json"
-    batches.write_text(json.dumps(
-        [{"events": pool[i : i + BATCH]} for i in range(0, len(pool), BATCH)]
-    ))  # fmt: skip
+    batches.write_text(
+        json.dumps([{"events": pool[i : i + BATCH]} for i in range(0, len(pool), BATCH)])
+    )
     one = load(port, str(single), seconds, connections=16, path="/events")
     many = load(port, str(batches), seconds, connections=4, path="/events")
-    return {"http_single": one["rps"], "http_batch": many["rps"] * BATCH,
-            "http_batch_p99": many["p99_ms"]}  # fmt: skip
+    return {
+        "http_single": one["rps"],
+        "http_batch": many["rps"] * BATCH,
+        "http_batch_p99": many["p99_ms"],
+    }
 
 
 def stream_round(client, store, env: dict, rate: float, seconds: float, seed: int) -> tuple:
@@ -141,9 +161,11 @@ def stream_round(client, store, env: dict, rate: float, seconds: float, seed: in
     for i in range(0, len(queued), 5000):
         publish(client, queued[i : i + 5000], stream)
     began = time.perf_counter()
-    consumer = subprocess.Popen([sys.executable, "-m", "serving.event_stream"],
-                                env=env | {"RISK_EVENTS_STREAM": stream},
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "serving.event_stream"],
+        env=env | {"RISK_EVENTS_STREAM": stream},
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             groups = client.xinfo_groups(stream)
@@ -151,8 +173,9 @@ def stream_round(client, store, env: dict, rate: float, seconds: float, seed: in
                 break
             time.sleep(0.01)
         drained = len(queued) / (time.perf_counter() - began)
-        latencies = under_load(lambda e: publish(client, [e], stream), store, "stream", stream,
-                               rate, seconds, seed)  # fmt: skip
+        latencies = under_load(
+            lambda e: publish(client, [e], stream), store, "stream", stream, rate, seconds, seed
+        )
         return drained, latencies
     finally:
         consumer.terminate()
@@ -163,8 +186,15 @@ def stream_round(client, store, env: dict, rate: float, seconds: float, seed: in
 def http_freshness(port: int, store, rate: float, seconds: float, seed: int) -> list:
     base = {"base_url": f"http://127.0.0.1:{port}", "headers": {"X-API-Key": KEY}}
     with httpx.Client(**base) as probe:
-        return under_load(lambda e: probe.post("/events", json=e).raise_for_status(), store,
-                          "http", str(port), rate, seconds, seed)  # fmt: skip
+        return under_load(
+            lambda e: probe.post("/events", json=e).raise_for_status(),
+            store,
+            "http",
+            str(port),
+            rate,
+            seconds,
+            seed,
+        )
 
 
 def main() -> None:
@@ -179,10 +209,13 @@ def main() -> None:
     store = RealtimeStore(client)
     port = local_redis.free_port()
     env = os.environ | {
-        "RISK_API_KEYS": KEY, "RISK_SERVING_DEV": "0", "REDIS_URL": url,
-        "RISK_INFERENCE_LOG_URI": "", "RISK_SERVING_PORT": str(port),
+        "RISK_API_KEYS": KEY,
+        "RISK_SERVING_DEV": "0",
+        "REDIS_URL": url,
+        "RISK_INFERENCE_LOG_URI": "",
+        "RISK_SERVING_PORT": str(port),
         "PYTHONPATH": str(settings.PROJECT_ROOT),
-    }  # fmt: skip
+    }
     server = start([sys.executable, "-m", "serving"], env, port)
     rounds: list[dict] = []
     stream_ms: list[float] = []
@@ -190,8 +223,9 @@ def main() -> None:
     try:
         for r in range(args.rounds):
             found = http_round(port, folder, args.seconds, seed=10 * r)
-            found["stream"], latencies = stream_round(client, store, env, args.load,
-                                                      args.seconds, seed=10 * r + 3)  # fmt: skip
+            found["stream"], latencies = stream_round(
+                client, store, env, args.load, args.seconds, seed=10 * r + 3
+            )
             stream_ms += latencies
             http_ms += http_freshness(port, store, args.load, args.seconds, seed=10 * r + 5)
             rounds.append(found)
@@ -202,8 +236,10 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     print(f"\nIngest (events/s, median of {args.rounds} rounds):")
     print(f"  POST /events, one event a request (16 connections): {med['http_single']:,.0f}")
-    print(f"  POST /events, {BATCH} a request (4 connections): {med['http_batch']:,.0f} "
-          f"(request p99 {med['http_batch_p99']:.1f} ms)")  # fmt: skip
+    print(
+        f"  POST /events, {BATCH} a request (4 connections): {med['http_batch']:,.0f} "
+        f"(request p99 {med['http_batch_p99']:.1f} ms)"
+    )
     print(f"  Redis Stream consumer (one process, start-up included): {med['stream']:,.0f}")
     print(
         f"\nEvent -> visible to /score's read, under {args.load:,.0f} events/s of background load:"

@@ -49,12 +49,32 @@ def start(args: list[str], env: dict, port: int) -> subprocess.Popen:
 
 
 def load(
-    port: int, bodies: str, seconds: float, rate: float = 0, connections: int = 32,
+    port: int,
+    bodies: str,
+    seconds: float,
+    rate: float = 0,
+    connections: int = 32,
     path: str = "/score",
-) -> dict:  # fmt: skip
-    args = [sys.executable, "-m", "benchmarks.load_generator", "--port", str(port),
-            "--bodies", bodies, "--header", f"X-API-Key: {KEY}", "--seconds", str(seconds),
-            "--rate", str(rate), "--connections", str(connections), "--path", path]  # fmt: skip
+) -> dict:
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.load_generator",
+        "--port",
+        str(port),
+        "--bodies",
+        bodies,
+        "--header",
+        f"X-API-Key: {KEY}",
+        "--seconds",
+        str(seconds),
+        "--rate",
+        str(rate),
+        "--connections",
+        str(connections),
+        "--path",
+        path,
+    ]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -73,9 +93,11 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     from serving.scorer import Scorer, _model_and_input, _transaction
 
     config = ServingConfig(
-        api_keys=(KEY,), redis_url=local_redis.ensure_running(settings.embedded_redis_dir()),
-        tracking_uri=settings.mlflow_tracking_uri(), hash_key=b"bench",
-    )  # fmt: skip
+        api_keys=(KEY,),
+        redis_url=local_redis.ensure_running(settings.embedded_redis_dir()),
+        tracking_uri=settings.mlflow_tracking_uri(),
+        hash_key=b"bench",
+    )
     scorer = Scorer.open(config)
     requests = [ScoreRequest.model_validate(b) for b in bodies[:n]]
     for r in requests[:500]:
@@ -107,9 +129,11 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     equal = fast == slow
     fast_us = statistics.median(fast_s) / len(vectors) * 1e6
     slow_us = statistics.median(slow_s) / len(vectors) * 1e6
-    print(f"\nOne row, behavioural fraud model ({model.booster.num_trees()} trees, "
-          f"{len(vectors)} rows, 3 rounds): fast path {fast_us:.1f} us, booster.predict "
-          f"{slow_us:.1f} us: {fast_us / slow_us:.2f}x; scores equal: {equal}")  # fmt: skip
+    print(
+        f"\nOne row, behavioural fraud model ({model.booster.num_trees()} trees, "
+        f"{len(vectors)} rows, 3 rounds): fast path {fast_us:.1f} us, booster.predict "
+        f"{slow_us:.1f} us: {fast_us / slow_us:.2f}x; scores equal: {equal}"
+    )
 
 
 def main() -> None:
@@ -125,19 +149,37 @@ def main() -> None:
     bodies_file.write_text(json.dumps(bodies))
     ports = {"production": local_redis.free_port(), "bare": local_redis.free_port()}
     env = os.environ | {
-        "RISK_API_KEYS": KEY, "RISK_SERVING_DEV": "0",
+        "RISK_API_KEYS": KEY,
+        "RISK_SERVING_DEV": "0",
         "REDIS_URL": local_redis.ensure_running(settings.embedded_redis_dir()),
         "RISK_INFERENCE_LOG_URI": os.environ.get("BENCH_LOG", str(folder / "inference_log")),
         "RISK_SERVING_PORT": str(ports["production"]),
         "PYTHONPATH": str(settings.PROJECT_ROOT),
-    }  # fmt: skip
+    }
     servers = [
         start([sys.executable, "-m", "serving"], env, ports["production"]),
-        start([sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app", "--port",
-               str(ports["bare"]), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-               "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", "75"],
-              env, ports["bare"]),
-    ]  # fmt: skip
+        start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.bare_app:app",
+                "--port",
+                str(ports["bare"]),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--no-proxy-headers",
+                "--no-server-header",
+                "--timeout-keep-alive",
+                "75",
+            ],
+            env,
+            ports["bare"],
+        ),
+    ]
     try:
         for port in ports.values():
             load(port, str(bodies_file), 3)  # warm up
@@ -154,16 +196,22 @@ def main() -> None:
             server.terminate()  # the production server commits its log on the way out
             server.wait(timeout=60)
     logged = _logged_rows(folder / "inference_log")
-    print(f"\nLoopback, generator in its own process, {args.rounds} rounds x {args.seconds:.0f} s "
-          "(closed loop: 6 s, 32 connections); medians, p99 range over the rounds")  # fmt: skip
-    print(f"{'server':<11} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p95 ms':>7} "
-          f"{'p99 ms':>7} {'p99 range':>15} {'errors':>6}")  # fmt: skip
+    print(
+        f"\nLoopback, generator in its own process, {args.rounds} rounds x {args.seconds:.0f} s "
+        "(closed loop: 6 s, 32 connections); medians, p99 range over the rounds"
+    )
+    print(
+        f"{'server':<11} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p95 ms':>7} "
+        f"{'p99 ms':>7} {'p99 range':>15} {'errors':>6}"
+    )
     for (name, rate), runs in sorted(results.items(), key=lambda kv: (kv[0][1] or 1e9, kv[0][0])):
         m = median_of(runs)
         offered = f"{rate:.0f}/s" if rate else "closed"
         low, high = m["p99_range"]
-        print(f"{name:<11} {offered:>9} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p95_ms']:>7.2f} "
-              f"{m['p99_ms']:>7.2f} {f'{low:.1f}-{high:.1f}':>15} {m['errors']:>6.0f}")  # fmt: skip
+        print(
+            f"{name:<11} {offered:>9} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p95_ms']:>7.2f} "
+            f"{m['p99_ms']:>7.2f} {f'{low:.1f}-{high:.1f}':>15} {m['errors']:>6.0f}"
+        )
     print(f"\nInference log: {logged:,} rows written by the production server during the run")
     in_process(bodies)
 

@@ -38,8 +38,9 @@ def _dbt(args: list[str], target: Path) -> tuple[float, dict, int]:
     began = time.perf_counter()
     proc = subprocess.Popen(
         [settings.dbt_executable(), *args, "--quiet", "--target-path", str(target)],
-        cwd=settings.DBT_PROJECT_DIR, env={**os.environ, **settings.dbt_env()},
-    )  # fmt: skip
+        cwd=settings.DBT_PROJECT_DIR,
+        env={**os.environ, **settings.dbt_env()},
+    )
     watched, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:  # sample the dbt process's RSS (DuckDB runs inside it)
         with contextlib.suppress(psutil.Error):
@@ -105,7 +106,7 @@ def history(first: date, last: date, workdir: Path) -> None:
     wall, _, peak = _dbt(
         ["build", "--select", "+path:models/intermediate", "--vars", variables],
         workdir / "history",
-    )  # fmt: skip
+    )
     _log(f"history rollups {first}..{last}: {wall:.1f} s, peak RSS {peak} MB")
 
 
@@ -162,8 +163,10 @@ def main() -> None:
         result = partition(last, workdir, run)
         _log(json.dumps({k: round(v, 2) for k, v in result.items()}))
         runs.append(result)
-    print(f"\nDaily partition {last} (as_of {last + timedelta(days=1)}), {args.repeats} runs, "
-          f"DuckDB memory_limit {os.environ['RISK_DUCKDB_MEMORY_LIMIT']}:")  # fmt: skip
+    print(
+        f"\nDaily partition {last} (as_of {last + timedelta(days=1)}), {args.repeats} runs, "
+        f"DuckDB memory_limit {os.environ['RISK_DUCKDB_MEMORY_LIMIT']}:"
+    )
     print(f"{'':<22}{'median':>10}{'min':>10}{'max':>10}")
     for key in runs[0]:
         values = [r[key] for r in runs]

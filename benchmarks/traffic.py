@@ -23,13 +23,21 @@ def recent_requests(n: int = 6000) -> list[dict]:
     for i, r in enumerate(table.to_pylist()[:n]):
         shift = timedelta(days=2 if r["event_date"] == days[0] else 1)
         customer = f"new_{i:06d}" if i % 10 == 0 else r["customer_id"]
-        bodies.append({
-            "transaction_id": r["transaction_id"], "customer_id": customer,
-            "event_ts": (r["event_ts"] + shift).isoformat(), "amount": str(r["amount"]),
-            "currency": r["currency"], "merchant_id": r["merchant_id"],
-            "merchant_category": r["merchant_category"], "channel": r["channel"],
-            "device_id": r["device_id"], "country": r["country"],
-            "installments": r["installments"], "card_hash": r["card_hash"],
-        })  # fmt: skip
+        bodies.append(
+            {
+                "transaction_id": r["transaction_id"],
+                "customer_id": customer,
+                "event_ts": (r["event_ts"] + shift).isoformat(),
+                "amount": str(r["amount"]),
+                "currency": r["currency"],
+                "merchant_id": r["merchant_id"],
+                "merchant_category": r["merchant_category"],
+                "channel": r["channel"],
+                "device_id": r["device_id"],
+                "country": r["country"],
+                "installments": r["installments"],
+                "card_hash": r["card_hash"],
+            }
+        )
     np.random.default_rng(0).shuffle(bodies)
     return bodies

@@ -36,8 +36,9 @@ def has_champion() -> bool:
 
 
 def drift_table(metadata: dict, top: int = 12) -> str:
-    psis = sorted(((float(v.value), k[4:]) for k, v in metadata.items() if k.startswith("psi/")),
-                  reverse=True)  # fmt: skip
+    psis = sorted(
+        ((float(v.value), k[4:]) for k, v in metadata.items() if k.startswith("psi/")), reverse=True
+    )
     return "\n".join(f"    {name:<34} PSI {value:7.3f}" for value, name in psis[:top])
 
 
@@ -67,8 +68,10 @@ def main() -> None:
     if not result.success:
         raise SystemExit(f"daily_features failed for {first}..{last}")
     measured = result.asset_materializations_for_node("monitoring__feature_drift")[-1].metadata
-    print(f"\nDrift of the snapshot as_of {measured['as_of'].value} against the champion's "
-          f"reference ({measured.get('reference_as_of').value}), top features:")  # fmt: skip
+    print(
+        f"\nDrift of the snapshot as_of {measured['as_of'].value} against the champion's "
+        f"reference ({measured.get('reference_as_of').value}), top features:"
+    )
     print(drift_table(measured))
     print(f"  evidently report: {measured['evidently_report'].value}")
 
@@ -91,8 +94,10 @@ def main() -> None:
     print("\nRetrained on the drifted data, then the champion/challenger gate:")
     for target in ("fraud", "default"):
         outcome = "promoted to champion" if models[f"{target}_promoted"].value else "challenger"
-        print(f"  risk_{target} v{models[f'{target}_version'].value}: {outcome}: "
-              f"{models[f'{target}_gate'].value}")  # fmt: skip
+        print(
+            f"  risk_{target} v{models[f'{target}_version'].value}: {outcome}: "
+            f"{models[f'{target}_gate'].value}"
+        )
     print(
         f"\nDrift demo finished in {time.perf_counter() - began:.0f} s "
         "(`make dev` shows the runs, the PSI plots and the sensor)."

@@ -42,12 +42,39 @@ def drop_partner_file(day) -> Path:
     path = folder / "partner_feed.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["transaction_id", "customer_id", "event_ts", "amount", "currency",
-                         "merchant_id", "merchant_category", "channel", "device_id", "country",
-                         "installments", "card_hash"])  # fmt: skip
+        writer.writerow(
+            [
+                "transaction_id",
+                "customer_id",
+                "event_ts",
+                "amount",
+                "currency",
+                "merchant_id",
+                "merchant_category",
+                "channel",
+                "device_id",
+                "country",
+                "installments",
+                "card_hash",
+            ]
+        )
         for tid, customer, ts, amount, channel, card in rows:
-            writer.writerow([tid, customer, ts, amount, "EUR", "partner-m1", "retail", channel,
-                             "", "DE", "1", card])  # fmt: skip
+            writer.writerow(
+                [
+                    tid,
+                    customer,
+                    ts,
+                    amount,
+                    "EUR",
+                    "partner-m1",
+                    "retail",
+                    channel,
+                    "",
+                    "DE",
+                    "1",
+                    card,
+                ]
+            )
     return path
 
 
@@ -73,9 +100,11 @@ def run_features(days: int, batch_days: int = 31) -> None:
         end = first + timedelta(days=min(offset + batch_days, days) - 1)
         began = time.perf_counter()
         result = run_partition_range(
-            start, end, instance,
+            start,
+            end,
+            instance,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        )  # fmt: skip
+        )
         if not result.success:
             raise SystemExit(f"daily_features failed for {start}..{end}")
         log.info("partitions %s..%s done in %.1f s", start, end, time.perf_counter() - began)
@@ -140,14 +169,19 @@ def score_sample(n: int = 2000) -> str:
     from serving.scorer import SEVERITY, Scorer
 
     url = from_environment().url or ensure_running(settings.embedded_redis_dir())
-    config = ServingConfig(api_keys=(DEV_API_KEY,), dev_mode=True, redis_url=url,
-                           tracking_uri=settings.mlflow_tracking_uri(),
-                           hash_key=settings.card_hash_key())  # fmt: skip
+    config = ServingConfig(
+        api_keys=(DEV_API_KEY,),
+        dev_mode=True,
+        redis_url=url,
+        tracking_uri=settings.mlflow_tracking_uri(),
+        hash_key=settings.card_hash_key(),
+    )
     scorer = Scorer.open(config)
     # As the payment flow does: each purchase scored, then recorded in the real-time state
     # (POST /events), in time order.
-    requests = sorted((ScoreRequest.model_validate(b) for b in recent_requests(n)),
-                      key=lambda r: r.event_ts)  # fmt: skip
+    requests = sorted(
+        (ScoreRequest.model_validate(b) for b in recent_requests(n)), key=lambda r: r.event_ts
+    )
     results = []
     for request in requests:
         results.append(scorer.score(request))
@@ -161,8 +195,10 @@ def score_sample(n: int = 2000) -> str:
         f"{total[1]:.2f} ms in process"
     ]
     flagged = max(results, key=lambda r: (SEVERITY[r.decision], r.fraud_score))
-    lines.append(f"  most severe: {flagged.transaction_id} fraud {flagged.fraud_score:.3f}, "
-                 f"default {flagged.default_score} -> {flagged.decision}, reasons:")  # fmt: skip
+    lines.append(
+        f"  most severe: {flagged.transaction_id} fraud {flagged.fraud_score:.3f}, "
+        f"default {flagged.default_score} -> {flagged.decision}, reasons:"
+    )
     lines += [
         f"    {r['code']:<28} {r['value']!s:<14} {r['contribution']:+.2f}  {r['description'][:60]}"
         for r in flagged.reasons or []
@@ -231,8 +267,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     log.info(
         "demo: %d customers x %d days from %s, data in %s",
-        settings.generator_customers(), args.days, settings.partitions_start(), settings.data_dir(),
-    )  # fmt: skip
+        settings.generator_customers(),
+        args.days,
+        settings.partitions_start(),
+        settings.data_dir(),
+    )
     began = time.perf_counter()
     last_day = settings.partitions_start() + timedelta(days=args.days - 1)
     log.info("landing file with 3 bad rows of 5: %s", drop_partner_file(last_day))

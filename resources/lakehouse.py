@@ -53,8 +53,9 @@ class Lakehouse(ConfigurableResource):
         dt = self.table(table)
         if dt is None:
             return []
-        return sorted({date.fromisoformat(v) for p in dt.partitions() for k, v in p.items()
-                       if k == column})  # fmt: skip
+        return sorted(
+            {date.fromisoformat(v) for p in dt.partitions() for k, v in p.items() if k == column}
+        )
 
     def replace_partitions(
         self, table: str, data: pa.Table, partition_by: list[str], predicate: str
@@ -65,18 +66,26 @@ class Lakehouse(ConfigurableResource):
         re-running with the same data gives the same table contents.
         """
         write_deltalake(
-            self.uri(table), data, mode="overwrite", predicate=predicate,
-            partition_by=partition_by, schema_mode="merge", writer_properties=_WRITER,
-        )  # fmt: skip
+            self.uri(table),
+            data,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=partition_by,
+            schema_mode="merge",
+            writer_properties=_WRITER,
+        )
         return DeltaTable(self.uri(table)).version()
 
     def overwrite(self, table: str, data: pa.Table, commit_metadata: dict[str, str]) -> int:
         """Replace the whole table in one commit that carries ``commit_metadata``."""
         write_deltalake(
-            self.uri(table), data, mode="overwrite", schema_mode="overwrite",
+            self.uri(table),
+            data,
+            mode="overwrite",
+            schema_mode="overwrite",
             writer_properties=_WRITER,
             commit_properties=CommitProperties(custom_metadata=commit_metadata),
-        )  # fmt: skip
+        )
         return DeltaTable(self.uri(table)).version()
 
     def last_commit(self, table: str) -> dict:

@@ -71,12 +71,24 @@ class LocalRedis:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         args = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.folder), "--appendonly", "yes", "--save", "3600 1",
-            "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "yes",
+            "--save",
+            "3600 1",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.folder / "redis.log"),
             *(x for name, value in SERVER_CONFIG.items() for x in (f"--{name}", value)),
             *self.extra_args,
-        ]  # fmt: skip
+        ]
         # Errors before logging starts (a bad option) go to stderr: keep them with the log.
         with (self.folder / "redis.stderr").open("wb") as stderr:
             self.process = subprocess.Popen(

@@ -27,16 +27,22 @@ class OnlineStoreResource(ConfigurableResource):
 
     def client(self) -> RedisClient:
         return connect(
-            self.redis_url(), cluster=self.cluster,
-            socket_timeout=self.socket_timeout_s, socket_connect_timeout=self.socket_timeout_s,
-        )  # fmt: skip
+            self.redis_url(),
+            cluster=self.cluster,
+            socket_timeout=self.socket_timeout_s,
+            socket_connect_timeout=self.socket_timeout_s,
+        )
 
     def store(self, version: str) -> OnlineStore:
         return OnlineStore(
-            self.client(), version, prefix=self.prefix, ttl_s=self.ttl_seconds,
-            superseded_ttl_s=self.superseded_ttl_seconds, bucket_size=self.bucket_size,
+            self.client(),
+            version,
+            prefix=self.prefix,
+            ttl_s=self.ttl_seconds,
+            superseded_ttl_s=self.superseded_ttl_seconds,
+            bucket_size=self.bucket_size,
             where=safe_url(self.redis_url()),
-        )  # fmt: skip
+        )
 
 
 def from_environment() -> OnlineStoreResource:

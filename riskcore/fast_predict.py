@@ -27,19 +27,26 @@ class _FastConfig:
         self.handle = ctypes.c_void_p()
         _safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
-                booster._handle, ctypes.c_int(kind), ctypes.c_int(0), ctypes.c_int(-1),
-                ctypes.c_int(_FLOAT64), ctypes.c_int32(n_features),
-                ctypes.c_char_p(b"num_threads=1"), ctypes.byref(self.handle),
+                booster._handle,
+                ctypes.c_int(kind),
+                ctypes.c_int(0),
+                ctypes.c_int(-1),
+                ctypes.c_int(_FLOAT64),
+                ctypes.c_int32(n_features),
+                ctypes.c_char_p(b"num_threads=1"),
+                ctypes.byref(self.handle),
             )
-        )  # fmt: skip
+        )
         # Input and output buffers with their pointers built once: building ctypes arguments
         # per call costs more than the prediction.
         self.row = np.zeros(n_features)
         self.out = np.zeros(n_out)
         self._args = (
-            self.handle, self.row.ctypes.data_as(ctypes.c_void_p),
-            ctypes.byref(ctypes.c_int64()), self.out.ctypes.data_as(_DOUBLE_P),
-        )  # fmt: skip
+            self.handle,
+            self.row.ctypes.data_as(ctypes.c_void_p),
+            ctypes.byref(ctypes.c_int64()),
+            self.out.ctypes.data_as(_DOUBLE_P),
+        )
 
     def __call__(self, row: np.ndarray) -> np.ndarray:
         self.row[:] = row

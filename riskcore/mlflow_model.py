@@ -18,8 +18,10 @@ class RiskModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         known = model_input["customer_known"].to_numpy(bool)
         out = np.empty(len(model_input))
-        for model, mask in ((self.bundle.behavioural, known),
-                            (self.bundle.transaction_only, ~known)):  # fmt: skip
+        for model, mask in (
+            (self.bundle.behavioural, known),
+            (self.bundle.transaction_only, ~known),
+        ):
             if mask.any():
                 out[mask] = model.predict(model_input.loc[mask, list(model.spec.feature_names)])
         return out

@@ -61,10 +61,16 @@ class ModelSpec:
             + CATEGORICAL
         )
         return cls(
-            target, kind, feature_set.version, snapshot, transaction, categorical,
-            {k: tuple(v) for k, v in vocabularies.items()}, lag_hours,
+            target,
+            kind,
+            feature_set.version,
+            snapshot,
+            transaction,
+            categorical,
+            {k: tuple(v) for k, v in vocabularies.items()},
+            lag_hours,
             REALTIME_FEATURES if behavioural else (),
-        )  # fmt: skip
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

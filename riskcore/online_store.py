@@ -113,9 +113,15 @@ class Generation:
         f = {k.decode(): v.decode() for k, v in fields.items()}
         at = lambda name: datetime.fromtimestamp(float(f[name]), UTC)  # noqa: E731
         return cls(
-            int(f["generation"]), at("as_of"), at("written_at"), at("expires_at"),
-            int(f["customers"]), int(f["bucket_bits"]), int(f["bytes"]), f["layout_tag"],
-        )  # fmt: skip
+            int(f["generation"]),
+            at("as_of"),
+            at("written_at"),
+            at("expires_at"),
+            int(f["customers"]),
+            int(f["bucket_bits"]),
+            int(f["bytes"]),
+            f["layout_tag"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,9 +402,15 @@ class OnlineStore:
                 )
             now = datetime.now(UTC)
             new = Generation(
-                generation, as_of, now, datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC),
-                report.customers, bits, report.bytes, codec.tag.hex(),
-            )  # fmt: skip
+                generation,
+                as_of,
+                now,
+                datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC),
+                report.customers,
+                bits,
+                report.bytes,
+                codec.tag.hex(),
+            )
             flat = [x for kv in new.to_fields().items() for x in kv]
             blocked = self.client.eval(
                 _FLIP, 1, self.pointer_key, str(int(as_of.timestamp())), *flat
@@ -549,8 +561,10 @@ class OnlineStore:
             alias = name.replace("ziplist", "listpack")
             have = config.get(name) or config.get(alias)
             if have is not None and int(have) < int(wanted):
-                warnings.append(f"{alias} is {have} (< {wanted}): buckets lose their compact "
-                                "encoding and use about twice the memory")  # fmt: skip
+                warnings.append(
+                    f"{alias} is {have} (< {wanted}): buckets lose their compact "
+                    "encoding and use about twice the memory"
+                )
         policy = config.get("maxmemory-policy", "noeviction")
         if policy != "noeviction":
             warnings.append(f"maxmemory-policy is {policy}: Redis may evict serving records")

@@ -60,8 +60,9 @@ def shares(values, edges: np.ndarray) -> np.ndarray:
     if not len(values):
         return np.zeros(len(edges) + 2)
     null = np.isnan(values)
-    counts = np.bincount(np.searchsorted(edges, values[~null], side="right"),
-                         minlength=len(edges) + 1)  # fmt: skip
+    counts = np.bincount(
+        np.searchsorted(edges, values[~null], side="right"), minlength=len(edges) + 1
+    )
     return np.append(counts, null.sum()) / len(values)
 
 

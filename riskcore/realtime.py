@@ -52,9 +52,13 @@ from riskcore.online_store import RedisClient, send_pipelined
 from riskcore.timestamps import micros
 
 REALTIME_FEATURES = (
-    "txn_count_10m", "txn_count_1h", "amount_sum_1h", "distinct_devices_1h",
-    "distinct_merchants_1h", "seconds_since_last_txn",
-)  # fmt: skip
+    "txn_count_10m",
+    "txn_count_1h",
+    "amount_sum_1h",
+    "distinct_devices_1h",
+    "distinct_merchants_1h",
+    "seconds_since_last_txn",
+)
 DESCRIPTIONS = {
     "txn_count_10m": "Purchases in the 10 minutes before this one (real time).",
     "txn_count_1h": "Purchases in the hour before this one (real time).",
@@ -199,8 +203,9 @@ def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
     since = (t_us - last) / 1e6 if last >= 0 else math.nan
     if since > LAST_TXN_HORIZON.total_seconds():
         since = math.nan
-    return np.array([n_short, n_long, total_cents / 100, len(devices), len(merchants), since],
-                    dtype=np.float64)  # fmt: skip
+    return np.array(
+        [n_short, n_long, total_cents / 100, len(devices), len(merchants), since], dtype=np.float64
+    )
 
 
 class RealtimeStore:
@@ -219,10 +224,13 @@ class RealtimeStore:
     def record(self, events: Iterable[Event]) -> Recorded:
         by_customer: dict[str, list] = defaultdict(list)
         for ev in events:
-            payload = "|".join((
-                str(cents(ev.amount)), _short_hash(ev.device_id) if ev.device_id else "",
-                _short_hash(ev.merchant_id) if ev.merchant_id else "",
-            ))  # fmt: skip
+            payload = "|".join(
+                (
+                    str(cents(ev.amount)),
+                    _short_hash(ev.device_id) if ev.device_id else "",
+                    _short_hash(ev.merchant_id) if ev.merchant_id else "",
+                )
+            )
             by_customer[ev.customer_id] += [ev.transaction_id, micros(ev.event_ts), payload]
         retention = RETENTION // _US
         commands = []
@@ -317,8 +325,10 @@ class PendingRead:
             except BaseException:
                 conn.disconnect()
                 raise
-        return [features(r, t, own)
-                for r, t, own in zip(self.replies, self.times, self.owns, strict=True)]  # fmt: skip
+        return [
+            features(r, t, own)
+            for r, t, own in zip(self.replies, self.times, self.owns, strict=True)
+        ]
 
     def discard(self) -> None:
         if self.conn is not None:

@@ -29,5 +29,9 @@ class Thresholds:
     @classmethod
     def from_environment(cls) -> Thresholds:
         """RISK_FRAUD_REVIEW, RISK_FRAUD_DECLINE, RISK_DEFAULT_REVIEW, RISK_DEFAULT_DECLINE."""
-        return cls(**{name: float(os.environ.get(f"RISK_{name.upper()}", str(default)))
-                      for name, default in asdict(cls()).items()})  # fmt: skip
+        return cls(
+            **{
+                name: float(os.environ.get(f"RISK_{name.upper()}", str(default)))
+                for name, default in asdict(cls()).items()
+            }
+        )

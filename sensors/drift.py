@@ -33,14 +33,24 @@ PERFORMANCE = AssetKey(["monitoring", "realized_performance"])
 # The snapshot features account takeovers and BNPL default ramps move first (README: the
 # generator's planted patterns), and the model's score itself.
 KEY_FEATURES = (
-    "score", "txn_count_7d", "amount_mean_30d", "amount_std_30d", "new_device_ratio_7d",
-    "distinct_devices_30d", "distinct_countries_30d", "high_risk_category_ratio_30d",
-    "bnpl_ratio_30d", "amount_trend_7d_30d", "count_trend_7d_90d",
-)  # fmt: skip
+    "score",
+    "txn_count_7d",
+    "amount_mean_30d",
+    "amount_std_30d",
+    "new_device_ratio_7d",
+    "distinct_devices_30d",
+    "distinct_countries_30d",
+    "high_risk_category_ratio_30d",
+    "bnpl_ratio_30d",
+    "amount_trend_7d_30d",
+    "count_trend_7d_90d",
+)
 IN_FLIGHT = [
-    DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
-]  # fmt: skip
+]
 
 
 def build_retrain_sensor(
@@ -57,10 +67,12 @@ def build_retrain_sensor(
     what: str,  # what is measured, for people
 ) -> SensorDefinition:
     @sensor(
-        name=name, job=job, minimum_interval_seconds=300,
+        name=name,
+        job=job,
+        minimum_interval_seconds=300,
         description=f"Opens a {job.name} run when a watched {what} passes {act} (warns above "
         f"{warn}); at most one per {cooldown_s / 3600:g} h.",
-    )  # fmt: skip
+    )
     def retrain(context: SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         records = context.instance.fetch_materializations(asset, limit=1).records
@@ -77,12 +89,15 @@ def build_retrain_sensor(
         over = {w: v for w, v in values.items() if v > act}
         if not over:
             warned = {w: round(v, 3) for w, v in values.items() if v > warn}
-            return SkipReason(f"no watched {what} above {act}" +
-                              (f"; warning: {warned}" if warned else ""))  # fmt: skip
+            return SkipReason(
+                f"no watched {what} above {act}" + (f"; warning: {warned}" if warned else "")
+            )
         since = time.time() - cursor.get("retrain_at", 0)
         if since < cooldown_s:
-            return SkipReason(f"{what} {over}, but a retrain opened {since / 3600:.1f} h ago "
-                              f"(cooldown {cooldown_s / 3600:g} h)")  # fmt: skip
+            return SkipReason(
+                f"{what} {over}, but a retrain opened {since / 3600:.1f} h ago "
+                f"(cooldown {cooldown_s / 3600:g} h)"
+            )
         if context.instance.get_runs(RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1):
             return SkipReason(f"{what} {over}, and a {job.name} run is already in flight")
         cursor["retrain_at"] = time.time()
@@ -91,9 +106,12 @@ def build_retrain_sensor(
         as_of = metadata.get("as_of")
         return RunRequest(
             run_key=f"{trigger}:{event.storage_id}",
-            tags={"risk/trigger": trigger, f"risk/{metric}": named,
-                  "risk/measured_as_of": str(as_of.value) if as_of else ""},
-        )  # fmt: skip
+            tags={
+                "risk/trigger": trigger,
+                f"risk/{metric}": named,
+                "risk/measured_as_of": str(as_of.value) if as_of else "",
+            },
+        )
 
     return retrain
 
@@ -107,9 +125,17 @@ def build_drift_sensor(
     cooldown_s: float = 24 * 3600,
 ) -> SensorDefinition:
     return build_retrain_sensor(
-        job, name="drift_retrain", asset=DRIFT, metric="psi", watched=key_features,
-        act=act_psi, warn=warn_psi, cooldown_s=cooldown_s, trigger="drift", what="PSI",
-    )  # fmt: skip
+        job,
+        name="drift_retrain",
+        asset=DRIFT,
+        metric="psi",
+        watched=key_features,
+        act=act_psi,
+        warn=warn_psi,
+        cooldown_s=cooldown_s,
+        trigger="drift",
+        what="PSI",
+    )
 
 
 def build_performance_sensor(
@@ -120,7 +146,14 @@ def build_performance_sensor(
     cooldown_s: float = 7 * 24 * 3600,
 ) -> SensorDefinition:
     return build_retrain_sensor(
-        job, name="performance_retrain", asset=PERFORMANCE, metric="auc_drop",
-        watched=("fraud", "default"), act=act_drop, warn=warn_drop, cooldown_s=cooldown_s,
-        trigger="performance", what="realized AUC drop",
-    )  # fmt: skip
+        job,
+        name="performance_retrain",
+        asset=PERFORMANCE,
+        metric="auc_drop",
+        watched=("fraud", "default"),
+        act=act_drop,
+        warn=warn_drop,
+        cooldown_s=cooldown_s,
+        trigger="performance",
+        what="realized AUC drop",
+    )

@@ -21,8 +21,11 @@ freshness_job = define_asset_job(
 )
 
 
-@sensor(job=freshness_job, minimum_interval_seconds=1800,
-        description="Runs the freshness checks every 30 minutes.")  # fmt: skip
+@sensor(
+    job=freshness_job,
+    minimum_interval_seconds=1800,
+    description="Runs the freshness checks every 30 minutes.",
+)
 def freshness(context: SensorEvaluationContext):
     bucket = int(context.cursor or 0)
     now = int(time.time()) // 1800

@@ -150,8 +150,9 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             "serving %s (shadow %s), store %s, inference log %s",
             {t: m.label for t, m in models.champions.items()},
             {t: m.label for t, m in models.shadows.items()} or "off",
-            safe_url(cfg.redis_url), cfg.inference_log_uri or "off",
-        )  # fmt: skip
+            safe_url(cfg.redis_url),
+            cfg.inference_log_uri or "off",
+        )
         try:
             yield
         finally:
@@ -186,12 +187,17 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             raise HTTPException(503, f"online store unavailable: {exc}") from exc
         if not isinstance(found, OnlineRecord):
             raise HTTPException(404, f"no record for this customer ({found.reason})")
-        return _json({
-            "customer_id": customer_id, "feature_set_version": version, "as_of": found.as_of,
-            "features": found.feature_dict(),
-            "context": {k: list(v) if isinstance(v, tuple) else v
-                        for k, v in found.context.items()},
-        })  # fmt: skip
+        return _json(
+            {
+                "customer_id": customer_id,
+                "feature_set_version": version,
+                "as_of": found.as_of,
+                "features": found.feature_dict(),
+                "context": {
+                    k: list(v) if isinstance(v, tuple) else v for k, v in found.context.items()
+                },
+            }
+        )
 
     @app.get("/health", summary="Liveness")
     async def health() -> dict:
@@ -211,10 +217,12 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             else:
                 store[version] = {"generation": generation.id, "as_of": generation.as_of}
         body = {
-            "ready": not problems, "problems": problems, "store": store,
+            "ready": not problems,
+            "problems": problems,
+            "store": store,
             "models": {t: m.label for t, m in scorer.models.champions.items()},
             "shadow": {t: m.label for t, m in scorer.models.shadows.items()},
-        }  # fmt: skip
+        }
         return _json(body, 200 if not problems else 503)
 
     @app.get("/metrics", summary="Prometheus metrics")
@@ -231,8 +239,9 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
     def openapi() -> dict:
         """FastAPI's schema plus the hot endpoints, whose bodies ``HotPath`` parses."""
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                                 routes=app.routes)  # fmt: skip
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
             _, defs = models_json_schema(
                 [(m, "validation") for m in (ScoreRequest, BatchRequest, Events)]
                 + [(m, "serialization") for m in (ScoreResponse, BatchResponse, EventsRecorded)],
@@ -263,7 +272,7 @@ def _operation(request: type, response: type, summary: str) -> dict:
             "413": {**error, "description": "Body too large"},
             "422": {**error, "description": "Invalid body: `detail` names the fields"},
         },
-    }  # fmt: skip
+    }
 
 
 class MicroBatcher:
@@ -371,16 +380,25 @@ class HotPath:
             status, payload = 422, {"detail": validation_errors(exc)}
         except InvalidValue as exc:
             status = 422
-            payload = {"detail": [{"loc": ["body", "features", exc.field], "msg": str(exc),
-                                   "type": "value_error"}]}  # fmt: skip
+            payload = {
+                "detail": [
+                    {"loc": ["body", "features", exc.field], "msg": str(exc), "type": "value_error"}
+                ]
+            }
         except Exception:
             log.exception("%s failed", scope["path"])
             status, payload = 500, {"detail": "internal error"}
         content = orjson.dumps(payload)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
         metrics.REQUESTS.labels(scope["path"], str(status)).inc()
 

@@ -97,8 +97,10 @@ class EventConsumer:
             try:
                 events.append(EventRequest.model_validate(doc, context=self.context))
             except ValidationError as exc:
-                reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                   for e in exc.errors(include_input=False))  # fmt: skip
+                reason = "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                    for e in exc.errors(include_input=False)
+                )
                 kept = {k: v for k, v in doc.items() if k in FIELDS}
                 bad.append((entry_id, kept | {"reason": reason, "entry": entry_id.decode()}))
         if events:

@@ -75,11 +75,19 @@ _SCALARS = [f.name for f in fields(LogRow)][:-3]
 _ROW_SCALARS = operator.attrgetter(*_SCALARS)
 _TIMESTAMP = pa.timestamp("us", "UTC")
 _TYPES = {
-    "event_ts": pa.int64(), "scored_at": pa.int64(), "features_as_of": pa.int64(),
-    "fraud_score": pa.float64(), "default_score": pa.float64(), "lookup_ms": pa.float32(),
-    "inference_ms": pa.float32(), "total_ms": pa.float32(), "shadow_fraud_score": pa.float64(),
+    "event_ts": pa.int64(),
+    "scored_at": pa.int64(),
+    "features_as_of": pa.int64(),
+    "fraud_score": pa.float64(),
+    "default_score": pa.float64(),
+    "lookup_ms": pa.float32(),
+    "inference_ms": pa.float32(),
+    "total_ms": pa.float32(),
+    "shadow_fraud_score": pa.float64(),
     "shadow_default_score": pa.float64(),
-}  # fmt: skip
+}
+
+
 class CustomerHasher:
     """The keyed hash that stands for a customer in the log: keyed BLAKE2b (a MAC, ~0.5 us),
     joinable with itself, not reversible without the key."""
@@ -201,8 +209,9 @@ class InferenceLog:
         try:
             self._send(table)
         except Exception as exc:
-            log.error("inference log: %d rows not written to %s yet (%s)",
-                      table.num_rows, self.uri, exc)  # fmt: skip
+            log.error(
+                "inference log: %d rows not written to %s yet (%s)", table.num_rows, self.uri, exc
+            )
             while self.pending > self.max_pending and self._slices:  # the oldest go first
                 metrics.LOG_ROWS.labels("dropped").inc(self._slices.pop(0).num_rows)
             return 0
@@ -215,8 +224,10 @@ class InferenceLog:
         if self._writer is None or self._writer.poll() is not None:
             self._writer = subprocess.Popen(
                 [sys.executable, "-m", "serving.log_writer", self.uri],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=PROJECT_ROOT,
-            )  # fmt: skip
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=PROJECT_ROOT,
+            )
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as stream:
             stream.write_table(table)

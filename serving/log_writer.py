@@ -36,8 +36,9 @@ class DeltaAppender:
             with contextlib.suppress(TableNotFoundError):
                 self.table = DeltaTable(self.uri)
         target = self.table if self.table is not None else self.uri
-        write_deltalake(target, batch, mode="append", partition_by=["scored_date"],
-                        schema_mode="merge")  # fmt: skip
+        write_deltalake(
+            target, batch, mode="append", partition_by=["scored_date"], schema_mode="merge"
+        )
         if self.table is None:
             self.table = DeltaTable(self.uri)
         if self.table.version() % CHECKPOINT_EVERY == 0:

@@ -30,11 +30,18 @@ FeatureSource = Literal[
 
 
 EXAMPLE = {
-    "transaction_id": "t-1001", "customer_id": "c-42", "event_ts": "2026-04-30T12:34:56Z",
-    "amount": "129.90", "currency": "EUR", "merchant_id": "m-7",
-    "merchant_category": "electronics", "channel": "online", "device_id": "d-9",
-    "country": "DE", "installments": 3,
-}  # fmt: skip
+    "transaction_id": "t-1001",
+    "customer_id": "c-42",
+    "event_ts": "2026-04-30T12:34:56Z",
+    "amount": "129.90",
+    "currency": "EUR",
+    "merchant_id": "m-7",
+    "merchant_category": "electronics",
+    "channel": "online",
+    "device_id": "d-9",
+    "country": "DE",
+    "installments": 3,
+}
 
 
 class EventRequest(BaseModel):
@@ -47,10 +54,11 @@ class EventRequest(BaseModel):
     transaction_id: Text
     customer_id: Text
     event_ts: datetime | None = Field(
-        None, validate_default=True,
+        None,
+        validate_default=True,
         description="UTC (an offset is converted, a naive time is taken as UTC); default: "
         "now. Rejected when later than now + the allowed clock skew.",
-    )  # fmt: skip
+    )
     amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)] = Field(
         description="In the settlement currency, > 0, at most 2 decimals."
     )
@@ -102,10 +110,11 @@ class ScoreRequest(EventRequest):
         None, description="Keyed hash of the card (64 hex). Never a card number."
     )
     features: dict[str, float | str | list[str] | None] | None = Field(
-        None, max_length=256,
+        None,
+        max_length=256,
         description="Score with these snapshot values instead of a lookup: feature name -> "
         "value (absent = null), plus the context columns (home_country, known_devices).",
-    )  # fmt: skip
+    )
     features_as_of: datetime | None = Field(
         None, description="With ``features``: their snapshot time (default: event_ts)."
     )

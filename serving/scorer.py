@@ -205,13 +205,25 @@ class Scorer:
         transaction-only model is the retry)."""
         timeout = config.redis_timeout_ms / 1000
         client = connect(
-            config.redis_url, cluster=config.redis_cluster, socket_timeout=timeout,
-            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-        )  # fmt: skip
-        events = connect(config.redis_url, cluster=config.redis_cluster,
-                         socket_timeout=config.events_timeout_ms / 1000)  # fmt: skip
-        return cls(ModelSet.load(config), client, config, inference_log=inference_log,
-                   where=safe_url(config.redis_url), events_client=events)  # fmt: skip
+            config.redis_url,
+            cluster=config.redis_cluster,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        events = connect(
+            config.redis_url,
+            cluster=config.redis_cluster,
+            socket_timeout=config.events_timeout_ms / 1000,
+        )
+        return cls(
+            ModelSet.load(config),
+            client,
+            config,
+            inference_log=inference_log,
+            where=safe_url(config.redis_url),
+            events_client=events,
+        )
 
     # -- the online store -------------------------------------------------------------------
 
@@ -258,8 +270,11 @@ class Scorer:
             except (OnlineStoreError, LayoutMismatch) as exc:
                 metrics.STORE_ERRORS.inc()
                 if self.breaker.failure():
-                    log.warning("online store failing, transaction-only models for %.1f s: %s",
-                                self.breaker.cooldown_s, exc)  # fmt: skip
+                    log.warning(
+                        "online store failing, transaction-only models for %.1f s: %s",
+                        self.breaker.cooldown_s,
+                        exc,
+                    )
                 found = [UNAVAILABLE] * len(ask)
         for i, lookup in zip(ask, found, strict=True):
             out[i] = lookup
@@ -303,8 +318,11 @@ class Scorer:
         except redis.RedisError as exc:
             metrics.STORE_ERRORS.inc()
             if self.breaker.failure():
-                log.warning("real-time state failing, transaction-only models for %.1f s: %s",
-                            self.breaker.cooldown_s, exc)  # fmt: skip
+                log.warning(
+                    "real-time state failing, transaction-only models for %.1f s: %s",
+                    self.breaker.cooldown_s,
+                    exc,
+                )
             for found_by_version in lookups.values():
                 for i in ask:
                     found_by_version[i] = UNAVAILABLE
@@ -343,12 +361,13 @@ class Scorer:
         for target, champion in models.champions.items():
             version = champion.bundle.feature_set_version
             inputs[target] = [
-                None if target == "default" and r.installments <= 1
+                None
+                if target == "default" and r.installments <= 1
                 else _model_and_input(
                     champion, txn, lookups[version][i].record, realtime and realtime[i]
                 )
                 for i, (r, txn) in enumerate(zip(requests, txns, strict=True))
-            ]  # fmt: skip
+            ]
         built = time.perf_counter()
         scores = {target: _predict(rows) for target, rows in inputs.items()}
         fraud_version = models.champions["fraud"].bundle.feature_set_version
@@ -361,13 +380,20 @@ class Scorer:
                 record = lookups[models.champions[target].bundle.feature_set_version][i].record
                 reasons = _reasons(target, model, vector, record)
             found = lookups[fraud_version][i]
-            results.append(Scored(
-                r.transaction_id, decision, scores["fraud"][i], scores["default"][i],
-                {t: m.label for t, m in models.champions.items()},
-                fraud_version if found.record is not None else None,
-                found.record.as_of if found.record is not None else None,
-                found.source, {}, reasons,
-            ))  # fmt: skip
+            results.append(
+                Scored(
+                    r.transaction_id,
+                    decision,
+                    scores["fraud"][i],
+                    scores["default"][i],
+                    {t: m.label for t, m in models.champions.items()},
+                    fraud_version if found.record is not None else None,
+                    found.record.as_of if found.record is not None else None,
+                    found.source,
+                    {},
+                    reasons,
+                )
+            )
         done = time.perf_counter()
         stages = {
             "lookup_ms": (looked_up - began) * 1e3,
@@ -386,8 +412,16 @@ class Scorer:
                 if scores[target][i] is not None:
                     _SCORE[target].observe(scores[target][i])
             if self.inference_log is not None:
-                self._log(i, requests[i], txns[i], result, inputs["fraud"][i], models, lookups,
-                          realtime and realtime[i])  # fmt: skip
+                self._log(
+                    i,
+                    requests[i],
+                    txns[i],
+                    result,
+                    inputs["fraud"][i],
+                    models,
+                    lookups,
+                    realtime and realtime[i],
+                )
         return results
 
     def _decide(self, scores: dict[str, float | None]) -> tuple[str, str]:
@@ -398,10 +432,12 @@ class Scorer:
             if score is None:
                 continue
             level = (
-                "decline" if score >= getattr(self.thresholds, f"{target}_decline")
-                else "review" if score >= getattr(self.thresholds, f"{target}_review")
+                "decline"
+                if score >= getattr(self.thresholds, f"{target}_decline")
+                else "review"
+                if score >= getattr(self.thresholds, f"{target}_review")
                 else "approve"
-            )  # fmt: skip
+            )
             if SEVERITY[level] > SEVERITY[decision]:
                 decision, by = level, target
         return decision, by
@@ -412,16 +448,29 @@ class Scorer:
         if models.shadows:  # the shadows' inputs are built later, in the log's thread
             shadow_inputs = (txn, {v: found[i].record for v, found in lookups.items()}, realtime)
         as_of = result.features_as_of
-        self.inference_log.append(LogRow(
-            request.transaction_id, self._hash_customer(request.customer_id),
-            micros(request.event_ts), time.time_ns() // 1000, result.decision,
-            result.fraud_score, result.default_score, result.model_version["fraud"],
-            result.model_version.get("default") if result.default_score is not None else None,
-            model.spec.kind, result.feature_set_version, as_of and micros(as_of),
-            result.feature_source, result.timing_ms["lookup_ms"],
-            result.timing_ms["inference_ms"], result.timing_ms["total_ms"],
-            feature_names=model.spec.feature_names, vector=vector, shadow_inputs=shadow_inputs,
-        ))  # fmt: skip
+        self.inference_log.append(
+            LogRow(
+                request.transaction_id,
+                self._hash_customer(request.customer_id),
+                micros(request.event_ts),
+                time.time_ns() // 1000,
+                result.decision,
+                result.fraud_score,
+                result.default_score,
+                result.model_version["fraud"],
+                result.model_version.get("default") if result.default_score is not None else None,
+                model.spec.kind,
+                result.feature_set_version,
+                as_of and micros(as_of),
+                result.feature_source,
+                result.timing_ms["lookup_ms"],
+                result.timing_ms["inference_ms"],
+                result.timing_ms["total_ms"],
+                feature_names=model.spec.feature_names,
+                vector=vector,
+                shadow_inputs=shadow_inputs,
+            )
+        )
 
     def shadow_scores(self, rows: list[LogRow]) -> None:
         """The challengers' scores of logged rows (in the log's thread, after the responses)."""
@@ -434,8 +483,9 @@ class Scorer:
                 eligible = txn is not None and (target != "default" or txn["installments"] > 1)
                 inputs.append(
                     _model_and_input(shadow, txn, records.get(version), realtime)
-                    if eligible else None
-                )  # fmt: skip
+                    if eligible
+                    else None
+                )
             for row, score in zip(rows, _predict(inputs, fast=False), strict=True):
                 if score is not None:
                     setattr(row, f"shadow_{target}_score", score)
@@ -453,10 +503,14 @@ def _as_lookup(found: OnlineRecord | Missing) -> Lookup:
 def _transaction(r: ScoreRequest) -> dict:
     """The fields ``transaction_features`` reads, as training passes them."""
     return {
-        "event_ts": r.event_ts, "amount": r.amount, "channel": r.channel,
-        "merchant_category": r.merchant_category, "device_id": r.device_id,
-        "country": r.country, "installments": r.installments,
-    }  # fmt: skip
+        "event_ts": r.event_ts,
+        "amount": r.amount,
+        "channel": r.channel,
+        "merchant_category": r.merchant_category,
+        "device_id": r.device_id,
+        "country": r.country,
+        "installments": r.installments,
+    }
 
 
 def _model_and_input(
@@ -510,9 +564,14 @@ def _reasons(
         if shown is not None and name in spec.categorical:
             vocabulary = spec.vocabularies.get(name) or (column.categories if column else None)
             shown = vocabulary[int(value)] if vocabulary else value
-        reasons.append({
-            "code": name.upper(), "target": target, "feature": name, "value": shown,
-            "contribution": float(contributions[j]),
-            "description": DESCRIPTIONS.get(name) or (column.description if column else ""),
-        })  # fmt: skip
+        reasons.append(
+            {
+                "code": name.upper(),
+                "target": target,
+                "feature": name,
+                "value": shown,
+                "contribution": float(contributions[j]),
+                "description": DESCRIPTIONS.get(name) or (column.description if column else ""),
+            }
+        )
     return reasons

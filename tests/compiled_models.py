@@ -40,11 +40,23 @@ def compile_models(workdir: Path, start: date, end: date, retention_days: int = 
     }
     variables = {"start_date": str(start), "end_date": str(end), "retention_days": retention_days}
     subprocess.run(
-        [settings.dbt_executable(), "compile", "--quiet", "--profiles-dir", ".",
-         "--target-path", str(workdir / "target"), "--select", *MODELS,
-         "--vars", json.dumps(variables)],
-        cwd=settings.DBT_PROJECT_DIR, env=env, check=True,
-    )  # fmt: skip
+        [
+            settings.dbt_executable(),
+            "compile",
+            "--quiet",
+            "--profiles-dir",
+            ".",
+            "--target-path",
+            str(workdir / "target"),
+            "--select",
+            *MODELS,
+            "--vars",
+            json.dumps(variables),
+        ],
+        cwd=settings.DBT_PROJECT_DIR,
+        env=env,
+        check=True,
+    )
     compiled = workdir / "target" / "compiled" / "risk_features" / "models"
     return {m: next(compiled.rglob(f"{m}.sql")).read_text() for m in MODELS}
 
@@ -64,18 +76,30 @@ def build_snapshots(
     con.execute(f"use {DATABASE}")
     tx = pa.Table.from_pylist(
         [asdict(t) for t in transactions],
-        schema=pa.schema([
-            ("transaction_id", pa.string()), ("customer_id", pa.string()),
-            ("event_ts", pa.timestamp("us", tz="UTC")), ("amount", pa.decimal128(18, 2)),
-            ("merchant_category", pa.string()), ("channel", pa.string()),
-            ("device_id", pa.string()), ("country", pa.string()), ("installments", pa.int16()),
-        ]),
-    )  # fmt: skip
+        schema=pa.schema(
+            [
+                ("transaction_id", pa.string()),
+                ("customer_id", pa.string()),
+                ("event_ts", pa.timestamp("us", tz="UTC")),
+                ("amount", pa.decimal128(18, 2)),
+                ("merchant_category", pa.string()),
+                ("channel", pa.string()),
+                ("device_id", pa.string()),
+                ("country", pa.string()),
+                ("installments", pa.int16()),
+            ]
+        ),
+    )
     lb = pa.Table.from_pylist(
         [asdict(lab) for lab in labels],
-        schema=pa.schema([("transaction_id", pa.string()), ("label", pa.string()),
-                          ("label_ts", pa.timestamp("us", tz="UTC"))]),
-    )  # fmt: skip
+        schema=pa.schema(
+            [
+                ("transaction_id", pa.string()),
+                ("label", pa.string()),
+                ("label_ts", pa.timestamp("us", tz="UTC")),
+            ]
+        ),
+    )
     con.register("tx", tx)
     con.register("lb", lb)
     con.register("seed", _category_risk())
@@ -88,5 +112,7 @@ def build_snapshots(
         con.execute(f"create table {model} as {compiled[model]}")
     result = con.sql("select * from fct_customer_features_daily")
     names = result.columns
-    return {(r[0], r[names.index("as_of_date")]): dict(zip(names, r, strict=True))
-            for r in result.fetchall()}  # fmt: skip
+    return {
+        (r[0], r[names.index("as_of_date")]): dict(zip(names, r, strict=True))
+        for r in result.fetchall()
+    }

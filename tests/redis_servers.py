@@ -24,17 +24,26 @@ def start_cluster(folder: Path, nodes: int = 3) -> list[LocalRedis]:
     try:
         servers.extend(  # one at a time: those started before a failure are killed below
             LocalRedis(
-                folder / f"node{i}", port=_cluster_port(),
+                folder / f"node{i}",
+                port=_cluster_port(),
                 extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
             ).start()
             for i in range(nodes)
-        )  # fmt: skip
+        )
         subprocess.run(
-            [redis_cli_binary(), "--cluster", "create",
-             *(f"127.0.0.1:{s.port}" for s in servers), "--cluster-replicas", "0",
-             "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                redis_cli_binary(),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{s.port}" for s in servers),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             states = [s.client().cluster("info").get("cluster_state") for s in servers]
@@ -67,15 +76,19 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_path, key_path = folder / "redis.crt", folder / "redis.key"
     folder.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

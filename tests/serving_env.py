@@ -49,11 +49,16 @@ class ServingEnv:
 
     def config(self, **changes) -> ServingConfig:
         base = {
-            "api_keys": (API_KEY,), "redis_url": self.redis.url,
-            "tracking_uri": self.tracking_uri, "inference_log_uri": self.log_uri,
-            "hash_key": HASH_KEY, "breaker_cooldown_s": 0.2, "redis_timeout_ms": 50.0,
-            "log_flush_s": 3600, "thresholds": Thresholds(),
-        }  # fmt: skip
+            "api_keys": (API_KEY,),
+            "redis_url": self.redis.url,
+            "tracking_uri": self.tracking_uri,
+            "inference_log_uri": self.log_uri,
+            "hash_key": HASH_KEY,
+            "breaker_cooldown_s": 0.2,
+            "redis_timeout_ms": 50.0,
+            "log_flush_s": 3600,
+            "thresholds": Thresholds(),
+        }
         return ServingConfig(**(base | changes))
 
     def served_rows(self) -> pa.Table:
@@ -73,35 +78,46 @@ class ServingEnv:
         row = self.purchases.filter(pc.equal(self.purchases["transaction_id"], transaction_id))
         r = row.to_pylist()[0]
         return {
-            "transaction_id": r["transaction_id"], "customer_id": r["customer_id"],
-            "event_ts": r["event_ts"].isoformat(), "amount": str(r["amount"]),
-            "merchant_category": r["merchant_category"], "channel": r["channel"],
-            "device_id": r["device_id"], "country": r["country"],
-            "installments": r["installments"], "currency": "EUR",
+            "transaction_id": r["transaction_id"],
+            "customer_id": r["customer_id"],
+            "event_ts": r["event_ts"].isoformat(),
+            "amount": str(r["amount"]),
+            "merchant_category": r["merchant_category"],
+            "channel": r["channel"],
+            "device_id": r["device_id"],
+            "country": r["country"],
+            "installments": r["installments"],
+            "currency": "EUR",
             "card_hash": r["card_hash"],
-        }  # fmt: skip
+        }
 
 
 def _purchases(rng: np.random.Generator, n: int) -> tuple[pa.Table, list]:
     customers = [f"c{i:09d}" for i in rng.integers(0, CUSTOMERS + 300, n)]  # some unknown
-    at = [datetime(START.year, START.month, START.day, 7, tzinfo=UTC)
-          + timedelta(seconds=int(s)) for s in rng.integers(0, (DAYS - 1) * 86_400, n)]  # fmt: skip
+    at = [
+        datetime(START.year, START.month, START.day, 7, tzinfo=UTC) + timedelta(seconds=int(s))
+        for s in rng.integers(0, (DAYS - 1) * 86_400, n)
+    ]
     bnpl = rng.random(n) < 0.4
     fraud = rng.random(n) < 0.05
     default = bnpl & (rng.random(n) < 0.12)
     amounts = np.where(fraud | default, rng.lognormal(5, 1, n), rng.lognormal(3.5, 1, n))
-    table = pa.table({
-        "transaction_id": [f"t{i:06d}" for i in range(n)], "customer_id": customers,
-        "event_ts": pa.array(at, pa.timestamp("us", "UTC")),
-        "amount": pa.array([f"{a:.2f}" for a in amounts]).cast(pa.decimal128(18, 2)),
-        "currency": ["EUR"] * n, "merchant_id": ["m1"] * n,
-        "merchant_category": np.where(fraud, "crypto", rng.choice(["grocery", "travel"], n)),
-        "channel": rng.choice(["online", "pos", "app"], n),
-        "device_id": rng.choice(["dev-1", "dev-2", None], n),
-        "country": rng.choice(["US", "DE"], n),
-        "installments": pa.array(np.where(bnpl, 3, 1), pa.int16()),
-        "card_hash": ["ab" * 32] * n,
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "transaction_id": [f"t{i:06d}" for i in range(n)],
+            "customer_id": customers,
+            "event_ts": pa.array(at, pa.timestamp("us", "UTC")),
+            "amount": pa.array([f"{a:.2f}" for a in amounts]).cast(pa.decimal128(18, 2)),
+            "currency": ["EUR"] * n,
+            "merchant_id": ["m1"] * n,
+            "merchant_category": np.where(fraud, "crypto", rng.choice(["grocery", "travel"], n)),
+            "channel": rng.choice(["online", "pos", "app"], n),
+            "device_id": rng.choice(["dev-1", "dev-2", None], n),
+            "country": rng.choice(["US", "DE"], n),
+            "installments": pa.array(np.where(bnpl, 3, 1), pa.int16()),
+            "card_hash": ["ab" * 32] * n,
+        }
+    )
     labels = [(f"t{i:06d}", "fraud", at[i]) for i in np.flatnonzero(fraud)]
     labels += [(f"t{i:06d}", "default", at[i]) for i in np.flatnonzero(default)]
     return table, labels
@@ -121,16 +137,24 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
         lakehouse.replace_partitions(
             CUSTOMER_FEATURES, snapshot, ["as_of_date"], f"as_of_date = '{day}'"
         )
-    label_table = pa.table({
-        "transaction_id": [t for t, _, _ in labels], "label": [k for _, k, _ in labels],
-        "label_ts": pa.array([a + timedelta(days=1) for _, _, a in labels],
-                             pa.timestamp("us", "UTC")),
-    })  # fmt: skip
+    label_table = pa.table(
+        {
+            "transaction_id": [t for t, _, _ in labels],
+            "label": [k for _, k, _ in labels],
+            "label_ts": pa.array(
+                [a + timedelta(days=1) for _, _, a in labels], pa.timestamp("us", "UTC")
+            ),
+        }
+    )
     lakehouse.replace_day(LABELS, label_table, "label_date", START + timedelta(days=DAYS + 5))
     window = TrainingWindow(
-        START, START + timedelta(days=DAYS - 2), datetime(2026, 6, 1, tzinfo=UTC),
-        maturity_days={"fraud": 2, "default": 2}, valid_weeks=1, test_weeks=1,
-    )  # fmt: skip
+        START,
+        START + timedelta(days=DAYS - 2),
+        datetime(2026, 6, 1, tzinfo=UTC),
+        maturity_days={"fraud": 2, "default": 2},
+        valid_weeks=1,
+        test_weeks=1,
+    )
     training = build_training_set(lakehouse, feature_set, window)
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
     for target in ("fraud", "default"):
@@ -139,13 +163,20 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
     redis = LocalRedis(folder / "redis").start()
     snapshot = snapshot_table(feature_set, CUSTOMERS, SERVED_AS_OF, seed=DAYS - 2)
     OnlineStore(redis.client(), feature_set.version).write_generation(
-        [with_digests(snapshot)], feature_set=feature_set, customers=CUSTOMERS,
+        [with_digests(snapshot)],
+        feature_set=feature_set,
+        customers=CUSTOMERS,
         as_of=datetime(SERVED_AS_OF.year, SERVED_AS_OF.month, SERVED_AS_OF.day, tzinfo=UTC),
-    )  # fmt: skip
+    )
     return ServingEnv(
-        tracking, lakehouse, training, purchases.select([*TRANSACTION_COLUMNS, "card_hash"]),
-        redis, feature_set, str(folder / "inference_log"),
-    )  # fmt: skip
+        tracking,
+        lakehouse,
+        training,
+        purchases.select([*TRANSACTION_COLUMNS, "card_hash"]),
+        redis,
+        feature_set,
+        str(folder / "inference_log"),
+    )
 
 
 def register(
@@ -178,10 +209,14 @@ def register(
     newest = pc.max(training["snapshot_as_of"]).as_py().date()
     reference = snapshot_reference(lakehouse, feature_set, newest) if lakehouse else None
     version, _ = log_and_register(
-        bundle, trained, training_hash="test", model_name=f"risk_{target}",
-        tracking_uri=tracking, artifact_root=str(folder / "artifacts"),
+        bundle,
+        trained,
+        training_hash="test",
+        model_name=f"risk_{target}",
+        tracking_uri=tracking,
+        artifact_root=str(folder / "artifacts"),
         snapshot_reference=reference,
-    )  # fmt: skip
+    )
     gate(f"risk_{target}", version, trained["behavioural"], training, tracking_uri=tracking)
     if saved_uri is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)

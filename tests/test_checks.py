@@ -26,8 +26,13 @@ TODAY = datetime.now(UTC).date()
 
 def _transactions(day: date) -> pa.Table:
     at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
-    return pa.table({"transaction_id": ["t1"], "customer_id": ["c1"],
-                     "event_ts": pa.array([at], pa.timestamp("us", "UTC"))})  # fmt: skip
+    return pa.table(
+        {
+            "transaction_id": ["t1"],
+            "customer_id": ["c1"],
+            "event_ts": pa.array([at], pa.timestamp("us", "UTC")),
+        }
+    )
 
 
 def _snapshot(lakehouse: Lakehouse, feature_set, as_of_day: date, customers=200, seed=0):
@@ -41,8 +46,9 @@ def _snapshot(lakehouse: Lakehouse, feature_set, as_of_day: date, customers=200,
 def test_raw_freshness_follows_the_newest_day_of_data(tmp_path):
     lakehouse = Lakehouse(root_uri=str(tmp_path))
     assert not raw_transactions_fresh(lakehouse=lakehouse).passed  # nothing yet
-    lakehouse.replace_day(TRANSACTIONS, _transactions(date(2026, 3, 1)), "event_date",
-                          date(2026, 3, 1))  # fmt: skip
+    lakehouse.replace_day(
+        TRANSACTIONS, _transactions(date(2026, 3, 1)), "event_date", date(2026, 3, 1)
+    )
     stale = raw_transactions_fresh(lakehouse=lakehouse)
     assert not stale.passed and "h old" in stale.description
     yesterday = TODAY - timedelta(days=1)
@@ -66,14 +72,19 @@ def test_a_stale_or_missing_online_generation_is_red(tmp_path, feature_set):
         assert not empty.passed and "no generation" in empty.description
         store = OnlineStore(server.client(), feature_set.version)
         old = snapshot_table(feature_set, 50, date(2026, 3, 1))
-        store.write_generation([with_digests(old)], feature_set=feature_set, customers=50,
-                               as_of=datetime(2026, 3, 1, tzinfo=UTC))  # fmt: skip
+        store.write_generation(
+            [with_digests(old)],
+            feature_set=feature_set,
+            customers=50,
+            as_of=datetime(2026, 3, 1, tzinfo=UTC),
+        )
         stale = online_store_fresh(online_store=resource)
         assert not stale.passed and "serving snapshot as_of" in stale.description
         new = snapshot_table(feature_set, 50, TODAY)
         midnight = datetime(TODAY.year, TODAY.month, TODAY.day, tzinfo=UTC)
-        store.write_generation([with_digests(new)], feature_set=feature_set, customers=50,
-                               as_of=midnight)  # fmt: skip
+        store.write_generation(
+            [with_digests(new)], feature_set=feature_set, customers=50, as_of=midnight
+        )
         assert online_store_fresh(online_store=resource).passed
 
 
@@ -87,8 +98,9 @@ def test_a_snapshot_that_lost_customers_or_gained_nulls_fails(tmp_path, feature_
     assert not shrunk.passed and "150 rows against 400" in shrunk.description
     table = snapshot_table(feature_set, 400, date(2026, 3, 3), seed=2)
     column = table.schema.get_field_index("amount_mean_30d")
-    table = table.set_column(column, "amount_mean_30d",
-                             pa.nulls(400, table.schema.field(column).type))  # fmt: skip
+    table = table.set_column(
+        column, "amount_mean_30d", pa.nulls(400, table.schema.field(column).type)
+    )
     lakehouse.replace_partitions(
         CUSTOMER_FEATURES, table, ["as_of_date"], "as_of_date = '2026-03-03'"
     )

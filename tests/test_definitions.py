@@ -8,15 +8,24 @@ from assets.features.dbt import dbt_build_args, dbt_vars
 from definitions import defs
 
 EXPECTED_ASSETS = {
-    "raw/transactions", "raw/labels", "category_risk",
-    "stg_raw__transactions", "stg_raw__labels",
-    "int_customer_days_rolled_up", "int_customer_categories_rolled_up",
-    "int_customer_countries_rolled_up", "int_customer_devices_rolled_up",
-    "int_transactions_labelled", "fct_customer_features_daily",
-    "lakehouse/customer_features_daily", "online_customer_features",
-    "training/training_set", "risk_models", "monitoring/feature_drift",
+    "raw/transactions",
+    "raw/labels",
+    "category_risk",
+    "stg_raw__transactions",
+    "stg_raw__labels",
+    "int_customer_days_rolled_up",
+    "int_customer_categories_rolled_up",
+    "int_customer_countries_rolled_up",
+    "int_customer_devices_rolled_up",
+    "int_transactions_labelled",
+    "fct_customer_features_daily",
+    "lakehouse/customer_features_daily",
+    "online_customer_features",
+    "training/training_set",
+    "risk_models",
+    "monitoring/feature_drift",
     "monitoring/realized_performance",
-}  # fmt: skip
+}
 
 
 def test_definitions_load_and_resolve():

@@ -24,17 +24,31 @@ def demo(tmp_path_factory):
     (data / "dagster_home").mkdir()
     shutil.copy(PROJECT_ROOT / "resources" / "dagster.yaml", data / "dagster_home")
     env = {
-        k: v for k, v in os.environ.items()
-        if k not in {"RISK_LAKEHOUSE_URI", "RISK_DUCKDB_PATH", "RISK_LANDING_DIR", "REDIS_URL",
-                     "MLFLOW_TRACKING_URI"}
-    }  # fmt: skip
-    env |= {"RISK_DATA_DIR": str(data), "DAGSTER_HOME": str(data / "dagster_home"),
-            "RISK_CUSTOMERS": str(CUSTOMERS)}  # fmt: skip
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "RISK_LAKEHOUSE_URI",
+            "RISK_DUCKDB_PATH",
+            "RISK_LANDING_DIR",
+            "REDIS_URL",
+            "MLFLOW_TRACKING_URI",
+        }
+    }
+    env |= {
+        "RISK_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(data / "dagster_home"),
+        "RISK_CUSTOMERS": str(CUSTOMERS),
+    }
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "demo.run", "--days", str(DAYS)],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200,
-        )  # fmt: skip
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert proc.returncode == 0, proc.stderr[-4000:]
         yield data, proc.stdout
     finally:
@@ -48,8 +62,10 @@ def _champion_metrics(data, target: str) -> dict[str, dict[str, float]]:
     champion = client.get_model_version_by_alias(f"risk_{target}", "champion")
     metrics = client.get_run(champion.run_id).data.metrics
     kinds = ("behavioural", "transaction_only")
-    return {k: {m.split(".", 1)[1]: v for m, v in metrics.items() if m.startswith(k + ".")}
-            for k in kinds}  # fmt: skip
+    return {
+        k: {m.split(".", 1)[1]: v for m, v in metrics.items() if m.startswith(k + ".")}
+        for k in kinds
+    }
 
 
 def _pair(metrics: dict, name: str) -> tuple[float, float]:
@@ -63,9 +79,15 @@ def test_the_demo_ends_with_champions_and_prints_their_metrics(demo):
     assert "Online store" in stdout and "ROC AUC" in stdout
     fraud = _champion_metrics(data, "fraud")
     assert set(fraud["behavioural"]) >= {
-        "roc_auc", "pr_auc", "precision_at_1pct", "precision_at_5pct", "recall_at_1pct_fpr",
-        "top_decile_lift", "brier", "expected_calibration_error",
-    }  # fmt: skip
+        "roc_auc",
+        "pr_auc",
+        "precision_at_1pct",
+        "precision_at_5pct",
+        "recall_at_1pct_fpr",
+        "top_decile_lift",
+        "brier",
+        "expected_calibration_error",
+    }
 
 
 def test_the_behavioural_fraud_model_clearly_beats_the_transaction_only_one(demo):

@@ -106,8 +106,11 @@ def test_the_cursor_survives_a_restart(instance):
 
 
 def test_a_retrain_in_flight_is_not_duplicated(instance):
-    instance.add_run(DagsterRun(job_name="train_models", run_id=str(uuid.uuid4()),
-                                status=DagsterRunStatus.STARTED))  # fmt: skip
+    instance.add_run(
+        DagsterRun(
+            job_name="train_models", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED
+        )
+    )
     _measure(instance, score=0.4)
     result, _ = _tick(instance)
     assert isinstance(result, SkipReason) and "in flight" in result.skip_message
@@ -127,8 +130,12 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
 
         def measure(as_of_day):
             partition = (as_of_day - timedelta(days=1)).isoformat()
-            result = materialize([feature_drift], partition_key=partition, instance=instance,
-                                 resources={"lakehouse": env.lakehouse})  # fmt: skip
+            result = materialize(
+                [feature_drift],
+                partition_key=partition,
+                instance=instance,
+                resources={"lakehouse": env.lakehouse},
+            )
             event = result.asset_materializations_for_node("monitoring__feature_drift")[0]
             return {k: v.value for k, v in event.metadata.items()}
 
@@ -139,13 +146,19 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         moved_day = SERVED_AS_OF + timedelta(days=1)
         moved = snapshot_table(env.feature_set, 1500, SERVED_AS_OF, seed=28)
         shifted = pc.add(moved["txn_count_7d"], pa.scalar(25, pa.int32()))
-        moved = moved.set_column(moved.schema.get_field_index("txn_count_7d"), "txn_count_7d",
-                                 shifted)  # fmt: skip
-        as_of = pa.array([datetime(moved_day.year, moved_day.month, moved_day.day, tzinfo=UTC)]
-                         * 1500, pa.timestamp("us", "UTC"))  # fmt: skip
+        moved = moved.set_column(
+            moved.schema.get_field_index("txn_count_7d"), "txn_count_7d", shifted
+        )
+        as_of = pa.array(
+            [datetime(moved_day.year, moved_day.month, moved_day.day, tzinfo=UTC)] * 1500,
+            pa.timestamp("us", "UTC"),
+        )
         moved = moved.set_column(moved.schema.get_field_index("as_of"), "as_of", as_of)
-        moved = moved.set_column(moved.schema.get_field_index("as_of_date"), "as_of_date",
-                                 pa.array([moved_day] * 1500, pa.date32()))  # fmt: skip
+        moved = moved.set_column(
+            moved.schema.get_field_index("as_of_date"),
+            "as_of_date",
+            pa.array([moved_day] * 1500, pa.date32()),
+        )
         env.lakehouse.replace_partitions(
             CUSTOMER_FEATURES, moved, ["as_of_date"], f"as_of_date = '{moved_day}'"
         )
@@ -165,8 +178,14 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         drifted = measure(moved_day)
         assert 0 <= drifted["psi/score"] < 100 and 0 <= drifted["psi/served/amount"] < 100
         assert drifted["psi/txn_count_7d"] > 1
-        others = [v for k, v in drifted.items() if k.startswith("psi/") and k != "psi/txn_count_7d"
-                  and k != "psi/score" and not k.startswith("psi/served/")]  # fmt: skip
+        others = [
+            v
+            for k, v in drifted.items()
+            if k.startswith("psi/")
+            and k != "psi/txn_count_7d"
+            and k != "psi/score"
+            and not k.startswith("psi/served/")
+        ]
         assert max(others) == 0.0
         assert "txn_count_7d" in drifted["drifting"]
         report = Path(drifted["evidently_report"])

@@ -27,9 +27,10 @@ def booster() -> lgb.Booster:
 
 
 rows = hnp.arrays(
-    np.float64, N_FEATURES,
+    np.float64,
+    N_FEATURES,
     elements=st.one_of(st.floats(-1e6, 1e6), st.just(np.nan), st.sampled_from([0.0, -0.0, 3.0])),
-)  # fmt: skip
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -88,7 +88,7 @@ def histories(draw):
             installments=draw(st.sampled_from([1, 1, 3, 12])),
         )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     labels = []
     for t in transactions:
         if draw(st.booleans()):
@@ -110,12 +110,19 @@ def test_long_history_on_every_device_and_window(compiled, feature_names):
     """A denser hand-made history: > 8 devices, ties for the home country, near-equal amounts."""
     base = AS_OFS[1]
     transactions = [
-        Txn(f"t{i}", "c1", base - timedelta(hours=7 * i + 1),
+        Txn(
+            f"t{i}",
+            "c1",
+            base - timedelta(hours=7 * i + 1),
             Decimal("100.00") + Decimal(i % 3) / 100,
-            ["grocery", "crypto", "travel"][i % 3], ["online", "app", "pos"][i % 3],
-            None if i % 5 == 0 else f"d{i % 11}", ["US", "GB"][i % 2], 1 + 2 * (i % 4 == 0))
+            ["grocery", "crypto", "travel"][i % 3],
+            ["online", "app", "pos"][i % 3],
+            None if i % 5 == 0 else f"d{i % 11}",
+            ["US", "GB"][i % 2],
+            1 + 2 * (i % 4 == 0),
+        )
         for i in range(400)
-    ]  # fmt: skip
+    ]
     labels = [Label("t3", "fraud", base - DAY), Label("t4", "default", base)]
     check(compiled, feature_names, transactions, labels)
 

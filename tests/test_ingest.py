@@ -18,10 +18,19 @@ from resources.lakehouse import LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
 DAY = date(2026, 2, 10)
 HASH = "ab" * 32
 GOOD = {
-    "transaction_id": "t1", "customer_id": "c1", "event_ts": "2026-02-10T10:00:00Z",
-    "amount": "12.50", "currency": "EUR", "merchant_id": "m1", "merchant_category": "grocery",
-    "channel": "pos", "device_id": None, "country": "DE", "installments": "1", "card_hash": HASH,
-}  # fmt: skip
+    "transaction_id": "t1",
+    "customer_id": "c1",
+    "event_ts": "2026-02-10T10:00:00Z",
+    "amount": "12.50",
+    "currency": "EUR",
+    "merchant_id": "m1",
+    "merchant_category": "grocery",
+    "channel": "pos",
+    "device_id": None,
+    "country": "DE",
+    "installments": "1",
+    "card_hash": HASH,
+}
 PAN = "4111 1111 1111 1111"
 
 BAD = [
@@ -56,8 +65,9 @@ def test_each_bad_row_is_quarantined_with_its_reason(change, reason):
 def test_timezones_are_normalised_to_utc():
     checked = validate_transactions(
         _rows({"event_ts": "2026-02-11T00:30:00+01:00"}, {"event_ts": "2026-02-10 23:00:00"}),
-        DAY, "drop.csv",
-    )  # fmt: skip
+        DAY,
+        "drop.csv",
+    )
     assert checked.quarantined.num_rows == 0
     assert [t.hour for t in checked.good["event_ts"].to_pylist()] == [23, 23]
 
@@ -82,15 +92,19 @@ def test_card_numbers_never_reach_storage():
 
 
 def test_labels_are_checked_too():
-    rows = pa.table({
-        "transaction_id": ["t1", "t2", None], "label": ["fraud", "refund", "default"],
-        "label_ts": ["2026-02-10T01:00:00Z"] * 3,
-    })  # fmt: skip
+    rows = pa.table(
+        {
+            "transaction_id": ["t1", "t2", None],
+            "label": ["fraud", "refund", "default"],
+            "label_ts": ["2026-02-10T01:00:00Z"] * 3,
+        }
+    )
     checked = validate_labels(rows, DAY, "labels.csv")
     assert checked.good["transaction_id"].to_pylist() == ["t1"]
     assert [r.split(";")[0] for r in checked.quarantined["reason"].to_pylist()] == [
-        "unknown label refund", "missing transaction_id",
-    ]  # fmt: skip
+        "unknown label refund",
+        "missing transaction_id",
+    ]
 
 
 @pytest.fixture

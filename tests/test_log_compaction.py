@@ -17,17 +17,31 @@ from serving.inference_log import LogRow, to_table
 
 def _rows(day: datetime, n: int, start: int) -> pa.Table:
     rng = np.random.default_rng(start)
-    return to_table([
-        LogRow(
-            transaction_id=f"t{start + i}", customer_hash="h", event_ts=micros(day),
-            scored_at=micros(day + timedelta(seconds=i)), decision="approve",
-            fraud_score=float(rng.random()), default_score=None, fraud_model="risk_fraud/1",
-            default_model=None, model_kind="behavioural", feature_set_version="fs",
-            features_as_of=None, feature_source="online", lookup_ms=0.1, inference_ms=0.05,
-            total_ms=0.2, feature_names=("amount",), vector=np.array([rng.random()]),
-        )
-        for i in range(n)
-    ])  # fmt: skip
+    return to_table(
+        [
+            LogRow(
+                transaction_id=f"t{start + i}",
+                customer_hash="h",
+                event_ts=micros(day),
+                scored_at=micros(day + timedelta(seconds=i)),
+                decision="approve",
+                fraud_score=float(rng.random()),
+                default_score=None,
+                fraud_model="risk_fraud/1",
+                default_model=None,
+                model_kind="behavioural",
+                feature_set_version="fs",
+                features_as_of=None,
+                feature_source="online",
+                lookup_ms=0.1,
+                inference_ms=0.05,
+                total_ms=0.2,
+                feature_names=("amount",),
+                vector=np.array([rng.random()]),
+            )
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.mark.integration
@@ -37,8 +51,12 @@ def test_closed_days_are_compacted_and_the_open_day_left_alone(tmp_path, monkeyp
     now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for day in (now - timedelta(days=2), now - timedelta(days=1), now):
         for batch in range(6):  # six flushes a day
-            write_deltalake(uri, _rows(day, 50, int(day.timestamp()) + batch * 50),
-                            mode="append", partition_by=["scored_date"])  # fmt: skip
+            write_deltalake(
+                uri,
+                _rows(day, 50, int(day.timestamp()) + batch * 50),
+                mode="append",
+                partition_by=["scored_date"],
+            )
     before = DeltaTable(uri).to_pyarrow_table().sort_by("transaction_id")
     assert len(DeltaTable(uri).file_uris()) == 18
 

@@ -27,8 +27,10 @@ DAY1, DAY2 = date(2026, 3, 1), date(2026, 3, 2)  # as_of dates: partitions DAY -
 @pytest.fixture
 def setup(tmp_path, feature_set):
     lakehouse = Lakehouse(root_uri=str(tmp_path / "lakehouse"))
-    tables = {DAY1: snapshot_table(feature_set, 900, DAY1, seed=1),
-              DAY2: snapshot_table(feature_set, 1000, DAY2, seed=2)}  # fmt: skip
+    tables = {
+        DAY1: snapshot_table(feature_set, 900, DAY1, seed=1),
+        DAY2: snapshot_table(feature_set, 1000, DAY2, seed=2),
+    }
     for day, table in tables.items():
         lakehouse.replace_partitions(
             CUSTOMER_FEATURES, table, ["as_of_date"], f"as_of_date = '{day}'"
@@ -42,8 +44,10 @@ def _materialize(resources, as_of: date, instance=None, **kwargs):
     return materialize(
         [online_customer_features, online_store_serves_newest_snapshot],
         partition_key=(as_of - timedelta(days=1)).isoformat(),
-        resources=resources, instance=instance, **kwargs,
-    )  # fmt: skip
+        resources=resources,
+        instance=instance,
+        **kwargs,
+    )
 
 
 def _assert_store_equals(resources, feature_set, table):
@@ -62,8 +66,14 @@ def test_the_asset_loads_the_newest_snapshot_and_reports_it(setup, feature_set):
     metadata = result.asset_materializations_for_node("online_customer_features")[0].metadata
     assert metadata["customers"].value == 1000 and metadata["generation"].value == 1
     assert metadata["as_of"].value == "2026-03-02"
-    for key in ("keys_written", "record_bytes", "duration_s", "customers_per_s",
-                "redis_memory_delta_bytes", "bytes_per_customer"):  # fmt: skip
+    for key in (
+        "keys_written",
+        "record_bytes",
+        "duration_s",
+        "customers_per_s",
+        "redis_memory_delta_bytes",
+        "bytes_per_customer",
+    ):
         assert key in metadata
     assert all(c.passed for c in result.get_asset_check_evaluations())
     _assert_store_equals(resources, feature_set, tables[DAY2])

@@ -161,8 +161,11 @@ def test_unknown_customers_and_an_empty_store_are_explicit_misses(feature_set, s
 
 
 def test_a_record_never_decodes_against_another_layout(feature_set, server):
-    write(OnlineStore(server.client(), feature_set.version), feature_set, snapshot_table(
-        feature_set, 20, DAY))  # fmt: skip
+    write(
+        OnlineStore(server.client(), feature_set.version),
+        feature_set,
+        snapshot_table(feature_set, 20, DAY),
+    )
     value = server.client().hget(*_first_key_and_field(server, feature_set.version, "c000000003"))
     other = type(feature_set)("fs_other", feature_set.columns[:-1])
     with pytest.raises(LayoutMismatch):
@@ -180,8 +183,11 @@ def _first_key_and_field(server, version, customer_id):
 
 def test_the_layout_travels_with_the_records(feature_set, server):
     """A reader with nothing but the version decodes (the layout is stored beside the data)."""
-    write(OnlineStore(server.client(), feature_set.version), feature_set,
-          snapshot_table(feature_set, 10, DAY))  # fmt: skip
+    write(
+        OnlineStore(server.client(), feature_set.version),
+        feature_set,
+        snapshot_table(feature_set, 10, DAY),
+    )
     reader = OnlineStore(server.client(), feature_set.version)
     assert reader.codec.feature_set == feature_set
     assert reader.get("c000000001").customer_id == "c000000001"
@@ -228,14 +234,17 @@ def test_a_failing_input_leaves_the_previous_generation_serving(feature_set, ser
     write(store, feature_set, table)
     bad = with_digests(snapshot_table(feature_set, 200, DAY + timedelta(days=1), seed=3))
     bad = bad.set_column(
-        bad.schema.get_field_index("lifecycle_stage"), "lifecycle_stage",
+        bad.schema.get_field_index("lifecycle_stage"),
+        "lifecycle_stage",
         pa.array(["new"] * 150 + ["zombie"] * 50),
-    )  # fmt: skip
+    )
     with pytest.raises(OnlineStoreError, match=r"zombie.*generation 1 .* keeps serving"):
         store.write_generation(
-            bad.to_batches(50), feature_set=feature_set,
-            as_of=as_of_time(DAY + timedelta(days=1)), customers=200,
-        )  # fmt: skip
+            bad.to_batches(50),
+            feature_set=feature_set,
+            as_of=as_of_time(DAY + timedelta(days=1)),
+            customers=200,
+        )
     assert_serves(store, feature_set, table)
     # the half-written generation was removed
     assert not list(server.client().scan_iter(f"rf:{feature_set.version}:2:*"))
@@ -260,9 +269,11 @@ def test_killing_redis_mid_materialization_keeps_the_previous_generation(feature
 
         with pytest.raises(OnlineStoreError, match=r"keeps serving|did not answer|connection"):
             store.write_generation(
-                batches_then_crash(), feature_set=feature_set,
-                as_of=as_of_time(DAY + timedelta(days=1)), customers=new.num_rows,
-            )  # fmt: skip
+                batches_then_crash(),
+                feature_set=feature_set,
+                as_of=as_of_time(DAY + timedelta(days=1)),
+                customers=new.num_rows,
+            )
         server.start()
         reader = OnlineStore(server.client(), feature_set.version)
         assert reader.current_generation().as_of == as_of_time(DAY)
@@ -276,10 +287,12 @@ def test_readers_never_see_a_mix_of_generations(feature_set, server):
     tables = {d: snapshot_table(feature_set, 2000, d, seed=d.day) for d in days}
     codec = RecordCodec(feature_set)
     expected = {
-        d: {cid: row for cid, row in zip(t["customer_id"].to_pylist(),
-                                         codec.feature_matrix(t), strict=True)}
+        d: {
+            cid: row
+            for cid, row in zip(t["customer_id"].to_pylist(), codec.feature_matrix(t), strict=True)
+        }
         for d, t in tables.items()
-    }  # fmt: skip
+    }
     writer = OnlineStore(server.client(), feature_set.version, superseded_ttl_s=60)
     write(writer, feature_set, tables[days[0]], days[0])
     reader = OnlineStore(server.client(), feature_set.version, pointer_cache_s=0)
@@ -384,9 +397,20 @@ def test_tls_urls(feature_set, tmp_path):
     from resources.local_redis import free_port
 
     port = free_port()
-    args = ("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
-            "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
-            "--tls-auth-clients", "no")  # fmt: skip
+    args = (
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(cert),
+        "--tls-auth-clients",
+        "no",
+    )
     tls = {"ssl": True, "ssl_ca_certs": str(cert)}
     server = LocalRedis(tmp_path / "redis", port=port, extra_args=args, client_options=tls)
     try:
@@ -419,9 +443,10 @@ def test_decimal_amounts_keep_their_value_as_float32(feature_set):
     table = snapshot_table(feature_set, 3, DAY)
     i = table.schema.get_field_index("amount_sum_30d")
     table = table.set_column(
-        i, "amount_sum_30d",
+        i,
+        "amount_sum_30d",
         pa.array([Decimal("0.10"), Decimal("12345678.91"), None], pa.decimal128(18, 2)),
-    )  # fmt: skip
+    )
     column = [c.name for c in feature_set.features].index("amount_sum_30d")
     got = RecordCodec(feature_set).feature_matrix(table)[:, column]
     assert got[0] == np.float32(0.1) and got[1] == np.float32(12345678.91) and np.isnan(got[2])

@@ -54,8 +54,10 @@ rows = st.lists(
     min_size=1,
     max_size=60,
 )
-labels = st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["fraud", "default"]),
-                            st.integers(-60, 10)), max_size=30)  # fmt: skip
+labels = st.lists(
+    st.tuples(st.integers(0, 30), st.sampled_from(["fraud", "default"]), st.integers(-60, 10)),
+    max_size=30,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -67,18 +69,32 @@ def test_weekly_performance_matches_a_brute_force_oracle(rows, labels):
     for tx, days, *_ in rows:
         first_seen.setdefault(tx, days)
     log = pl.DataFrame(
-        [{"transaction_id": f"t{tx}", "event_ts": at(first_seen[tx]),
-          "scored_at": at(first_seen[tx], hours + i), "fraud_score": score, "decision": decision,
-          "fraud_model": model, "model_kind": "behavioural", "shadow_fraud_score": shadow,
-          "shadow_fraud_model": None if shadow is None else "risk_fraud/3"}
-         for i, (tx, _, hours, score, decision, model, shadow) in enumerate(rows)],
-    )  # fmt: skip
+        [
+            {
+                "transaction_id": f"t{tx}",
+                "event_ts": at(first_seen[tx]),
+                "scored_at": at(first_seen[tx], hours + i),
+                "fraud_score": score,
+                "decision": decision,
+                "fraud_model": model,
+                "model_kind": "behavioural",
+                "shadow_fraud_score": shadow,
+                "shadow_fraud_model": None if shadow is None else "risk_fraud/3",
+            }
+            for i, (tx, _, hours, score, decision, model, shadow) in enumerate(rows)
+        ],
+    )
     label_rows = pl.DataFrame(
-        [{"transaction_id": f"t{tx}", "label": kind, "label_ts": CUTOFF + timedelta(days=d)}
-         for tx, kind, d in labels],
-        schema={"transaction_id": pl.String, "label": pl.String,
-                "label_ts": pl.Datetime("us", "UTC")},
-    )  # fmt: skip
+        [
+            {"transaction_id": f"t{tx}", "label": kind, "label_ts": CUTOFF + timedelta(days=d)}
+            for tx, kind, d in labels
+        ],
+        schema={
+            "transaction_id": pl.String,
+            "label": pl.String,
+            "label_ts": pl.Datetime("us", "UTC"),
+        },
+    )
     decisions = labelled_decisions(log, label_rows, "fraud", CUTOFF, 45)
     got = weekly_performance(decisions, "fraud", decline_at=0.6)
 
@@ -116,8 +132,9 @@ def test_weekly_performance_matches_a_brute_force_oracle(rows, labels):
         )
         for d in DECISIONS:
             taken = [m[1] for m in members if m[2] == d]
-            assert row[f"bad_rate_{d}"] == (pytest.approx(sum(taken) / len(taken)) if taken
-                                            else None)  # fmt: skip
+            assert row[f"bad_rate_{d}"] == (
+                pytest.approx(sum(taken) / len(taken)) if taken else None
+            )
 
 
 def test_realized_auc_needs_both_classes():
@@ -128,8 +145,16 @@ def test_realized_auc_needs_both_classes():
 # --- the asset, on a real log, real labels and a real registry --------------------------------
 
 
-def _log(env, tmp_path, model_label: str, scores: np.ndarray, rows: pa.Table, *,
-         shift: timedelta = timedelta(0), inference_ms: float = 0.05) -> str:  # fmt: skip
+def _log(
+    env,
+    tmp_path,
+    model_label: str,
+    scores: np.ndarray,
+    rows: pa.Table,
+    *,
+    shift: timedelta = timedelta(0),
+    inference_ms: float = 0.05,
+) -> str:
     """The inference log serving would have written for ``rows`` (training rows: their input
     vectors) decided by ``model_label`` with ``scores``, through serving's own row format."""
     from deltalake import write_deltalake
@@ -144,14 +169,28 @@ def _log(env, tmp_path, model_label: str, scores: np.ndarray, rows: pa.Table, *,
     log_rows = []
     for r, s, v in zip(rows.to_pylist(), scores, vectors, strict=True):
         at = r["event_ts"] + shift
-        log_rows.append(LogRow(
-            transaction_id=r["transaction_id"], customer_hash="h", event_ts=micros(at),
-            scored_at=micros(at + timedelta(seconds=1)), decision="approve",
-            fraud_score=float(s), default_score=None, fraud_model=model_label, default_model=None,
-            model_kind="behavioural", feature_set_version=spec.feature_set_version,
-            features_as_of=None, feature_source="online", lookup_ms=0.1,
-            inference_ms=inference_ms, total_ms=0.3, feature_names=spec.feature_names, vector=v,
-        ))  # fmt: skip
+        log_rows.append(
+            LogRow(
+                transaction_id=r["transaction_id"],
+                customer_hash="h",
+                event_ts=micros(at),
+                scored_at=micros(at + timedelta(seconds=1)),
+                decision="approve",
+                fraud_score=float(s),
+                default_score=None,
+                fraud_model=model_label,
+                default_model=None,
+                model_kind="behavioural",
+                feature_set_version=spec.feature_set_version,
+                features_as_of=None,
+                feature_source="online",
+                lookup_ms=0.1,
+                inference_ms=inference_ms,
+                total_ms=0.3,
+                feature_names=spec.feature_names,
+                vector=v,
+            )
+        )
     uri = str(tmp_path / "inference_log")
     write_deltalake(uri, to_table(log_rows), mode="append", partition_by=["scored_date"])
     return uri
@@ -172,9 +211,10 @@ def _worse_champion(env, tmp_path) -> tuple[str, str]:
         env.training["fraud_label"].to_numpy(zero_copy_only=False)
     )
     noisy = env.training.set_column(
-        env.training.schema.get_field_index("fraud_label"), "fraud_label",
+        env.training.schema.get_field_index("fraud_label"),
+        "fraud_label",
         pa.array(shuffled, env.training.schema.field("fraud_label").type),
-    )  # fmt: skip
+    )
     worse = serving_env.register(noisy, env.feature_set, env.tracking_uri, tmp_path, "fraud")
     registry.set_registered_model_alias("risk_fraud", "champion", worse)
     registry.set_model_version_tag("risk_fraud", worse, REPLACES, previous)
@@ -189,10 +229,12 @@ def _materialize(env, monkeypatch, log_uri: str, **config):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env.tracking_uri)
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
-            [realized_performance], partition_key=(CUTOFF.date() - timedelta(days=1)).isoformat(),
-            instance=instance, resources={"lakehouse": env.lakehouse},
+            [realized_performance],
+            partition_key=(CUTOFF.date() - timedelta(days=1)).isoformat(),
+            instance=instance,
+            resources={"lakehouse": env.lakehouse},
             run_config={"ops": {"monitoring__realized_performance": {"config": config}}},
-        )  # fmt: skip
+        )
     event = result.asset_materializations_for_node("monitoring__realized_performance")[0]
     return {k: v.value for k, v in event.metadata.items()}
 
@@ -221,8 +263,13 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back(env, monkeypat
         rows = _known_rows(env)
         bad_model = load_bundle(f"models:/risk_fraud/{worse}", env.tracking_uri).behavioural
 
-        log_uri = _log(env, tmp_path, f"risk_fraud/{worse}",
-                       bad_model.predict(matrix(rows, bad_model.spec)), rows)  # fmt: skip
+        log_uri = _log(
+            env,
+            tmp_path,
+            f"risk_fraud/{worse}",
+            bad_model.predict(matrix(rows, bad_model.spec)),
+            rows,
+        )
         app = create_app(env.config(inference_log_uri="", alias_poll_s=0.1))
         with TestClient(app) as client:
             assert client.app.state.scorer.models.champions["fraud"].version == worse
@@ -267,16 +314,22 @@ def test_an_equal_champion_stays_and_rollback_can_be_turned_off(env, monkeypatch
         # The previous version promoted again, replacing itself: same AUC, nothing to do.
         registry.set_registered_model_alias("risk_fraud", "champion", previous)
         registry.set_model_version_tag("risk_fraud", previous, REPLACES, previous)
-        log_uri = _log(env, tmp_path, f"risk_fraud/{previous}",
-                       good.predict(matrix(rows, good.spec)), rows)  # fmt: skip
+        log_uri = _log(
+            env, tmp_path, f"risk_fraud/{previous}", good.predict(matrix(rows, good.spec)), rows
+        )
         kept = _materialize(env, monkeypatch, log_uri, min_rows=100, min_bad=5)
         assert kept["rollback/fraud"] == "none", kept["rollback/fraud"]
         assert "realized AUC" in kept["compared/fraud"]
 
         bad = load_bundle(f"models:/risk_fraud/{worse}", env.tracking_uri).behavioural
         registry.set_registered_model_alias("risk_fraud", "champion", worse)
-        log_uri = _log(env, tmp_path / "second", f"risk_fraud/{worse}",
-                       bad.predict(matrix(rows, bad.spec)), rows)  # fmt: skip
+        log_uri = _log(
+            env,
+            tmp_path / "second",
+            f"risk_fraud/{worse}",
+            bad.predict(matrix(rows, bad.spec)),
+            rows,
+        )
         dry = _materialize(env, monkeypatch, log_uri, min_rows=100, min_bad=5, rollback=False)
         assert dry["rollback/fraud"].startswith("would roll back")
         assert str(registry.get_model_version_by_alias("risk_fraud", "champion").version) == worse
@@ -300,8 +353,9 @@ def test_a_champion_over_its_latency_sla_is_rolled_back(env, monkeypatch, tmp_pa
         scores = model.predict(matrix(rows, model.spec))
         # Its decisions of the last days before the as_of took 40 ms of inference each.
         recent = CUTOFF - timedelta(days=3) - rows["event_ts"][0].as_py()
-        log_uri = _log(env, tmp_path, f"risk_fraud/{worse}", scores, rows, shift=recent,
-                       inference_ms=40.0)  # fmt: skip
+        log_uri = _log(
+            env, tmp_path, f"risk_fraud/{worse}", scores, rows, shift=recent, inference_ms=40.0
+        )
         measured = _materialize(env, monkeypatch, log_uri, model_p95_sla_ms=10.0)
         assert measured["p95_inference_ms/fraud"] == pytest.approx(40.0)
         assert "model inference p95 40.00 ms > SLA 10 ms" in measured["rollback/fraud"]
@@ -323,8 +377,10 @@ def test_a_realized_auc_drop_opens_a_retrain():
     with DagsterInstance.ephemeral() as instance:
 
         def tick(cursor=None, **drops):
-            metadata = {"as_of": date(2026, 6, 1).isoformat(),
-                        **{f"auc_drop/{t}": v for t, v in drops.items()}}  # fmt: skip
+            metadata = {
+                "as_of": date(2026, 6, 1).isoformat(),
+                **{f"auc_drop/{t}": v for t, v in drops.items()},
+            }
             instance.report_runless_asset_event(
                 AssetMaterialization(PERFORMANCE, metadata=metadata)
             )

@@ -40,8 +40,13 @@ def oracle(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> l
             (s for s in snapshots if s["as_of"] == chosen and s["customer_id"] == t["customer_id"]),
             None,
         )
-        out.append({"transaction_id": t["transaction_id"], "snapshot_as_of": chosen,
-                    "value": None if row is None else row["value"]})  # fmt: skip
+        out.append(
+            {
+                "transaction_id": t["transaction_id"],
+                "snapshot_as_of": chosen,
+                "value": None if row is None else row["value"],
+            }
+        )
     return out
 
 
@@ -72,10 +77,16 @@ def run_sql(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> 
     names = [d[0] for d in con.sql(point_in_time_sql(["value"], lag, "tx", "snap")).description]
     got = [dict(zip(names, r, strict=True)) for r in rows]
     return sorted(
-        ({"transaction_id": g["transaction_id"], "snapshot_as_of": g["snapshot_as_of"],
-          "value": g["value"]} for g in got),
+        (
+            {
+                "transaction_id": g["transaction_id"],
+                "snapshot_as_of": g["snapshot_as_of"],
+                "value": g["value"],
+            }
+            for g in got
+        ),
         key=lambda g: g["transaction_id"],
-    )  # fmt: skip
+    )
 
 
 @st.composite
@@ -102,10 +113,13 @@ def histories(draw):
         )
     )
     transactions = [
-        {"transaction_id": f"t{i:03d}", "customer_id": draw(st.sampled_from(customers)),
-         "event_ts": at}
+        {
+            "transaction_id": f"t{i:03d}",
+            "customer_id": draw(st.sampled_from(customers)),
+            "event_ts": at,
+        }
         for i, at in enumerate(times)
-    ]  # fmt: skip
+    ]
     return transactions, snapshots, lag
 
 
@@ -120,8 +134,10 @@ def test_the_boundary_is_inclusive_to_the_microsecond():
     """A snapshot available exactly at the purchase is used; one available a microsecond
     later is not."""
     lag = timedelta(hours=6)
-    snapshots = [{"customer_id": "a", "as_of": T0, "value": 1},
-                 {"customer_id": "a", "as_of": T0 + timedelta(days=1), "value": 2}]  # fmt: skip
+    snapshots = [
+        {"customer_id": "a", "as_of": T0, "value": 1},
+        {"customer_id": "a", "as_of": T0 + timedelta(days=1), "value": 2},
+    ]
     at = T0 + timedelta(days=1) + lag
     transactions = [
         {"transaction_id": "at", "customer_id": "a", "event_ts": at},
@@ -132,10 +148,11 @@ def test_the_boundary_is_inclusive_to_the_microsecond():
 
 
 def test_a_customer_absent_from_the_chosen_partition_gets_no_older_row():
-    snapshots = [{"customer_id": "a", "as_of": T0, "value": 1},
-                 {"customer_id": "b", "as_of": T0 + timedelta(days=1), "value": 2}]  # fmt: skip
-    transactions = [{"transaction_id": "t", "customer_id": "a",
-                     "event_ts": T0 + timedelta(days=2)}]  # fmt: skip
+    snapshots = [
+        {"customer_id": "a", "as_of": T0, "value": 1},
+        {"customer_id": "b", "as_of": T0 + timedelta(days=1), "value": 2},
+    ]
+    transactions = [{"transaction_id": "t", "customer_id": "a", "event_ts": T0 + timedelta(days=2)}]
     (got,) = run_sql(transactions, snapshots, timedelta(0))
     assert got["snapshot_as_of"] == T0 + timedelta(days=1) and got["value"] is None
 
@@ -154,20 +171,28 @@ def test_the_training_row_equals_what_serving_computes(feature_set, tmp_path):
     )
     rng = np.random.default_rng(3)
     customers = [f"c{i:09d}" for i in rng.integers(0, 400, 200)]  # some unknown to the snapshot
-    purchases = pa.table({
-        "transaction_id": [f"t{i}" for i in range(200)],
-        "customer_id": customers,
-        "event_ts": pa.array([datetime(2026, 3, 2, 7, tzinfo=UTC) + timedelta(minutes=int(m))
-                              for m in rng.integers(0, 900, 200)], pa.timestamp("us", "UTC")),
-        "amount": pa.array([f"{a:.2f}" for a in rng.lognormal(3, 1, 200)]).cast(
-            pa.decimal128(18, 2)),
-        "merchant_id": rng.choice(["m1", "m2"], 200),
-        "merchant_category": rng.choice(["grocery", "crypto", "travel"], 200),
-        "channel": rng.choice(["online", "pos", "app"], 200),
-        "device_id": rng.choice(["dev-1", None, "dev-2"], 200),
-        "country": rng.choice(["US", "DE"], 200),
-        "installments": pa.array(rng.choice([1, 3], 200), pa.int16()),
-    })  # fmt: skip
+    purchases = pa.table(
+        {
+            "transaction_id": [f"t{i}" for i in range(200)],
+            "customer_id": customers,
+            "event_ts": pa.array(
+                [
+                    datetime(2026, 3, 2, 7, tzinfo=UTC) + timedelta(minutes=int(m))
+                    for m in rng.integers(0, 900, 200)
+                ],
+                pa.timestamp("us", "UTC"),
+            ),
+            "amount": pa.array([f"{a:.2f}" for a in rng.lognormal(3, 1, 200)]).cast(
+                pa.decimal128(18, 2)
+            ),
+            "merchant_id": rng.choice(["m1", "m2"], 200),
+            "merchant_category": rng.choice(["grocery", "crypto", "travel"], 200),
+            "channel": rng.choice(["online", "pos", "app"], 200),
+            "device_id": rng.choice(["dev-1", None, "dev-2"], 200),
+            "country": rng.choice(["US", "DE"], 200),
+            "installments": pa.array(rng.choice([1, 3], 200), pa.int16()),
+        }
+    )
     lakehouse.replace_day(TRANSACTIONS, purchases, "event_date", date(2026, 3, 2))
     label_ts = pa.array([T0 + timedelta(days=5)], pa.timestamp("us", "UTC"))
     labels = pa.table({"transaction_id": ["t1"], "label": ["fraud"], "label_ts": label_ts})
@@ -178,8 +203,12 @@ def test_the_training_row_equals_what_serving_computes(feature_set, tmp_path):
 
     with LocalRedis(tmp_path / "redis") as server:
         store = OnlineStore(server.client(), feature_set.version)
-        store.write_generation([with_digests(snapshot)], feature_set=feature_set,
-                               as_of=datetime(2026, 3, 2, tzinfo=UTC), customers=300)  # fmt: skip
+        store.write_generation(
+            [with_digests(snapshot)],
+            feature_set=feature_set,
+            as_of=datetime(2026, 3, 2, tzinfo=UTC),
+            customers=300,
+        )
         rows = {r["transaction_id"]: r for r in training.to_pylist()}
         for txn in purchases.select(TRANSACTION_COLUMNS).to_pylist():
             found = store.get(txn["customer_id"])

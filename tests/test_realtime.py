@@ -46,14 +46,23 @@ def store(server):
 
 
 def event(tid, customer, at, amount="10.00", merchant="m1", device=None) -> EventRequest:
-    return EventRequest(transaction_id=tid, customer_id=customer, event_ts=at,
-                        amount=Decimal(amount), merchant_id=merchant, device_id=device)  # fmt: skip
+    return EventRequest(
+        transaction_id=tid,
+        customer_id=customer,
+        event_ts=at,
+        amount=Decimal(amount),
+        merchant_id=merchant,
+        device_id=device,
+    )
 
 
 def oracle(events: list[EventRequest], customer: str, t: datetime, own: str) -> list[float]:
     """The features by their definition, from the raw events (plain loops)."""
-    others = [e for e in events if e.customer_id == customer and e.transaction_id != own
-              and e.event_ts < t]  # fmt: skip
+    others = [
+        e
+        for e in events
+        if e.customer_id == customer and e.transaction_id != own and e.event_ts < t
+    ]
     hour = [e for e in others if e.event_ts >= t - timedelta(hours=1)]
     short = [e for e in hour if e.event_ts >= t - timedelta(minutes=10)]
     last = max((e.event_ts for e in others), default=None)
@@ -61,10 +70,13 @@ def oracle(events: list[EventRequest], customer: str, t: datetime, own: str) -> 
     if since == since and since > LAST_TXN_HORIZON.total_seconds():
         since = math.nan
     return [
-        float(len(short)), float(len(hour)), float(sum(e.amount for e in hour)),
+        float(len(short)),
+        float(len(hour)),
+        float(sum(e.amount for e in hour)),
         float(len({e.device_id for e in hour if e.device_id})),
-        float(len({e.merchant_id for e in hour if e.merchant_id})), since,
-    ]  # fmt: skip
+        float(len({e.merchant_id for e in hour if e.merchant_id})),
+        since,
+    ]
 
 
 def same(a, b) -> bool:
@@ -72,8 +84,17 @@ def same(a, b) -> bool:
 
 
 # Offsets that sit on the window edges: 10 min and 1 h before a later event, +-1 us, same us.
-EDGES = [0, 1, -1, 600_000_000, 600_000_001, 599_999_999, 3_600_000_000, 3_600_000_001,
-         3_599_999_999]  # fmt: skip
+EDGES = [
+    0,
+    1,
+    -1,
+    600_000_000,
+    600_000_001,
+    599_999_999,
+    3_600_000_000,
+    3_600_000_001,
+    3_599_999_999,
+]
 arrivals = st.lists(
     st.tuples(
         st.integers(0, 40),  # transaction id (repeats: duplicate events; its parity: customer)
@@ -98,8 +119,10 @@ def test_the_redis_state_equals_the_oracle_in_arrival_order(store, arrivals):
     /events would. Every read equals the oracle over the events recorded so far (the first
     recording of an id wins)."""
     store.client.flushall()
-    raw = [(f"t{tid}", f"c{tid % 2}", T0 + us * US, amount, merchant, device, lateness)
-           for tid, us, amount, merchant, device, lateness in arrivals]  # fmt: skip
+    raw = [
+        (f"t{tid}", f"c{tid % 2}", T0 + us * US, amount, merchant, device, lateness)
+        for tid, us, amount, merchant, device, lateness in arrivals
+    ]
     # Arrival order: by event time plus lateness, so disorder stays within the tolerance.
     raw.sort(key=lambda r: r[2] + r[6] * US)
     recorded: dict[str, EventRequest] = {}
@@ -121,16 +144,19 @@ def test_the_training_sql_equals_the_oracle(arrivals):
     purchase the oracle's features over all the others."""
     events: dict[str, EventRequest] = {}
     for tid, us, amount, merchant, device, _ in arrivals:
-        events.setdefault(f"t{tid}", event(f"t{tid}", f"c{tid % 2}", T0 + us * US, amount,
-                                           merchant, device))  # fmt: skip
-    table = pa.table({
-        "transaction_id": [e.transaction_id for e in events.values()],
-        "customer_id": [e.customer_id for e in events.values()],
-        "event_ts": pa.array([e.event_ts for e in events.values()], pa.timestamp("us", "UTC")),
-        "amount": pa.array([e.amount for e in events.values()], pa.decimal128(18, 2)),
-        "merchant_id": [e.merchant_id for e in events.values()],
-        "device_id": [e.device_id for e in events.values()],
-    })  # fmt: skip
+        events.setdefault(
+            f"t{tid}", event(f"t{tid}", f"c{tid % 2}", T0 + us * US, amount, merchant, device)
+        )
+    table = pa.table(
+        {
+            "transaction_id": [e.transaction_id for e in events.values()],
+            "customer_id": [e.customer_id for e in events.values()],
+            "event_ts": pa.array([e.event_ts for e in events.values()], pa.timestamp("us", "UTC")),
+            "amount": pa.array([e.amount for e in events.values()], pa.decimal128(18, 2)),
+            "merchant_id": [e.merchant_id for e in events.values()],
+            "device_id": [e.device_id for e in events.values()],
+        }
+    )
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         con.register("raw", table)
@@ -145,13 +171,15 @@ def test_the_training_sql_equals_the_oracle(arrivals):
 
 def test_windows_are_exact_to_the_microsecond(store):
     at = T0 + timedelta(hours=2)
-    store.record([
-        event("a", "c", at - timedelta(hours=1)),  # in: the lower bound is inclusive
-        event("b", "c", at - timedelta(hours=1) - US),  # out by 1 us
-        event("c", "c", at - timedelta(minutes=10)),  # in both windows
-        event("d", "c", at - timedelta(minutes=10) - US),  # 1 h only
-        event("e", "c", at),  # same microsecond as the purchase: not before it
-    ])  # fmt: skip
+    store.record(
+        [
+            event("a", "c", at - timedelta(hours=1)),  # in: the lower bound is inclusive
+            event("b", "c", at - timedelta(hours=1) - US),  # out by 1 us
+            event("c", "c", at - timedelta(minutes=10)),  # in both windows
+            event("d", "c", at - timedelta(minutes=10) - US),  # 1 h only
+            event("e", "c", at),  # same microsecond as the purchase: not before it
+        ]
+    )
     counts = store.read([("c", at, "x")])[0]
     assert list(counts[:2]) == [1.0, 3.0]
     assert counts[5] == 600.0  # the newest before t is "c"
@@ -203,10 +231,17 @@ def test_one_customer_is_one_hash_slot_and_a_cluster_serves_it(tmp_path):
 
 def test_a_crashed_consumer_loses_no_event_and_a_bad_one_is_dead_lettered(store):
     client = store.client
-    good = [{"transaction_id": f"s{i}", "customer_id": "c", "amount": "5.00",
-             "event_ts": (T0 + i * timedelta(minutes=1)).isoformat(), "merchant_id": "m",
-             "card_hash": "4111111111111111"}  # an extra field: never stored
-            for i in range(30)]  # fmt: skip
+    good = [
+        {
+            "transaction_id": f"s{i}",
+            "customer_id": "c",
+            "amount": "5.00",
+            "event_ts": (T0 + i * timedelta(minutes=1)).isoformat(),
+            "merchant_id": "m",
+            "card_hash": "4111111111111111",
+        }  # an extra field: never stored
+        for i in range(30)
+    ]
     bad = {"transaction_id": "bad", "customer_id": "c", "amount": "-3", "event_ts": "yesterday"}
     publish(client, [*good[:20], bad, *good[20:]])
     crashed = EventConsumer(client, name="a", batch=25, block_ms=10, claim_idle_ms=0)
@@ -220,15 +255,28 @@ def test_a_crashed_consumer_loses_no_event_and_a_bad_one_is_dead_lettered(store)
     letter = client.xrange("risk:events:dead")[0][1]
     assert b"amount" in letter[b"reason"] and b"card_hash" not in letter
     assert store.read([("c", T0 + timedelta(minutes=30), "q")])[0][1] == 30.0
-    assert not any(b"4111" in v for k in client.keys("rt:*") if client.type(k) == b"hash"
-                   for v in client.hvals(k))  # fmt: skip
+    assert not any(
+        b"4111" in v
+        for k in client.keys("rt:*")
+        if client.type(k) == b"hash"
+        for v in client.hvals(k)
+    )
 
 
 def test_an_unavailable_state_raises_so_nothing_is_acknowledged(tmp_path):
     with LocalRedis(tmp_path / "redis") as server:
         client = server.client()
-        publish(client, [{"transaction_id": "x", "customer_id": "c", "amount": "1.00",
-                          "event_ts": T0.isoformat()}])  # fmt: skip
+        publish(
+            client,
+            [
+                {
+                    "transaction_id": "x",
+                    "customer_id": "c",
+                    "amount": "1.00",
+                    "event_ts": T0.isoformat(),
+                }
+            ],
+        )
         consumer = EventConsumer(client, name="a", block_ms=10, claim_idle_ms=0)
         consumer.ensure_group()
         server.kill()
@@ -248,13 +296,20 @@ def test_events_over_http(env):
 
     auth = {"X-API-Key": API_KEY}
     at = (T0 - timedelta(days=1)).isoformat()
-    one = {"transaction_id": "h1", "customer_id": "http-c", "event_ts": at, "amount": "3.50",
-           "merchant_id": "m", "channel": "online"}  # fmt: skip
+    one = {
+        "transaction_id": "h1",
+        "customer_id": "http-c",
+        "event_ts": at,
+        "amount": "3.50",
+        "merchant_id": "m",
+        "channel": "online",
+    }
     with TestClient(create_app(env.config(inference_log_uri=""))) as client:
         assert client.post("/events", json=one).status_code == 401
         first = client.post("/events", json=one, headers=auth).json()
-        again = client.post("/events", json={"events": [one, one | {"transaction_id": "h2"}]},
-                            headers=auth).json()  # fmt: skip
+        again = client.post(
+            "/events", json={"events": [one, one | {"transaction_id": "h2"}]}, headers=auth
+        ).json()
         assert first == {"recorded": 1, "duplicates": 0, "late": 0}
         assert again == {"recorded": 1, "duplicates": 1, "late": 0}
         refused = client.post("/events", json=one | {"amount": "-1"}, headers=auth)

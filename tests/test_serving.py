@@ -66,8 +66,9 @@ def test_served_vectors_and_scores_equal_the_training_rows(client, env):
     fraud = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
     assert fraud.behavioural.spec.realtime_features  # the parity covers them
     rows = env.served_rows().to_pylist()
-    order = pc.sort_indices(env.purchases, [("event_ts", "ascending"),
-                                            ("transaction_id", "ascending")])  # fmt: skip
+    order = pc.sort_indices(
+        env.purchases, [("event_ts", "ascending"), ("transaction_id", "ascending")]
+    )
     purchases = env.purchases.take(order).to_pylist()
     first, last = rows[0]["event_ts"], rows[-1]["event_ts"]
     before = [env.transaction(p["transaction_id"]) for p in purchases if p["event_ts"] < first]
@@ -87,8 +88,9 @@ def test_served_vectors_and_scores_equal_the_training_rows(client, env):
     for row in rows:
         model = fraud.behavioural if row["customer_known"] else fraud.transaction_only
         trained = np.array([row[name] for name in model.spec.feature_names], dtype=float)
-        served = np.array([logged[row["transaction_id"]][n] for n in model.spec.feature_names],
-                          dtype=float)  # fmt: skip
+        served = np.array(
+            [logged[row["transaction_id"]][n] for n in model.spec.feature_names], dtype=float
+        )
         assert np.array_equal(trained, served, equal_nan=True), row["transaction_id"]
         assert logged[row["transaction_id"]]["fraud_score"] == model.predict(trained)[0]
     assert sum(r["customer_known"] for r in rows) > 100 and not all(
@@ -129,15 +131,20 @@ def test_an_unknown_customer_gets_the_transaction_only_model(client, env):
 
 def test_given_features_score_instead_of_a_lookup(client, env):
     txn = env.transaction("t000001")
-    given = {"txn_count_7d": 40, "lifecycle_stage": None, "home_country": "FR",
-             "known_devices": ["dev-9"]}  # fmt: skip
+    given = {
+        "txn_count_7d": 40,
+        "lifecycle_stage": None,
+        "home_country": "FR",
+        "known_devices": ["dev-9"],
+    }
     body = _score(client, txn, features=given)
     assert body["feature_source"] == "request"
     response = client.post("/score", json=txn | {"features": {"no_such": 1}}, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "features", "no_such"]
-    wrong = client.post("/score", json=txn | {"features": {"lifecycle_stage": "zombie"}},
-                        headers=AUTH)  # fmt: skip
+    wrong = client.post(
+        "/score", json=txn | {"features": {"lifecycle_stage": "zombie"}}, headers=AUTH
+    )
     assert wrong.status_code == 422 and "lifecycle_stage" in wrong.text
 
 
@@ -163,10 +170,12 @@ def test_reasons_come_with_reviews_declines_and_explain_and_are_exact(client, en
     model = bundle.models[logged["model_kind"]]
     vector = np.array([logged[n] for n in model.spec.feature_names], dtype=float)
     contributions = model.fast.contributions(vector)
-    assert math.isclose(1 / (1 + math.exp(-contributions.sum())), declined["fraud_score"],
-                        rel_tol=1e-9)  # fmt: skip
+    assert math.isclose(
+        1 / (1 + math.exp(-contributions.sum())), declined["fraud_score"], rel_tol=1e-9
+    )
     assert [r["contribution"] for r in declined["reasons"]] == sorted(
-        contributions[:-1].tolist(), reverse=True)[:5]  # fmt: skip
+        contributions[:-1].tolist(), reverse=True
+    )[:5]
     top = declined["reasons"][0]
     assert top["code"] == top["feature"].upper() and top["description"]
 
@@ -270,7 +279,11 @@ def test_a_batch_scores_like_single_requests(client, env):
     single = [_score(client, t) for t in txns]
     for b, s in zip(batch, single, strict=True):
         assert (b["fraud_score"], b["default_score"], b["feature_source"], b["decision"]) == (
-            s["fraud_score"], s["default_score"], s["feature_source"], s["decision"])  # fmt: skip
+            s["fraud_score"],
+            s["default_score"],
+            s["feature_source"],
+            s["decision"],
+        )
     too_many = {"transactions": [txns[0]] * 501}
     response = client.post("/score/batch", json=too_many, headers=AUTH)
     assert response.status_code == 422 and "at most 500" in response.text
@@ -291,9 +304,15 @@ def test_health_ready_and_metrics(client, env):
     assert ready.status_code == 200 and ready.json()["ready"] is True
     _score(client, env.transaction("t000003"))
     text = client.get("/metrics").text
-    names = ("risk_requests_total", "risk_stage_seconds_bucket", "risk_score_bucket",
-             "risk_feature_source_total", "risk_decisions_total", "risk_model_info",
-             "risk_inference_log_pending")  # fmt: skip
+    names = (
+        "risk_requests_total",
+        "risk_stage_seconds_bucket",
+        "risk_score_bucket",
+        "risk_feature_source_total",
+        "risk_decisions_total",
+        "risk_model_info",
+        "risk_inference_log_pending",
+    )
     for name in names:
         assert name in text, name
     assert 'endpoint="/score",status="200"' in text
@@ -358,9 +377,13 @@ def test_reload_swaps_models_without_dropping_requests(env, tmp_path):
     with TestClient(create_app(env.config(inference_log_uri=""))) as client:
         before = _score(client, txn)
         version = serving_env.register(
-            env.training, env.feature_set, env.tracking_uri, tmp_path, "fraud",
+            env.training,
+            env.feature_set,
+            env.tracking_uri,
+            tmp_path,
+            "fraud",
             params={"num_leaves": 7, "learning_rate": 0.2},
-        )  # fmt: skip
+        )
         MlflowClient(env.tracking_uri).set_registered_model_alias("risk_fraud", "champion", version)
         statuses, stop = [], threading.Event()
 
@@ -387,8 +410,9 @@ def test_reload_swaps_models_without_dropping_requests(env, tmp_path):
 def test_shadow_scores_are_logged_and_never_acted_on(env, tmp_path):
     from mlflow import MlflowClient
 
-    version = serving_env.register(env.training, env.feature_set, env.tracking_uri, tmp_path,
-                                   "fraud", params={"num_leaves": 5})  # fmt: skip
+    version = serving_env.register(
+        env.training, env.feature_set, env.tracking_uri, tmp_path, "fraud", params={"num_leaves": 5}
+    )
     registry = MlflowClient(env.tracking_uri)
     registry.set_registered_model_alias("risk_fraud", "champion", "1")
     registry.set_registered_model_alias("risk_fraud", "challenger", version)
@@ -396,8 +420,9 @@ def test_shadow_scores_are_logged_and_never_acted_on(env, tmp_path):
     challenger = load_registered("risk_fraud", "challenger", env.tracking_uri).bundle
     with TestClient(create_app(env.config(shadow=True, inference_log_uri=log_uri))) as client:
         rows = env.served_rows().to_pylist()[:30]
-        bodies = {r["transaction_id"]: _score(client, env.transaction(r["transaction_id"]))
-                  for r in rows}  # fmt: skip
+        bodies = {
+            r["transaction_id"]: _score(client, env.transaction(r["transaction_id"])) for r in rows
+        }
         client.app.state.scorer.inference_log.flush()
     logged = {r["transaction_id"]: r for r in DeltaTable(log_uri).to_pyarrow_table().to_pylist()}
     for row in rows:
@@ -417,8 +442,12 @@ def test_serving_imports_neither_dagster_nor_dbt_nor_evidently_nor_mlflow():
         "bad = [m for m in ('dagster', 'dbt', 'evidently', 'mlflow', 'resources', 'assets') "
         "if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.dirname(__file__)))  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -507,8 +536,9 @@ def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     clean["PYTHONPATH"] = os.path.dirname(os.path.dirname(__file__))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path, env=clean)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=clean
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("risk_fraud/")
     assert not (tmp_path / "mlflow.db").exists()

@@ -31,29 +31,40 @@ def lakehouse_with_canary(tmp_path_factory, feature_set):
     rng = np.random.default_rng(5)
     n = 3000
     customers = [f"c{i:09d}" for i in range(n)]
-    at = [datetime(2026, 3, 3, tzinfo=UTC) + timedelta(seconds=int(s))
-          for s in rng.integers(0, 28 * 86_400, n)]  # fmt: skip
+    at = [
+        datetime(2026, 3, 3, tzinfo=UTC) + timedelta(seconds=int(s))
+        for s in rng.integers(0, 28 * 86_400, n)
+    ]
     fraud = rng.random(n) < 0.06
     amounts = np.where(fraud, rng.lognormal(5, 1, n), rng.lognormal(3.5, 1, n))
-    purchases = pa.table({
-        "transaction_id": [f"t{i}" for i in range(n)], "customer_id": customers,
-        "event_ts": pa.array(at, pa.timestamp("us", "UTC")),
-        "amount": pa.array([f"{a:.2f}" for a in amounts]).cast(pa.decimal128(18, 2)),
-        "currency": ["EUR"] * n, "merchant_id": ["m"] * n,
-        "merchant_category": rng.choice(["grocery", "crypto"], n),
-        "channel": rng.choice(["online", "pos"], n), "device_id": ["d"] * n,
-        "country": ["DE"] * n, "installments": pa.array([1] * n, pa.int16()),
-        "card_hash": ["0" * 64] * n,
-    })  # fmt: skip
+    purchases = pa.table(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            "customer_id": customers,
+            "event_ts": pa.array(at, pa.timestamp("us", "UTC")),
+            "amount": pa.array([f"{a:.2f}" for a in amounts]).cast(pa.decimal128(18, 2)),
+            "currency": ["EUR"] * n,
+            "merchant_id": ["m"] * n,
+            "merchant_category": rng.choice(["grocery", "crypto"], n),
+            "channel": rng.choice(["online", "pos"], n),
+            "device_id": ["d"] * n,
+            "country": ["DE"] * n,
+            "installments": pa.array([1] * n, pa.int16()),
+            "card_hash": ["0" * 64] * n,
+        }
+    )
     for day in sorted({a.date() for a in at}):
         on_day = pc.equal(pc.cast(pc.cast(purchases["event_ts"], pa.date32()), pa.date32()), day)
         lakehouse.replace_day(TRANSACTIONS, purchases.filter(on_day), "event_date", day)
     fraud_ids = [f"t{i}" for i in np.flatnonzero(fraud)]
     label_ts = [at[i] + timedelta(days=1) for i in np.flatnonzero(fraud)]
-    labels = pa.table({
-        "transaction_id": fraud_ids, "label": ["fraud"] * len(fraud_ids),
-        "label_ts": pa.array(label_ts, pa.timestamp("us", "UTC")),
-    })  # fmt: skip
+    labels = pa.table(
+        {
+            "transaction_id": fraud_ids,
+            "label": ["fraud"] * len(fraud_ids),
+            "label_ts": pa.array(label_ts, pa.timestamp("us", "UTC")),
+        }
+    )
     lakehouse.replace_day(LABELS, labels, "label_date", date(2026, 4, 15))
     for offset in range(0, 33):
         as_of_day = START + timedelta(days=offset)
@@ -72,9 +83,13 @@ def lakehouse_with_canary(tmp_path_factory, feature_set):
 @pytest.fixture(scope="module")
 def training(lakehouse_with_canary, feature_set):
     window = TrainingWindow(
-        date(2026, 3, 3), date(2026, 3, 30), datetime(2026, 5, 1, tzinfo=UTC),
-        maturity_days={"fraud": 2, "default": 2}, valid_weeks=1, test_weeks=1,
-    )  # fmt: skip
+        date(2026, 3, 3),
+        date(2026, 3, 30),
+        datetime(2026, 5, 1, tzinfo=UTC),
+        maturity_days={"fraud": 2, "default": 2},
+        valid_weeks=1,
+        test_weeks=1,
+    )
     return build_training_set(lakehouse_with_canary, feature_set, window)
 
 
@@ -105,9 +120,13 @@ def _register(training, feature_set, registry, shuffle=False):
     bundle, trained = train_bundle(table, "fraud", feature_set, table_vocabularies(training), 6.0)
     tracking, artifacts = registry
     version, _ = log_and_register(
-        bundle, trained, training_hash="h", model_name="risk_fraud", tracking_uri=tracking,
+        bundle,
+        trained,
+        training_hash="h",
+        model_name="risk_fraud",
+        tracking_uri=tracking,
         artifact_root=artifacts,
-    )  # fmt: skip
+    )
     return version, trained
 
 
@@ -139,8 +158,14 @@ def test_the_gate_keeps_a_worse_challenger_and_promotes_a_better_one(
     )
 
     v4, _ = _register(training, feature_set, registry)
-    refused = gate("risk_fraud", v4, better["behavioural"], training, tracking_uri=tracking,
-                   checks_passed=False)  # fmt: skip
+    refused = gate(
+        "risk_fraud",
+        v4,
+        better["behavioural"],
+        training,
+        tracking_uri=tracking,
+        checks_passed=False,
+    )
     assert not refused.promoted and "failed its checks" in refused.reason
     assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
 
@@ -164,8 +189,12 @@ def test_a_registered_model_carries_its_spec_references_and_plots(training, feat
         run_id=run.info.run_id, artifact_path="evaluation"
     )
     files = set(os.listdir(evaluation))
-    assert {"roc_pr.png", "importance_behavioural.png", "reference_behavioural.json",
-            "calibration_transaction_only.json"} <= files  # fmt: skip
+    assert {
+        "roc_pr.png",
+        "importance_behavioural.png",
+        "reference_behavioural.json",
+        "calibration_transaction_only.json",
+    } <= files
     reference = json.loads(Path(evaluation, "reference_behavioural.json").read_text())
     spec = load_bundle(f"models:/risk_fraud/{version}", tracking).behavioural.spec
     assert list(reference["features"]) == list(spec.feature_names)

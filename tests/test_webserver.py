@@ -23,11 +23,21 @@ QUERY = "{ assetNodes { assetKey { path } groupName isPartitioned } }"
 def webserver():
     port = free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=os.environ.copy(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     yield f"http://127.0.0.1:{port}/graphql", proc
     os.killpg(proc.pid, signal.SIGKILL)  # a background dagster ignores SIGTERM; see STACK.md
     proc.wait(timeout=30)
@@ -53,5 +63,12 @@ def test_asset_graph_is_served_over_graphql(webserver):
     daily = [n for n in nodes if n["groupName"] != "training"]
     assert daily and all(n["isPartitioned"] for n in daily)
     groups = {n["groupName"] for n in nodes}
-    assert {"ingest", "dbt_staging", "dbt_intermediate", "dbt_marts", "lakehouse",
-            "online_store", "training"} <= groups  # fmt: skip
+    assert {
+        "ingest",
+        "dbt_staging",
+        "dbt_intermediate",
+        "dbt_marts",
+        "lakehouse",
+        "online_store",
+        "training",
+    } <= groups

@@ -33,9 +33,11 @@ def export_snapshots(lakehouse: Lakehouse, first: date, last: date) -> tuple[lis
             params=[first, last],
         ).to_arrow_reader(_BATCH_ROWS)
         version = lakehouse.replace_partitions(
-            CUSTOMER_FEATURES, reader, ["as_of_date"],
+            CUSTOMER_FEATURES,
+            reader,
+            ["as_of_date"],
             f"as_of_date >= '{first}' AND as_of_date <= '{last}'",
-        )  # fmt: skip
+        )
     return counts, version
 
 

@@ -148,9 +148,13 @@ def online_customer_features(
     store = online_store.store(feature_set.version)
     try:
         report = load_snapshot(
-            lakehouse, store, feature_set, as_of_date,
-            min_customer_ratio=config.min_customer_ratio, log=context.log.info,
-        )  # fmt: skip
+            lakehouse,
+            store,
+            feature_set,
+            as_of_date,
+            min_customer_ratio=config.min_customer_ratio,
+            log=context.log.info,
+        )
     except OnlineStoreError as exc:  # the message says what failed and what keeps serving
         raise Failure(str(exc)) from exc
     for warning in report.warnings:
@@ -200,10 +204,11 @@ def online_store_serves_newest_snapshot(
     metadata = {"newest_snapshot": str(newest), "feature_set_version": feature_set.version}
     if generation is None:
         return AssetCheckResult(
-            passed=False, metadata=metadata,
+            passed=False,
+            metadata=metadata,
             description="no generation is serving (Redis restarted empty?): the refill sensor "
             "loads the newest snapshot",
-        )  # fmt: skip
+        )
     metadata |= {
         "generation": generation.id,
         "serving_as_of": generation.as_of.date().isoformat(),

@@ -24,9 +24,11 @@ def feature_set_version(columns: tuple[FeatureColumn, ...], checksums: list[str]
     """``fs_<12 hex>`` of what defines the values: columns (name, type, role, window,
     vocabulary) and the checksums of the SQL behind them; descriptions do not count."""
     payload = json.dumps(
-        [[(c.name, c.data_type, c.role, c.window, c.categories) for c in columns],
-         sorted(checksums)]
-    )  # fmt: skip
+        [
+            [(c.name, c.data_type, c.role, c.window, c.categories) for c in columns],
+            sorted(checksums),
+        ]
+    )
     return "fs_" + hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

@@ -68,8 +68,14 @@ class IngestReport:
 
 
 def _unreadable(table: str, day: date, source: str, exc: UnreadableFile) -> pa.Table:
-    row = {"source_table": table, "partition_date": day, "source": source, "row_number": -1,
-           "reason": str(exc), "row_json": json.dumps({"file": source})}  # fmt: skip
+    row = {
+        "source_table": table,
+        "partition_date": day,
+        "source": source,
+        "row_number": -1,
+        "reason": str(exc),
+        "row_json": json.dumps({"file": source}),
+    }
     return pa.Table.from_pylist([row], QUARANTINE_SCHEMA)
 
 
@@ -105,9 +111,11 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
     quarantined = pa.concat_tables(bad) if bad else QUARANTINE_SCHEMA.empty_table()
     # Quarantine first: if the raw write then fails, the rerun rewrites both.
     lakehouse.replace_partitions(
-        QUARANTINE, quarantined, ["source_table", "partition_date"],
+        QUARANTINE,
+        quarantined,
+        ["source_table", "partition_date"],
         f"source_table = '{table}' AND partition_date = '{day.isoformat()}'",
-    )  # fmt: skip
+    )
     version = lakehouse.replace_day(target, rows, column, day)
     reasons = Counter(quarantined["reason"].to_pylist())
     return IngestReport(rows.num_rows, quarantined.num_rows, reasons, version)

@@ -29,9 +29,19 @@ import pyarrow.compute as pc
 from assets.ingest.contract import LABELS_SCHEMA, TRANSACTIONS_SCHEMA
 
 CATEGORIES = (
-    "grocery", "restaurants", "fuel", "retail", "utilities", "health",
-    "travel", "entertainment", "electronics", "digital_goods", "gift_cards", "crypto",
-)  # fmt: skip
+    "grocery",
+    "restaurants",
+    "fuel",
+    "retail",
+    "utilities",
+    "health",
+    "travel",
+    "entertainment",
+    "electronics",
+    "digital_goods",
+    "gift_cards",
+    "crypto",
+)
 # Log-multiplier of a purchase's size by category (travel and electronics cost more).
 _CATEGORY_AMOUNT = np.array([0.0, -0.3, 0.1, 0.3, 0.5, 0.2, 1.2, -0.2, 1.0, -0.8, 0.4, 0.8])
 _RESALE_CATEGORIES = np.array([8, 9, 10, 11])  # electronics, digital goods, gift cards, crypto
@@ -249,9 +259,18 @@ def _purchases(
     installments = np.where(plan, rng.choice(_PLANS, k), 1)
     ts_us = _day_start_us(day_number) + (hours * 3_600_000_000).astype(np.int64)
     return _Batch(
-        stream, customer, ts_us, cents, category, channel, device, country, installments,
-        np.zeros(k, np.int8), np.zeros(k, np.int64),
-    )  # fmt: skip
+        stream,
+        customer,
+        ts_us,
+        cents,
+        category,
+        channel,
+        device,
+        country,
+        installments,
+        np.zeros(k, np.int8),
+        np.zeros(k, np.int64),
+    )
 
 
 def _daytime_hours(pop: Population, rng: np.random.Generator, customer: np.ndarray) -> np.ndarray:
@@ -283,9 +302,15 @@ def _background(pop: Population, day_number: int) -> _Batch:
     moved = shift.random(k) < _DRIFT_RESALE
     category[moved] = shift.choice(_RESALE_CATEGORIES, int(moved.sum()))
     batch = _purchases(
-        pop, rng, day_number, _BACKGROUND, customer,
-        hours=hours, mu_shift=_DRIFT_AMOUNT, category=category,
-    )  # fmt: skip
+        pop,
+        rng,
+        day_number,
+        _BACKGROUND,
+        customer,
+        hours=hours,
+        mu_shift=_DRIFT_AMOUNT,
+        category=category,
+    )
     online = (batch.channel == _POS) & (shift.random(k) < _DRIFT_ONLINE)
     batch.channel[online] = _ONLINE
     own_device = np.zeros(int(online.sum()), np.uint64)  # slot 0: a device the customer has
@@ -309,10 +334,16 @@ def _takeover(pop: Population, day_number: int) -> _Batch:
         rng.random(k) < 0.75, rng.choice(_RESALE_CATEGORIES, k), rng.integers(0, 12, k)
     )
     batch = _purchases(
-        pop, rng, day_number, _TAKEOVER, customer,
+        pop,
+        rng,
+        day_number,
+        _TAKEOVER,
+        customer,
         hours=start + rng.uniform(0.0, 2.0, k),
-        mu_shift=np.where(probe, -1.5, 0.9), sigma_shift=0.3, category=category,
-    )  # fmt: skip
+        mu_shift=np.where(probe, -1.5, 0.9),
+        sigma_shift=0.3,
+        category=category,
+    )
     batch.channel[:] = np.where(rng.random(k) < 0.8, _ONLINE, _APP)
     batch.device[:] = _device_key(pop, customer, np.full(k, 63, np.uint64))
     abroad = np.repeat(rng.random(len(victims)) < 0.5, counts)
@@ -335,10 +366,15 @@ def _default_ramp(pop: Population, day_number: int) -> _Batch:
     customer = np.repeat(ramping, counts)
     progress = np.repeat(progress, counts)
     batch = _purchases(
-        pop, rng, day_number, _DEFAULT_RAMP, customer,
+        pop,
+        rng,
+        day_number,
+        _DEFAULT_RAMP,
+        customer,
         hours=_daytime_hours(pop, rng, customer),
-        mu_shift=0.3 + 0.6 * progress, sigma_shift=0.5 * progress,
-    )  # fmt: skip
+        mu_shift=0.3 + 0.6 * progress,
+        sigma_shift=0.5 * progress,
+    )
     k = len(customer)
     on_plan = rng.random(k) < 0.5 + 0.45 * progress
     batch.installments[:] = np.where(on_plan, rng.choice(_PLANS, k), batch.installments)
@@ -361,9 +397,14 @@ def _card_test(pop: Population, day_number: int) -> _Batch:
     start = np.repeat(rng.uniform(0.0, 23.0, len(tested)), counts)
     category = np.where(rng.random(k) < 0.7, _DIGITAL_GOODS, _GIFT_CARDS)
     batch = _purchases(
-        pop, rng, day_number, _CARD_TEST, customer,
-        hours=start + rng.uniform(0.0, 0.9, k), category=category,
-    )  # fmt: skip
+        pop,
+        rng,
+        day_number,
+        _CARD_TEST,
+        customer,
+        hours=start + rng.uniform(0.0, 0.9, k),
+        category=category,
+    )
     batch.cents[:] = rng.integers(50, 300, k)
     batch.channel[:] = _ONLINE
     batch.device[:] = _device_key(pop, customer, np.full(k, 62, np.uint64))

@@ -143,11 +143,19 @@ def validate_transactions(
     """
     checks = [
         *_missing(
-            "transaction_id", "customer_id", "event_ts", "amount", "currency", "merchant_id",
-            "merchant_category", "channel", "country", "installments", "card_hash",
+            "transaction_id",
+            "customer_id",
+            "event_ts",
+            "amount",
+            "currency",
+            "merchant_id",
+            "merchant_category",
+            "channel",
+            "country",
+            "installments",
+            "card_hash",
         ),
-        "case when event_ts is not null and _t_event_ts is null "
-        "then 'unparsable event_ts' end",
+        "case when event_ts is not null and _t_event_ts is null then 'unparsable event_ts' end",
         f"case when _t_event_ts::date <> '{day}'::date "
         f"then 'event_ts not on the partition day {day}' end",
         "case when try_cast(amount as double) <= 0 then 'amount must be > 0' "
@@ -161,11 +169,18 @@ def validate_transactions(
         "then 'installments must be an integer from 1 to 60' end",
         "case when not regexp_full_match(card_hash, '[0-9a-f]{64}') "
         "then 'card_hash is not a keyed hash (64 hex characters)' end",
-    ]  # fmt: skip
+    ]
     return _run(
-        rows, TRANSACTIONS_SCHEMA, checks, typed, "transaction_id", day, source,
-        "transactions", known_ids,
-    )  # fmt: skip
+        rows,
+        TRANSACTIONS_SCHEMA,
+        checks,
+        typed,
+        "transaction_id",
+        day,
+        source,
+        "transactions",
+        known_ids,
+    )
 
 
 def validate_labels(rows: pa.Table, day: date, source: str) -> Validated:

@@ -55,14 +55,15 @@ def feature_drift(
     feature_set = load_feature_set()
     references = champion_references(settings.mlflow_tracking_uri())
     skipped = (
-        "no champion yet: drift is measured once a model is trained" if references is None
+        "no champion yet: drift is measured once a model is trained"
+        if references is None
         else f"champion {references.model} was logged without a snapshot reference: retrain it"
         if references.snapshot is None
         else f"champion {references.model} reads {references.snapshot['feature_set_version']}, "
         f"the registry is now {feature_set.version}: retrain it"
         if references.snapshot["feature_set_version"] != feature_set.version
         else None
-    )  # fmt: skip
+    )
     if skipped:
         context.log.info(skipped)
         return MaterializeResult(metadata={"as_of": as_of_date.isoformat(), "skipped": skipped})
@@ -72,8 +73,9 @@ def feature_drift(
     psis |= _live_psi(lakehouse, references, as_of_date, config.score_window_days)
     drifting = sorted(((v, k) for k, v in psis.items() if v > config.warn_psi), reverse=True)
     try:
-        report = str(_report(lakehouse, feature_set, reference, current, as_of_date,
-                             config.report_rows))  # fmt: skip
+        report = str(
+            _report(lakehouse, feature_set, reference, current, as_of_date, config.report_rows)
+        )
     except Exception as exc:  # the report is for people; the PSI above is what acts
         context.log.warning(f"evidently report not written: {exc!r}")
         report = f"not written: {exc!r}"
@@ -103,10 +105,12 @@ def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, 
 
     start, end = as_of_time(as_of_date - timedelta(days=window_days)), as_of_time(as_of_date)
     rows = read_decisions(
-        lakehouse, start, end, ["fraud_score", *references.inputs],
-        (pc.field("fraud_model") == references.model)
-        & (pc.field("model_kind") == "behavioural"),
-    )  # fmt: skip
+        lakehouse,
+        start,
+        end,
+        ["fraud_score", *references.inputs],
+        (pc.field("fraud_model") == references.model) & (pc.field("model_kind") == "behavioural"),
+    )
     if rows is None or not rows.num_rows:
         return {}
     inputs = [n for n in references.inputs if n in rows.column_names]
@@ -172,9 +176,12 @@ def realized_performance(
         skipped = "no decisions logged before the as_of" if labels else "no labels yet"
         return MaterializeResult(metadata={"as_of": as_of_date.isoformat(), "skipped": skipped})
     log = pl.from_arrow(log)
-    labels = pl.from_arrow(labels.to_table(
-        columns=["transaction_id", "label", "label_ts"], filter=pc.field("label_date") <= as_of_date
-    ))  # fmt: skip
+    labels = pl.from_arrow(
+        labels.to_table(
+            columns=["transaction_id", "label", "label_ts"],
+            filter=pc.field("label_date") <= as_of_date,
+        )
+    )
     thresholds = Thresholds.from_environment()
     metadata: dict = {"as_of": as_of_date.isoformat()}
     weekly = []
@@ -191,18 +198,32 @@ def realized_performance(
         REALIZED_PERFORMANCE, weeks.to_arrow(), "as_of_date", as_of_date
     )
     served = weeks.filter(pl.col("role") == "served").tail(16)
-    return MaterializeResult(metadata={
-        **metadata,
-        "matured_decisions": int(weeks["rows"].sum()),
-        "weekly": MetadataValue.md(_markdown(served) if served.height else "no matured weeks yet"),
-        "table_uri": MetadataValue.path(lakehouse.uri(REALIZED_PERFORMANCE)),
-        "delta_version": version,
-    })  # fmt: skip
+    return MaterializeResult(
+        metadata={
+            **metadata,
+            "matured_decisions": int(weeks["rows"].sum()),
+            "weekly": MetadataValue.md(
+                _markdown(served) if served.height else "no matured weeks yet"
+            ),
+            "table_uri": MetadataValue.path(lakehouse.uri(REALIZED_PERFORMANCE)),
+            "delta_version": version,
+        }
+    )
 
 
 def _markdown(weeks) -> str:
-    columns = ["week", "target", "model", "model_kind", "rows", "bad", "auc",
-               "precision_at_decline", "bad_rate_approve", "bad_rate_decline"]  # fmt: skip
+    columns = [
+        "week",
+        "target",
+        "model",
+        "model_kind",
+        "rows",
+        "bad",
+        "auc",
+        "precision_at_decline",
+        "bad_rate_approve",
+        "bad_rate_decline",
+    ]
     cell = lambda v: f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v)  # noqa: E731
     rows = [" | ".join(cell(r[c]) for c in columns) for r in weeks.iter_rows(named=True)]
     return "\n".join([" | ".join(columns), " | ".join("---" for _ in columns), *rows])
@@ -228,18 +249,24 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     label = f"{name}/{version}"
     out: dict = {f"champion/{target}": label}
     own = weekly.filter(
-        (pl.col("role") == "served") & (pl.col("model") == label)
-        & (pl.col("model_kind") == "behavioural") & pl.col("auc").is_not_null()
-        & (pl.col("rows") >= config.min_rows) & (pl.col("bad") >= config.min_bad)
-    )  # fmt: skip
+        (pl.col("role") == "served")
+        & (pl.col("model") == label)
+        & (pl.col("model_kind") == "behavioural")
+        & pl.col("auc").is_not_null()
+        & (pl.col("rows") >= config.min_rows)
+        & (pl.col("bad") >= config.min_bad)
+    )
     if own.height:
         newest = own.row(-1, named=True)
         client = MlflowClient(tracking)
         run = client.get_model_version(name, version).run_id
         test_auc = client.get_run(run).data.metrics["behavioural.roc_auc"]
-        out |= {f"auc/{target}": newest["auc"], f"auc_test/{target}": test_auc,
-                f"auc_drop/{target}": test_auc - newest["auc"],
-                f"auc_week/{target}": newest["week"].date().isoformat()}  # fmt: skip
+        out |= {
+            f"auc/{target}": newest["auc"],
+            f"auc_test/{target}": test_auc,
+            f"auc_drop/{target}": test_auc - newest["auc"],
+            f"auc_week/{target}": newest["week"].date().isoformat(),
+        }
 
     def p95(model: str, since) -> float | None:
         ms = log.filter((pl.col(f"{target}_model") == model) & (pl.col("event_ts") >= since))
@@ -255,9 +282,11 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     before = p95(f"{name}/{previous}", log["event_ts"].min())
     sla = config.model_p95_sla_ms
     if latency is not None and latency > sla and (before is None or before <= sla):
-        reason = (f"model inference p95 {latency:.2f} ms > SLA {sla:g} ms over "
-                  f"{config.latency_window_days} days (v{previous}: "
-                  f"{'not served' if before is None else f'{before:.2f} ms'})")  # fmt: skip
+        reason = (
+            f"model inference p95 {latency:.2f} ms > SLA {sla:g} ms over "
+            f"{config.latency_window_days} days (v{previous}: "
+            f"{'not served' if before is None else f'{before:.2f} ms'})"
+        )
     else:
         champion = load_bundle(f"models:/{name}/{version}", tracking).behavioural
         replaced = load_bundle(f"models:/{name}/{previous}", tracking).behavioural
@@ -270,9 +299,11 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
         )
         enough = seen.rows >= config.min_rows and seen.bad >= config.min_bad
         if (
-            seen.problem is None and enough and None not in (seen.champion_auc, seen.previous_auc)
+            seen.problem is None
+            and enough
+            and None not in (seen.champion_auc, seen.previous_auc)
             and seen.champion_auc < seen.previous_auc - config.rollback_margin
-        ):  # fmt: skip
+        ):
             reason = (
                 f"realized AUC {seen.champion_auc:.4f} < v{previous}'s {seen.previous_auc:.4f}"
                 f" - {config.rollback_margin} on the same {seen.rows} matured decisions "

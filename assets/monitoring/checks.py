@@ -41,27 +41,36 @@ def _age_result(newest: datetime | None, what: str) -> AssetCheckResult:
         description=f"newest {what} is {age.total_seconds() / 3600:.1f} h old "
         f"(at most {max_age().total_seconds() / 3600:g} h)",
         metadata={"newest": newest.isoformat(), "age_hours": round(age.total_seconds() / 3600, 2)},
-    )  # fmt: skip
+    )
 
 
-@asset_check(asset=raw_transactions, name="fresh",
-             description="The newest day of transactions ended at most ~26 h ago.")  # fmt: skip
+@asset_check(
+    asset=raw_transactions,
+    name="fresh",
+    description="The newest day of transactions ended at most ~26 h ago.",
+)
 def raw_transactions_fresh(lakehouse: Lakehouse) -> AssetCheckResult:
     days = lakehouse.partition_dates(TRANSACTIONS, "event_date")
     newest = as_of_time(days[-1] + timedelta(days=1)) if days else None
     return _age_result(newest, "day of transactions (its end)")
 
 
-@asset_check(asset=customer_features_daily, name="fresh",
-             description="The newest snapshot's as_of is at most ~26 h old.")  # fmt: skip
+@asset_check(
+    asset=customer_features_daily,
+    name="fresh",
+    description="The newest snapshot's as_of is at most ~26 h old.",
+)
 def customer_features_fresh(lakehouse: Lakehouse) -> AssetCheckResult:
     newest = newest_as_of_date(lakehouse)
     return _age_result(as_of_time(newest) if newest else None, "snapshot as_of")
 
 
-@asset_check(asset=online_customer_features, name="fresh",
-             description="The serving generation's as_of and write time are at most ~26 h "
-             "old, and it is not past its TTL.")  # fmt: skip
+@asset_check(
+    asset=online_customer_features,
+    name="fresh",
+    description="The serving generation's as_of and write time are at most ~26 h "
+    "old, and it is not past its TTL.",
+)
 def online_store_fresh(online_store: OnlineStoreResource) -> AssetCheckResult:
     try:
         generation = online_store.store(load_feature_set().version).current_generation(fresh=True)
@@ -75,39 +84,50 @@ def online_store_fresh(online_store: OnlineStoreResource) -> AssetCheckResult:
     return AssetCheckResult(
         passed=by_as_of.passed and by_write.passed,
         description=f"{by_as_of.description}; {by_write.description}",
-        metadata={"generation": generation.id, "as_of": generation.as_of.isoformat(),
-                  "written_at": generation.written_at.isoformat(),
-                  "as_of_age_hours": by_as_of.metadata["age_hours"].value,
-                  "write_age_hours": by_write.metadata["age_hours"].value},
-    )  # fmt: skip
+        metadata={
+            "generation": generation.id,
+            "as_of": generation.as_of.isoformat(),
+            "written_at": generation.written_at.isoformat(),
+            "as_of_age_hours": by_as_of.metadata["age_hours"].value,
+            "write_age_hours": by_write.metadata["age_hours"].value,
+        },
+    )
 
 
 @asset_check(
-    asset=customer_features_daily, name="consistent_with_previous", blocking=True,
+    asset=customer_features_daily,
+    name="consistent_with_previous",
+    blocking=True,
     description="The newest snapshot has at least half the customers of the one before and "
     "no feature's null share grew by more than 20 points (blocking: nothing downstream, the "
     "online store included, uses a snapshot that fails).",
-)  # fmt: skip
+)
 def snapshot_consistent(lakehouse: Lakehouse) -> AssetCheckResult:
     days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
     if len(days) < 2:
-        return AssetCheckResult(passed=True, description="fewer than two snapshots: nothing to "
-                                "compare")  # fmt: skip
+        return AssetCheckResult(
+            passed=True, description="fewer than two snapshots: nothing to compare"
+        )
     feature_set = load_feature_set()
     names = [c.name for c in feature_set.features]
     newest, previous = (_null_shares(lakehouse, names, d) for d in (days[-1], days[-2]))
     rows_ratio = newest["rows"] / max(previous["rows"], 1)
     jumps = {n: newest[n] - previous[n] for n in names if newest[n] - previous[n] > 0.2}
-    problems = ([f"{newest['rows']} rows against {previous['rows']} the day before"]
-                if rows_ratio < 0.5 else []) + [
-        f"{n}: null share {previous[n]:.0%} -> {newest[n]:.0%}" for n in jumps]  # fmt: skip
+    problems = (
+        [f"{newest['rows']} rows against {previous['rows']} the day before"]
+        if rows_ratio < 0.5
+        else []
+    ) + [f"{n}: null share {previous[n]:.0%} -> {newest[n]:.0%}" for n in jumps]
     return AssetCheckResult(
         passed=not problems,
         description="; ".join(problems) or f"{days[-1]} consistent with {days[-2]}",
-        metadata={"rows": newest["rows"], "rows_before": previous["rows"],
-                  "rows_ratio": round(rows_ratio, 4),
-                  **{f"null_share/{n}": round(newest[n], 4) for n in names}},
-    )  # fmt: skip
+        metadata={
+            "rows": newest["rows"],
+            "rows_before": previous["rows"],
+            "rows_ratio": round(rows_ratio, 4),
+            **{f"null_share/{n}": round(newest[n], 4) for n in names},
+        },
+    )
 
 
 def _null_shares(lakehouse: Lakehouse, names: list[str], as_of_date: date) -> dict:
@@ -118,12 +138,17 @@ def _null_shares(lakehouse: Lakehouse, names: list[str], as_of_date: date) -> di
     return {"rows": table.num_rows, **{n: table[n].null_count / rows for n in names}}
 
 
-@asset_check(asset=risk_models, name="model_quality",
-             description="Each target's newest model version: behavioural test AUC above its "
-             "floor, and no feature the champion used has lost all its importance.")  # fmt: skip
+@asset_check(
+    asset=risk_models,
+    name="model_quality",
+    description="Each target's newest model version: behavioural test AUC above its "
+    "floor, and no feature the champion used has lost all its importance.",
+)
 def model_quality() -> AssetCheckResult:
-    floors = {"fraud": float(os.environ.get("RISK_MIN_AUC_FRAUD", "0.8")),
-              "default": float(os.environ.get("RISK_MIN_AUC_DEFAULT", "0.6"))}  # fmt: skip
+    floors = {
+        "fraud": float(os.environ.get("RISK_MIN_AUC_FRAUD", "0.8")),
+        "default": float(os.environ.get("RISK_MIN_AUC_DEFAULT", "0.6")),
+    }
     problems, metadata = [], {}
     for target in TARGETS:
         found = _newest_and_champion(f"risk_{target}")
@@ -135,15 +160,20 @@ def model_quality() -> AssetCheckResult:
         if auc < floors[target]:
             problems.append(f"risk_{target} v{version}: test AUC {auc:.3f} < {floors[target]}")
         if champion is not None and champion[0] != version:
-            lost = sorted(n for n, gain in champion[2].items()
-                          if gain > 0 and importance.get(n, 0.0) == 0)  # fmt: skip
+            lost = sorted(
+                n for n, gain in champion[2].items() if gain > 0 and importance.get(n, 0.0) == 0
+            )
             if lost:
-                problems.append(f"risk_{target} v{version}: no importance left for {lost} "
-                                f"(champion v{champion[0]} used them)")  # fmt: skip
+                problems.append(
+                    f"risk_{target} v{version}: no importance left for {lost} "
+                    f"(champion v{champion[0]} used them)"
+                )
     return AssetCheckResult(
-        passed=not problems, severity=AssetCheckSeverity.ERROR,
-        description="; ".join(problems) or "every new model clears its floor", metadata=metadata,
-    )  # fmt: skip
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or "every new model clears its floor",
+        metadata=metadata,
+    )
 
 
 def _newest_and_champion(name: str):
@@ -158,9 +188,10 @@ def _newest_and_champion(name: str):
     def describe(version) -> tuple[str, float, dict]:
         run = client.get_run(version.run_id)
         path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path="evaluation/importance_behavioural.json",
+            run_id=version.run_id,
+            artifact_path="evaluation/importance_behavioural.json",
             tracking_uri=tracking,
-        )  # fmt: skip
+        )
         importance = json.loads(Path(path).read_text())
         return str(version.version), float(run.data.metrics["behavioural.roc_auc"]), importance
 

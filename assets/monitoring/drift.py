@@ -69,9 +69,11 @@ def champion_references(tracking_uri: str, name: str = "risk_fraud") -> Champion
         champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         return None
-    folder = Path(mlflow.artifacts.download_artifacts(
-        run_id=champion.run_id, artifact_path="evaluation", tracking_uri=tracking_uri
-    ))  # fmt: skip
+    folder = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=champion.run_id, artifact_path="evaluation", tracking_uri=tracking_uri
+        )
+    )
     snapshot = folder / "reference_snapshot.json"
     behavioural = json.loads((folder / "reference_behavioural.json").read_text())
     return ChampionReferences(

@@ -37,13 +37,17 @@ def compact_inference_log(
         target_size=config.target_mb * 2**20,
     )
     # The retention is ours to choose (e.g. 0 in tests): not Delta's 7-day floor.
-    removed = table.vacuum(retention_hours=config.retention_hours, dry_run=False,
-                           enforce_retention_duration=False)  # fmt: skip
+    removed = table.vacuum(
+        retention_hours=config.retention_hours, dry_run=False, enforce_retention_duration=False
+    )
     summary = {
-        "files_before": files_before, "files_after": len(table.file_uris()),
-        "files_compacted": done["numFilesRemoved"], "files_written": done["numFilesAdded"],
-        "files_vacuumed": len(removed), "days_before": today.isoformat(),
-    }  # fmt: skip
+        "files_before": files_before,
+        "files_after": len(table.file_uris()),
+        "files_compacted": done["numFilesRemoved"],
+        "files_written": done["numFilesAdded"],
+        "files_vacuumed": len(removed),
+        "days_before": today.isoformat(),
+    }
     context.log.info(f"inference log compacted: {summary}")
     return Output(summary, metadata={"uri": uri, **summary})
 

@@ -65,11 +65,17 @@ def weekly_performance(decisions: pl.DataFrame, target: str, decline_at: float) 
             y, s = group["bad"].to_numpy(), group[score].to_numpy()
             declined = s >= decline_at
             row = {
-                "week": week, "target": target, "role": role, "model": name, "model_kind": kind,
-                "rows": len(y), "bad": int(y.sum()), "auc": realized_auc(y, s),
+                "week": week,
+                "target": target,
+                "role": role,
+                "model": name,
+                "model_kind": kind,
+                "rows": len(y),
+                "bad": int(y.sum()),
+                "auc": realized_auc(y, s),
                 "precision_at_decline": float(y[declined].mean()) if declined.any() else None,
                 "decline_rate": float(declined.mean()),
-            }  # fmt: skip
+            }
             for decision in DECISIONS:  # what the served decision did (the shadow decided none)
                 taken = (group["decision"] == decision).to_numpy() if role == "served" else None
                 row[f"bad_rate_{decision}"] = (
@@ -80,11 +86,18 @@ def weekly_performance(decisions: pl.DataFrame, target: str, decline_at: float) 
 
 
 PERFORMANCE_SCHEMA = {
-    "week": pl.Datetime("us", "UTC"), "target": pl.String, "role": pl.String,
-    "model": pl.String, "model_kind": pl.String, "rows": pl.Int64, "bad": pl.Int64,
-    "auc": pl.Float64, "precision_at_decline": pl.Float64, "decline_rate": pl.Float64,
+    "week": pl.Datetime("us", "UTC"),
+    "target": pl.String,
+    "role": pl.String,
+    "model": pl.String,
+    "model_kind": pl.String,
+    "rows": pl.Int64,
+    "bad": pl.Int64,
+    "auc": pl.Float64,
+    "precision_at_decline": pl.Float64,
+    "decline_rate": pl.Float64,
     **{f"bad_rate_{d}": pl.Float64 for d in DECISIONS},
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -123,8 +136,9 @@ def compare_on_served_rows(
 
     names = champion.spec.feature_names
     same_inputs = (previous.spec.feature_names, previous.spec.vocabularies) == (
-        names, champion.spec.vocabularies,
-    )  # fmt: skip
+        names,
+        champion.spec.vocabularies,
+    )
     if not same_inputs:
         return compared("the previous version reads other inputs or vocabularies")
     if not set(names) <= set(rows.columns) or not len(y):

@@ -55,11 +55,13 @@ class TrainingSetConfig(Config):
             last_day=date.fromisoformat(self.last_day) if self.last_day else newest - timedelta(1),
             cutoff=cutoff,
             availability_lag=timedelta(hours=self.availability_lag_hours),
-            maturity_days={"fraud": self.fraud_maturity_days,
-                           "default": self.default_maturity_days},
+            maturity_days={
+                "fraud": self.fraud_maturity_days,
+                "default": self.default_maturity_days,
+            },
             valid_weeks=self.valid_weeks,
             test_weeks=self.test_weeks,
-        )  # fmt: skip
+        )
 
 
 def split_summary(table: pa.Table) -> list[dict]:
@@ -69,8 +71,15 @@ def split_summary(table: pa.Table) -> list[dict]:
             part = table.filter(pc.fill_null(pc.equal(table[f"{target}_split"], split), False))
             bad = pc.sum(part[f"{target}_label"]).as_py() or 0
             known = pc.sum(part["customer_known"]).as_py() or 0
-            out.append({"target": target, "split": split, "rows": part.num_rows,
-                        "bad": bad, "known_customers": known})  # fmt: skip
+            out.append(
+                {
+                    "target": target,
+                    "split": split,
+                    "rows": part.num_rows,
+                    "bad": bad,
+                    "known_customers": known,
+                }
+            )
     return out
 
 
@@ -102,11 +111,16 @@ def training_set(
     table = build_training_set(lakehouse, feature_set, window)
     digest = content_hash(table)
     vocabularies = table.schema.metadata[b"vocabularies"].decode()
-    version = lakehouse.overwrite(TRAINING_SET, table, {
-        "risk.content_hash": digest, "risk.vocabularies": vocabularies,
-        "risk.feature_set_version": feature_set.version,
-        "risk.availability_lag_hours": str(config.availability_lag_hours),
-    })  # fmt: skip
+    version = lakehouse.overwrite(
+        TRAINING_SET,
+        table,
+        {
+            "risk.content_hash": digest,
+            "risk.vocabularies": vocabularies,
+            "risk.feature_set_version": feature_set.version,
+            "risk.availability_lag_hours": str(config.availability_lag_hours),
+        },
+    )
     summary = split_summary(table)
     context.log.info(f"training set: {table.num_rows:,} purchases, hash {digest[:12]}")
     return MaterializeResult(
@@ -177,14 +191,23 @@ def risk_models(
             table, target, feature_set, vocabularies, float(commit["risk.availability_lag_hours"])
         )
         version, run_id = log_and_register(
-            bundle, trained, training_hash=commit["risk.content_hash"],
-            model_name=f"risk_{target}", tracking_uri=tracking,
-            artifact_root=settings.mlflow_artifact_root(), snapshot_reference=reference,
-        )  # fmt: skip
+            bundle,
+            trained,
+            training_hash=commit["risk.content_hash"],
+            model_name=f"risk_{target}",
+            tracking_uri=tracking,
+            artifact_root=settings.mlflow_artifact_root(),
+            snapshot_reference=reference,
+        )
         decision = gate(
-            f"risk_{target}", version, trained["behavioural"], table, tracking_uri=tracking,
-            tolerance=config.promotion_tolerance, checks_passed=not problems,
-        )  # fmt: skip
+            f"risk_{target}",
+            version,
+            trained["behavioural"],
+            table,
+            tracking_uri=tracking,
+            tolerance=config.promotion_tolerance,
+            checks_passed=not problems,
+        )
         context.log.info(f"risk_{target} v{version}: {decision.reason}")
         names = list(next(iter(trained.values())).metrics)
         metadata[f"{target}_metrics"] = MetadataValue.md(
@@ -199,9 +222,11 @@ def risk_models(
             )
         )
         metadata |= {
-            f"{target}_version": version, f"{target}_run_id": run_id,
-            f"{target}_promoted": decision.promoted, f"{target}_gate": decision.reason,
+            f"{target}_version": version,
+            f"{target}_run_id": run_id,
+            f"{target}_promoted": decision.promoted,
+            f"{target}_gate": decision.reason,
             f"{target}_auc_behavioural": trained["behavioural"].metrics["roc_auc"],
             f"{target}_auc_transaction_only": trained["transaction_only"].metrics["roc_auc"],
-        }  # fmt: skip
+        }
     return MaterializeResult(metadata=metadata)

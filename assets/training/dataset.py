@@ -31,9 +31,16 @@ from riskcore.targets import TARGETS
 from riskcore.transaction_features import TRANSACTION_FEATURES, transaction_features
 
 TRANSACTION_COLUMNS = [
-    "transaction_id", "customer_id", "event_ts", "amount", "merchant_category", "channel",
-    "device_id", "country", "installments",
-]  # fmt: skip
+    "transaction_id",
+    "customer_id",
+    "event_ts",
+    "amount",
+    "merchant_category",
+    "channel",
+    "device_id",
+    "country",
+    "installments",
+]
 
 
 @dataclass(frozen=True)
@@ -187,9 +194,10 @@ def _split(joined: pa.Table, window: TrainingWindow, target: str) -> pa.Array:
     ts = lambda d: pa.scalar(d, pa.timestamp("us", "UTC"))  # noqa: E731
     matured = pc.less_equal(at, ts(horizon))
     split = pc.if_else(
-        pc.greater(at, ts(test_from)), "test",
+        pc.greater(at, ts(test_from)),
+        "test",
         pc.if_else(pc.greater(at, ts(valid_from)), "valid", "train"),
-    )  # fmt: skip
+    )
     return pc.if_else(pc.and_(eligible, matured), split, pa.scalar(None, pa.string()))
 
 

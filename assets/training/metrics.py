@@ -20,10 +20,10 @@ def calibration_bins(y: np.ndarray, score: np.ndarray, bins: int = 10) -> list[d
     """Observed bad rate against mean score, per score decile (a reliability table)."""
     order = np.argsort(score, kind="stable")
     return [
-        {"mean_score": float(score[part].mean()), "bad_rate": float(y[part].mean()),
-         "n": len(part)}
-        for part in np.array_split(order, bins) if len(part)
-    ]  # fmt: skip
+        {"mean_score": float(score[part].mean()), "bad_rate": float(y[part].mean()), "n": len(part)}
+        for part in np.array_split(order, bins)
+        if len(part)
+    ]
 
 
 def evaluate(y: np.ndarray, score: np.ndarray) -> dict[str, float]:

@@ -21,10 +21,20 @@ from riskcore.psi import Reference
 from riskcore.registry import load_bundle
 
 PARAMS = {
-    "objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 40,
-    "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
-    "seed": 7, "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbose": -1,
-}  # fmt: skip
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "seed": 7,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 2,
+    "verbose": -1,
+}
 MAX_ROUNDS, EARLY_STOPPING = 1000, 50
 
 
@@ -75,12 +85,14 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
         categorical_feature=categorical,
         free_raw_data=False,
     )
-    valid = lgb.Dataset(matrix(parts["valid"], spec), labels(parts["valid"], spec),
-                        reference=train)  # fmt: skip
+    valid = lgb.Dataset(matrix(parts["valid"], spec), labels(parts["valid"], spec), reference=train)
     booster = lgb.train(
-        {**PARAMS, **(params or {})}, train, MAX_ROUNDS, valid_sets=[valid],
+        {**PARAMS, **(params or {})},
+        train,
+        MAX_ROUNDS,
+        valid_sets=[valid],
         callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
-    )  # fmt: skip
+    )
     model = ScoringModel(spec, booster)
     x_train, x_test = matrix(parts["train"], spec), matrix(parts["test"], spec)
     y_test = labels(parts["test"], spec)
@@ -89,9 +101,13 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
     reference = reference_histograms(names, x_train, booster.predict(x_train))
     reference["test_score"] = reference_histograms([], x_test[:, :0], scores)["score"]
     return TrainedModel(
-        model, evaluate(y_test, scores), dict(zip(names, map(float, gains), strict=True)),
-        scores, y_test, reference,
-    )  # fmt: skip
+        model,
+        evaluate(y_test, scores),
+        dict(zip(names, map(float, gains), strict=True)),
+        scores,
+        y_test,
+        reference,
+    )
 
 
 def reference_histograms(names: list[str], x: np.ndarray, scores: np.ndarray) -> dict:
@@ -128,9 +144,12 @@ def train_bundle(
 def code_version() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=settings.PROJECT_ROOT,
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=settings.PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -190,11 +209,22 @@ def log_and_register(
     spec = bundle.behavioural.spec
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
         folder = Path(tmp)
-        mlflow.log_params({**PARAMS, "max_rounds": MAX_ROUNDS, "early_stopping": EARLY_STOPPING,
-                           "availability_lag_hours": spec.availability_lag_hours})  # fmt: skip
-        mlflow.set_tags({"training_set_hash": training_hash, "code_version": code_version(),
-                         "feature_set_version": spec.feature_set_version,
-                         "target": bundle.target})  # fmt: skip
+        mlflow.log_params(
+            {
+                **PARAMS,
+                "max_rounds": MAX_ROUNDS,
+                "early_stopping": EARLY_STOPPING,
+                "availability_lag_hours": spec.availability_lag_hours,
+            }
+        )
+        mlflow.set_tags(
+            {
+                "training_set_hash": training_hash,
+                "code_version": code_version(),
+                "feature_set_version": spec.feature_set_version,
+                "target": bundle.target,
+            }
+        )
         for kind, t in trained.items():
             mlflow.log_metrics({f"{kind}.{k}": v for k, v in t.metrics.items()})
             mlflow.log_metric(f"{kind}.best_iteration", t.model.booster.best_iteration)
@@ -213,9 +243,11 @@ def log_and_register(
         mlflow.log_artifacts(str(folder), "evaluation")
         bundle_dir = bundle.save(folder / "bundle")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=RiskModel(), artifacts={"bundle": str(bundle_dir)},
+            name="model",
+            python_model=RiskModel(),
+            artifacts={"bundle": str(bundle_dir)},
             pip_requirements=["lightgbm==4.7.0", "numpy", "pandas"],
-        )  # fmt: skip
+        )
         version = mlflow.register_model(info.model_uri, model_name).version
     client = MlflowClient()
     client.set_registered_model_alias(model_name, "challenger", version)
@@ -261,8 +293,13 @@ def gate(
     incumbent = load_bundle(f"models:/{model_name}@champion", tracking_uri).behavioural
     spec = challenger.model.spec
     if not set(incumbent.spec.feature_names) <= set(table.column_names):
-        return GateDecision(False, f"champion v{champion.version} reads features this training "
-                            "set lacks: promote by hand after review", auc, None)  # fmt: skip
+        return GateDecision(
+            False,
+            f"champion v{champion.version} reads features this training "
+            "set lacks: promote by hand after review",
+            auc,
+            None,
+        )
     test = rows(table, spec, "test")
     champion_auc = evaluate(labels(test, spec), incumbent.predict(matrix(test, incumbent.spec)))[
         "roc_auc"
@@ -271,13 +308,19 @@ def gate(
         client.set_registered_model_alias(model_name, "champion", version)
         client.set_model_version_tag(model_name, version, REPLACES, champion.version)
         return GateDecision(
-            True, f"test AUC {auc:.4f} >= champion v{champion.version}'s {champion_auc:.4f} "
-            f"- {tolerance} on the same test weeks", auc, champion_auc,
-        )  # fmt: skip
+            True,
+            f"test AUC {auc:.4f} >= champion v{champion.version}'s {champion_auc:.4f} "
+            f"- {tolerance} on the same test weeks",
+            auc,
+            champion_auc,
+        )
     return GateDecision(
-        False, f"test AUC {auc:.4f} < champion v{champion.version}'s {champion_auc:.4f} - "
-        f"{tolerance} on the same test weeks: stays challenger", auc, champion_auc,
-    )  # fmt: skip
+        False,
+        f"test AUC {auc:.4f} < champion v{champion.version}'s {champion_auc:.4f} - "
+        f"{tolerance} on the same test weeks: stays challenger",
+        auc,
+        champion_auc,
+    )
 
 
 def previous_champion(model_name: str, tracking_uri: str) -> tuple[str, str | None]:
