@@ -19,12 +19,15 @@ from assets.monitoring.checks import model_quality, snapshot_consistent
 from assets.monitoring.log_compaction import inference_log_maintenance
 from assets.partitions import daily_partitions
 from assets.training.assets import risk_models, training_set, training_set_is_usable
-from resources import settings
+from resources import dbt_cli
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
+from riskcore import settings
 from sensors.drift import build_drift_sensor, build_performance_sensor
 from sensors.freshness import FRESHNESS_CHECKS, freshness, freshness_job
 from sensors.online_store import online_store_refill
+
+config = settings.load()
 
 daily_features_job = define_asset_job(
     "daily_features",
@@ -65,7 +68,7 @@ defs = Definitions(
     jobs=[daily_features_job, train_models_job, freshness_job, inference_log_maintenance],
     schedules=[
         # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
-        build_schedule_from_partitioned_job(daily_features_job, hour_of_day=settings.daily_hour()),
+        build_schedule_from_partitioned_job(daily_features_job, hour_of_day=config.daily_hour_utc),
         ScheduleDefinition(
             name="inference_log_compaction",
             job=inference_log_maintenance,
@@ -87,15 +90,9 @@ defs = Definitions(
         freshness,
     ],
     resources={
-        "lakehouse": Lakehouse(root_uri=settings.lakehouse_uri()),
-        "raw_sources": RawSources(
-            synthetic=settings.synthetic_source_enabled(),
-            seed=settings.generator_seed(),
-            customers=settings.generator_customers(),
-            drift_from=settings.generator_drift_from(),
-            landing_dir=str(settings.landing_dir()),
-        ),
+        "lakehouse": Lakehouse(root_uri=config.lakehouse_uri),
+        "raw_sources": RawSources.from_settings(),
         "online_store": online_store_from_environment(),
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=settings.dbt_executable()),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_cli.dbt_executable()),
     },
 )

@@ -4,10 +4,10 @@ from datetime import UTC, date, datetime
 
 from dagster import BackfillPolicy, DailyPartitionsDefinition
 
-from resources import settings
+from riskcore import settings
 
 daily_partitions = DailyPartitionsDefinition(
-    start_date=settings.partitions_start().isoformat(), timezone="UTC"
+    start_date=settings.load().start_date.isoformat(), timezone="UTC"
 )
 
 # A backfill runs ranges of up to a month per run: one dbt start-up and one Delta commit per

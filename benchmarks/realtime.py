@@ -30,7 +30,8 @@ import httpx
 import numpy as np
 
 from benchmarks.serving import KEY, load, start
-from resources import local_redis, settings
+from resources import local_redis
+from riskcore import settings
 from riskcore.online_store import connect
 from riskcore.realtime import RealtimeStore
 from serving.event_stream import publish
@@ -100,7 +101,7 @@ def background(kind: str, target: str, rate: float, seed: int, stop) -> None:
     ``POST /events`` (``target`` the port); in its own process, so the probe's timing does not
     wait for this one's GIL."""
     if kind == "stream":
-        client = connect(local_redis.ensure_running(settings.embedded_redis_dir()))
+        client = connect(local_redis.ensure_running(settings.load().embedded_redis_dir))
 
         def send(batch):
             publish(client, batch, target)
@@ -204,7 +205,7 @@ def main() -> None:
     parser.add_argument("--load", type=float, default=5000, help="background events/s")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
-    url = local_redis.ensure_running(settings.embedded_redis_dir())
+    url = local_redis.ensure_running(settings.load().embedded_redis_dir)
     client = connect(url)
     store = RealtimeStore(client)
     port = local_redis.free_port()

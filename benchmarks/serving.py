@@ -28,7 +28,8 @@ import httpx
 import numpy as np
 
 from benchmarks.traffic import recent_requests
-from resources import local_redis, settings
+from resources import local_redis
+from riskcore import settings
 
 KEY = "bench-key-0123456789"
 
@@ -94,8 +95,8 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
 
     config = ServingConfig(
         api_keys=(KEY,),
-        redis_url=local_redis.ensure_running(settings.embedded_redis_dir()),
-        tracking_uri=settings.mlflow_tracking_uri(),
+        redis_url=local_redis.ensure_running(settings.load().embedded_redis_dir),
+        tracking_uri=settings.load().tracking_uri(),
         hash_key=b"bench",
     )
     scorer = Scorer.open(config)
@@ -151,7 +152,7 @@ def main() -> None:
     env = os.environ | {
         "RISK_API_KEYS": KEY,
         "RISK_SERVING_DEV": "0",
-        "REDIS_URL": local_redis.ensure_running(settings.embedded_redis_dir()),
+        "REDIS_URL": local_redis.ensure_running(settings.load().embedded_redis_dir),
         "RISK_INFERENCE_LOG_URI": os.environ.get("BENCH_LOG", str(folder / "inference_log")),
         "RISK_SERVING_PORT": str(ports["production"]),
         "PYTHONPATH": str(settings.PROJECT_ROOT),

@@ -33,13 +33,13 @@ def _log(msg: str) -> None:
 
 def _dbt(args: list[str], target: Path) -> tuple[float, dict, int]:
     """Run dbt; returns (wall seconds, run_results, peak RSS in MB of the dbt process)."""
-    from resources import settings
+    from resources import dbt_cli
 
     began = time.perf_counter()
     proc = subprocess.Popen(
-        [settings.dbt_executable(), *args, "--quiet", "--target-path", str(target)],
-        cwd=settings.DBT_PROJECT_DIR,
-        env={**os.environ, **settings.dbt_env()},
+        [dbt_cli.dbt_executable(), *args, "--quiet", "--target-path", str(target)],
+        cwd=dbt_cli.DBT_PROJECT_DIR,
+        env={**os.environ, **dbt_cli.dbt_env()},
     )
     watched, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:  # sample the dbt process's RSS (DuckDB runs inside it)
@@ -149,10 +149,10 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.gettempdir()) / f"risk-bench-{args.customers}"
     os.environ["RISK_DATA_DIR"] = str(workdir / "data")
     os.environ.setdefault("RISK_DUCKDB_MEMORY_LIMIT", "3GB")
-    from resources import settings
+    from riskcore import settings
 
     total = args.days + args.history_days
-    first = settings.partitions_start()
+    first = settings.load().start_date
     last = first + timedelta(days=total - 1)
     _log(f"{args.customers:,} customers x {total} days; data in {workdir}")
     if not args.reuse:

@@ -10,29 +10,35 @@ DAGSTER_HOME: `make dev` shows them, with the PSI metadata plotted over time."""
 
 import argparse
 import logging
-import os
 import time
 from datetime import date, timedelta
 
-from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+)
 
+from assets.ingest.sources import RawSources
+from definitions import defs
 from demo import run as demo
-from resources import settings
+from resources.lakehouse import TRANSACTIONS, Lakehouse
+from riskcore import settings
+from riskcore.registry import alias_version
+from sensors.drift import DRIFT
 
 log = logging.getLogger("drift_demo")
 
 
 def newest_raw_day() -> date | None:
-    from resources.lakehouse import TRANSACTIONS, Lakehouse
-
     days = Lakehouse().partition_dates(TRANSACTIONS, "event_date")
     return days[-1] if days else None
 
 
 def has_champion() -> bool:
-    from riskcore.registry import alias_version
-
-    return alias_version("risk_fraud", "champion", settings.mlflow_tracking_uri()) is not None
+    return alias_version("risk_fraud", "champion", settings.load().tracking_uri()) is not None
 
 
 def drift_table(metadata: dict, top: int = 12) -> str:
@@ -49,22 +55,19 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     began = time.perf_counter()
     newest = newest_raw_day()
-    demo_days = int(os.environ.get("RISK_DEMO_DAYS", "120"))
-    first = (newest or settings.partitions_start() + timedelta(days=demo_days - 1)) + timedelta(1)
-    # Before definitions are imported: the generator reads it when the job's resources are built.
-    os.environ["RISK_DRIFT_FROM"] = first.isoformat()
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    demo_days = settings.load().demo_days
+    first = (newest or settings.load().start_date + timedelta(days=demo_days - 1)) + timedelta(1)
+    instance = demo.dagster_instance()
     if newest is None or not has_champion():
         log.info("no demo data yet: running `make demo`'s pipeline first")
         demo.run_features(demo_days)
         demo.train_models(instance)
 
-    from definitions import defs
-    from sensors.drift import DRIFT
-
     last = first + timedelta(days=args.days - 1)
     log.info("injecting drift from %s; daily job over %s..%s", first, first, last)
-    result = demo.run_partition_range(first, last, instance)
+    # The generator drifts from the first new day: the job runs with sources configured so.
+    drifting = RawSources.from_settings(drift_from=first)
+    result = demo.run_partition_range(first, last, instance, resources={"raw_sources": drifting})
     if not result.success:
         raise SystemExit(f"daily_features failed for {first}..{last}")
     measured = result.asset_materializations_for_node("monitoring__feature_drift")[-1].metadata
@@ -78,8 +81,6 @@ def main() -> None:
     sensor = defs.resolve_sensor_def("drift_retrain")
     with DagsterInstance.ephemeral() if instance is None else instance as sensor_instance:
         if instance is None:  # no DAGSTER_HOME: report the measurement to a throwaway one
-            from dagster import AssetMaterialization
-
             sensor_instance.report_runless_asset_event(
                 AssetMaterialization(DRIFT, metadata={k: v.value for k, v in measured.items()})
             )

@@ -9,18 +9,20 @@ import argparse
 import csv
 import hashlib
 import logging
-import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import DagsterInstance
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from resources import settings
+from assets.ingest.contract import TRANSACTIONS_SCHEMA
+from definitions import defs
+from riskcore import settings
+
+# Dagster's documented run tags for one run over a range of partitions (a single-run backfill).
+PARTITION_RANGE_START = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+TRANSACTION_COLUMNS = TRANSACTIONS_SCHEMA.names
 
 log = logging.getLogger("demo")
 
@@ -28,73 +30,70 @@ log = logging.getLogger("demo")
 def drop_partner_file(day) -> Path:
     """A small partner feed in the landing folder: two good rows and three that the contract
     quarantines (so the demo shows the second source and the quarantine table at work)."""
-    folder = settings.landing_dir() / "transactions" / day.isoformat()
+    folder = settings.load().landing_dir / "transactions" / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     good_hash = hashlib.sha256(b"demo partner card").hexdigest()
-    at = f"{day.isoformat()}T12:00:00Z"
+    common = {
+        "event_ts": f"{day.isoformat()}T12:00:00Z",
+        "currency": "EUR",
+        "merchant_id": "partner-m1",
+        "merchant_category": "retail",
+        "device_id": "",
+        "country": "DE",
+        "installments": "1",
+        "card_hash": good_hash,
+    }
     rows = [
-        ("pf-1", "partner-c1", at, "25.00", "online", good_hash),
-        ("pf-2", "partner-c2", at, "310.40", "pos", good_hash),
-        ("pf-3", "partner-c3", at, "-5.00", "online", good_hash),  # amount <= 0
-        ("pf-4", "partner-c4", at, "12.00", "carrier pigeon", good_hash),  # unknown channel
-        ("pf-5", "partner-c5", at, "9.99", "app", "4111 1111 1111 1111"),  # a test card number
+        {"transaction_id": "pf-1", "customer_id": "partner-c1", "amount": "25.00"},
+        {
+            "transaction_id": "pf-2",
+            "customer_id": "partner-c2",
+            "amount": "310.40",
+            "channel": "pos",
+        },
+        {"transaction_id": "pf-3", "customer_id": "partner-c3", "amount": "-5.00"},  # amount <= 0
+        {
+            "transaction_id": "pf-4",
+            "customer_id": "partner-c4",
+            "amount": "12.00",
+            "channel": "carrier pigeon",
+        },  # unknown channel
+        {
+            "transaction_id": "pf-5",
+            "customer_id": "partner-c5",
+            "amount": "9.99",
+            "channel": "app",
+            "card_hash": "4111 1111 1111 1111",
+        },  # a test card number
     ]
     path = folder / "partner_feed.csv"
     with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "transaction_id",
-                "customer_id",
-                "event_ts",
-                "amount",
-                "currency",
-                "merchant_id",
-                "merchant_category",
-                "channel",
-                "device_id",
-                "country",
-                "installments",
-                "card_hash",
-            ]
-        )
-        for tid, customer, ts, amount, channel, card in rows:
-            writer.writerow(
-                [
-                    tid,
-                    customer,
-                    ts,
-                    amount,
-                    "EUR",
-                    "partner-m1",
-                    "retail",
-                    channel,
-                    "",
-                    "DE",
-                    "1",
-                    card,
-                ]
-            )
+        writer = csv.DictWriter(f, fieldnames=TRANSACTION_COLUMNS)
+        writer.writeheader()
+        writer.writerows({"channel": "online", **common, **row} for row in rows)
     return path
+
+
+def dagster_instance() -> DagsterInstance | None:
+    """The instance `make dev` shows (DAGSTER_HOME), or an ephemeral one when none is set."""
+    return DagsterInstance.get() if settings.load().dagster_home else None
 
 
 def run_partition_range(start: date, end: date, instance: DagsterInstance | None, **kwargs):
     """One run of the daily job over partitions start..end, as a backfill batch runs it."""
-    from definitions import defs
-
     return defs.resolve_job_def("daily_features").execute_in_process(
         instance=instance,
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+            PARTITION_RANGE_START: start.isoformat(),
+            PARTITION_RANGE_END: end.isoformat(),
         },
         **kwargs,
     )
 
 
 def run_features(days: int, batch_days: int = 31) -> None:
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    first = settings.partitions_start()
+    instance = dagster_instance()
+    first = settings.load().start_date
     for offset in range(0, days, batch_days):
         start = first + timedelta(days=offset)
         end = first + timedelta(days=min(offset + batch_days, days) - 1)
@@ -112,8 +111,6 @@ def run_features(days: int, batch_days: int = 31) -> None:
 
 def train_models(instance: DagsterInstance | None, tags: dict[str, str] | None = None):
     """The training job: point-in-time training set, models, registry gate."""
-    from definitions import defs
-
     began = time.perf_counter()
     # The demo's 120 days leave 30 matured days under the default 90-day maturity of BNPL
     # defaults (they arrive 30-90 days after the purchase): 60 days here, so the default model
@@ -137,8 +134,8 @@ def champions() -> str:
     """The registered champions and their test-week metrics."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(settings.mlflow_tracking_uri())
-    lines = [f"\nModels (MLflow registry {settings.mlflow_tracking_uri()}):"]
+    client = MlflowClient(settings.load().tracking_uri())
+    lines = [f"\nModels (MLflow registry {settings.load().tracking_uri()}):"]
     for target in ("fraud", "default"):
         champion = client.get_model_version_by_alias(f"risk_{target}", "champion")
         metrics = client.get_run(champion.run_id).data.metrics
@@ -168,13 +165,13 @@ def score_sample(n: int = 2000) -> str:
     from serving.schemas import ScoreRequest
     from serving.scorer import SEVERITY, Scorer
 
-    url = from_environment().url or ensure_running(settings.embedded_redis_dir())
+    url = from_environment().url or ensure_running(settings.load().embedded_redis_dir)
     config = ServingConfig(
         api_keys=(DEV_API_KEY,),
         dev_mode=True,
         redis_url=url,
-        tracking_uri=settings.mlflow_tracking_uri(),
-        hash_key=settings.card_hash_key(),
+        tracking_uri=settings.load().tracking_uri(),
+        hash_key=settings.load().hash_key(),
     )
     scorer = Scorer.open(config)
     # As the payment flow does: each purchase scored, then recorded in the real-time state
@@ -262,21 +259,21 @@ def online_summary(fs) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=int(os.environ.get("RISK_DEMO_DAYS", "120")))
+    parser.add_argument("--days", type=int, default=settings.load().demo_days)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     log.info(
         "demo: %d customers x %d days from %s, data in %s",
-        settings.generator_customers(),
+        settings.load().customers,
         args.days,
-        settings.partitions_start(),
-        settings.data_dir(),
+        settings.load().start_date,
+        settings.load().data_dir,
     )
     began = time.perf_counter()
-    last_day = settings.partitions_start() + timedelta(days=args.days - 1)
+    last_day = settings.load().start_date + timedelta(days=args.days - 1)
     log.info("landing file with 3 bad rows of 5: %s", drop_partner_file(last_day))
     run_features(args.days)
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    instance = dagster_instance()
     train_models(instance)
     print(f"\nDemo finished in {time.perf_counter() - began:.0f} s. Lakehouse:\n{summary()}")
     print(champions())

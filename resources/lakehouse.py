@@ -11,7 +11,7 @@ from dagster import ConfigurableResource
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from resources import settings
+from riskcore import settings
 
 TRANSACTIONS = "raw/transactions"
 LABELS = "raw/labels"
@@ -32,7 +32,7 @@ class Lakehouse(ConfigurableResource):
 
     @property
     def root(self) -> str:
-        return (self.root_uri or settings.lakehouse_uri()).rstrip("/")
+        return (self.root_uri or settings.load().lakehouse_uri).rstrip("/")
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"

@@ -176,9 +176,9 @@ def stop(folder: Path) -> bool:
 
 
 if __name__ == "__main__":
-    from resources import settings
+    from riskcore import settings
 
-    folder = settings.embedded_redis_dir()
+    folder = settings.load().embedded_redis_dir
     if sys.argv[1:] == ["stop"]:
         print(f"embedded Redis in {folder}: " + ("stopped" if stop(folder) else "was not running"))
     elif sys.argv[1:] == ["url"]:  # `make serve` points the service at it

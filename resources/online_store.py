@@ -3,7 +3,8 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from resources import local_redis, settings
+from resources import local_redis
+from riskcore import settings
 from riskcore.online_store import OnlineStore, RedisClient, connect, safe_url
 
 
@@ -23,7 +24,7 @@ class OnlineStoreResource(ConfigurableResource):
     socket_timeout_s: float = 10.0
 
     def redis_url(self) -> str:
-        return self.url or local_redis.ensure_running(settings.embedded_redis_dir())
+        return self.url or local_redis.ensure_running(settings.load().embedded_redis_dir)
 
     def client(self) -> RedisClient:
         return connect(
@@ -47,7 +48,7 @@ class OnlineStoreResource(ConfigurableResource):
 
 def from_environment() -> OnlineStoreResource:
     return OnlineStoreResource(
-        url=settings.redis_url(),
-        cluster=settings.redis_cluster(),
-        ttl_seconds=settings.online_ttl_seconds(),
+        url=settings.load().redis_url,
+        cluster=settings.load().redis_cluster,
+        ttl_seconds=settings.load().online_ttl_s,
     )

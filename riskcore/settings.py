@@ -1,65 +1,304 @@
-"""Settings that serving and the pipeline share, read from the environment (one place).
+"""Every setting of the project, once: type, default and meaning, read from the environment.
 
-``resources/settings.py`` re-exports these for the pipeline; serving reads them here, so a
-scoring pod needs neither Dagster nor the rest of the project's configuration.
+One data folder (``RISK_DATA_DIR``, default ``./data``) holds the lakehouse, the DuckDB file,
+MLflow's store and Dagster's home, so ``make clean`` is one ``rm -rf``; each can be pointed
+elsewhere (an ``s3://`` lakehouse, a tracking server, a Redis Cluster) by its own variable.
+Secrets (API keys, the hash key) come only from here, never from a file in the repository.
+
+``load()`` reads the environment afresh (tests change it), so nothing caches a stale value; a
+bad value fails naming the variable and the value: ``RISK_DAILY_HOUR_UTC='2am': Input should
+be a valid integer``. ``python -m riskcore.settings`` prints the README's configuration table,
+which a test keeps equal to this module.
 """
 
 from __future__ import annotations
 
-import os
+import sys
+from datetime import date
 from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Clearly labelled development key: the demo runs without configuration, production does not.
+# Clearly labelled development keys: the demo runs without configuration, production does not.
 DEV_CARD_HASH_KEY = "dev-only-card-hash-key-do-not-use-in-production"
+DEV_API_KEY = "dev-api-key-not-for-production"
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("RISK_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+class SettingsError(ValueError):
+    """A variable of the environment has a value the project cannot use."""
 
 
-def lakehouse_uri() -> str:
-    """Root of the Delta tables: a local folder by default, any deltalake URI (s3://...) allowed."""
-    return os.environ.get("RISK_LAKEHOUSE_URI", str(data_dir() / "lakehouse")).rstrip("/")
+def _var(default: Any, description: str, *, env: str | None = None, shown: str | None = None):
+    """A setting: its default, what it means, its variable when not ``RISK_<FIELD>``, and the
+    default as the README shows it when it is derived from another setting."""
+    extra: dict[str, Any] = {}
+    if shown is not None:
+        extra["shown"] = shown
+    return Field(
+        default,
+        description=description,
+        validation_alias=AliasChoices(env) if env else None,
+        json_schema_extra=extra or None,
+    )
 
 
-def inference_log_uri(lakehouse_root: str | None = None) -> str:
-    """Where serving logs its decisions and monitoring reads them: ``RISK_INFERENCE_LOG_URI``
-    (empty: no log), else ``serving/inference_log`` under the lakehouse root."""
-    root = (lakehouse_root or lakehouse_uri()).rstrip("/")
-    return os.environ.get("RISK_INFERENCE_LOG_URI", f"{root}/serving/inference_log")
+class Settings(BaseSettings):
+    """The environment, typed. Variables are ``RISK_<FIELD>`` unless a field names its own."""
+
+    model_config = SettingsConfigDict(env_prefix="RISK_", extra="ignore", frozen=True)
+
+    # Where state lives
+    data_dir: Path = _var(
+        PROJECT_ROOT / "data",
+        "all local state: `lakehouse/`, `warehouse.duckdb`, `dagster_home/`, `landing/`, "
+        "`mlflow/`, `online_store/`",
+        shown="./data (git-ignored)",
+    )
+    lakehouse_uri: str = _var(
+        "",
+        "root of the Delta tables; any deltalake URI (`s3://...`)",
+        shown="$RISK_DATA_DIR/lakehouse",
+    )
+    landing_dir: Path | None = _var(
+        None,
+        "landing files: `<table>/<YYYY-MM-DD>/` with `*.parquet` or `*.csv` files",
+        shown="$RISK_DATA_DIR/landing",
+    )
+    duckdb_path: Path | None = _var(
+        None,
+        "dbt-duckdb's database (rolled-up days, snapshots being built)",
+        shown="$RISK_DATA_DIR/warehouse.duckdb",
+    )
+    duckdb_memory_limit: str = _var("3GB", "DuckDB spills past it")
+    dagster_home: Path | None = _var(
+        None,
+        "Dagster's instance (runs one at a time: DuckDB has one writer)",
+        env="DAGSTER_HOME",
+        shown="$RISK_DATA_DIR/dagster_home (make)",
+    )
+
+    # The embedded generator and the daily schedule
+    synthetic: bool = _var(
+        True, "feed the raw tables from the embedded generator (`0`: landing files only)"
+    )
+    customers: int = _var(20_000, "the generator's number of customers", shown="20000")
+    seed: int = _var(7, "the generator's seed: a seed reproduces every day exactly")
+    start_date: date = _var(date(2026, 1, 1), "first daily partition (first day of data)")
+    drift_from: date | None = _var(
+        None, "day from which the generator injects drift (`make drift-demo` sets it)"
+    )
+    demo_days: int = _var(120, "days `make demo` materializes")
+    daily_hour_utc: int = _var(
+        2, "UTC hour of the daily schedule (the day that ended becomes a snapshot)", shown="2"
+    )
+
+    # Secrets and environment
+    env: str = _var("development", "`production` refuses development keys and dev mode")
+    card_hash_key: SecretStr | None = _var(
+        None,
+        "key of card hashes and every other keyed hash (customer ids in the inference log); "
+        "with `RISK_ENV=production` the project refuses to run without it",
+        shown="a labelled development key",
+    )
+
+    # The online store
+    redis_url: str = _var(
+        "",
+        "the online store: `redis://user:password@host:port/db`, `rediss://...?ssl_ca_certs=` "
+        "for TLS, comma-separated seed nodes for a cluster; empty: a local `redis-server` "
+        "keeping its data in `$RISK_DATA_DIR/online_store`",
+        env="REDIS_URL",
+    )
+    redis_cluster: bool = _var(
+        False, "`1`: `REDIS_URL` names Redis Cluster seed nodes", env="REDIS_CLUSTER"
+    )
+    online_ttl_s: int = _var(
+        3 * 86_400,
+        "lifetime of an online-store generation that no newer one replaces",
+        shown="259200 (3 days)",
+    )
+
+    # The model registry
+    mlflow_tracking_uri: str = _var(
+        "",
+        "MLflow tracking and model registry",
+        env="MLFLOW_TRACKING_URI",
+        shown="sqlite:///$RISK_DATA_DIR/mlflow/mlflow.db",
+    )
+    mlflow_artifacts: Path | None = _var(
+        None,
+        "where new experiments keep their artifacts",
+        shown="$RISK_DATA_DIR/mlflow/artifacts",
+    )
+
+    # The scoring service
+    api_keys: SecretStr = _var(
+        SecretStr(""),
+        "the scoring service's API keys (comma-separated, header `X-API-Key`); none: it "
+        "refuses to start unless `RISK_SERVING_DEV=1`",
+        shown="none",
+    )
+    serving_dev: bool = _var(
+        False,
+        f"dev mode: the labelled key `{DEV_API_KEY}`; refused with `RISK_ENV=production` "
+        "(`make serve` sets `1` when no keys are set)",
+    )
+    serving_host: str = _var("127.0.0.1", "where uvicorn listens")
+    serving_port: int = _var(8000, "the service's port")
+    serving_workers: int = _var(1, "uvicorn workers: one per pod (scale with pods)")
+    serving_keep_alive_s: int = _var(75, "HTTP keep-alive of idle connections")
+    serving_redis_timeout_ms: float = _var(
+        5.0, "a lookup slower than this falls back to the transaction-only models"
+    )
+    serving_alias_poll_s: float = _var(
+        30.0,
+        "how often serving checks the registry aliases and reloads when one moved (a "
+        "rollback); `0`: only on SIGHUP or `POST /admin/reload`",
+    )
+    serving_shadow: bool = _var(
+        False,
+        "`1`: the `challenger` also scores every request, after the response; logged, never "
+        "acted on",
+    )
+    serving_max_batch: int = _var(500, "most transactions in one `POST /score/batch`")
+    fraud_review: float = _var(0.2, "fraud score at or above which a purchase goes to review")
+    fraud_decline: float = _var(0.6, "fraud score at or above which a purchase is declined")
+    default_review: float = _var(0.3, "default score at or above which a plan goes to review")
+    default_decline: float = _var(0.6, "default score at or above which a plan is declined")
+    inference_log_uri: str | None = _var(
+        None,
+        "the inference log (Delta); empty: off",
+        shown="$RISK_LAKEHOUSE_URI/serving/inference_log",
+    )
+    inference_log_flush_s: float = _var(2.0, "seconds between the inference log's commits")
+    events_stream: str = _var("risk:events", "the Redis Stream `make consume` reads events from")
+    events_group: str = _var("realtime", "the stream's consumer group")
+
+    # Monitoring
+    freshness_max_age_h: float = _var(
+        26.0, "how old the newest raw day, snapshot and online generation may be"
+    )
+    min_auc_fraud: float = _var(0.8, "the model-quality check's floor for the fraud model")
+    min_auc_default: float = _var(0.6, "the model-quality check's floor for the default model")
+
+    @field_validator(
+        "drift_from",
+        "landing_dir",
+        "duckdb_path",
+        "dagster_home",
+        "card_hash_key",
+        "mlflow_artifacts",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        """Defaults that live under the data folder (or the lakehouse) follow it."""
+        data = self.data_dir.resolve()
+        derived = {"data_dir": data}
+        if not self.lakehouse_uri:
+            derived["lakehouse_uri"] = str(data / "lakehouse")
+        derived["lakehouse_uri"] = derived.get("lakehouse_uri", self.lakehouse_uri).rstrip("/")
+        under_data = {
+            "landing_dir": data / "landing",
+            "duckdb_path": data / "warehouse.duckdb",
+            "mlflow_artifacts": data / "mlflow" / "artifacts",
+        }
+        derived |= {name: path for name, path in under_data.items() if getattr(self, name) is None}
+        if not self.mlflow_tracking_uri:
+            derived["mlflow_tracking_uri"] = f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    # Derived values
+    @property
+    def is_production(self) -> bool:
+        return self.env.lower() in {"prod", "production"}
+
+    @property
+    def embedded_redis_dir(self) -> Path:
+        """Where the embedded online store keeps its data (when no REDIS_URL is given)."""
+        return self.data_dir / "online_store"
+
+    def inference_log(self, lakehouse_root: str | None = None) -> str:
+        """Where serving logs its decisions and monitoring reads them: RISK_INFERENCE_LOG_URI
+        (empty: no log), else ``serving/inference_log`` under the lakehouse root."""
+        if self.inference_log_uri is not None:
+            return self.inference_log_uri
+        return f"{(lakehouse_root or self.lakehouse_uri).rstrip('/')}/serving/inference_log"
+
+    def table_uri(self, name: str) -> str:
+        return f"{self.lakehouse_uri}/{name}"
+
+    def hash_key(self) -> bytes:
+        """The key for card hashes and every other keyed hash. Production refuses to run on
+        the development key."""
+        if self.card_hash_key is not None and self.card_hash_key.get_secret_value():
+            return self.card_hash_key.get_secret_value().encode()
+        if self.is_production:
+            raise SettingsError("RISK_CARD_HASH_KEY must be set when RISK_ENV=production")
+        return DEV_CARD_HASH_KEY.encode()
+
+    def api_key_list(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    def tracking_uri(self) -> str:
+        """MLflow's URI; the default SQLite store's folder is created on first use."""
+        if self.mlflow_tracking_uri.startswith(f"sqlite:///{self.data_dir}"):
+            (self.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+        return self.mlflow_tracking_uri
 
 
-def redis_url() -> str:
-    """The online store: ``REDIS_URL`` (``redis://``, ``rediss://`` for TLS, user and password in
-    the URL; comma-separated seed nodes for a cluster), or empty for the embedded server."""
-    return os.environ.get("REDIS_URL", "")
+def variable(name: str) -> str:
+    """The environment variable of a field."""
+    alias = Settings.model_fields[name].validation_alias
+    return alias.choices[0] if isinstance(alias, AliasChoices) else f"RISK_{name.upper()}"
 
 
-def redis_cluster() -> bool:
-    return os.environ.get("REDIS_CLUSTER", "0").lower() in {"1", "true", "yes"}
+def load() -> Settings:
+    """The settings in force now. A bad value raises SettingsError naming variable and value
+    (secrets excepted: their value is never repeated)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = variable(field) if field in Settings.model_fields else field
+            shown = "***" if "key" in field else repr(error.get("input"))
+            problems.append(f"{name}={shown}: {error['msg']}")
+        raise SettingsError("bad configuration: " + "; ".join(problems)) from None
 
 
-def mlflow_tracking_uri() -> str:
-    """MLflow: ``MLFLOW_TRACKING_URI``, or a SQLite registry in the data folder."""
-    default = f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
-    uri = os.environ.get("MLFLOW_TRACKING_URI", default)
-    if uri == default:
-        (data_dir() / "mlflow").mkdir(parents=True, exist_ok=True)
-    return uri
+def markdown_table() -> str:
+    """The README's configuration table, one row a variable."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra or {}
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        if isinstance(default, bool):
+            default = int(default)
+        shown = extra.get("shown", "empty" if default in (None, "") else default)
+        rows.append(f"| `{variable(name)}` | `{shown}` | {field.description} |")
+    return "\n".join(rows)
 
 
-def is_production() -> bool:
-    return os.environ.get("RISK_ENV", "development").lower() in {"prod", "production"}
-
-
-def card_hash_key() -> bytes:
-    """The key for card hashes and every other keyed hash (customer ids in the inference log).
-    Production refuses to run on the development key."""
-    key = os.environ.get("RISK_CARD_HASH_KEY")
-    if key:
-        return key.encode()
-    if is_production():
-        raise RuntimeError("RISK_CARD_HASH_KEY must be set when RISK_ENV=production")
-    return DEV_CARD_HASH_KEY.encode()
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table() + "\n")

@@ -4,8 +4,11 @@ monitoring (realized performance)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from riskcore.settings import Settings
 
 TARGETS = ("fraud", "default")
 
@@ -27,11 +30,6 @@ class Thresholds:
                 raise ValueError(f"{target}: need 0 <= review {review} <= decline {decline} <= 1")
 
     @classmethod
-    def from_environment(cls) -> Thresholds:
+    def from_settings(cls, env: Settings) -> Thresholds:
         """RISK_FRAUD_REVIEW, RISK_FRAUD_DECLINE, RISK_DEFAULT_REVIEW, RISK_DEFAULT_DECLINE."""
-        return cls(
-            **{
-                name: float(os.environ.get(f"RISK_{name.upper()}", str(default)))
-                for name, default in asdict(cls()).items()
-            }
-        )
+        return cls(**{name: getattr(env, name) for name in asdict(cls())})

@@ -1,24 +1,14 @@
-"""The scoring service's configuration, from the environment (``RISK_SERVING_*`` and the shared
-variables in ``serving/environment.py``). Secrets (API keys, the hash key) come only from here."""
+"""The scoring service's configuration: what ``riskcore/settings.py`` reads from the environment,
+as the service uses it (tests build one directly). Secrets (API keys, the hash key) come only
+from the environment."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from riskcore import settings as environment
+from riskcore import settings
+from riskcore.settings import DEV_API_KEY
 from riskcore.targets import TARGETS, Thresholds
-
-# Clearly labelled development key: `make serve` runs without configuration, production does not.
-DEV_API_KEY = "dev-api-key-not-for-production"
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _flag(name: str, default: str = "0") -> bool:
-    return _env(name, default).lower() in {"1", "true", "yes"}
 
 
 @dataclass(frozen=True)
@@ -47,27 +37,26 @@ class ServingConfig:
 
     @classmethod
     def from_environment(cls) -> ServingConfig:
-        keys = tuple(k.strip() for k in _env("RISK_API_KEYS", "").split(",") if k.strip())
-        dev = _flag("RISK_SERVING_DEV")
+        env = settings.load()
         return cls(
-            api_keys=keys or ((DEV_API_KEY,) if dev else ()),
-            dev_mode=dev,
-            redis_url=environment.redis_url(),
-            redis_cluster=environment.redis_cluster(),
-            redis_timeout_ms=float(_env("RISK_SERVING_REDIS_TIMEOUT_MS", "5")),
-            tracking_uri=environment.mlflow_tracking_uri(),
-            shadow=_flag("RISK_SERVING_SHADOW"),
-            thresholds=Thresholds.from_environment(),
-            alias_poll_s=float(_env("RISK_SERVING_ALIAS_POLL_S", "30")),
-            max_batch=int(_env("RISK_SERVING_MAX_BATCH", "500")),
-            inference_log_uri=environment.inference_log_uri(),
-            log_flush_s=float(_env("RISK_INFERENCE_LOG_FLUSH_S", "2")),
-            hash_key=environment.card_hash_key(),
+            api_keys=env.api_key_list() or ((DEV_API_KEY,) if env.serving_dev else ()),
+            dev_mode=env.serving_dev,
+            redis_url=env.redis_url,
+            redis_cluster=env.redis_cluster,
+            redis_timeout_ms=env.serving_redis_timeout_ms,
+            tracking_uri=env.tracking_uri(),
+            shadow=env.serving_shadow,
+            thresholds=Thresholds.from_settings(env),
+            alias_poll_s=env.serving_alias_poll_s,
+            max_batch=env.serving_max_batch,
+            inference_log_uri=env.inference_log(),
+            log_flush_s=env.inference_log_flush_s,
+            hash_key=env.hash_key(),
         )
 
     def check(self) -> None:
         """Refuse to start unsafely: no API key outside dev mode, dev mode in production."""
-        if environment.is_production() and self.dev_mode:
+        if settings.load().is_production and self.dev_mode:
             raise RuntimeError("RISK_SERVING_DEV=1 is refused when RISK_ENV=production")
         if not self.api_keys:
             raise RuntimeError(

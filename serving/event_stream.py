@@ -24,13 +24,14 @@ import time
 import redis
 from pydantic import ValidationError
 
-from riskcore import settings as environment
+from riskcore import settings
 from riskcore.online_store import RedisClient, connect
 from riskcore.realtime import RealtimeStore, Recorded
+from riskcore.settings import Settings
 from serving.schemas import EventRequest
 
 log = logging.getLogger("serving.event_stream")
-STREAM, GROUP = "risk:events", "realtime"
+STREAM, GROUP = (Settings.model_fields[f].default for f in ("events_stream", "events_group"))
 FIELDS = tuple(EventRequest.model_fields)  # what is kept of an entry (a dead letter too)
 
 
@@ -128,12 +129,9 @@ class EventConsumer:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    client = connect(environment.redis_url(), cluster=environment.redis_cluster())
-    EventConsumer(
-        client,
-        stream=os.environ.get("RISK_EVENTS_STREAM", STREAM),
-        group=os.environ.get("RISK_EVENTS_GROUP", GROUP),
-    ).run()
+    env = settings.load()
+    client = connect(env.redis_url, cluster=env.redis_cluster)
+    EventConsumer(client, stream=env.events_stream, group=env.events_group).run()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from resources import settings
+from resources import dbt_cli
 from tests.feature_oracle import Label, Txn
 
 DATABASE = "oracle"  # the DuckDB file's stem: compiled SQL names relations "oracle"."main".x
@@ -41,7 +41,7 @@ def compile_models(workdir: Path, start: date, end: date, retention_days: int = 
     variables = {"start_date": str(start), "end_date": str(end), "retention_days": retention_days}
     subprocess.run(
         [
-            settings.dbt_executable(),
+            dbt_cli.dbt_executable(),
             "compile",
             "--quiet",
             "--profiles-dir",
@@ -53,7 +53,7 @@ def compile_models(workdir: Path, start: date, end: date, retention_days: int = 
             "--vars",
             json.dumps(variables),
         ],
-        cwd=settings.DBT_PROJECT_DIR,
+        cwd=dbt_cli.DBT_PROJECT_DIR,
         env=env,
         check=True,
     )
@@ -62,7 +62,7 @@ def compile_models(workdir: Path, start: date, end: date, retention_days: int = 
 
 
 def _category_risk() -> pa.Table:
-    with open(settings.DBT_PROJECT_DIR / "seeds" / "category_risk.csv") as f:
+    with open(dbt_cli.DBT_PROJECT_DIR / "seeds" / "category_risk.csv") as f:
         return pa.Table.from_pylist(list(csv.DictReader(f)))
 
 

@@ -39,6 +39,7 @@ def env(tmp_path_factory, feature_set):
 
 def pytest_sessionfinish(session, exitstatus):
     """The embedded online store that pipeline tests started in the throwaway data folder."""
-    from resources import local_redis, settings
+    from resources import local_redis
+    from riskcore import settings
 
-    local_redis.stop(settings.embedded_redis_dir())
+    local_redis.stop(settings.load().embedded_redis_dir)

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from resources import local_redis
-from resources.settings import PROJECT_ROOT
+from riskcore.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CUSTOMERS, DAYS = 6000, 100

@@ -165,11 +165,13 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         # Live decisions of the day before (the champion's, logged as /score logs them).
         from fastapi.testclient import TestClient
 
-        from riskcore.settings import inference_log_uri
+        from riskcore import settings
         from serving.app import create_app
         from tests.serving_env import API_KEY
 
-        log_uri = inference_log_uri(env.lakehouse.root)  # where the drift asset reads it
+        log_uri = settings.load().inference_log(
+            env.lakehouse.root
+        )  # where the drift asset reads it
         with TestClient(create_app(env.config(inference_log_uri=log_uri))) as client:
             for row in env.served_rows().to_pylist()[:80]:
                 txn = env.transaction(row["transaction_id"])

@@ -11,8 +11,8 @@ from assets.features.registry import load_feature_set
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from demo.run import run_partition_range
-from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
+from riskcore import settings
 from tests.feature_oracle import Label, Txn, snapshot
 from tests.test_feature_oracle import assert_rows_equal
 
@@ -86,7 +86,7 @@ def test_days_ingested_without_features_are_rolled_up_later(built):
             instance=instance,
             resources={
                 "lakehouse": Lakehouse(),
-                "raw_sources": RawSources(customers=settings.generator_customers()),
+                "raw_sources": RawSources(customers=settings.load().customers),
             },
         )
         assert result.success

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from resources.local_redis import free_port
-from resources.settings import PROJECT_ROOT
+from riskcore.settings import PROJECT_ROOT
 from tests.test_definitions import EXPECTED_ASSETS
 
 pytestmark = pytest.mark.integration

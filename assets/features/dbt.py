@@ -17,17 +17,17 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from assets.features.registry import manifest_is_stale
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
-from resources import settings
+from resources import dbt_cli
 
-for _key, _value in settings.dbt_env().items():
+for _key, _value in dbt_cli.dbt_env().items():
     os.environ.setdefault(_key, _value)  # the dbt project reads these (profiles, sources)
 
-dbt_project = DbtProject(project_dir=settings.DBT_PROJECT_DIR)
+dbt_project = DbtProject(project_dir=dbt_cli.DBT_PROJECT_DIR)
 if manifest_is_stale(dbt_project.manifest_path):
     # `dbt parse` whenever a dbt file changed: the registry and the feature-set version are
     # read from this manifest, so it must never lag behind the SQL (outside `dagster dev` too).
     subprocess.run(
-        [settings.dbt_executable(), "parse", "--quiet"], cwd=settings.DBT_PROJECT_DIR, check=True
+        [dbt_cli.dbt_executable(), "parse", "--quiet"], cwd=dbt_cli.DBT_PROJECT_DIR, check=True
     )
 
 

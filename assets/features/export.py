@@ -8,8 +8,8 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from assets.features.registry import MART, load_feature_set
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
-from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+from riskcore import settings
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
 
@@ -20,7 +20,7 @@ def export_snapshots(lakehouse: Lakehouse, first: date, last: date) -> tuple[lis
     One Delta commit: readers see the old partitions or the new ones, never a mix. Returns
     the customers per as_of_date and the new table version.
     """
-    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+    with duckdb.connect(str(settings.load().duckdb_path), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         counts = con.sql(
             f"select as_of_date, count(*) from main.{MART} "

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from resources.settings import DBT_PROJECT_DIR
+from resources.dbt_cli import DBT_PROJECT_DIR
 from riskcore.feature_set import FeatureColumn, FeatureSet
 
 PROJECT = "risk_features"

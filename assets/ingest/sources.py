@@ -13,7 +13,7 @@ from dagster import ConfigurableResource
 
 from assets.ingest.contract import LABELS_SCHEMA, TRANSACTIONS_SCHEMA
 from assets.ingest.synthetic import GeneratorConfig, generate_labels, generate_transactions
-from resources import settings
+from riskcore import settings
 
 _SCHEMAS = {"transactions": TRANSACTIONS_SCHEMA, "labels": LABELS_SCHEMA}
 
@@ -46,12 +46,26 @@ class RawSources(ConfigurableResource):
     landing_dir: str = ""
     drift_from: str = ""  # ISO day from which the generator injects drift (RISK_DRIFT_FROM)
 
+    @classmethod
+    def from_settings(cls, drift_from: date | None = None) -> RawSources:
+        """The sources the environment configures (RISK_SYNTHETIC, RISK_SEED, RISK_CUSTOMERS,
+        RISK_DRIFT_FROM unless ``drift_from`` is given, RISK_LANDING_DIR)."""
+        env = settings.load()
+        drift = drift_from or env.drift_from
+        return cls(
+            synthetic=env.synthetic,
+            seed=env.seed,
+            customers=env.customers,
+            drift_from=drift.isoformat() if drift else "",
+            landing_dir=str(env.landing_dir),
+        )
+
     def generator_config(self) -> GeneratorConfig:
         drift = date.fromisoformat(self.drift_from) if self.drift_from else None
         return GeneratorConfig(seed=self.seed, customers=self.customers, drift_from=drift)
 
     def landing_files(self, table: str, day: date) -> list[Path]:
-        folder = Path(self.landing_dir or settings.landing_dir()) / table / day.isoformat()
+        folder = Path(self.landing_dir or settings.load().landing_dir) / table / day.isoformat()
         return sorted(p for p in folder.glob("*") if p.suffix in {".parquet", ".csv"})
 
     def batches(self, table: str, day: date) -> Iterator[tuple[str, pa.Table | UnreadableFile]]:

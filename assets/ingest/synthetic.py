@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.ingest.contract import LABELS_SCHEMA, TRANSACTIONS_SCHEMA
+from riskcore import settings
 
 CATEGORIES = (
     "grocery",
@@ -158,11 +159,7 @@ def population(config: GeneratorConfig) -> Population:
     merchant_category = rng.choice(len(CATEGORIES), size=config.merchants)
     merchant_category[: len(CATEGORIES)] = np.arange(len(CATEGORIES))  # every category has one
     pans = _luhn_pans(n, rng)
-    key = config.card_hash_key
-    if not key:
-        from resources.settings import card_hash_key
-
-        key = card_hash_key()
+    key = config.card_hash_key or settings.load().hash_key()
     return Population(
         config=config,
         join_day=join_day,

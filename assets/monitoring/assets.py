@@ -24,8 +24,8 @@ from assets.monitoring.performance import (
     weekly_performance,
 )
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
-from resources import settings
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
+from riskcore import settings
 from riskcore.psi import Reference, psi
 from riskcore.targets import TARGETS, Thresholds
 
@@ -53,7 +53,7 @@ def feature_drift(
 ) -> MaterializeResult:
     as_of_date = run_as_of_date(context)
     feature_set = load_feature_set()
-    references = champion_references(settings.mlflow_tracking_uri())
+    references = champion_references(settings.load().tracking_uri())
     skipped = (
         "no champion yet: drift is measured once a model is trained"
         if references is None
@@ -136,7 +136,7 @@ def _report(lakehouse, feature_set, reference: dict, current: np.ndarray, as_of_
         picked = matrix[rng.permutation(len(matrix))[:rows]].astype(np.float64)
         return pd.DataFrame(picked, columns=names)
 
-    path = settings.data_dir() / "reports" / "feature_drift" / f"{as_of_date}.html"
+    path = settings.load().data_dir / "reports" / "feature_drift" / f"{as_of_date}.html"
     return evidently_report(sample(past), sample(current), names, path)
 
 
@@ -182,7 +182,7 @@ def realized_performance(
             filter=pc.field("label_date") <= as_of_date,
         )
     )
-    thresholds = Thresholds.from_environment()
+    thresholds = Thresholds.from_settings(settings.load())
     metadata: dict = {"as_of": as_of_date.isoformat()}
     weekly = []
     for target in TARGETS:
@@ -241,7 +241,7 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     from assets.training.models import previous_champion, roll_back
     from riskcore.registry import load_bundle
 
-    name, tracking = f"risk_{target}", settings.mlflow_tracking_uri()
+    name, tracking = f"risk_{target}", settings.load().tracking_uri()
     try:
         version, previous = previous_champion(name, tracking)
     except MlflowException:

@@ -7,7 +7,6 @@ each newly registered model."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -20,16 +19,16 @@ from assets.features.registry import load_feature_set
 from assets.ingest.raw import raw_transactions
 from assets.partitions import as_of_time
 from assets.training.assets import risk_models
-from resources import settings
 from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
 from resources.online_store import OnlineStoreResource
+from riskcore import settings
 from riskcore.online_store import OnlineStoreError
 from riskcore.targets import TARGETS
 
 
 def max_age() -> timedelta:
     """How old the newest data may be: the 02:00 daily batch plus slack (26 h by default)."""
-    return timedelta(hours=float(os.environ.get("RISK_FRESHNESS_MAX_AGE_H", "26")))
+    return timedelta(hours=settings.load().freshness_max_age_h)
 
 
 def _age_result(newest: datetime | None, what: str) -> AssetCheckResult:
@@ -146,8 +145,8 @@ def _null_shares(lakehouse: Lakehouse, names: list[str], as_of_date: date) -> di
 )
 def model_quality() -> AssetCheckResult:
     floors = {
-        "fraud": float(os.environ.get("RISK_MIN_AUC_FRAUD", "0.8")),
-        "default": float(os.environ.get("RISK_MIN_AUC_DEFAULT", "0.6")),
+        "fraud": settings.load().min_auc_fraud,
+        "default": settings.load().min_auc_default,
     }
     problems, metadata = [], {}
     for target in TARGETS:
@@ -182,7 +181,7 @@ def _newest_and_champion(name: str):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    tracking = settings.mlflow_tracking_uri()
+    tracking = settings.load().tracking_uri()
     client = MlflowClient(tracking)
 
     def describe(version) -> tuple[str, float, dict]:

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from resources.lakehouse import Lakehouse
-from riskcore.settings import inference_log_uri
+from riskcore import settings
 
 
 def read_decisions(
@@ -23,7 +23,7 @@ def read_decisions(
     """Logged decisions on purchases with ``start <= event_ts < end`` (and ``where``); None
     when serving has logged nothing yet. Only the columns that exist are read (a log written
     before a column was added lacks it)."""
-    uri = inference_log_uri(lakehouse.root)  # where serving writes it
+    uri = settings.load().inference_log(lakehouse.root)  # where serving writes it
     try:
         log = DeltaTable(uri).to_pyarrow_dataset() if uri else None
     except TableNotFoundError:

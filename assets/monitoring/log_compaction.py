@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from dagster import Config, OpExecutionContext, Output, job, op
 
 from resources.lakehouse import Lakehouse
-from riskcore.settings import inference_log_uri
+from riskcore import settings
 
 
 class CompactionConfig(Config):
@@ -24,7 +24,7 @@ def compact_inference_log(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    uri = inference_log_uri(lakehouse.root)
+    uri = settings.load().inference_log(lakehouse.root)
     try:
         table = DeltaTable(uri)
     except TableNotFoundError:

@@ -27,8 +27,8 @@ from assets.training.dataset import (
     content_hash,
 )
 from assets.training.models import gate, log_and_register, train_bundle
-from resources import settings
 from resources.lakehouse import TRAINING_SET, Lakehouse
+from riskcore import settings
 
 
 class TrainingSetConfig(Config):
@@ -51,7 +51,7 @@ class TrainingSetConfig(Config):
             else datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
         )
         return TrainingWindow(
-            first_day=date.fromisoformat(self.first_day or settings.partitions_start().isoformat()),
+            first_day=date.fromisoformat(self.first_day or settings.load().start_date.isoformat()),
             last_day=date.fromisoformat(self.last_day) if self.last_day else newest - timedelta(1),
             cutoff=cutoff,
             availability_lag=timedelta(hours=self.availability_lag_hours),
@@ -180,7 +180,7 @@ def risk_models(
         )
     vocabularies = json.loads(commit["risk.vocabularies"])
     problems = training_set_problems(table)
-    tracking = settings.mlflow_tracking_uri()
+    tracking = settings.load().tracking_uri()
     # Drift is measured against the newest snapshot the models learned from.
     newest = pc.max(table["snapshot_as_of"]).as_py()
     reference = snapshot_reference(lakehouse, feature_set, newest.date()) if newest else None
@@ -196,7 +196,7 @@ def risk_models(
             training_hash=commit["risk.content_hash"],
             model_name=f"risk_{target}",
             tracking_uri=tracking,
-            artifact_root=settings.mlflow_artifact_root(),
+            artifact_root=str(settings.load().mlflow_artifacts),
             snapshot_reference=reference,
         )
         decision = gate(

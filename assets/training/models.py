@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.training.metrics import calibration_bins, evaluate
-from resources import settings
+from riskcore import settings
 from riskcore.feature_set import FeatureSet
 from riskcore.model_bundle import ModelBundle, ScoringModel
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
