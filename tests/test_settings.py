@@ -1,0 +1,77 @@
+"""One typed settings module: every variable once; a bad value names the variable and the value;
+README's configuration table is the module's own (python -m riskcore.settings)."""
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from riskcore import settings
+from serving.config import ServingConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_configuration_table_equals_the_settings_module():
+    readme = (ROOT / "README.md").read_text()
+    assert settings.markdown_table() in readme, (
+        "README's configuration table differs from riskcore/settings.py: "
+        "regenerate it with `python -m riskcore.settings`"
+    )
+
+
+def test_defaults_follow_the_data_folder(monkeypatch, tmp_path):
+    for name in settings.Settings.model_fields:
+        monkeypatch.delenv(settings.variable(name), raising=False)
+    monkeypatch.setenv("RISK_DATA_DIR", str(tmp_path))
+    env = settings.load()
+    assert env.lakehouse_uri == str(tmp_path / "lakehouse")
+    assert env.duckdb_path == tmp_path / "warehouse.duckdb"
+    assert env.inference_log() == f"{tmp_path}/lakehouse/serving/inference_log"
+    assert env.inference_log("s3://lake/") == "s3://lake/serving/inference_log"
+    assert env.mlflow_tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    assert env.start_date == date(2026, 1, 1) and env.drift_from is None
+    monkeypatch.setenv("RISK_INFERENCE_LOG_URI", "")  # empty: the log is off
+    monkeypatch.setenv("RISK_DRIFT_FROM", "")
+    assert settings.load().inference_log() == "" and settings.load().drift_from is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RISK_DAILY_HOUR_UTC", "2am"),
+        ("RISK_SERVING_REDIS_TIMEOUT_MS", "fast"),
+        ("REDIS_CLUSTER", "maybe"),
+        ("RISK_START_DATE", "2026-13-01"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_value(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(settings.SettingsError) as error:
+        settings.load()
+    assert variable in str(error.value) and repr(value) in str(error.value)
+
+
+def test_secrets_are_never_repeated(monkeypatch):
+    monkeypatch.setenv("RISK_API_KEYS", "k-secret-1, k-secret-2")
+    monkeypatch.setenv("RISK_CARD_HASH_KEY", "hash-secret")
+    env = settings.load()
+    assert "secret" not in repr(env) and "secret" not in str(env)
+    assert env.api_key_list() == ("k-secret-1", "k-secret-2")
+    assert env.hash_key() == b"hash-secret"
+
+
+def test_production_refuses_the_development_hash_key(monkeypatch):
+    monkeypatch.delenv("RISK_CARD_HASH_KEY", raising=False)
+    monkeypatch.setenv("RISK_ENV", "production")
+    with pytest.raises(settings.SettingsError, match="RISK_CARD_HASH_KEY"):
+        settings.load().hash_key()
+
+
+def test_the_service_reads_its_configuration_from_the_settings(monkeypatch):
+    monkeypatch.setenv("RISK_SERVING_DEV", "1")
+    monkeypatch.setenv("RISK_FRAUD_DECLINE", "0.7")
+    monkeypatch.setenv("RISK_SERVING_MAX_BATCH", "50")
+    config = ServingConfig.from_environment()
+    assert config.dev_mode and config.api_keys == (settings.DEV_API_KEY,)
+    assert config.thresholds.fraud_decline == 0.7 and config.max_batch == 50
