@@ -22,12 +22,12 @@ from dagster import (
 )
 
 from assets.ingest.sources import RawSources
+from assets.names import DRIFT, PSI
 from definitions import defs
 from demo import run as demo
 from resources.lakehouse import TRANSACTIONS, Lakehouse
 from riskcore import settings
-from riskcore.registry import alias_version
-from sensors.drift import DRIFT
+from riskcore.registry import MODEL_NAMES, ModelRegistry
 
 log = logging.getLogger("drift_demo")
 
@@ -38,12 +38,17 @@ def newest_raw_day() -> date | None:
 
 
 def has_champion() -> bool:
-    return alias_version("risk_fraud", "champion", settings.load().tracking_uri()) is not None
+    return ModelRegistry.from_settings().alias_version(MODEL_NAMES["fraud"]) is not None
 
 
 def drift_table(metadata: dict, top: int = 12) -> str:
     psis = sorted(
-        ((float(v.value), k[4:]) for k, v in metadata.items() if k.startswith("psi/")), reverse=True
+        (
+            (float(v.value), k.split("/", 1)[1])
+            for k, v in metadata.items()
+            if k.startswith(f"{PSI}/")
+        ),
+        reverse=True,
     )
     return "\n".join(f"    {name:<34} PSI {value:7.3f}" for value, name in psis[:top])
 
@@ -93,10 +98,10 @@ def main() -> None:
     trained = demo.train_models(instance, tags=tick.tags)
     models = trained.asset_materializations_for_node("risk_models")[-1].metadata
     print("\nRetrained on the drifted data, then the champion/challenger gate:")
-    for target in ("fraud", "default"):
+    for target, name in MODEL_NAMES.items():
         outcome = "promoted to champion" if models[f"{target}_promoted"].value else "challenger"
         print(
-            f"  risk_{target} v{models[f'{target}_version'].value}: {outcome}: "
+            f"  {name} v{models[f'{target}_version'].value}: {outcome}: "
             f"{models[f'{target}_gate'].value}"
         )
     print(

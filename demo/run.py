@@ -18,6 +18,7 @@ from dagster import DagsterInstance
 from assets.ingest.contract import TRANSACTIONS_SCHEMA
 from definitions import defs
 from riskcore import settings
+from riskcore.registry import CHAMPION, MODEL_NAMES, ModelRegistry
 
 # Dagster's documented run tags for one run over a range of partitions (a single-run backfill).
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
@@ -132,14 +133,12 @@ def train_models(instance: DagsterInstance | None, tags: dict[str, str] | None =
 
 def champions() -> str:
     """The registered champions and their test-week metrics."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(settings.load().tracking_uri())
-    lines = [f"\nModels (MLflow registry {settings.load().tracking_uri()}):"]
-    for target in ("fraud", "default"):
-        champion = client.get_model_version_by_alias(f"risk_{target}", "champion")
-        metrics = client.get_run(champion.run_id).data.metrics
-        lines.append(f"  risk_{target} champion v{champion.version}:")
+    registry = ModelRegistry.from_settings()
+    lines = [f"\nModels (MLflow registry {registry.tracking_uri}):"]
+    for name in MODEL_NAMES.values():
+        champion = registry.version(name, CHAMPION)
+        metrics = registry.run_metrics(champion.run_id)
+        lines.append(f"  {name} champion v{champion.version}: {champion.description}")
         for kind in ("behavioural", "transaction_only"):
             m = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{kind}.")}
             lines.append(

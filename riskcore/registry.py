@@ -1,15 +1,41 @@
-"""Models from the MLflow registry: a registered name and alias to its bundle and version.
+"""The one model registry (docs/architecture.md#registry): model names, aliases, version tags,
+the MLflow client built from the configured URI, and what is done to versions: mark a
+challenger, promote, keep, roll back, load.
 
-The alias is resolved to a version first and that version is downloaded, so the version
-reported with every score is the one whose trees scored it, even if the alias moves meanwhile.
+Every MLflow client of the project is built here, always with an explicit tracking URI:
+``mlflow.set_tracking_uri`` would set MLflow's global registry (and write os.environ as a side
+effect), and a ``models:/`` URI resolved there would silently read another registry.
+
+An alias is resolved to a version before that version is downloaded, so the version reported
+with every score is the one whose trees scored it, even if the alias moves meanwhile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from riskcore.model_bundle import ModelBundle
+from riskcore.targets import TARGETS
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION, CHALLENGER = "champion", "challenger"  # aliases: serving acts on the champion only
+# Version tags: the version a champion replaced (rollback's way back), why it was rolled back,
+# and the gate's decision on it.
+REPLACES, ROLLED_BACK, GATE = "replaces", "rolled_back", "gate"
+
+
+def model_name(target: str) -> str:
+    """The registered model of a target: ``risk_fraud``, ``risk_default``."""
+    return f"risk_{target}"
+
+
+MODEL_NAMES = {target: model_name(target) for target in TARGETS}
 
 
 @dataclass
@@ -24,40 +50,130 @@ class RegisteredModel:
         return f"{self.name}/{self.version}"
 
 
-def load_bundle(model_uri: str, tracking_uri: str) -> ModelBundle:
-    """``models:/name/version`` or ``models:/name@alias`` to its bundle, from the registry at
-    ``tracking_uri``. The version's storage location is asked of that registry explicitly:
-    MLflow resolves a ``models:/`` URI through its global registry (which
-    ``mlflow.set_tracking_uri`` would set, writing os.environ as a side effect)."""
-    import mlflow  # slow to import: only where a model is loaded
-    from mlflow import MlflowClient
+class ModelRegistry:
+    """The MLflow registry at ``tracking_uri``. MLflow is imported on first use: it is slow to
+    import, and a scoring pod needs it only to load models."""
 
-    name, _, ref = model_uri.removeprefix("models:/").partition("/")
-    if "@" in name:
-        name, alias = name.split("@", 1)
-        ref = MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version
-    location = MlflowClient(tracking_uri).get_model_version_download_uri(name, ref)
-    path = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=tracking_uri)
-    )
-    return ModelBundle.load(path / "artifacts" / "bundle")
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
 
+    @classmethod
+    def from_settings(cls) -> ModelRegistry:
+        from riskcore import settings
 
-def alias_version(name: str, alias: str, tracking_uri: str) -> str | None:
-    """The version an alias names now, or None when it names none (or the model is unknown)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+        return cls(settings.load().tracking_uri())
 
-    try:
-        return str(MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
 
+        return MlflowClient(self.tracking_uri)
 
-def load_registered(name: str, alias: str, tracking_uri: str) -> RegisteredModel | None:
-    version = alias_version(name, alias, tracking_uri)
-    if version is None:
-        return None
-    return RegisteredModel(
-        name, version, alias, load_bundle(f"models:/{name}/{version}", tracking_uri)
-    )
+    # -- reading ----------------------------------------------------------------------------
+
+    def version(self, name: str, alias: str = CHAMPION) -> ModelVersion | None:
+        """The version an alias names now, or None when it names none (or the model is
+        unknown)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+
+    def alias_version(self, name: str, alias: str = CHAMPION) -> str | None:
+        found = self.version(name, alias)
+        return None if found is None else str(found.version)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of a model, oldest first ([] for an unknown model)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return []
+        return sorted(found, key=lambda v: int(v.version))
+
+    def model_version(self, name: str, version: str) -> ModelVersion:
+        return self.client.get_model_version(name, version)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def artifacts(self, run_id: str, path: str) -> Path:
+        """A run's artifact (file or folder), downloaded from this registry's store."""
+        import mlflow
+
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=self.tracking_uri
+            )
+        )
+
+    def load_bundle(self, name: str, ref: str) -> ModelBundle:
+        """A version (``"3"``) or an alias (``"@champion"``) of ``name`` to its bundle."""
+        import mlflow
+
+        if ref.startswith("@"):
+            found = self.alias_version(name, ref[1:])
+            if found is None:
+                raise LookupError(f"no @{ref[1:]} of {name} in {self.tracking_uri}")
+            ref = found
+        location = self.client.get_model_version_download_uri(name, ref)
+        path = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=location, tracking_uri=self.tracking_uri
+            )
+        )
+        return ModelBundle.load(path / "artifacts" / "bundle")
+
+    def load(self, name: str, alias: str) -> RegisteredModel | None:
+        """The version an alias names, loaded; None when the alias names none."""
+        version = self.alias_version(name, alias)
+        if version is None:
+            return None
+        return RegisteredModel(name, version, alias, self.load_bundle(name, version))
+
+    def previous_champion(self, name: str) -> tuple[str, str | None] | None:
+        """(the champion's version, the version it replaced or None for a first champion);
+        None when there is no champion."""
+        champion = self.version(name, CHAMPION)
+        if champion is None:
+            return None
+        return str(champion.version), champion.tags.get(REPLACES)
+
+    # -- changing ---------------------------------------------------------------------------
+
+    def mark_challenger(self, name: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, CHALLENGER, version)
+
+    def promote(self, name: str, version: str, decision: str, replaces: str | None) -> None:
+        """Make ``version`` the champion; it remembers the version it replaced (the rollback's
+        way back) and why the gate promoted it."""
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        if replaces is not None:
+            self.client.set_model_version_tag(name, version, REPLACES, replaces)
+        self.record_decision(name, version, f"champion: {decision}")
+
+    def record_decision(self, name: str, version: str, decision: str) -> None:
+        """The gate's decision as a tag and as the version's description (what the MLflow UI
+        shows first), so a reader sees why a version is champion or not."""
+        self.client.set_model_version_tag(name, version, GATE, decision)
+        self.client.update_model_version(name, version, description=decision)
+
+    def roll_back(self, name: str, reason: str) -> str:
+        """Move the champion alias back to the version the champion replaced, and tag the
+        demoted version with the reason (serving picks the alias change up within its poll
+        interval). Returns the version now champion."""
+        current = self.previous_champion(name)
+        if current is None or current[1] is None:
+            raise ValueError(f"{name}: no champion that replaced a version: nothing to roll back")
+        version, previous = current
+        self.client.set_registered_model_alias(name, CHAMPION, previous)
+        self.client.set_model_version_tag(name, version, ROLLED_BACK, reason)
+        self.client.update_model_version(name, version, description=f"rolled back: {reason}")
+        self.client.update_model_version(
+            name, previous, description=f"champion again: v{version} was rolled back ({reason})"
+        )
+        return previous

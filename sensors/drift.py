@@ -28,10 +28,11 @@ from dagster import (
     sensor,
 )
 
-DRIFT = AssetKey(["monitoring", "feature_drift"])
-PERFORMANCE = AssetKey(["monitoring", "realized_performance"])
-# The snapshot features account takeovers and BNPL default ramps move first (README: the
-# generator's planted patterns), and the model's score itself.
+from assets.names import AUC_DROP, DRIFT, PERFORMANCE, PSI, metric_key
+from riskcore.targets import TARGETS
+
+# The snapshot features account takeovers and BNPL default ramps move first (the generator's
+# planted patterns, docs/data.md), and the model's score itself.
 KEY_FEATURES = (
     "score",
     "txn_count_7d",
@@ -84,7 +85,7 @@ def build_retrain_sensor(
         cursor["event"] = event.storage_id
         context.update_cursor(json.dumps(cursor))
         metadata = event.event_log_entry.asset_materialization.metadata
-        values = {w: metadata.get(f"{metric}/{w}") for w in watched}
+        values = {w: metadata.get(metric_key(metric, w)) for w in watched}
         values = {w: float(v.value) for w, v in values.items() if v is not None}
         over = {w: v for w, v in values.items() if v > act}
         if not over:
@@ -128,7 +129,7 @@ def build_drift_sensor(
         job,
         name="drift_retrain",
         asset=DRIFT,
-        metric="psi",
+        metric=PSI,
         watched=key_features,
         act=act_psi,
         warn=warn_psi,
@@ -149,8 +150,8 @@ def build_performance_sensor(
         job,
         name="performance_retrain",
         asset=PERFORMANCE,
-        metric="auc_drop",
-        watched=("fraud", "default"),
+        metric=AUC_DROP,
+        watched=TARGETS,
         act=act_drop,
         warn=warn_drop,
         cooldown_s=cooldown_s,

@@ -4,21 +4,9 @@ day the daily batch did not run."""
 
 import time
 
-from dagster import AssetSelection, RunRequest, SensorEvaluationContext, define_asset_job, sensor
+from dagster import RunRequest, SensorEvaluationContext, sensor
 
-from assets.monitoring.checks import (
-    customer_features_fresh,
-    online_store_fresh,
-    raw_transactions_fresh,
-)
-
-FRESHNESS_CHECKS = (raw_transactions_fresh, customer_features_fresh, online_store_fresh)
-freshness_job = define_asset_job(
-    "freshness_checks",
-    selection=AssetSelection.checks(*FRESHNESS_CHECKS),
-    description="Evaluates the freshness checks of the raw data, the snapshots and the online "
-    "store.",
-)
+from sensors.jobs import freshness_job
 
 
 @sensor(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from riskcore import settings
 from riskcore.settings import DEV_API_KEY
-from riskcore.targets import TARGETS, Thresholds
+from riskcore.targets import Thresholds
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,6 @@ class ServingConfig:
     breaker_failures: int = 3  # consecutive store failures that open the circuit ...
     breaker_cooldown_s: float = 1.0  # ... for this long (no lookups), then one probe
     tracking_uri: str = ""
-    model_names: dict[str, str] = field(default_factory=lambda: {t: f"risk_{t}" for t in TARGETS})
-    champion_alias: str = "champion"
-    challenger_alias: str = "challenger"
     shadow: bool = False  # score with the challenger too, after the response, log only
     thresholds: Thresholds = field(default_factory=Thresholds)
     max_batch: int = 500

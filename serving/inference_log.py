@@ -71,7 +71,8 @@ class LogRow:
     shadow_inputs: tuple | None = None
 
 
-_SCALARS = [f.name for f in fields(LogRow)][:-3]
+_NOT_SCALARS = {"feature_names", "vector", "shadow_inputs"}
+_SCALARS = [f.name for f in fields(LogRow) if f.name not in _NOT_SCALARS]
 _ROW_SCALARS = operator.attrgetter(*_SCALARS)
 _TIMESTAMP = pa.timestamp("us", "UTC")
 _TYPES = {

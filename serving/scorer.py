@@ -3,11 +3,10 @@ explain, log. No HTTP here: ``serving/app.py`` and the benchmarks call it.
 
 A customer found in the serving snapshot is scored by the behavioural model; a customer the
 snapshot does not hold, and every transaction while the store is down, slow, empty or expired,
-by the transaction-only model (DESIGN.md: no invented defaults). Each model reads records of
-its own feature-set version only. After ``breaker_failures`` consecutive store failures,
-lookups are skipped for ``breaker_cooldown_s`` (fallback at once instead of a timeout per
-request), then one request probes the store again.
-"""
+by the transaction-only model (no invented defaults: docs/architecture.md, "Known and unknown
+customers"). Each model reads records of its own feature-set version only. After
+``breaker_failures`` consecutive store failures, lookups are skipped for ``breaker_cooldown_s``
+(fallback at once instead of a timeout per request), then one request probes the store again."""
 
 from __future__ import annotations
 
@@ -38,7 +37,7 @@ from riskcore.online_store import (
 )
 from riskcore.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
 from riskcore.realtime import PendingRead, RealtimeStore
-from riskcore.registry import RegisteredModel, alias_version, load_registered
+from riskcore.registry import CHALLENGER, CHAMPION, MODEL_NAMES, ModelRegistry, RegisteredModel
 from riskcore.targets import TARGETS, Thresholds
 from riskcore.timestamps import micros
 from riskcore.transaction_features import DESCRIPTIONS as TRANSACTION_DESCRIPTIONS
@@ -70,17 +69,18 @@ class ModelSet:
 
     @classmethod
     def load(cls, config: ServingConfig) -> ModelSet:
+        registry = ModelRegistry(config.tracking_uri)
         champions, shadows = {}, {}
-        for target, name in config.model_names.items():
-            champion = load_registered(name, config.champion_alias, config.tracking_uri)
+        for target, name in MODEL_NAMES.items():
+            champion = registry.load(name, CHAMPION)
             if champion is None:
                 raise RuntimeError(
-                    f"no @{config.champion_alias} of {name} in {config.tracking_uri}: train "
+                    f"no @{CHAMPION} of {name} in {config.tracking_uri}: train "
                     "and register one first (make demo)"
                 )
             champions[target] = champion
             if config.shadow:
-                challenger = load_registered(name, config.challenger_alias, config.tracking_uri)
+                challenger = registry.load(name, CHALLENGER)
                 if challenger is not None and challenger.version != champion.version:
                     shadows[target] = challenger
         return cls(champions, shadows)
@@ -88,14 +88,15 @@ class ModelSet:
     def moved(self, config: ServingConfig) -> list[str]:
         """The aliases that now name another version than the one loaded (a promotion or a
         rollback): one small registry query per alias."""
+        registry = ModelRegistry(config.tracking_uri)
         out = []
-        for target, name in config.model_names.items():
-            champion = alias_version(name, config.champion_alias, config.tracking_uri)
-            loaded = {config.champion_alias: (champion, self.champions[target])}
+        for target, name in MODEL_NAMES.items():
+            champion = registry.alias_version(name, CHAMPION)
+            loaded = {CHAMPION: (champion, self.champions[target])}
             if config.shadow:
-                challenger = alias_version(name, config.challenger_alias, config.tracking_uri)
+                challenger = registry.alias_version(name, CHALLENGER)
                 shadow = challenger if challenger != champion else None
-                loaded[config.challenger_alias] = (shadow, self.shadows.get(target))
+                loaded[CHALLENGER] = (shadow, self.shadows.get(target))
             for alias, (now, model) in loaded.items():
                 if now != (model.version if model else None):
                     out.append(f"{name}@{alias} -> {now}")
@@ -115,7 +116,7 @@ class ModelSet:
 
     def publish(self) -> None:
         metrics.MODEL_INFO.clear()
-        for role, models in (("champion", self.champions), ("shadow", self.shadows)):
+        for role, models in ((CHAMPION, self.champions), ("shadow", self.shadows)):
             for target, m in models.items():
                 version = m.bundle.feature_set_version
                 metrics.MODEL_INFO.labels(target, role, m.label, version).set(1)
@@ -382,16 +383,16 @@ class Scorer:
             found = lookups[fraud_version][i]
             results.append(
                 Scored(
-                    r.transaction_id,
-                    decision,
-                    scores["fraud"][i],
-                    scores["default"][i],
-                    {t: m.label for t, m in models.champions.items()},
-                    fraud_version if found.record is not None else None,
-                    found.record.as_of if found.record is not None else None,
-                    found.source,
-                    {},
-                    reasons,
+                    transaction_id=r.transaction_id,
+                    decision=decision,
+                    fraud_score=scores["fraud"][i],
+                    default_score=scores["default"][i],
+                    model_version={t: m.label for t, m in models.champions.items()},
+                    feature_set_version=fraud_version if found.record is not None else None,
+                    features_as_of=found.record.as_of if found.record is not None else None,
+                    feature_source=found.source,
+                    timing_ms={},
+                    reasons=reasons,
                 )
             )
         done = time.perf_counter()
@@ -450,22 +451,26 @@ class Scorer:
         as_of = result.features_as_of
         self.inference_log.append(
             LogRow(
-                request.transaction_id,
-                self._hash_customer(request.customer_id),
-                micros(request.event_ts),
-                time.time_ns() // 1000,
-                result.decision,
-                result.fraud_score,
-                result.default_score,
-                result.model_version["fraud"],
-                result.model_version.get("default") if result.default_score is not None else None,
-                model.spec.kind,
-                result.feature_set_version,
-                as_of and micros(as_of),
-                result.feature_source,
-                result.timing_ms["lookup_ms"],
-                result.timing_ms["inference_ms"],
-                result.timing_ms["total_ms"],
+                transaction_id=request.transaction_id,
+                customer_hash=self._hash_customer(request.customer_id),
+                event_ts=micros(request.event_ts),
+                scored_at=time.time_ns() // 1000,
+                decision=result.decision,
+                fraud_score=result.fraud_score,
+                default_score=result.default_score,
+                fraud_model=result.model_version["fraud"],
+                default_model=(
+                    result.model_version.get("default")
+                    if result.default_score is not None
+                    else None
+                ),
+                model_kind=model.spec.kind,
+                feature_set_version=result.feature_set_version,
+                features_as_of=as_of and micros(as_of),
+                feature_source=result.feature_source,
+                lookup_ms=result.timing_ms["lookup_ms"],
+                inference_ms=result.timing_ms["inference_ms"],
+                total_ms=result.timing_ms["total_ms"],
                 feature_names=model.spec.feature_names,
                 vector=vector,
                 shadow_inputs=shadow_inputs,

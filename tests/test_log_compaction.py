@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from assets.monitoring.log_compaction import inference_log_maintenance
 from resources.lakehouse import Lakehouse
 from riskcore.timestamps import micros
+from sensors.jobs import inference_log_maintenance
 from serving.inference_log import LogRow, to_table
 
 

@@ -160,11 +160,11 @@ def _log(
     from deltalake import write_deltalake
 
     from assets.training.models import matrix
-    from riskcore.registry import load_bundle
+    from riskcore.registry import ModelRegistry
     from riskcore.timestamps import micros
     from serving.inference_log import LogRow, to_table
 
-    spec = load_bundle(f"models:/{model_label}", env.tracking_uri).behavioural.spec
+    spec = ModelRegistry(env.tracking_uri).load_bundle(*model_label.split("/")).behavioural.spec
     vectors = matrix(rows, spec)
     log_rows = []
     for r, s, v in zip(rows.to_pylist(), scores, vectors, strict=True):
@@ -202,7 +202,7 @@ def _worse_champion(env, tmp_path) -> tuple[str, str]:
     import pyarrow.compute as pc
     from mlflow import MlflowClient
 
-    from assets.training.models import REPLACES
+    from riskcore.registry import REPLACES
     from tests import serving_env
 
     registry = MlflowClient(env.tracking_uri)
@@ -253,15 +253,15 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back(env, monkeypat
     from fastapi.testclient import TestClient
     from mlflow import MlflowClient
 
-    from assets.training.models import ROLLED_BACK, matrix
-    from riskcore.registry import load_bundle
+    from assets.training.models import matrix
+    from riskcore.registry import ROLLED_BACK, ModelRegistry
     from serving.app import create_app
 
     previous, worse = _worse_champion(env, tmp_path)
     registry = MlflowClient(env.tracking_uri)
     try:
         rows = _known_rows(env)
-        bad_model = load_bundle(f"models:/risk_fraud/{worse}", env.tracking_uri).behavioural
+        bad_model = ModelRegistry(env.tracking_uri).load_bundle("risk_fraud", worse).behavioural
 
         log_uri = _log(
             env,
@@ -303,14 +303,14 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back(env, monkeypat
 def test_an_equal_champion_stays_and_rollback_can_be_turned_off(env, monkeypatch, tmp_path):
     from mlflow import MlflowClient
 
-    from assets.training.models import REPLACES, matrix
-    from riskcore.registry import load_bundle
+    from assets.training.models import matrix
+    from riskcore.registry import REPLACES, ModelRegistry
 
     registry = MlflowClient(env.tracking_uri)
     previous, worse = _worse_champion(env, tmp_path)
     try:
         rows = _known_rows(env)
-        good = load_bundle(f"models:/risk_fraud/{previous}", env.tracking_uri).behavioural
+        good = ModelRegistry(env.tracking_uri).load_bundle("risk_fraud", previous).behavioural
         # The previous version promoted again, replacing itself: same AUC, nothing to do.
         registry.set_registered_model_alias("risk_fraud", "champion", previous)
         registry.set_model_version_tag("risk_fraud", previous, REPLACES, previous)
@@ -321,7 +321,7 @@ def test_an_equal_champion_stays_and_rollback_can_be_turned_off(env, monkeypatch
         assert kept["rollback/fraud"] == "none", kept["rollback/fraud"]
         assert "realized AUC" in kept["compared/fraud"]
 
-        bad = load_bundle(f"models:/risk_fraud/{worse}", env.tracking_uri).behavioural
+        bad = ModelRegistry(env.tracking_uri).load_bundle("risk_fraud", worse).behavioural
         registry.set_registered_model_alias("risk_fraud", "champion", worse)
         log_uri = _log(
             env,
@@ -343,13 +343,13 @@ def test_a_champion_over_its_latency_sla_is_rolled_back(env, monkeypatch, tmp_pa
     from mlflow import MlflowClient
 
     from assets.training.models import matrix
-    from riskcore.registry import load_bundle
+    from riskcore.registry import ModelRegistry
 
     registry = MlflowClient(env.tracking_uri)
     previous, worse = _worse_champion(env, tmp_path)
     try:
         rows = _known_rows(env).slice(0, 400)
-        model = load_bundle(f"models:/risk_fraud/{worse}", env.tracking_uri).behavioural
+        model = ModelRegistry(env.tracking_uri).load_bundle("risk_fraud", worse).behavioural
         scores = model.predict(matrix(rows, model.spec))
         # Its decisions of the last days before the as_of took 40 ms of inference each.
         recent = CUTOFF - timedelta(days=3) - rows["event_ts"][0].as_py()

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskcore.registry import load_registered
+from riskcore.registry import ModelRegistry
 from serving.app import create_app
 from serving.config import DEV_API_KEY, ServingConfig, Thresholds
 from serving.inference_log import CustomerHasher
@@ -63,7 +63,7 @@ def test_served_vectors_and_scores_equal_the_training_rows(client, env):
     recorded through /events, as the payment flow would. The logged model input (snapshot,
     transaction-time and real-time features) equals the training row value for value, and the
     score is the model's score of that training row."""
-    fraud = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    fraud = ModelRegistry(env.tracking_uri).load("risk_fraud", "champion").bundle
     assert fraud.behavioural.spec.realtime_features  # the parity covers them
     rows = env.served_rows().to_pylist()
     order = pc.sort_indices(
@@ -120,7 +120,7 @@ def test_default_risk_is_scored_for_instalment_plans_only(client, env):
 def test_an_unknown_customer_gets_the_transaction_only_model(client, env):
     txn = env.transaction("t000001") | {"transaction_id": "new-1", "customer_id": "never-seen"}
     body = _score(client, txn)
-    fraud = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    fraud = ModelRegistry(env.tracking_uri).load("risk_fraud", "champion").bundle
     assert body["feature_source"] == "fallback_new_customer"
     assert body["features_as_of"] is None and body["feature_set_version"] is None
     logged = _log_rows(client, env)["new-1"]
@@ -165,7 +165,7 @@ def test_reasons_come_with_reviews_declines_and_explain_and_are_exact(client, en
     assert declined["decision"] == "decline" and len(declined["reasons"]) == 5
     # Exact: every feature's contribution plus the bias is the model's log-odds, and the
     # reasons are the five largest of them.
-    bundle = load_registered("risk_fraud", "champion", env.tracking_uri).bundle
+    bundle = ModelRegistry(env.tracking_uri).load("risk_fraud", "champion").bundle
     logged = _log_rows(client, env)["declined-1"]
     model = bundle.models[logged["model_kind"]]
     vector = np.array([logged[n] for n in model.spec.feature_names], dtype=float)
@@ -417,7 +417,7 @@ def test_shadow_scores_are_logged_and_never_acted_on(env, tmp_path):
     registry.set_registered_model_alias("risk_fraud", "champion", "1")
     registry.set_registered_model_alias("risk_fraud", "challenger", version)
     log_uri = str(tmp_path / "shadow_log")
-    challenger = load_registered("risk_fraud", "challenger", env.tracking_uri).bundle
+    challenger = ModelRegistry(env.tracking_uri).load("risk_fraud", "challenger").bundle
     with TestClient(create_app(env.config(shadow=True, inference_log_uri=log_uri))) as client:
         rows = env.served_rows().to_pylist()[:30]
         bodies = {
@@ -530,8 +530,8 @@ def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
     """`make serve` is a fresh process: the registry passed in must be the one read (MLflow
     would otherwise resolve models:/ URIs in its default registry, ./mlflow.db)."""
     code = (
-        "import sys; from riskcore.registry import load_registered; "
-        f"m = load_registered('risk_fraud', 'champion', {env.tracking_uri!r}); "
+        "import sys; from riskcore.registry import ModelRegistry; "
+        f"m = ModelRegistry({env.tracking_uri!r}).load('risk_fraud', 'champion'); "
         "print(m.label); sys.exit(m is None)"
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}

@@ -14,7 +14,7 @@ from assets.training.dataset import TrainingWindow, build_training_set, table_vo
 from assets.training.models import gate, log_and_register, train_bundle, train_model
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from riskcore.model_spec import BEHAVIOURAL, ModelSpec
-from riskcore.registry import load_bundle
+from riskcore.registry import ModelRegistry
 from tests.snapshot_tables import snapshot_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -151,7 +151,7 @@ def test_the_gate_keeps_a_worse_challenger_and_promotes_a_better_one(
     assert not decision.promoted and "stays challenger" in decision.reason
     assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
     assert str(client.get_model_version_by_alias("risk_fraud", "challenger").version) == v3
-    champion = load_bundle("models:/risk_fraud@champion", tracking)
+    champion = ModelRegistry(tracking).load_bundle("risk_fraud", "@champion")
     assert (
         champion.behavioural.booster.model_to_string()
         == better["behavioural"].model.booster.model_to_string()
@@ -196,7 +196,7 @@ def test_a_registered_model_carries_its_spec_references_and_plots(training, feat
         "calibration_transaction_only.json",
     } <= files
     reference = json.loads(Path(evaluation, "reference_behavioural.json").read_text())
-    spec = load_bundle(f"models:/risk_fraud/{version}", tracking).behavioural.spec
+    spec = ModelRegistry(tracking).load_bundle("risk_fraud", version).behavioural.spec
     assert list(reference["features"]) == list(spec.feature_names)
     assert reference["score"]["edges"] and reference["test_score"]["edges"]
     assert spec.snapshot_features == tuple(c.name for c in feature_set.features)

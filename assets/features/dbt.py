@@ -6,7 +6,6 @@ models build the snapshots with as_of = D + 1 day. dbt tests show up as asset ch
 
 import json
 import os
-import subprocess
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from assets.features.registry import manifest_is_stale
+from assets.features.registry import ensure_manifest
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
 from resources import dbt_cli
@@ -23,12 +22,7 @@ for _key, _value in dbt_cli.dbt_env().items():
     os.environ.setdefault(_key, _value)  # the dbt project reads these (profiles, sources)
 
 dbt_project = DbtProject(project_dir=dbt_cli.DBT_PROJECT_DIR)
-if manifest_is_stale(dbt_project.manifest_path):
-    # `dbt parse` whenever a dbt file changed: the registry and the feature-set version are
-    # read from this manifest, so it must never lag behind the SQL (outside `dagster dev` too).
-    subprocess.run(
-        [dbt_cli.dbt_executable(), "parse", "--quiet"], cwd=dbt_cli.DBT_PROJECT_DIR, check=True
-    )
+ensure_manifest(dbt_project.manifest_path)  # outside `dagster dev` too
 
 
 def dbt_vars(days: list[date]) -> dict[str, str]:

@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 
 from assets.features.registry import MART, load_feature_set
 from assets.ingest.raw import partition_days
+from assets.names import LAKEHOUSE
 from assets.partitions import daily_partitions, monthly_batches
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from riskcore import settings
@@ -46,7 +47,7 @@ def export_snapshots(lakehouse: Lakehouse, first: date, last: date) -> tuple[lis
     deps=[AssetKey(MART)],
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
-    group_name="lakehouse",
+    group_name=LAKEHOUSE,
     kinds={"delta", "duckdb"},
     description="Point-in-time customer snapshots as a Delta table partitioned by as_of_date "
     "(= partition day + 1): what the online store, training and drift read.",

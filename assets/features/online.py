@@ -24,6 +24,7 @@ from dagster import (
 from assets.features.export import customer_features_daily
 from assets.features.registry import load_feature_set
 from assets.ingest.raw import run_as_of_date
+from assets.names import ONLINE_STORE
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from resources.online_store import OnlineStoreResource
@@ -131,7 +132,7 @@ class OnlineLoadConfig(Config):
     deps=[customer_features_daily],
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
-    group_name="online_store",
+    group_name=ONLINE_STORE,
     kinds={"redis"},
     description="The newest snapshot of the run's partitions in Redis, as a new generation "
     "behind one pointer: readers switch when every record is written. An older snapshot "

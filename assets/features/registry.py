@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 
-from resources.dbt_cli import DBT_PROJECT_DIR
+from resources.dbt_cli import DBT_PROJECT_DIR, dbt_env, dbt_executable
 from riskcore.feature_set import FeatureColumn, FeatureSet
 
 PROJECT = "risk_features"
@@ -71,7 +73,22 @@ def manifest_is_stale(manifest_path: Path = MANIFEST) -> bool:
     return any(p.stat().st_mtime > built for p in files)
 
 
+def ensure_manifest(manifest_path: Path = MANIFEST) -> Path:
+    """`dbt parse` whenever a dbt file changed: the registry and the feature-set version are read
+    from this manifest, so it must never lag behind the SQL (nor be missing on a fresh clone)."""
+    if manifest_is_stale(manifest_path):
+        subprocess.run(
+            [dbt_executable(), "parse", "--quiet"],
+            cwd=DBT_PROJECT_DIR,
+            env=os.environ | dbt_env(),
+            check=True,
+        )
+    return manifest_path
+
+
 def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
+    if manifest_path == MANIFEST:
+        ensure_manifest()
     return feature_set_from_manifest(json.loads(Path(manifest_path).read_text()))
 
 

@@ -17,6 +17,7 @@ from assets.ingest.contract import (
 )
 from assets.ingest.sources import RawSources, UnreadableFile
 from assets.ingest.validate import validate_labels, validate_transactions
+from assets.names import INGEST
 from assets.partitions import daily_partitions, monthly_batches
 from resources.lakehouse import LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
 
@@ -138,7 +139,7 @@ def _raw_asset(table: str, description: str):
         key=["raw", table],
         partitions_def=daily_partitions,
         backfill_policy=monthly_batches,
-        group_name="ingest",
+        group_name=INGEST,
         kinds={"delta", "python"},
         description=description,
     )

@@ -5,7 +5,7 @@ the same seed gives byte-identical data. The customer population (spend level, c
 devices, home country, weekly and daily rhythm) is drawn once from the seed.
 
 Three planted patterns carry the labels; none is named by any column, they show only through
-behaviour (see README, "Planted patterns"):
+behaviour (see docs/data.md, "The embedded generator and its planted patterns"):
 
 * account takeover: a fraudster probes a customer's account from a new device, then spends in
   bursts over a few days online, often abroad, in resale-friendly categories;

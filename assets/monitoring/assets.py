@@ -23,10 +23,12 @@ from assets.monitoring.performance import (
     labelled_decisions,
     weekly_performance,
 )
+from assets.names import AUC_DROP, DRIFT, MONITORING, PERFORMANCE, PSI, metric_key
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
 from riskcore import settings
 from riskcore.psi import Reference, psi
+from riskcore.registry import ModelRegistry, model_name
 from riskcore.targets import TARGETS, Thresholds
 
 
@@ -37,11 +39,11 @@ class DriftConfig(Config):
 
 
 @asset(
-    key=["monitoring", "feature_drift"],
+    key=DRIFT,
     deps=[customer_features_daily],
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
-    group_name="monitoring",
+    group_name=MONITORING,
     kinds={"evidently"},
     description="PSI of every snapshot feature against the snapshot the fraud champion was "
     "trained on (one row per customer); of the live scores against its test-week scores and of "
@@ -87,7 +89,7 @@ def feature_drift(
             "max_psi": max(psis.values()),
             "drifting": MetadataValue.md(_table(drifting) or f"none above {config.warn_psi}"),
             "evidently_report": MetadataValue.path(report),
-            **{f"psi/{name}": round(value, 6) for name, value in psis.items()},
+            **{metric_key(PSI, name): round(value, 6) for name, value in psis.items()},
         }
     )
 
@@ -151,11 +153,11 @@ class PerformanceConfig(Config):
 
 
 @asset(
-    key=["monitoring", "realized_performance"],
+    key=PERFORMANCE,
     deps=[raw_labels],
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
-    group_name="monitoring",
+    group_name=MONITORING,
     kinds={"delta", "mlflow"},
     description="The inference log's decisions joined with the labels known by the as_of: per "
     "week of matured decisions, realized AUC, precision at the decline threshold and bad rate "
@@ -191,7 +193,7 @@ def realized_performance(
         weekly.append(table)
         judged = _judge_champion(config, target, log, decisions, table, cutoff)
         if judged[f"rollback/{target}"].startswith(("rolled back", "would roll back")):
-            context.log.warning(f"risk_{target}: {judged[f'rollback/{target}']}")
+            context.log.warning(f"{model_name(target)}: {judged[f'rollback/{target}']}")
         metadata |= judged
     weeks = pl.concat(weekly)
     version = lakehouse.replace_day(
@@ -235,17 +237,12 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     worse than the version it replaced on the same matured decisions, or over the SLA while
     the version it replaced was not."""
     import polars as pl
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
-    from assets.training.models import previous_champion, roll_back
-    from riskcore.registry import load_bundle
-
-    name, tracking = f"risk_{target}", settings.load().tracking_uri()
-    try:
-        version, previous = previous_champion(name, tracking)
-    except MlflowException:
+    name, registry = model_name(target), ModelRegistry.from_settings()
+    champion_now = registry.previous_champion(name)
+    if champion_now is None:
         return {f"rollback/{target}": "none"}
+    version, previous = champion_now
     label = f"{name}/{version}"
     out: dict = {f"champion/{target}": label}
     own = weekly.filter(
@@ -258,13 +255,12 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     )
     if own.height:
         newest = own.row(-1, named=True)
-        client = MlflowClient(tracking)
-        run = client.get_model_version(name, version).run_id
-        test_auc = client.get_run(run).data.metrics["behavioural.roc_auc"]
+        run = registry.model_version(name, version).run_id
+        test_auc = registry.run_metrics(run)["behavioural.roc_auc"]
         out |= {
             f"auc/{target}": newest["auc"],
             f"auc_test/{target}": test_auc,
-            f"auc_drop/{target}": test_auc - newest["auc"],
+            metric_key(AUC_DROP, target): test_auc - newest["auc"],
             f"auc_week/{target}": newest["week"].date().isoformat(),
         }
 
@@ -288,8 +284,8 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
             f"{'not served' if before is None else f'{before:.2f} ms'})"
         )
     else:
-        champion = load_bundle(f"models:/{name}/{version}", tracking).behavioural
-        replaced = load_bundle(f"models:/{name}/{previous}", tracking).behavioural
+        champion = registry.load_bundle(name, version).behavioural
+        replaced = registry.load_bundle(name, previous).behavioural
         seen = compare_on_served_rows(decisions, target, label, champion, replaced)
         auc = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         out[f"compared/{target}"] = seen.problem or (
@@ -310,7 +306,7 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
                 f"({seen.bad} bad, {seen.weeks} weeks)"
             )
     if reason and config.rollback:
-        roll_back(name, reason, tracking_uri=tracking)
+        registry.roll_back(name, reason)
         reason = f"rolled back v{version} -> v{previous}: {reason}"
     elif reason:
         reason = f"would roll back v{version} -> v{previous} (rollback off): {reason}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow.compute as pc
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
@@ -23,6 +22,7 @@ from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore import settings
 from riskcore.online_store import OnlineStoreError
+from riskcore.registry import CHAMPION, ModelRegistry, model_name
 from riskcore.targets import TARGETS
 
 
@@ -150,21 +150,24 @@ def model_quality() -> AssetCheckResult:
     }
     problems, metadata = [], {}
     for target in TARGETS:
-        found = _newest_and_champion(f"risk_{target}")
+        name = model_name(target)
+        found = _newest_and_champion(name)
         if found is None:
-            problems.append(f"risk_{target}: no registered version")
+            problems.append(f"{name}: no registered version")
             continue
         (version, auc, importance), champion = found
         metadata[f"{target}_version"], metadata[f"{target}_auc"] = version, auc
         if auc < floors[target]:
-            problems.append(f"risk_{target} v{version}: test AUC {auc:.3f} < {floors[target]}")
+            problems.append(
+                f"{model_name(target)} v{version}: test AUC {auc:.3f} < {floors[target]}"
+            )
         if champion is not None and champion[0] != version:
             lost = sorted(
                 n for n, gain in champion[2].items() if gain > 0 and importance.get(n, 0.0) == 0
             )
             if lost:
                 problems.append(
-                    f"risk_{target} v{version}: no importance left for {lost} "
+                    f"{name} v{version}: no importance left for {lost} "
                     f"(champion v{champion[0]} used them)"
                 )
     return AssetCheckResult(
@@ -177,32 +180,15 @@ def model_quality() -> AssetCheckResult:
 
 def _newest_and_champion(name: str):
     """((version, behavioural test AUC, importance), champion's same or None), from MLflow."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    tracking = settings.load().tracking_uri()
-    client = MlflowClient(tracking)
+    registry = ModelRegistry.from_settings()
 
     def describe(version) -> tuple[str, float, dict]:
-        run = client.get_run(version.run_id)
-        path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id,
-            artifact_path="evaluation/importance_behavioural.json",
-            tracking_uri=tracking,
-        )
-        importance = json.loads(Path(path).read_text())
-        return str(version.version), float(run.data.metrics["behavioural.roc_auc"]), importance
+        auc = registry.run_metrics(version.run_id)["behavioural.roc_auc"]
+        path = registry.artifacts(version.run_id, "evaluation/importance_behavioural.json")
+        return str(version.version), float(auc), json.loads(path.read_text())
 
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
+    versions = registry.versions(name)
     if not versions:
         return None
-    newest = max(versions, key=lambda v: int(v.version))
-    try:
-        champion = describe(client.get_model_version_by_alias(name, "champion"))
-    except MlflowException:
-        champion = None
-    return describe(newest), champion
+    champion = registry.version(name, CHAMPION)
+    return describe(versions[-1]), None if champion is None else describe(champion)

@@ -1,7 +1,7 @@
-"""Drift, like with like (DESIGN.md): a snapshot against the snapshot the champion was trained
-on (one row per customer, as serving decodes it), and the live scores of the inference log
-against the champion's test-week scores. References travel with the model (MLflow artifacts
-``evaluation/reference_snapshot.json`` and ``evaluation/reference_behavioural.json``)."""
+"""Drift, like with like (docs/architecture.md#drift): a snapshot against the snapshot the champion
+was trained on (one row per customer, as serving decodes it), and the live scores of the
+inference log against the champion's test-week scores. References travel with the model (MLflow
+artifacts ``evaluation/reference_snapshot.json`` and ``evaluation/reference_behavioural.json``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
 from riskcore.psi import Reference, psi
+from riskcore.registry import CHAMPION, ModelRegistry, model_name
 
 
 def snapshot_matrix(lakehouse: Lakehouse, feature_set: FeatureSet, as_of_date: date) -> np.ndarray:
@@ -58,22 +59,15 @@ class ChampionReferences:
     inputs: dict  # the behavioural model's inputs over its training rows, by name
 
 
-def champion_references(tracking_uri: str, name: str = "risk_fraud") -> ChampionReferences | None:
+def champion_references(
+    tracking_uri: str, name: str = model_name("fraud")
+) -> ChampionReferences | None:
     """The references the champion was logged with; None when there is no champion yet."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri)
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
+    registry = ModelRegistry(tracking_uri)
+    champion = registry.version(name, CHAMPION)
+    if champion is None:
         return None
-    folder = Path(
-        mlflow.artifacts.download_artifacts(
-            run_id=champion.run_id, artifact_path="evaluation", tracking_uri=tracking_uri
-        )
-    )
+    folder = registry.artifacts(champion.run_id, "evaluation")
     snapshot = folder / "reference_snapshot.json"
     behavioural = json.loads((folder / "reference_behavioural.json").read_text())
     return ChampionReferences(

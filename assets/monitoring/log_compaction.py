@@ -6,7 +6,7 @@ needs are vacuumed."""
 
 from datetime import UTC, datetime
 
-from dagster import Config, OpExecutionContext, Output, job, op
+from dagster import Config, OpExecutionContext, Output, op
 
 from resources.lakehouse import Lakehouse
 from riskcore import settings
@@ -50,8 +50,3 @@ def compact_inference_log(
     }
     context.log.info(f"inference log compacted: {summary}")
     return Output(summary, metadata={"uri": uri, **summary})
-
-
-@job(description="Daily maintenance of the inference log (compaction, vacuum).")
-def inference_log_maintenance():
-    compact_inference_log()

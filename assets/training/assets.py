@@ -20,6 +20,7 @@ from dagster import (
 from assets.features.online import newest_as_of_date
 from assets.features.registry import load_feature_set
 from assets.monitoring.drift import snapshot_reference
+from assets.names import TRAINING
 from assets.training.dataset import (
     TARGETS,
     TrainingWindow,
@@ -29,6 +30,7 @@ from assets.training.dataset import (
 from assets.training.models import gate, log_and_register, train_bundle
 from resources.lakehouse import TRAINING_SET, Lakehouse
 from riskcore import settings
+from riskcore.registry import model_name
 
 
 class TrainingSetConfig(Config):
@@ -98,7 +100,7 @@ def training_set_problems(table: pa.Table) -> list[str]:
 @asset(
     key=["training", "training_set"],
     deps=[AssetKey(["lakehouse", "customer_features_daily"]), AssetKey(["raw", "labels"])],
-    group_name="training",
+    group_name=TRAINING,
     kinds={"delta", "duckdb"},
     description="Labelled purchases with the snapshot serving had at their time (ASOF on "
     "availability), as serving decodes it, plus the transaction-time features; time split.",
@@ -161,7 +163,7 @@ class ModelConfig(Config):
 
 @asset(
     deps=[training_set],
-    group_name="training",
+    group_name=TRAINING,
     kinds={"lightgbm", "mlflow"},
     description="Per target (fraud, default): a behavioural and a transaction-only LightGBM "
     "model, logged to MLflow, registered as challenger; the gate promotes it to champion.",
@@ -185,7 +187,9 @@ def risk_models(
     newest = pc.max(table["snapshot_as_of"]).as_py()
     reference = snapshot_reference(lakehouse, feature_set, newest.date()) if newest else None
     metadata: dict = {"training_set_hash": commit["risk.content_hash"], "mlflow": tracking}
+    first, last = (d.as_py() for d in pc.min_max(table["event_ts"]).values())
     for target in TARGETS:
+        name = model_name(target)
         context.log.info(f"training the {target} models")
         bundle, trained = train_bundle(
             table, target, feature_set, vocabularies, float(commit["risk.availability_lag_hours"])
@@ -194,13 +198,15 @@ def risk_models(
             bundle,
             trained,
             training_hash=commit["risk.content_hash"],
-            model_name=f"risk_{target}",
+            model_name=name,
             tracking_uri=tracking,
             artifact_root=str(settings.load().mlflow_artifacts),
             snapshot_reference=reference,
+            run_name=f"{name} behavioural + transaction-only, purchases {first:%Y-%m-%d}.."
+            f"{last:%Y-%m-%d}",
         )
         decision = gate(
-            f"risk_{target}",
+            name,
             version,
             trained["behavioural"],
             table,
@@ -208,7 +214,7 @@ def risk_models(
             tolerance=config.promotion_tolerance,
             checks_passed=not problems,
         )
-        context.log.info(f"risk_{target} v{version}: {decision.reason}")
+        context.log.info(f"{name} v{version}: {decision.reason}")
         names = list(next(iter(trained.values())).metrics)
         metadata[f"{target}_metrics"] = MetadataValue.md(
             "| metric | "

@@ -18,7 +18,7 @@ from riskcore.feature_set import FeatureSet
 from riskcore.model_bundle import ModelBundle, ScoringModel
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 from riskcore.psi import Reference
-from riskcore.registry import load_bundle
+from riskcore.registry import CHAMPION, ModelRegistry
 
 PARAMS = {
     "objective": "binary",
@@ -192,12 +192,12 @@ def log_and_register(
     tracking_uri: str,
     artifact_root: str,
     snapshot_reference: dict | None = None,
+    run_name: str | None = None,
 ) -> tuple[str, str]:
     """One MLflow run per target: parameters, metrics, specs, references, plots; the bundle
     registered as a new version of ``model_name`` with alias ``challenger``. Returns
     (version, run id)."""
     import mlflow
-    from mlflow import MlflowClient
 
     from riskcore.mlflow_model import RiskModel
 
@@ -207,7 +207,7 @@ def log_and_register(
         mlflow.create_experiment(experiment, artifact_location=f"{artifact_root}/{experiment}")
     mlflow.set_experiment(experiment)
     spec = bundle.behavioural.spec
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=run_name) as run:
         folder = Path(tmp)
         mlflow.log_params(
             {
@@ -248,13 +248,9 @@ def log_and_register(
             artifacts={"bundle": str(bundle_dir)},
             pip_requirements=["lightgbm==4.7.0", "numpy", "pandas"],
         )
-        version = mlflow.register_model(info.model_uri, model_name).version
-    client = MlflowClient()
-    client.set_registered_model_alias(model_name, "challenger", version)
-    return str(version), run.info.run_id
-
-
-REPLACES, ROLLED_BACK = "replaces", "rolled_back"  # model-version tags
+        version = str(mlflow.register_model(info.model_uri, model_name).version)
+    ModelRegistry(tracking_uri).mark_challenger(model_name, version)
+    return version, run.info.run_id
 
 
 @dataclass
@@ -263,6 +259,7 @@ class GateDecision:
     reason: str
     challenger_auc: float
     champion_auc: float | None
+    replaces: str | None = None  # the champion a promoted challenger replaces
 
 
 def gate(
@@ -277,25 +274,37 @@ def gate(
 ) -> GateDecision:
     """Promote the challenger to champion when the training set passed its checks and its
     behavioural test AUC is not worse than the champion's on the same test rows (within
-    ``tolerance``). The first model becomes champion directly."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    ``tolerance``). The first model becomes champion directly. The decision is recorded on the
+    version (tag and description), promoted or not."""
+    registry = ModelRegistry(tracking_uri)
+    decision = _judge(registry, model_name, challenger, table, tolerance, checks_passed)
+    if decision.promoted:
+        registry.promote(model_name, version, decision.reason, replaces=decision.replaces)
+    else:
+        registry.record_decision(model_name, version, f"stays challenger: {decision.reason}")
+    return decision
 
-    client = MlflowClient(tracking_uri)
+
+def _judge(
+    registry: ModelRegistry,
+    model_name: str,
+    challenger: TrainedModel,
+    table: pa.Table,
+    tolerance: float,
+    checks_passed: bool,
+) -> GateDecision:
     auc = challenger.metrics["roc_auc"]
     if not checks_passed:
         return GateDecision(False, "the training set failed its checks", auc, None)
-    try:
-        champion = client.get_model_version_by_alias(model_name, "champion")
-    except MlflowException:
-        client.set_registered_model_alias(model_name, "champion", version)
+    champion = registry.alias_version(model_name, CHAMPION)
+    if champion is None:
         return GateDecision(True, "first model: champion directly", auc, None)
-    incumbent = load_bundle(f"models:/{model_name}@champion", tracking_uri).behavioural
+    incumbent = registry.load_bundle(model_name, champion).behavioural
     spec = challenger.model.spec
     if not set(incumbent.spec.feature_names) <= set(table.column_names):
         return GateDecision(
             False,
-            f"champion v{champion.version} reads features this training "
+            f"champion v{champion} reads features this training "
             "set lacks: promote by hand after review",
             auc,
             None,
@@ -305,42 +314,13 @@ def gate(
         "roc_auc"
     ]
     if auc >= champion_auc - tolerance:
-        client.set_registered_model_alias(model_name, "champion", version)
-        client.set_model_version_tag(model_name, version, REPLACES, champion.version)
-        return GateDecision(
-            True,
-            f"test AUC {auc:.4f} >= champion v{champion.version}'s {champion_auc:.4f} "
-            f"- {tolerance} on the same test weeks",
-            auc,
-            champion_auc,
+        reason = (
+            f"test AUC {auc:.4f} >= champion v{champion}'s {champion_auc:.4f} "
+            f"- {tolerance} on the same test weeks"
         )
-    return GateDecision(
-        False,
-        f"test AUC {auc:.4f} < champion v{champion.version}'s {champion_auc:.4f} - "
-        f"{tolerance} on the same test weeks: stays challenger",
-        auc,
-        champion_auc,
+        return GateDecision(True, reason, auc, champion_auc, replaces=champion)
+    reason = (
+        f"test AUC {auc:.4f} < champion v{champion}'s {champion_auc:.4f} - "
+        f"{tolerance} on the same test weeks: stays challenger"
     )
-
-
-def previous_champion(model_name: str, tracking_uri: str) -> tuple[str, str | None]:
-    """The champion's version and the version it replaced (None: the first champion)."""
-    from mlflow import MlflowClient
-
-    champion = MlflowClient(tracking_uri).get_model_version_by_alias(model_name, "champion")
-    return str(champion.version), champion.tags.get(REPLACES)
-
-
-def roll_back(model_name: str, reason: str, *, tracking_uri: str) -> str:
-    """Move the ``champion`` alias back to the version the champion replaced, and tag the
-    demoted version with the reason (serving picks the alias change up within its poll
-    interval). Returns the version now champion."""
-    from mlflow import MlflowClient
-
-    version, previous = previous_champion(model_name, tracking_uri)
-    if previous is None:
-        raise ValueError(f"{model_name} v{version} replaced no version: nothing to roll back to")
-    client = MlflowClient(tracking_uri)
-    client.set_registered_model_alias(model_name, "champion", previous)
-    client.set_model_version_tag(model_name, version, ROLLED_BACK, reason)
-    return previous
+    return GateDecision(False, reason, auc, champion_auc)
