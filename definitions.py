@@ -16,6 +16,7 @@ from resources import dbt_cli
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
 from riskcore import settings
+from sensors.catch_up import catch_up
 from sensors.drift import build_drift_sensor, build_performance_sensor
 from sensors.freshness import freshness
 from sensors.jobs import FRESHNESS_CHECKS, JOBS, SCHEDULES, train_models_job
@@ -47,6 +48,7 @@ defs = Definitions(
         build_drift_sensor(train_models_job),
         build_performance_sensor(train_models_job),
         freshness,
+        catch_up,
     ],
     resources={
         "lakehouse": Lakehouse(root_uri=settings.load().lakehouse_uri),

@@ -152,7 +152,7 @@ def main() -> None:
     from riskcore import settings
 
     total = args.days + args.history_days
-    first = settings.load().start_date
+    first = settings.load().first_day()
     last = first + timedelta(days=total - 1)
     _log(f"{args.customers:,} customers x {total} days; data in {workdir}")
     if not args.reuse:

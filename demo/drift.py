@@ -1,12 +1,13 @@
 """`make drift-demo`: drift arrives, the sensor fires, the retrained challenger meets the gate.
 
-After `make demo`'s data (run first when missing), the generator injects drift from the next
-day (RISK_DRIFT_FROM: larger amounts, resale categories, online purchases; see
-assets/ingest/synthetic.py) and the daily job runs two weeks of it: raw -> dbt -> Delta -> online
-store -> `monitoring/feature_drift`. The `drift_retrain` sensor is evaluated on that measurement
-as the daemon would; its run request (tags naming what drifted) is executed as the
-`train_models` job, which ends in the champion/challenger gate. Runs are recorded in
-DAGSTER_HOME: `make dev` shows them, with the PSI metadata plotted over time."""
+After `make demo`'s data (run first when missing), the newest days (14 by default) are
+generated again with drift injected (RISK_DRIFT_FROM's pattern: larger amounts, resale
+categories, online purchases; see assets/ingest/synthetic.py) and rebuilt by the daily job:
+raw -> dbt -> Delta -> online store -> `monitoring/feature_drift`. The `drift_retrain` sensor
+is evaluated on that measurement as the daemon would; its run request (tags naming what
+drifted) is executed as the `train_models` job, with the same training settings a schedule or
+the UI would use, and ends in the champion/challenger gate. Runs are recorded in DAGSTER_HOME:
+`make dev` shows them, with the PSI metadata plotted over time."""
 
 import argparse
 import logging
@@ -55,22 +56,21 @@ def drift_table(metadata: dict, top: int = 12) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=14, help="days of drifted data")
+    parser.add_argument("--days", type=int, default=14, help="newest days replayed with drift")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     began = time.perf_counter()
     newest = newest_raw_day()
-    demo_days = settings.load().demo_days
-    first = (newest or settings.load().start_date + timedelta(days=demo_days - 1)) + timedelta(1)
     instance = demo.dagster_instance()
     if newest is None or not has_champion():
         log.info("no demo data yet: running `make demo`'s pipeline first")
-        demo.run_features(demo_days)
+        demo.run_features(settings.load().last_demo_day())
         demo.train_models(instance)
+        newest = newest_raw_day()
 
-    last = first + timedelta(days=args.days - 1)
-    log.info("injecting drift from %s; daily job over %s..%s", first, first, last)
-    # The generator drifts from the first new day: the job runs with sources configured so.
+    # The newest days are generated again, drifting: the champion learned them clean.
+    last, first = newest, newest - timedelta(days=args.days - 1)
+    log.info("replaying %s..%s with drift injected", first, last)
     drifting = RawSources.from_settings(drift_from=first)
     result = demo.run_partition_range(first, last, instance, resources={"raw_sources": drifting})
     if not result.success:

@@ -16,13 +16,12 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from assets.ingest.contract import TRANSACTIONS_SCHEMA
+from assets.partitions import missing_ranges, partition_range_tags
 from definitions import defs
+from resources.lakehouse import Lakehouse
 from riskcore import settings
 from riskcore.registry import CHAMPION, MODEL_NAMES, ModelRegistry
 
-# Dagster's documented run tags for one run over a range of partitions (a single-run backfill).
-PARTITION_RANGE_START = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 TRANSACTION_COLUMNS = TRANSACTIONS_SCHEMA.names
 
 log = logging.getLogger("demo")
@@ -84,20 +83,16 @@ def run_partition_range(start: date, end: date, instance: DagsterInstance | None
     """One run of the daily job over partitions start..end, as a backfill batch runs it."""
     return defs.resolve_job_def("daily_features").execute_in_process(
         instance=instance,
-        tags={
-            PARTITION_RANGE_START: start.isoformat(),
-            PARTITION_RANGE_END: end.isoformat(),
-        },
+        tags=partition_range_tags(start, end),
         **kwargs,
     )
 
 
-def run_features(days: int, batch_days: int = 31) -> None:
+def run_features(last: date) -> None:
+    """The daily job over every day up to ``last`` not built yet, a month per run (as a backfill
+    runs it): a fresh folder gets its whole history, a folder from an earlier day only its gap."""
     instance = dagster_instance()
-    first = settings.load().start_date
-    for offset in range(0, days, batch_days):
-        start = first + timedelta(days=offset)
-        end = first + timedelta(days=min(offset + batch_days, days) - 1)
+    for start, end in missing_ranges(Lakehouse(), last):
         began = time.perf_counter()
         result = run_partition_range(
             start,
@@ -113,16 +108,11 @@ def run_features(days: int, batch_days: int = 31) -> None:
 def train_models(instance: DagsterInstance | None, tags: dict[str, str] | None = None):
     """The training job: point-in-time training set, models, registry gate."""
     began = time.perf_counter()
-    # The demo's 120 days leave 30 matured days under the default 90-day maturity of BNPL
-    # defaults (they arrive 30-90 days after the purchase): 60 days here, so the default model
-    # has weeks to learn from (labels later than that count as good; production keeps 90).
-    training = {"config": {"default_maturity_days": 60}}
     result = defs.resolve_job_def("train_models").execute_in_process(
         instance=instance,
         tags=tags,
         run_config={
             "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            "ops": {"training__training_set": training},
         },
     )
     if not result.success:
@@ -258,20 +248,24 @@ def online_summary(fs) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=settings.load().demo_days)
+    parser.add_argument(
+        "--days", type=int, help="days from the first day of data (default: up to RISK_DEMO_END)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    env = settings.load()
+    first = env.first_day()
+    last_day = first + timedelta(days=args.days - 1) if args.days else env.last_demo_day()
     log.info(
-        "demo: %d customers x %d days from %s, data in %s",
-        settings.load().customers,
-        args.days,
-        settings.load().start_date,
-        settings.load().data_dir,
+        "demo: %d customers, days %s..%s, data in %s",
+        env.customers,
+        first,
+        last_day,
+        env.data_dir,
     )
     began = time.perf_counter()
-    last_day = settings.load().start_date + timedelta(days=args.days - 1)
     log.info("landing file with 3 bad rows of 5: %s", drop_partner_file(last_day))
-    run_features(args.days)
+    run_features(last_day)
     instance = dagster_instance()
     train_models(instance)
     print(f"\nDemo finished in {time.perf_counter() - began:.0f} s. Lakehouse:\n{summary()}")

@@ -13,8 +13,9 @@ which a test keeps equal to this module.
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,25 @@ class Settings(BaseSettings):
     )
     customers: int = _var(20_000, "the generator's number of customers", shown="20000")
     seed: int = _var(7, "the generator's seed: a seed reproduces every day exactly")
-    start_date: date = _var(date(2026, 1, 1), "first daily partition (first day of data)")
+    start_date: date | None = _var(
+        None,
+        "first day of data (the first daily partition); empty: chosen when the data folder is "
+        "first used, so that the demo's window ends at `RISK_DEMO_END`, then kept",
+        shown="RISK_DEMO_END - RISK_DEMO_DAYS + 1, kept in $RISK_DATA_DIR/calendar.json",
+    )
+    demo_end: date | None = _var(
+        None,
+        "last day of data `make demo` builds (tests and pinned figures use fixed dates)",
+        shown="yesterday (UTC)",
+    )
     drift_from: date | None = _var(
         None, "day from which the generator injects drift (`make drift-demo` sets it)"
     )
-    demo_days: int = _var(120, "days `make demo` materializes")
+    demo_days: int = _var(120, "days of history a new data folder starts with")
+    automations: bool = _var(
+        True,
+        "schedules and sensors run from the start (`0`: off until turned on in the UI)",
+    )
     daily_hour_utc: int = _var(
         2, "UTC hour of the daily schedule (the day that ended becomes a snapshot)", shown="2"
     )
@@ -185,6 +200,24 @@ class Settings(BaseSettings):
     events_stream: str = _var("risk:events", "the Redis Stream `make consume` reads events from")
     events_group: str = _var("realtime", "the stream's consumer group")
 
+    # Training: one configuration, whatever starts a retrain (schedule, sensor, UI, demo)
+    fraud_maturity_days: int = _var(
+        45, "days a fraud label (chargeback) needs to arrive; younger purchases are left out"
+    )
+    default_maturity_days: int = _var(
+        60,
+        "days a BNPL default label needs to arrive (the demo's 120 days leave 30 matured days "
+        "at 90; a longer history sets 90)",
+    )
+    valid_weeks: int = _var(2, "validation weeks of each target, before its test weeks")
+    test_weeks: int = _var(2, "test weeks of each target: its newest matured weeks")
+    availability_lag_h: float = _var(
+        6.0, "hours after its as_of a snapshot is usable (the 02:00-06:00 batch window)"
+    )
+    promotion_tolerance: float = _var(
+        0.005, "test AUC a challenger may lose against the champion and still be promoted"
+    )
+
     # Monitoring
     freshness_max_age_h: float = _var(
         26.0, "how old the newest raw day, snapshot and online generation may be"
@@ -193,6 +226,8 @@ class Settings(BaseSettings):
     min_auc_default: float = _var(0.6, "the model-quality check's floor for the default model")
 
     @field_validator(
+        "start_date",
+        "demo_end",
         "drift_from",
         "landing_dir",
         "duckdb_path",
@@ -226,6 +261,23 @@ class Settings(BaseSettings):
         return self
 
     # Derived values
+    def first_day(self) -> date:
+        """The first day of data: RISK_START_DATE, or the data folder's calendar, fixed when the
+        folder is first used (so the daily partitions do not slide with the clock)."""
+        if self.start_date is not None:
+            return self.start_date
+        calendar = self.data_dir / "calendar.json"
+        if calendar.exists():
+            return date.fromisoformat(json.loads(calendar.read_text())["first_day"])
+        first = self.last_demo_day() - timedelta(days=self.demo_days - 1)
+        calendar.parent.mkdir(parents=True, exist_ok=True)
+        calendar.write_text(json.dumps({"first_day": first.isoformat()}))
+        return first
+
+    def last_demo_day(self) -> date:
+        """The newest day `make demo` builds: RISK_DEMO_END, or yesterday by the UTC clock."""
+        return self.demo_end or datetime.now(UTC).date() - timedelta(days=1)
+
     @property
     def is_production(self) -> bool:
         return self.env.lower() in {"prod", "production"}

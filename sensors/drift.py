@@ -30,6 +30,7 @@ from dagster import (
 
 from assets.names import AUC_DROP, DRIFT, PERFORMANCE, PSI, metric_key
 from riskcore.targets import TARGETS
+from sensors.status import SENSOR_STATUS
 
 # The snapshot features account takeovers and BNPL default ramps move first (the generator's
 # planted patterns, docs/data.md), and the model's score itself.
@@ -71,6 +72,7 @@ def build_retrain_sensor(
         name=name,
         job=job,
         minimum_interval_seconds=300,
+        default_status=SENSOR_STATUS,
         description=f"Opens a {job.name} run when a watched {what} passes {act} (warns above "
         f"{warn}); at most one per {cooldown_s / 3600:g} h.",
     )

@@ -7,11 +7,13 @@ import time
 from dagster import RunRequest, SensorEvaluationContext, sensor
 
 from sensors.jobs import freshness_job
+from sensors.status import SENSOR_STATUS
 
 
 @sensor(
     job=freshness_job,
     minimum_interval_seconds=1800,
+    default_status=SENSOR_STATUS,
     description="Runs the freshness checks every 30 minutes.",
 )
 def freshness(context: SensorEvaluationContext):

@@ -24,6 +24,7 @@ from assets.monitoring.log_compaction import compact_inference_log
 from assets.names import TRAINING
 from assets.partitions import daily_partitions
 from riskcore import settings
+from sensors.status import SCHEDULE_STATUS
 
 FRESHNESS_CHECKS = (raw_transactions_fresh, customer_features_fresh, online_store_fresh)
 
@@ -62,13 +63,16 @@ JOBS = [daily_features_job, train_models_job, freshness_job, inference_log_maint
 SCHEDULES = [
     # At 02:00 UTC, the day that just ended (partition D) becomes the snapshot as_of D + 1.
     build_schedule_from_partitioned_job(
-        daily_features_job, hour_of_day=settings.load().daily_hour_utc
+        daily_features_job,
+        hour_of_day=settings.load().daily_hour_utc,
+        default_status=SCHEDULE_STATUS,
     ),
     ScheduleDefinition(
         name="inference_log_compaction",
         job=inference_log_maintenance,
         cron_schedule="30 0 * * *",  # just after midnight UTC closes a scored_date
         execution_timezone="UTC",
+        default_status=SCHEDULE_STATUS,
     ),
     # Retraining also happens weekly, whatever drift says (labels keep maturing).
     ScheduleDefinition(
@@ -76,5 +80,6 @@ SCHEDULES = [
         job=train_models_job,
         cron_schedule="0 4 * * 1",
         execution_timezone="UTC",
+        default_status=SCHEDULE_STATUS,
     ),
 ]

@@ -10,11 +10,13 @@ from assets.features.registry import load_feature_set
 from resources.lakehouse import Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore.online_store import OnlineStoreError
+from sensors.status import SENSOR_STATUS
 
 
 @sensor(
     asset_selection=[online_customer_features],
     minimum_interval_seconds=60,
+    default_status=SENSOR_STATUS,
     description="Loads the newest snapshot into Redis when no generation serves it: Redis "
     "restarted without data, or a load failed. One run per state of the store.",
 )

@@ -12,6 +12,10 @@ os.environ["DAGSTER_HOME"] = str(_data / "dagster_home")
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 # Small populations keep pipeline tests quick; the generator's scale is benchmarked separately.
 os.environ.setdefault("RISK_CUSTOMERS", "800")
+# Fixed dates: tests pin figures of a known calendar (the live default follows the clock).
+os.environ.setdefault("RISK_START_DATE", "2026-01-01")
+# No schedule or sensor runs by itself in a test's Dagster (tests evaluate them directly).
+os.environ.setdefault("RISK_AUTOMATIONS", "0")
 
 
 import pytest  # noqa: E402

@@ -1,7 +1,7 @@
 """One typed settings module: every variable once; a bad value names the variable and the value;
 README's configuration table is the module's own (python -m riskcore.settings)."""
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,15 @@ def test_defaults_follow_the_data_folder(monkeypatch, tmp_path):
     assert env.inference_log() == f"{tmp_path}/lakehouse/serving/inference_log"
     assert env.inference_log("s3://lake/") == "s3://lake/serving/inference_log"
     assert env.mlflow_tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    assert env.start_date == date(2026, 1, 1) and env.drift_from is None
+    assert env.drift_from is None
+    # Live by default: the window ends yesterday; the calendar, once chosen, is kept.
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    assert env.last_demo_day() == yesterday
+    assert env.first_day() == yesterday - timedelta(days=env.demo_days - 1)
+    monkeypatch.setenv("RISK_DEMO_DAYS", "30")
+    assert settings.load().first_day() == env.first_day()  # the data folder's calendar
+    monkeypatch.setenv("RISK_START_DATE", "2026-01-01")
+    assert settings.load().first_day() == date(2026, 1, 1)
     monkeypatch.setenv("RISK_INFERENCE_LOG_URI", "")  # empty: the log is off
     monkeypatch.setenv("RISK_DRIFT_FROM", "")
     assert settings.load().inference_log() == "" and settings.load().drift_from is None

@@ -34,16 +34,36 @@ from riskcore.registry import model_name
 
 
 class TrainingSetConfig(Config):
+    """A run's overrides; an unset field takes the one configuration of riskcore/settings.py
+    (RISK_FRAUD_MATURITY_DAYS ...), so the schedule, the sensors, the UI and the demo train
+    alike."""
+
     first_day: str = ""  # default: the first daily partition
     last_day: str = ""  # default: the last day the newest snapshot covers
     cutoff: str = ""  # what is known of labels (ISO time); default: the newest as_of
-    availability_lag_hours: float = 6.0  # the 02:00-06:00 batch window
-    fraud_maturity_days: int = 45
-    default_maturity_days: int = 90
-    valid_weeks: int = 2
-    test_weeks: int = 2
+    availability_lag_hours: float | None = None
+    fraud_maturity_days: int | None = None
+    default_maturity_days: int | None = None
+    valid_weeks: int | None = None
+    test_weeks: int | None = None
+
+    def resolved(self) -> dict:
+        """The settings this run trains with, as its metadata shows them."""
+        env = settings.load()
+        fields = {
+            "availability_lag_hours": env.availability_lag_h,
+            "fraud_maturity_days": env.fraud_maturity_days,
+            "default_maturity_days": env.default_maturity_days,
+            "valid_weeks": env.valid_weeks,
+            "test_weeks": env.test_weeks,
+        }
+        return {
+            k: default if getattr(self, k) is None else getattr(self, k)
+            for k, default in fields.items()
+        }
 
     def window(self, lakehouse: Lakehouse) -> TrainingWindow:
+        resolved = self.resolved()
         newest = newest_as_of_date(lakehouse)
         if newest is None:
             raise Failure("no snapshots yet: materialize the daily features first")
@@ -53,16 +73,16 @@ class TrainingSetConfig(Config):
             else datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
         )
         return TrainingWindow(
-            first_day=date.fromisoformat(self.first_day or settings.load().start_date.isoformat()),
+            first_day=date.fromisoformat(self.first_day or settings.load().first_day().isoformat()),
             last_day=date.fromisoformat(self.last_day) if self.last_day else newest - timedelta(1),
             cutoff=cutoff,
-            availability_lag=timedelta(hours=self.availability_lag_hours),
+            availability_lag=timedelta(hours=resolved["availability_lag_hours"]),
             maturity_days={
-                "fraud": self.fraud_maturity_days,
-                "default": self.default_maturity_days,
+                "fraud": resolved["fraud_maturity_days"],
+                "default": resolved["default_maturity_days"],
             },
-            valid_weeks=self.valid_weeks,
-            test_weeks=self.test_weeks,
+            valid_weeks=resolved["valid_weeks"],
+            test_weeks=resolved["test_weeks"],
         )
 
 
@@ -120,7 +140,7 @@ def training_set(
             "risk.content_hash": digest,
             "risk.vocabularies": vocabularies,
             "risk.feature_set_version": feature_set.version,
-            "risk.availability_lag_hours": str(config.availability_lag_hours),
+            "risk.availability_lag_hours": str(window.availability_lag.total_seconds() / 3600),
         },
     )
     summary = split_summary(table)
@@ -129,6 +149,7 @@ def training_set(
         metadata={
             "rows": table.num_rows,
             "content_hash": digest,
+            "training_settings": MetadataValue.json(config.resolved()),
             "feature_set_version": feature_set.version,
             "window": f"{window.first_day} .. {window.last_day}, labels known by {window.cutoff}",
             "splits": MetadataValue.md(
@@ -158,7 +179,7 @@ def training_set_is_usable(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 class ModelConfig(Config):
-    promotion_tolerance: float = 0.005  # AUC a challenger may lose and still be promoted
+    promotion_tolerance: float | None = None  # default: RISK_PROMOTION_TOLERANCE
 
 
 @asset(
@@ -211,7 +232,11 @@ def risk_models(
             trained["behavioural"],
             table,
             tracking_uri=tracking,
-            tolerance=config.promotion_tolerance,
+            tolerance=(
+                settings.load().promotion_tolerance
+                if config.promotion_tolerance is None
+                else config.promotion_tolerance
+            ),
             checks_passed=not problems,
         )
         context.log.info(f"{name} v{version}: {decision.reason}")
