@@ -21,6 +21,7 @@ class FeatureColumn:
     window: str | None = None
     description: str = ""
     categories: tuple[str, ...] | None = None  # the vocabulary of a categorical feature
+    grows_with_time: bool = False  # an age (meta drift: age): +1 a day for everyone
 
     @property
     def kind(self) -> str:

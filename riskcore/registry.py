@@ -101,6 +101,9 @@ class ModelRegistry:
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
     def artifacts(self, run_id: str, path: str) -> Path:
         """A run's artifact (file or folder), downloaded from this registry's store."""
         import mlflow

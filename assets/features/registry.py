@@ -101,6 +101,7 @@ def _column(doc: dict) -> FeatureColumn:
         window=meta.get("window"),
         description=doc.get("description", ""),
         categories=tuple(meta["categories"]) if "categories" in meta else None,
+        grows_with_time=meta.get("drift") == "age",
     )
 
 

@@ -257,6 +257,7 @@ def risk_models(
             f"{target}_run_id": run_id,
             f"{target}_promoted": decision.promoted,
             f"{target}_gate": decision.reason,
+            f"{target}_judged_on": decision.judged_on or "-",
             f"{target}_auc_behavioural": trained["behavioural"].metrics["roc_auc"],
             f"{target}_auc_transaction_only": trained["transaction_only"].metrics["roc_auc"],
         }

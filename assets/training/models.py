@@ -5,6 +5,7 @@ import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import lightgbm as lgb
@@ -46,6 +47,7 @@ class TrainedModel:
     test_scores: np.ndarray
     test_labels: np.ndarray
     reference: dict  # PSI references of every feature and of the score
+    splits: dict[str, str]  # first and last purchase time of each split (split_bounds)
     on_known_customers: dict[str, float] | None = None  # transaction-only, behavioural's rows
 
 
@@ -56,6 +58,17 @@ def rows(table: pa.Table, spec: ModelSpec, split: str) -> pa.Table:
     if spec.kind == BEHAVIOURAL:
         mask = pc.and_(mask, table["customer_known"])
     return table.filter(pc.fill_null(mask, False))
+
+
+def split_bounds(parts: dict[str, pa.Table]) -> dict[str, str]:
+    """The first and last purchase time of each split (MLflow run tags ``split.<split>.first``
+    and ``.last``): what the gate needs to judge two models on weeks that lie after both of
+    their training and validation data."""
+    out = {}
+    for split, part in parts.items():
+        first, last = (t.as_py().isoformat() for t in pc.min_max(part["event_ts"]).values())
+        out |= {f"split.{split}.first": first, f"split.{split}.last": last}
+    return out
 
 
 def matrix(table: pa.Table, spec: ModelSpec) -> np.ndarray:
@@ -101,12 +114,13 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
     reference = reference_histograms(names, x_train, booster.predict(x_train))
     reference["test_score"] = reference_histograms([], x_test[:, :0], scores)["score"]
     return TrainedModel(
-        model,
-        evaluate(y_test, scores),
-        dict(zip(names, map(float, gains), strict=True)),
-        scores,
-        y_test,
-        reference,
+        model=model,
+        metrics=evaluate(y_test, scores),
+        importance=dict(zip(names, map(float, gains), strict=True)),
+        test_scores=scores,
+        test_labels=y_test,
+        reference=reference,
+        splits=split_bounds(parts),
     )
 
 
@@ -223,6 +237,7 @@ def log_and_register(
                 "code_version": code_version(),
                 "feature_set_version": spec.feature_set_version,
                 "target": bundle.target,
+                **trained[BEHAVIOURAL].splits,  # the weeks the gate judges by
             }
         )
         for kind, t in trained.items():
@@ -260,6 +275,7 @@ class GateDecision:
     challenger_auc: float
     champion_auc: float | None
     replaces: str | None = None  # the champion a promoted challenger replaces
+    judged_on: str = ""  # the test purchases both models were judged on
 
 
 def gate(
@@ -296,31 +312,56 @@ def _judge(
     auc = challenger.metrics["roc_auc"]
     if not checks_passed:
         return GateDecision(False, "the training set failed its checks", auc, None)
-    champion = registry.alias_version(model_name, CHAMPION)
+    champion = registry.version(model_name, CHAMPION)
     if champion is None:
         return GateDecision(True, "first model: champion directly", auc, None)
-    incumbent = registry.load_bundle(model_name, champion).behavioural
+    v = champion.version
+    incumbent = registry.load_bundle(model_name, str(v)).behavioural
     spec = challenger.model.spec
     if not set(incumbent.spec.feature_names) <= set(table.column_names):
         return GateDecision(
             False,
-            f"champion v{champion} reads features this training "
-            "set lacks: promote by hand after review",
+            f"champion v{v} reads features this training set lacks: promote by hand after review",
             auc,
             None,
         )
+    # Fair weeks only: test purchases after both models' training and validation data.
+    seen = registry.run_tags(champion.run_id).get("split.valid.last")
+    if seen is None:
+        return GateDecision(
+            False,
+            f"cannot judge: champion v{v} has no recorded training weeks; promote by hand",
+            auc,
+            None,
+        )
+    after = max(
+        datetime.fromisoformat(seen), datetime.fromisoformat(challenger.splits["split.valid.last"])
+    )
     test = rows(table, spec, "test")
-    champion_auc = evaluate(labels(test, spec), incumbent.predict(matrix(test, incumbent.spec)))[
-        "roc_auc"
-    ]
+    test = test.filter(
+        pc.greater(test["event_ts"], pa.scalar(after, test.schema.field("event_ts").type))
+    )
+    y = labels(test, spec)
+    if len(y) == 0 or y.min() == y.max():
+        return GateDecision(
+            False,
+            f"cannot judge: {len(y)} test purchases after v{v}'s validation weeks (to "
+            f"{after:%Y-%m-%d}), not both classes: the champion stays",
+            auc,
+            None,
+        )
+    first, last = (t.as_py() for t in pc.min_max(test["event_ts"]).values())
+    weeks = f"{first:%Y-%m-%d}..{last:%Y-%m-%d}, {len(y):,} purchases ({int(y.sum())} bad)"
+    auc = evaluate(y, challenger.model.predict(matrix(test, spec)))["roc_auc"]
+    champion_auc = evaluate(y, incumbent.predict(matrix(test, incumbent.spec)))["roc_auc"]
     if auc >= champion_auc - tolerance:
         reason = (
-            f"test AUC {auc:.4f} >= champion v{champion}'s {champion_auc:.4f} "
-            f"- {tolerance} on the same test weeks"
+            f"test AUC {auc:.4f} >= champion v{v}'s {champion_auc:.4f} - {tolerance} on the "
+            f"same purchases {weeks}, after both models' validation weeks"
         )
-        return GateDecision(True, reason, auc, champion_auc, replaces=champion)
+        return GateDecision(True, reason, auc, champion_auc, replaces=str(v), judged_on=weeks)
     reason = (
-        f"test AUC {auc:.4f} < champion v{champion}'s {champion_auc:.4f} - "
-        f"{tolerance} on the same test weeks: stays challenger"
+        f"test AUC {auc:.4f} < champion v{v}'s {champion_auc:.4f} - {tolerance} on the same "
+        f"purchases {weeks}, after both models' validation weeks: stays challenger"
     )
-    return GateDecision(False, reason, auc, champion_auc)
+    return GateDecision(False, reason, auc, champion_auc, judged_on=weeks)
