@@ -202,3 +202,40 @@ def test_a_registered_model_carries_its_spec_references_and_plots(training, feat
     assert spec.snapshot_features == tuple(c.name for c in feature_set.features)
     assert spec.feature_set_version == feature_set.version
     assert "lifecycle_stage" in spec.categorical and "merchant_category" in spec.categorical
+
+
+def test_the_gate_judges_only_on_purchases_after_both_models_validation_weeks(
+    training, feature_set, registry
+):
+    """A champion whose validation weeks reach past the challenger's test weeks cannot be
+    compared with it there (it tuned on them): the gate says so and the champion stays; on
+    the same training set the weeks used are named in the decision and on the version."""
+    from mlflow import MlflowClient
+
+    tracking, _ = registry
+    client = MlflowClient(tracking)
+    v1, first = _register(training, feature_set, registry)
+    gate("risk_fraud", v1, first["behavioural"], training, tracking_uri=tracking)
+    # A champion trained later: its validation weeks reach the newest purchase of this set.
+    client.set_tag(
+        client.get_model_version("risk_fraud", v1).run_id,
+        "split.valid.last",
+        pc.max(training["event_ts"]).as_py().isoformat(),
+    )
+    v2, second = _register(training, feature_set, registry)
+    decision = gate("risk_fraud", v2, second["behavioural"], training, tracking_uri=tracking)
+    assert not decision.promoted and decision.reason.startswith("cannot judge"), decision.reason
+    assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v1
+    assert client.get_model_version("risk_fraud", v2).tags["gate"].startswith("stays challenger")
+
+    # Recorded honestly: the champion's own weeks end where the training set's validation does.
+    client.set_tag(
+        client.get_model_version("risk_fraud", v1).run_id,
+        "split.valid.last",
+        first["behavioural"].splits["split.valid.last"],
+    )
+    v3, third = _register(training, feature_set, registry)
+    decision = gate("risk_fraud", v3, third["behavioural"], training, tracking_uri=tracking)
+    assert decision.promoted and decision.judged_on in decision.reason
+    version = client.get_model_version("risk_fraud", v3)
+    assert decision.judged_on in version.description and version.tags["replaces"] == v1
