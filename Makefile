@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo test test-fast dev serve consume bench bench-online bench-pit bench-serving bench-realtime stop lint format clean
+.PHONY: setup demo drift-demo test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,8 +42,21 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not benchmark and not integration"
 
+# The Dagster UI on 127.0.0.1:$(DAGSTER_PORT) (schedules and sensors on), and the drift reports
+# its asset pages link to on $(REPORTS_PORT) (RISK_REPORTS_URL).
+DAGSTER_PORT ?= 3000
+REPORTS_PORT ?= 3001
+export RISK_REPORTS_URL ?= http://127.0.0.1:$(REPORTS_PORT)
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	mkdir -p $(RISK_DATA_DIR)/reports
+	$(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 --directory $(RISK_DATA_DIR)/reports >/dev/null 2>&1 & \
+	trap "kill $$!" EXIT; $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+# The MLflow UI on the local registry (runs, metrics, plots, versions and why each is champion).
+MLFLOW_PORT ?= 5000
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri "$$($(BIN)/python -c 'from riskcore import settings; print(settings.load().tracking_uri())')" \
+	  --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # The scoring service on 127.0.0.1:$(RISK_SERVING_PORT) with the local registry's champions and
 # the embedded online store `make demo` filled; dev mode (API key dev-api-key-not-for-production)

@@ -22,3 +22,20 @@ AUC_DROP = "auc_drop"  # on realized_performance: test AUC minus realized AUC
 
 def metric_key(metric: str, name: str) -> str:
     return f"{metric}/{name}"
+
+
+# The snapshot features account takeovers and BNPL default ramps move first (the generator's
+# planted patterns, docs/data.md), and the model's score itself.
+KEY_FEATURES = (
+    "score",
+    "txn_count_7d",
+    "amount_mean_30d",
+    "amount_std_30d",
+    "new_device_ratio_7d",
+    "distinct_devices_30d",
+    "distinct_countries_30d",
+    "high_risk_category_ratio_30d",
+    "bnpl_ratio_30d",
+    "amount_trend_7d_30d",
+    "count_trend_7d_90d",
+)

@@ -219,6 +219,12 @@ class Settings(BaseSettings):
     )
 
     # Monitoring
+    reports_url: str = _var(
+        "http://127.0.0.1:3001",
+        "where `$RISK_DATA_DIR/reports` is served (`make dev` serves it): the drift reports' "
+        "links in the Dagster UI",
+    )
+    report_retention_days: int = _var(30, "days of drift reports kept")
     freshness_max_age_h: float = _var(
         26.0, "how old the newest raw day, snapshot and online generation may be"
     )

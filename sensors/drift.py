@@ -28,25 +28,10 @@ from dagster import (
     sensor,
 )
 
-from assets.names import AUC_DROP, DRIFT, PERFORMANCE, PSI, metric_key
+from assets.names import AUC_DROP, DRIFT, KEY_FEATURES, PERFORMANCE, PSI, metric_key
 from riskcore.targets import TARGETS
 from sensors.status import SENSOR_STATUS
 
-# The snapshot features account takeovers and BNPL default ramps move first (the generator's
-# planted patterns, docs/data.md), and the model's score itself.
-KEY_FEATURES = (
-    "score",
-    "txn_count_7d",
-    "amount_mean_30d",
-    "amount_std_30d",
-    "new_device_ratio_7d",
-    "distinct_devices_30d",
-    "distinct_countries_30d",
-    "high_risk_category_ratio_30d",
-    "bnpl_ratio_30d",
-    "amount_trend_7d_30d",
-    "count_trend_7d_90d",
-)
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,

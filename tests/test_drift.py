@@ -149,6 +149,11 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         moved = moved.set_column(
             moved.schema.get_field_index("txn_count_7d"), "txn_count_7d", shifted
         )
+        # A day later, every customer is a day older (an age is compared like with like).
+        aged = pc.add(moved["days_since_first_txn"], 1.0)
+        moved = moved.set_column(
+            moved.schema.get_field_index("days_since_first_txn"), "days_since_first_txn", aged
+        )
         as_of = pa.array(
             [datetime(moved_day.year, moved_day.month, moved_day.day, tzinfo=UTC)] * 1500,
             pa.timestamp("us", "UTC"),
@@ -192,6 +197,8 @@ def test_the_drift_asset_measures_psi_against_the_champions_snapshot(env, monkey
         assert "txn_count_7d" in drifted["drifting"]
         report = Path(drifted["evidently_report"])
         assert report.exists() and "txn_count_7d" in report.read_text()
+        assert drifted["evidently_agrees"].startswith("yes"), drifted["evidently_agrees"]
+        assert drifted["evidently_report_url"].endswith(f"/feature_drift/{moved_day}.html")
 
         run, _ = _tick(instance)
         assert isinstance(run, RunRequest) and "txn_count_7d=" in run.tags["risk/psi"]
@@ -206,5 +213,41 @@ def test_the_evidently_report_leaves_out_columns_without_values(tmp_path):
     rng = np.random.default_rng(0)
     reference = pd.DataFrame({"a": rng.normal(0, 1, 500), "empty": np.nan})
     current = pd.DataFrame({"a": rng.normal(1, 1, 500), "empty": np.nan})
-    path = evidently_report(reference, current, ["a", "empty"], tmp_path / "r.html")
+    path, _ = evidently_report(reference, current, ["a", "empty"], tmp_path / "r.html")
     assert path.exists() and path.stat().st_size > 10_000
+
+
+def test_evidently_and_our_psi_fall_on_the_same_side_of_the_thresholds(tmp_path):
+    """Given our bins, evidently's PSI is ours: the UI's headline, the sensor and the report
+    name the same features above 0.1 and 0.2 (shifts from none to large, nulls, a constant)."""
+    import numpy as np
+    import pandas as pd
+
+    from assets.monitoring.assets import _side
+    from assets.monitoring.drift import bin_labels, evidently_report
+    from riskcore.psi import Reference, psi
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    reference = {f"shift_{s}": rng.normal(0, 1, n) for s in (0.0, 0.1, 0.25, 0.4, 0.6, 1.5)}
+    reference["nulls"] = np.where(rng.random(n) < 0.1, np.nan, rng.exponential(1, n))
+    reference["constant"] = np.full(n, 3.0)
+    current = {
+        **{name: rng.normal(float(name[6:]), 1, n) for name in reference if name[:5] == "shift"},
+        "nulls": np.where(rng.random(n) < 0.4, np.nan, rng.exponential(1, n)),
+        "constant": np.where(rng.random(n) < 0.3, 4.0, 3.0),
+    }
+    refs = {name: Reference.of(values) for name, values in reference.items()}
+    ours = {name: psi(refs[name], current[name]) for name in reference}
+
+    def binned(columns: dict) -> pd.DataFrame:
+        return pd.DataFrame({k: bin_labels(v, refs[k].edges.tolist()) for k, v in columns.items()})
+
+    _, theirs = evidently_report(
+        binned(reference), binned(current), list(reference), tmp_path / "r.html"
+    )
+    assert set(theirs) == set(ours)
+    for name in ours:
+        assert _side(ours[name]) == _side(theirs[name]), (name, ours[name], theirs[name])
+        assert abs(ours[name] - theirs[name]) < 0.02, (name, ours[name], theirs[name])
+    assert {_side(v) for v in ours.values()} == {0, 1, 2}  # every side is exercised

@@ -2,7 +2,9 @@
 recorded as metadata (the Dagster UI plots each ``psi/<feature>`` over time) with evidently's
 HTML report beside it; ``sensors/drift.py`` turns it into retraining."""
 
+import contextlib
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -12,8 +14,10 @@ from assets.features.registry import load_feature_set
 from assets.ingest.raw import raw_labels, run_as_of_date
 from assets.monitoring.decision_log import read_decisions
 from assets.monitoring.drift import (
+    bin_labels,
     champion_references,
     evidently_report,
+    like_with_like,
     snapshot_matrix,
     snapshot_psi,
 )
@@ -23,7 +27,7 @@ from assets.monitoring.performance import (
     labelled_decisions,
     weekly_performance,
 )
-from assets.names import AUC_DROP, DRIFT, MONITORING, PERFORMANCE, PSI, metric_key
+from assets.names import AUC_DROP, DRIFT, KEY_FEATURES, MONITORING, PERFORMANCE, PSI, metric_key
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
 from riskcore import settings
@@ -70,33 +74,70 @@ def feature_drift(
         context.log.info(skipped)
         return MaterializeResult(metadata={"as_of": as_of_date.isoformat(), "skipped": skipped})
     reference = references.snapshot
-    current = snapshot_matrix(lakehouse, feature_set, as_of_date)
+    reference_as_of = date.fromisoformat(reference["as_of_date"])
+    snapshot = snapshot_matrix(lakehouse, feature_set, as_of_date)
+    current = like_with_like(feature_set, snapshot, reference_as_of, as_of_date)
     psis = snapshot_psi(reference, feature_set, current)
     psis |= _live_psi(lakehouse, references, as_of_date, config.score_window_days)
-    drifting = sorted(((v, k) for k, v in psis.items() if v > config.warn_psi), reverse=True)
+    metadata = {}
     try:
-        report = str(
-            _report(lakehouse, feature_set, reference, current, as_of_date, config.report_rows)
+        path, theirs = _report(
+            lakehouse, feature_set, reference, current, as_of_date, config.report_rows
         )
+        url = f"{settings.load().reports_url.rstrip('/')}/{path.relative_to(_reports_dir())}"
+        metadata |= {
+            "evidently_report": MetadataValue.path(str(path)),
+            "evidently_report_url": MetadataValue.url(url),
+            "evidently_agrees": _agreement(psis, theirs),
+        }
     except Exception as exc:  # the report is for people; the PSI above is what acts
         context.log.warning(f"evidently report not written: {exc!r}")
-        report = f"not written: {exc!r}"
+        theirs = {}
+        metadata["evidently_report"] = f"not written: {exc!r}"
+    drifting = sorted(((v, k) for k, v in psis.items() if v > config.warn_psi), reverse=True)
     return MaterializeResult(
         metadata={
             "as_of": as_of_date.isoformat(),
             "reference_as_of": reference["as_of_date"],
             "champion": references.model,
             "max_psi": max(psis.values()),
-            "drifting": MetadataValue.md(_table(drifting) or f"none above {config.warn_psi}"),
-            "evidently_report": MetadataValue.path(report),
+            "drifting": MetadataValue.md(
+                _table(drifting, theirs) or f"none above {config.warn_psi}"
+            ),
+            **metadata,
             **{metric_key(PSI, name): round(value, 6) for name, value in psis.items()},
         }
     )
 
 
-def _table(drifting: list[tuple[float, str]]) -> str:
-    rows = "\n".join(f"| {name} | {value:.3f} |" for value, name in drifting)
-    return f"| feature | PSI |\n|---|---|\n{rows}" if drifting else ""
+def _side(value: float) -> int:
+    """Which side of the warning (0.1) and action (0.2) thresholds a PSI falls on."""
+    return int(value > 0.1) + int(value > 0.2)
+
+
+def _agreement(ours: dict[str, float], theirs: dict[str, float]) -> str:
+    apart = [
+        f"{name} {ours[name]:.3f} vs {value:.3f}"
+        for name, value in theirs.items()
+        if name in ours and _side(ours[name]) != _side(value)
+    ]
+    if apart:
+        return "evidently falls on another side of 0.1/0.2 for: " + "; ".join(apart)
+    return f"yes: {len(theirs)} features on the same side of 0.1 and 0.2 (same bins)"
+
+
+def _table(drifting: list[tuple[float, str]], theirs: dict[str, float]) -> str:
+    """What drifts, for people: our PSI, evidently's on the same bins, and whether the retrain
+    sensor acts on the feature (a key feature) or only lists it."""
+
+    def row(value: float, name: str) -> str:
+        evidently = f"{theirs[name]:.3f}" if name in theirs else "-"
+        acts = "acts above 0.2" if name in KEY_FEATURES else "listed"
+        return f"| {name} | {value:.3f} | {evidently} | {acts} |"
+
+    rows = "\n".join(row(value, name) for value, name in drifting)
+    header = "| feature | PSI | evidently's PSI | retrain sensor |\n|---|---|---|---|\n"
+    return header + rows if drifting else ""
 
 
 def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, float]:
@@ -126,8 +167,14 @@ def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, 
     return out
 
 
+def _reports_dir() -> Path:
+    return settings.load().data_dir / "reports"
+
+
 def _report(lakehouse, feature_set, reference: dict, current: np.ndarray, as_of_date, rows: int):
-    """evidently's HTML drift report: a sample of the reference snapshot against the current."""
+    """evidently's HTML drift report: a sample of the reference snapshot against one of the
+    current (ages like with like), each feature binned by the reference's PSI bins, so its
+    PSI is ours; reports older than RISK_REPORT_RETENTION_DAYS are removed."""
     import pandas as pd
 
     names = [c.name for c in feature_set.features]
@@ -136,10 +183,31 @@ def _report(lakehouse, feature_set, reference: dict, current: np.ndarray, as_of_
 
     def sample(matrix: np.ndarray) -> pd.DataFrame:
         picked = matrix[rng.permutation(len(matrix))[:rows]].astype(np.float64)
-        return pd.DataFrame(picked, columns=names)
+        return pd.DataFrame(
+            {
+                name: bin_labels(picked[:, i], reference["features"][name]["edges"])
+                for i, name in enumerate(names)
+                if name in reference["features"]
+            }
+        )
 
-    path = settings.load().data_dir / "reports" / "feature_drift" / f"{as_of_date}.html"
-    return evidently_report(sample(past), sample(current), names, path)
+    folder = _reports_dir() / "feature_drift"
+    note = (
+        f"Snapshot as_of {as_of_date} against the champion's reference snapshot as_of "
+        f"{reference['as_of_date']}, {rows:,} customers a side. Each feature is binned by the "
+        "reference's deciles (and a null bin), the bins the PSI in Dagster and the retrain "
+        "sensor use; ages (days_since_first_txn) are shifted by the days between the two "
+        "snapshots."
+    )
+    report = evidently_report(
+        sample(past), sample(current), names, folder / f"{as_of_date}.html", note
+    )
+    oldest = as_of_date - timedelta(days=settings.load().report_retention_days)
+    for old in folder.glob("*.html"):
+        with contextlib.suppress(ValueError):
+            if date.fromisoformat(old.stem) < oldest:
+                old.unlink()
+    return report
 
 
 class PerformanceConfig(Config):

@@ -5,6 +5,7 @@ artifacts ``evaluation/reference_snapshot.json`` and ``evaluation/reference_beha
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -78,17 +79,58 @@ def champion_references(
     )
 
 
-def evidently_report(reference, current, columns: list[str], path: Path) -> Path:
-    """evidently's data-drift report (PSI per column) as HTML, for people to read."""
+def like_with_like(
+    feature_set: FeatureSet, matrix: np.ndarray, reference_as_of: date, as_of: date
+) -> np.ndarray:
+    """The snapshot as the reference would have seen it: an age (a feature that grows by a day
+    a day, meta ``drift: age``) is shifted back by the days between the two snapshots, so its
+    PSI measures a changed population, not the calendar."""
+    shifted = matrix.astype(np.float64, copy=True)
+    days = (as_of - reference_as_of).days
+    for i, column in enumerate(feature_set.features):
+        if column.grows_with_time:
+            shifted[:, i] -= days
+    return shifted
+
+
+def bin_labels(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Each value's PSI bin (the reference's deciles, ``riskcore/psi.py``) as a readable label:
+    given to evidently, its PSI is computed on the bins the sensor acts on."""
+    bounds = [f"{e:.4g}" for e in edges]
+    inner = [f"[{lo}, {hi})" for lo, hi in itertools.pairwise(bounds)]
+    names = [f"< {bounds[0]}", *inner, f">= {bounds[-1]}"] if bounds else ["all"]
+    labels = np.array([*names, "null"], dtype=object)
+    index = np.searchsorted(np.asarray(edges, float), values, side="right")
+    return labels[np.where(np.isnan(values), len(names), index)]
+
+
+def evidently_psi(report_doc: dict) -> dict[str, float]:
+    """Per column, the PSI evidently computed (from ``Snapshot.dict()``)."""
+    return {
+        m["config"]["column"]: float(m["value"])
+        for m in report_doc["metrics"]
+        if m["config"].get("type", "").endswith("ValueDrift")
+    }
+
+
+def evidently_report(
+    reference, current, columns: list[str], path: Path, note: str = ""
+) -> tuple[Path, dict[str, float]]:
+    """evidently's data-drift report as HTML, for people to read, over the columns as given
+    (the caller bins them: categorical columns); returns the path and evidently's PSI per
+    column."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     columns = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
-    definition = DataDefinition(numerical_columns=columns)  # evidently refuses empty columns
+    definition = DataDefinition(categorical_columns=columns)  # evidently refuses empty columns
     snapshot = Report([DataDriftPreset(method="psi", threshold=0.2)]).run(
         current_data=Dataset.from_pandas(current[columns], data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
-    return path
+    if note:  # what the bins are, at the top of the page
+        html = path.read_text()
+        path.write_text(html.replace("<body>", f"<body><p style='margin:1em'>{note}</p>", 1))
+    return path, evidently_psi(snapshot.dict())
