@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime stop lint format clean
+.PHONY: setup demo drift-demo test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -87,6 +87,9 @@ bench-serving: setup
 
 bench-realtime: setup
 	$(BIN)/python -m benchmarks.realtime
+
+bench-ui-run: setup
+	$(BIN)/python -m benchmarks.ui_run
 
 # The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
 # process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.
