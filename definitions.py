@@ -13,9 +13,11 @@ from assets.monitoring.assets import feature_drift, realized_performance
 from assets.monitoring.checks import model_quality, snapshot_consistent
 from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import dbt_cli
+from resources.alerts import AlertWebhook
 from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
 from riskcore import settings
+from sensors.alerts import alert_on_run_failure, alert_on_trouble
 from sensors.catch_up import catch_up
 from sensors.drift import build_drift_sensor, build_performance_sensor
 from sensors.freshness import freshness
@@ -49,11 +51,14 @@ defs = Definitions(
         build_performance_sensor(train_models_job),
         freshness,
         catch_up,
+        alert_on_run_failure,
+        alert_on_trouble,
     ],
     resources={
         "lakehouse": Lakehouse(root_uri=settings.load().lakehouse_uri),
         "raw_sources": RawSources.from_settings(),
         "online_store": online_store_from_environment(),
+        "alerts": AlertWebhook(url=settings.load().alert_webhook.get_secret_value()),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_cli.dbt_executable()),
     },
 )

@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         "links in the Dagster UI",
     )
     report_retention_days: int = _var(30, "days of drift reports kept")
+    alert_webhook: SecretStr = _var(
+        SecretStr(""),
+        "URL alerts are POSTed to as JSON (a failed run, a failed check, a stale online store, a "
+        "rollback); empty: logged only",
+        shown="empty",
+    )
     freshness_max_age_h: float = _var(
         26.0, "how old the newest raw day, snapshot and online generation may be"
     )
