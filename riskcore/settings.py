@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         None, "day from which the generator injects drift (`make drift-demo` sets it)"
     )
     demo_days: int = _var(120, "days of history a new data folder starts with")
+    clock: datetime | None = _var(
+        None,
+        "a fixed now for the pipeline's time checks (ISO time, UTC): `make simulate` moves it "
+        "a day at a time; empty: the real clock",
+        shown="empty (the real clock)",
+    )
     automations: bool = _var(
         True,
         "schedules and sensors run from the start (`0`: off until turned on in the UI)",
@@ -240,6 +246,7 @@ class Settings(BaseSettings):
     @field_validator(
         "start_date",
         "demo_end",
+        "clock",
         "drift_from",
         "landing_dir",
         "duckdb_path",
@@ -286,9 +293,13 @@ class Settings(BaseSettings):
         calendar.write_text(json.dumps({"first_day": first.isoformat()}))
         return first
 
+    def now(self) -> datetime:
+        """The pipeline's now: RISK_CLOCK when a simulation sets it, else the real clock."""
+        return self.clock.astimezone(UTC) if self.clock else datetime.now(UTC)
+
     def last_demo_day(self) -> date:
-        """The newest day `make demo` builds: RISK_DEMO_END, or yesterday by the UTC clock."""
-        return self.demo_end or datetime.now(UTC).date() - timedelta(days=1)
+        """The newest day `make demo` builds: RISK_DEMO_END, or yesterday by the clock."""
+        return self.demo_end or self.now().date() - timedelta(days=1)
 
     @property
     def is_production(self) -> bool:

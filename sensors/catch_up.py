@@ -2,12 +2,11 @@
 daemon was down, a run failed, a new deployment starts after its history), the gap is built,
 a month per run, as a backfill would, and in order, oldest first."""
 
-from datetime import UTC, datetime
-
 from dagster import RunRequest, RunsFilter, SensorEvaluationContext, SkipReason, sensor
 
 from assets.partitions import last_due_day, missing_ranges, partition_range_tags
 from resources.lakehouse import Lakehouse
+from riskcore import settings
 from sensors.drift import IN_FLIGHT
 from sensors.jobs import daily_features_job
 from sensors.status import SENSOR_STATUS
@@ -21,7 +20,7 @@ from sensors.status import SENSOR_STATUS
     "failed run), oldest first, up to a month per run.",
 )
 def catch_up(context: SensorEvaluationContext, lakehouse: Lakehouse):
-    now = datetime.now(UTC)
+    now = settings.load().now()
     due = last_due_day(now)
     job = daily_features_job.name
     if context.instance.get_runs(RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1):

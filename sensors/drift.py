@@ -14,7 +14,6 @@ or running is not duplicated."""
 from __future__ import annotations
 
 import json
-import time
 
 from dagster import (
     AssetKey,
@@ -29,6 +28,7 @@ from dagster import (
 )
 
 from assets.names import AUC_DROP, DRIFT, KEY_FEATURES, PERFORMANCE, PSI, metric_key
+from riskcore import settings
 from riskcore.targets import TARGETS
 from sensors.status import SENSOR_STATUS
 
@@ -80,7 +80,8 @@ def build_retrain_sensor(
             return SkipReason(
                 f"no watched {what} above {act}" + (f"; warning: {warned}" if warned else "")
             )
-        since = time.time() - cursor.get("retrain_at", 0)
+        now = settings.load().now().timestamp()
+        since = now - cursor.get("retrain_at", 0)
         if since < cooldown_s:
             return SkipReason(
                 f"{what} {over}, but a retrain opened {since / 3600:.1f} h ago "
@@ -88,7 +89,7 @@ def build_retrain_sensor(
             )
         if context.instance.get_runs(RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1):
             return SkipReason(f"{what} {over}, and a {job.name} run is already in flight")
-        cursor["retrain_at"] = time.time()
+        cursor["retrain_at"] = now
         context.update_cursor(json.dumps(cursor))
         named = ", ".join(f"{w}={v:.3f}" for w, v in sorted(over.items(), key=lambda kv: -kv[1]))
         as_of = metadata.get("as_of")

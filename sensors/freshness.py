@@ -2,10 +2,9 @@
 run: nothing is materialized), so a stale table or online store turns red in the UI even on a
 day the daily batch did not run."""
 
-import time
-
 from dagster import RunRequest, SensorEvaluationContext, sensor
 
+from riskcore import settings
 from sensors.jobs import freshness_job
 from sensors.status import SENSOR_STATUS
 
@@ -18,7 +17,7 @@ from sensors.status import SENSOR_STATUS
 )
 def freshness(context: SensorEvaluationContext):
     bucket = int(context.cursor or 0)
-    now = int(time.time()) // 1800
+    now = int(settings.load().now().timestamp()) // 1800
     if now <= bucket:
         return None
     context.update_cursor(str(now))

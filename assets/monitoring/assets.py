@@ -22,7 +22,6 @@ from assets.monitoring.drift import (
     snapshot_psi,
 )
 from assets.monitoring.performance import (
-    MATURITY_DAYS,
     compare_on_served_rows,
     labelled_decisions,
     weekly_performance,
@@ -256,7 +255,9 @@ def realized_performance(
     metadata: dict = {"as_of": as_of_date.isoformat()}
     weekly = []
     for target in TARGETS:
-        decisions = labelled_decisions(log, labels, target, cutoff, MATURITY_DAYS[target])
+        # A decision counts once its label had time to arrive, as in training (one setting).
+        maturity = getattr(settings.load(), f"{target}_maturity_days")
+        decisions = labelled_decisions(log, labels, target, cutoff, maturity)
         table = weekly_performance(decisions, target, getattr(thresholds, f"{target}_decline"))
         weekly.append(table)
         judged = _judge_champion(config, target, log, decisions, table, cutoff)

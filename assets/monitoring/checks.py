@@ -7,7 +7,7 @@ each newly registered model."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pyarrow.compute as pc
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
@@ -34,7 +34,7 @@ def max_age() -> timedelta:
 def _age_result(newest: datetime | None, what: str) -> AssetCheckResult:
     if newest is None:
         return AssetCheckResult(passed=False, description=f"no {what} yet")
-    age = datetime.now(UTC) - newest
+    age = settings.load().now() - newest
     return AssetCheckResult(
         passed=age <= max_age(),
         description=f"newest {what} is {age.total_seconds() / 3600:.1f} h old "

@@ -21,7 +21,6 @@ from sklearn.metrics import roc_auc_score
 
 from riskcore.model_bundle import ScoringModel
 
-MATURITY_DAYS = {"fraud": 45, "default": 90}
 DECISIONS = ("approve", "review", "decline")
 ROLES = {"served": "", "shadow": "shadow_"}  # column prefixes in the log
 
