@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo simulate test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -31,6 +31,16 @@ setup: $(VENV)/.synced $(DAGSTER_HOME)/dagster.yaml
 
 demo: setup
 	$(BIN)/python -m demo.run
+
+# A season of operation (60 days by default) as the daemon runs it, in its own data folder
+# ($(RISK_DATA_DIR)/simulation) whose history ends 60 days before yesterday; see demo/simulate.py.
+SIM_DAYS ?= 60
+simulate: setup
+	mkdir -p $(RISK_DATA_DIR)/simulation/dagster_home
+	cp resources/dagster.yaml $(RISK_DATA_DIR)/simulation/dagster_home/dagster.yaml
+	RISK_DATA_DIR=$(RISK_DATA_DIR)/simulation DAGSTER_HOME=$(RISK_DATA_DIR)/simulation/dagster_home \
+	RISK_DEMO_END=$$(date -u -d "$(SIM_DAYS) days ago - 1 day" +%F) \
+	$(BIN)/python -m demo.simulate --days $(SIM_DAYS)
 
 # Drift from the day after the demo's data: the sensor fires, the retrain meets the gate.
 drift-demo: setup

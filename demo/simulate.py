@@ -1,0 +1,352 @@
+"""`make simulate`: a season of operation as the daemon runs it, a day at a time.
+
+It starts from the demo's history (built first in the simulation's own data folder when
+missing, with a calendar that ends ``--days`` before yesterday, so every simulated day is a
+real, past daily partition). Each simulated day D, the clock (RISK_CLOCK) moves as a day does:
+
+1. during D, D's purchases (the generator's, as the daily job will ingest them) are scored
+   through the service's scorer (the inference log fills) and recorded as events;
+2. at D + 1 00:30 the compaction schedule's tick, at 02:00 the daily schedule's tick builds
+   partition D, on Mondays at 04:00 the weekly retrain;
+3. then every sensor is evaluated as the daemon would (cursors kept) and its run requests are
+   executed, in order.
+
+Drift is injected from ``--drift-day``; on ``--worse-day`` a deliberately worse model (labels
+shuffled) is promoted over the champion, so the performance path must roll it back once its
+decisions mature. The day-by-day log is printed, then the season is checked: every partition
+built exactly once with no gap, freshness green every day, the online store serving the
+newest snapshot every day, drift opening exactly one retrain (cooldown) judged on fair weeks,
+the worse model rolled back, no run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+
+import numpy as np
+from dagster import DagsterInstance, RunRequest, build_sensor_context
+
+from assets.features.online import newest_as_of_date, online_customer_features
+from assets.features.registry import load_feature_set
+from assets.ingest.sources import RawSources
+from assets.names import DRIFT, PERFORMANCE
+from assets.partitions import built_days
+from assets.training.dataset import table_vocabularies
+from assets.training.models import log_and_register, train_bundle
+from definitions import defs
+from demo import run as demo
+from resources.lakehouse import TRAINING_SET, Lakehouse
+from resources.online_store import from_environment as online_store_from_environment
+from riskcore import settings
+from riskcore.registry import CHAMPION, MODEL_NAMES, ModelRegistry
+from serving.config import ServingConfig
+from serving.inference_log import InferenceLog
+from serving.schemas import ScoreRequest
+from serving.scorer import Scorer
+
+log = logging.getLogger("simulate")
+SENSORS = ("catch_up", "online_store_refill", "drift_retrain", "performance_retrain", "freshness")
+REQUEST_FIELDS = tuple(ScoreRequest.model_fields)
+
+
+@dataclass
+class Season:
+    """What the season did, day by day, to be checked at its end."""
+
+    days: list[dict] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)  # job, partition, trigger, success
+    retrains: list[dict] = field(default_factory=list)  # trigger, gate decisions
+    rolled_back: list[str] = field(default_factory=list)
+
+
+def set_clock(at: datetime) -> None:
+    """The pipeline's now (riskcore/settings.py reads RISK_CLOCK at every use)."""
+    os.environ["RISK_CLOCK"] = at.isoformat()
+
+
+def purchases(sources: RawSources, day: date) -> list[ScoreRequest]:
+    """The day's purchases as `POST /score` bodies, in time order."""
+    requests = []
+    for _, table in sources.batches("transactions", day):
+        for row in table.sort_by("event_ts").select(list(REQUEST_FIELDS)).to_pylist():
+            row["amount"] = str(row["amount"])
+            requests.append(ScoreRequest.model_validate(row))
+    return requests
+
+
+def score_day(scorer: Scorer, requests: list[ScoreRequest], batch: int = 256) -> Counter:
+    """Score in batches as the service's micro-batcher would, each batch then recorded as
+    events (POST /events after the payment)."""
+    decisions: Counter = Counter()
+    for i in range(0, len(requests), batch):
+        chunk = requests[i : i + batch]
+        decisions.update(r.decision for r in scorer.score_many(chunk))
+        scorer.events.record(chunk)
+    return decisions
+
+
+def execute(instance, request: RunRequest, job_name: str, season: Season, resources=None):
+    """A run request executed as the daemon's run launcher would (in order, one at a time)."""
+    job = defs.resolve_job_def(job_name)
+    result = job.execute_in_process(
+        instance=instance,
+        tags=request.tags,
+        partition_key=request.partition_key,
+        run_config=request.run_config or None,
+        resources=resources,
+        raise_on_error=False,
+    )
+    trigger = request.tags.get("risk/trigger") or request.tags.get("dagster/schedule_name", "")
+    partition = request.partition_key or request.tags.get("dagster/asset_partition_range_start")
+    season.runs.append(
+        {"job": job_name, "partition": partition, "trigger": trigger, "ok": result.success}
+    )
+    if job_name == "train_models" and result.success:
+        models = result.asset_materializations_for_node("risk_models")[-1].metadata
+        season.retrains.append(
+            {
+                "trigger": trigger,
+                **{
+                    target: (models[f"{target}_promoted"].value, models[f"{target}_gate"].value)
+                    for target in MODEL_NAMES
+                },
+            }
+        )
+    return result
+
+
+def evaluate_sensors(instance, cursors: dict, season: Season, sources) -> list[str]:
+    """Every sensor once, as a daemon tick; their run requests executed in order."""
+    fired = []
+    for name in SENSORS:
+        sensor = defs.resolve_sensor_def(name)
+        context = build_sensor_context(
+            instance=instance, cursor=cursors.get(name), resources=defs.resources
+        )
+        outcome = sensor(context)
+        cursors[name] = context.cursor
+        requests = outcome if isinstance(outcome, list) else [outcome]
+        for request in requests:
+            if not isinstance(request, RunRequest):
+                continue
+            fired.append(name)
+            if name == "online_store_refill":  # targets the online store asset, not a job
+                result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+                    instance=instance,
+                    asset_selection=[online_customer_features.key],
+                    partition_key=request.partition_key,
+                    tags=request.tags,
+                    raise_on_error=False,
+                )
+                season.runs.append(
+                    {
+                        "job": "refill",
+                        "partition": request.partition_key,
+                        "trigger": name,
+                        "ok": result.success,
+                    }
+                )
+                continue
+            resources = {"raw_sources": sources} if sensor.job_name == "daily_features" else None
+            execute(instance, request, sensor.job_name, season, resources)
+    return fired
+
+
+def promote_worse_model(tracking_uri: str, lakehouse: Lakehouse) -> str:
+    """A deliberately worse fraud model (labels shuffled) promoted over the champion, as a bad
+    release would be; it replaces the champion, so rollback has a way back."""
+    table = lakehouse.dataset(TRAINING_SET).to_table()
+    labels = table["fraud_label"].to_numpy(zero_copy_only=False).copy()
+    np.random.default_rng(13).shuffle(labels)
+    shuffled = table.set_column(table.schema.get_field_index("fraud_label"), "fraud_label", labels)
+    commit = lakehouse.last_commit(TRAINING_SET)
+    bundle, trained = train_bundle(
+        shuffled,
+        "fraud",
+        load_feature_set(),
+        table_vocabularies(table),
+        float(commit["risk.availability_lag_hours"]),
+    )
+    name = MODEL_NAMES["fraud"]
+    version, _ = log_and_register(
+        bundle,
+        trained,
+        training_hash="simulation: labels shuffled",
+        model_name=name,
+        tracking_uri=tracking_uri,
+        artifact_root=str(settings.load().mlflow_artifacts),
+        run_name=f"{name} deliberately worse (simulation)",
+    )
+    registry = ModelRegistry(tracking_uri)
+    replaced = registry.alias_version(name, CHAMPION)
+    registry.promote(name, version, "simulation: a deliberately worse release", replaced)
+    return version
+
+
+def simulate(days: int, drift_day: int, worse_day: int) -> Season:
+    env = settings.load()
+    instance = demo.dagster_instance() or DagsterInstance.ephemeral()
+    lakehouse = Lakehouse()
+    if (
+        newest_as_of_date(lakehouse) is None
+        or ModelRegistry.from_settings().alias_version(MODEL_NAMES["fraud"]) is None
+    ):
+        log.info("building the demo's history first (days up to %s)", env.last_demo_day())
+        demo.run_features(env.last_demo_day())
+        demo.train_models(instance)
+    start = max(built_days(lakehouse)) + timedelta(days=1)
+    drift_from = start + timedelta(days=drift_day)
+    season, cursors = Season(), {}
+    config = ServingConfig.from_environment()
+    inference_log = InferenceLog(config.inference_log_uri, flush_s=config.log_flush_s).start()
+    scorer = Scorer.open(config, inference_log=inference_log)
+    try:
+        for offset in range(days):
+            day = start + timedelta(days=offset)
+            began = time.perf_counter()
+            sources = RawSources.from_settings(drift_from=drift_from)
+            if offset == worse_day:
+                worse = promote_worse_model(config.tracking_uri, lakehouse)
+                log.info("day %s: deliberately worse fraud model v%s promoted", day, worse)
+            set_clock(datetime.combine(day, clock_time(12), UTC))
+            scorer.models = type(scorer.models).load(config)  # what the aliases name today
+            decisions = score_day(scorer, purchases(sources, day))
+            inference_log.flush()
+            tomorrow = day + timedelta(days=1)
+            set_clock(datetime.combine(tomorrow, clock_time(0, 30), UTC))
+            defs.resolve_job_def("inference_log_maintenance").execute_in_process(instance=instance)
+            set_clock(datetime.combine(tomorrow, clock_time(env.daily_hour_utc), UTC))
+            tick = RunRequest(
+                partition_key=day.isoformat(),
+                tags={"dagster/schedule_name": "daily_features_schedule"},
+            )
+            execute(instance, tick, "daily_features", season, {"raw_sources": sources})
+            if tomorrow.weekday() == 0:  # Monday 04:00: the weekly retrain
+                set_clock(datetime.combine(tomorrow, clock_time(4), UTC))
+                weekly = RunRequest(tags={"dagster/schedule_name": "weekly_retrain"})
+                execute(instance, weekly, "train_models", season)
+            set_clock(datetime.combine(tomorrow, clock_time(env.daily_hour_utc + 1), UTC))
+            fired = evaluate_sensors(instance, cursors, season, sources)
+            season.days.append(
+                record_day(instance, lakehouse, day, decisions, fired, time.perf_counter() - began)
+            )
+            print(format_day(season.days[-1]), flush=True)
+    finally:
+        inference_log.close()
+        os.environ.pop("RISK_CLOCK", None)
+    return season
+
+
+def record_day(instance, lakehouse, day, decisions, fired, seconds) -> dict:
+    """The day's facts: freshness as the freshness job judges it, what the online store
+    serves, the newest drift and performance verdicts, the champions."""
+    freshness = defs.resolve_job_def("freshness_checks").execute_in_process(instance=instance)
+    checks = [
+        e.event_specific_data
+        for e in freshness.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    generation = online_store_from_environment().store(load_feature_set().version)
+    serving = generation.current_generation(fresh=True)
+    newest = newest_as_of_date(lakehouse)
+    drift_meta, perf_meta = (newest_metadata(instance, key) for key in (DRIFT, PERFORMANCE))
+    registry = ModelRegistry.from_settings()
+    return {
+        "day": day,
+        "scored": sum(decisions.values()),
+        "declined": decisions.get("decline", 0),
+        "fresh": all(c.passed for c in checks) and len(checks) == 3,
+        "stale": [c.description for c in checks if not c.passed],
+        "serving_as_of": serving.as_of.date() if serving else None,
+        "newest_as_of": newest,
+        "max_psi": float(drift_meta["max_psi"].value) if "max_psi" in drift_meta else None,
+        "rollback": str(perf_meta["rollback/fraud"].value) if "rollback/fraud" in perf_meta else "",
+        "champions": {t: registry.alias_version(n) for t, n in MODEL_NAMES.items()},
+        "fired": fired,
+        "seconds": seconds,
+    }
+
+
+def newest_metadata(instance, key) -> dict:
+    records = instance.fetch_materializations(key, limit=1).records
+    return records[0].event_log_entry.asset_materialization.metadata if records else {}
+
+
+def format_day(d: dict) -> str:
+    psi = "-" if d["max_psi"] is None else f"{d['max_psi']:.2f}"
+    champions = " ".join(f"{t} v{v}" for t, v in d["champions"].items())
+    fired = ",".join(d["fired"]) or "-"
+    rollback = f"  ROLLBACK {d['rollback']}" if d["rollback"].startswith("rolled back") else ""
+    return (
+        f"{d['day']}  scored {d['scored']:>6,} (declined {d['declined']:>4})  "
+        f"fresh {'yes' if d['fresh'] else 'NO '}  serving as_of {d['serving_as_of']}  "
+        f"max PSI {psi:>5}  {champions}  sensors: {fired}  {d['seconds']:.0f} s{rollback}"
+    )
+
+
+def check(season: Season) -> list[str]:
+    """The season's promises; the problems found (none: it held)."""
+    problems = []
+    daily = [r for r in season.runs if r["job"] == "daily_features"]
+    built = Counter(r["partition"] for r in daily if r["ok"])
+    expected = [d["day"].isoformat() for d in season.days]
+    if sorted(built) != sorted(expected) or any(n != 1 for n in built.values()):
+        problems.append(f"partitions built {dict(built)}, expected each of {expected} once")
+    problems += [f"{r['job']} {r['partition']} failed" for r in season.runs if not r["ok"]]
+    for d in season.days:
+        if not d["fresh"]:
+            problems.append(f"{d['day']}: freshness red: {d['stale']}")
+        if d["serving_as_of"] != d["newest_as_of"]:
+            problems.append(
+                f"{d['day']}: online store serves {d['serving_as_of']}, newest {d['newest_as_of']}"
+            )
+    drift = [r for r in season.retrains if r["trigger"] == "drift"]
+    if len(drift) != 1:
+        problems.append(f"drift opened {len(drift)} retrains (expected exactly one)")
+    for retrain in drift:
+        for target in MODEL_NAMES:
+            reason = retrain[target][1]
+            if "after both models' validation weeks" not in reason:
+                problems.append(
+                    f"drift retrain's {target} gate did not judge on fair weeks: {reason}"
+                )
+    if not any(d["rollback"].startswith("rolled back") for d in season.days):
+        problems.append("the deliberately worse model was never rolled back")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=60, help="days of operation")
+    parser.add_argument("--drift-day", type=int, default=30, help="first drifted day (offset)")
+    parser.add_argument("--worse-day", type=int, default=2, help="worse model promoted (offset)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    log.setLevel(logging.INFO)
+    began = time.perf_counter()
+    season = simulate(args.days, args.drift_day, args.worse_day)
+    problems = check(season)
+    runs = Counter((r["job"], r["trigger"]) for r in season.runs)
+    print(f"\n{len(season.days)} days in {time.perf_counter() - began:.0f} s; runs: {dict(runs)}")
+    for retrain in season.retrains:
+        print(
+            f"  retrain ({retrain['trigger']}): " + json.dumps({t: retrain[t] for t in MODEL_NAMES})
+        )
+    if problems:
+        raise SystemExit("the season broke its promises:\n  " + "\n  ".join(problems))
+    print(
+        "every promise held: partitions once and no gap, freshness green, the newest "
+        "snapshot served, one drift retrain on fair weeks, the worse model rolled back"
+    )
+
+
+if __name__ == "__main__":
+    main()
