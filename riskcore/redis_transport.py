@@ -6,7 +6,9 @@ arguments a snapshot), routes them (one server; or, on a cluster, the node that 
 hash slot), writes one packet per server (``WINDOW`` commands at a time, the next window on its
 way while the replies of the previous one are read), sends to every server before reading any
 reply, and returns the replies in the order of the commands. Scripts go by SHA (EVALSHA): a
-server that forgot one (NOSCRIPT: restarted, flushed) is given it and the commands are resent.
+server that forgot one (NOSCRIPT: restarted, flushed) is given it and the commands are resent;
+a cluster node that no longer holds a key's slot (MOVED) makes the client re-read the slot map,
+and the command is resent where the slot went.
 
 Each thread has its own connection per server: redis-py's pooled calls check the connection
 and wrap the command in retry machinery, ~60 us more a call than the round trip itself. A
@@ -33,7 +35,7 @@ from typing import Generic, TypeVar
 import hiredis
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import MovedError, NoScriptError, ResponseError
 
 RedisClient = redis.Redis | RedisCluster
 Command = tuple  # ("HGET", key, field): what hiredis packs
@@ -110,10 +112,9 @@ class RedisTransport:
             return []
         try:
             replies, failed = self._exchange(commands)
-            retry = [i for i in failed if isinstance(replies[i], NoScriptError)]
-            if retry:  # the server forgot a script: give it every one needed, send those again
-                for sha in {commands[i][1][1] for i in retry}:
-                    self.client.script_load(_SCRIPTS[sha])  # a cluster: on every primary
+            retry = [i for i in failed if isinstance(replies[i], (NoScriptError, MovedError))]
+            if retry:  # once: a second failure is reported
+                self._repair([commands[i] for i in retry], [replies[i] for i in retry])
                 again, failed_again = self._exchange([commands[i] for i in retry])
                 for i, reply in zip(retry, again, strict=True):
                     replies[i] = reply
@@ -126,6 +127,16 @@ class RedisTransport:
         except redis.RedisError as exc:
             raise OnlineStoreUnavailable(explain(exc, self.where)) from exc
         return replies
+
+    def _repair(self, commands: list[Keyed], errors: list[ResponseError]) -> None:
+        """Make the servers able to answer commands that failed with NOSCRIPT or MOVED."""
+        forgotten = [
+            c for c, e in zip(commands, errors, strict=True) if isinstance(e, NoScriptError)
+        ]
+        for sha in {command[1] for _, command in forgotten}:
+            self.client.script_load(_SCRIPTS[sha])  # a cluster: on every primary
+        if self._cluster and any(isinstance(e, MovedError) for e in errors):  # resharded
+            self.client.nodes_manager.initialize()
 
     def close(self) -> None:
         """Close every connection this transport opened (any thread's)."""

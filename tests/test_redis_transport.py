@@ -86,6 +86,9 @@ def test_a_cluster_gets_one_packet_per_node_all_sent_before_any_read(tmp_path, w
         kinds = [kind for kind, _, _ in wire]
         assert kinds == ["send"] * len(nodes) + ["read"] * len(keys)
         assert len({id(conn) for _, conn, _ in wire}) == len(nodes)
+        plain = RedisTransport(nodes[0].client())  # not a cluster client: MOVED is an error
+        with pytest.raises(OnlineStoreUnavailable, match="MovedError"):
+            plain.execute(commands)
     finally:
         for node in nodes:
             node.kill()
