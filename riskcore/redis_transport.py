@@ -11,7 +11,7 @@ a cluster node that no longer holds a key's slot (MOVED) makes the client re-rea
 and the command is resent where the slot went.
 
 Each thread has its own connection per server: redis-py's pooled calls check the connection
-and wrap the command in retry machinery, ~60 us more a call than the round trip itself. A
+and wrap the command in retry machinery, tens of us more a call than the round trip itself. A
 connection is dropped on any failure while replies may be unread, so it never answers a later
 call with an earlier call's replies.
 
