@@ -3,9 +3,10 @@
 A call is a list of (key, command) pairs. The transport packs them with hiredis (in C: redis-py's
 pipeline checks every argument in Python first, which costs more than Redis itself at 2M
 arguments a snapshot), routes them (one server; or, on a cluster, the node that owns each key's
-hash slot), writes one packet per server (``WINDOW`` commands at a time, the next window on its
-way while the replies of the previous one are read), sends to every server before reading any
-reply, and returns the replies in the order of the commands. Scripts go by SHA (EVALSHA): a
+hash slot), writes each server its commands in packets of up to ``WINDOW`` (a score's reads:
+one packet; a snapshot's writes: the next packet on its way while the replies of the previous
+one are read), sends to every server before reading any reply, and returns the replies in the
+order of the commands. Scripts go by SHA (EVALSHA): a
 server that forgot one (NOSCRIPT: restarted, flushed) is given it and the commands are resent;
 a cluster node that no longer holds a key's slot (MOVED) makes the client re-read the slot map,
 and the command is resent where the slot went.
