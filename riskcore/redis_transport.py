@@ -29,9 +29,8 @@ import hashlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import hiredis
 import redis
@@ -68,8 +67,7 @@ class Script:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-@dataclass(frozen=True, slots=True)
-class Read(Generic[T]):
+class Read(NamedTuple, Generic[T]):  # a tuple: one is made a lookup, so it must be cheap
     """The commands that answer one question and how their replies become the answer."""
 
     commands: list[Keyed]
@@ -113,21 +111,27 @@ class RedisTransport:
             return []
         try:
             replies, failed = self._exchange(commands)
-            retry = [i for i in failed if isinstance(replies[i], (NoScriptError, MovedError))]
-            if retry:  # once: a second failure is reported
-                self._repair([commands[i] for i in retry], [replies[i] for i in retry])
-                again, failed_again = self._exchange([commands[i] for i in retry])
-                for i, reply in zip(retry, again, strict=True):
-                    replies[i] = reply
-                retried = set(retry)
-                failed = sorted(
-                    [i for i in failed if i not in retried] + [retry[i] for i in failed_again]
-                )
             if failed:
-                raise replies[failed[0]]
+                self._recover(commands, replies, failed)
         except redis.RedisError as exc:
             raise OnlineStoreUnavailable(explain(exc, self.where)) from exc
         return replies
+
+    def _recover(self, commands: list[Keyed], replies: list, failed: list[int]) -> None:
+        """After error replies: the commands that failed with NOSCRIPT or MOVED are repaired
+        and sent again, once (their replies replaced in place); any other error is raised."""
+        retry = [i for i in failed if isinstance(replies[i], (NoScriptError, MovedError))]
+        if retry:
+            self._repair([commands[i] for i in retry], [replies[i] for i in retry])
+            again, failed_again = self._exchange([commands[i] for i in retry])
+            for i, reply in zip(retry, again, strict=True):
+                replies[i] = reply
+            retried = set(retry)
+            failed = sorted(
+                [i for i in failed if i not in retried] + [retry[i] for i in failed_again]
+            )
+        if failed:
+            raise replies[failed[0]]
 
     def _repair(self, commands: list[Keyed], errors: list[ResponseError]) -> None:
         """Make the servers able to answer commands that failed with NOSCRIPT or MOVED."""
