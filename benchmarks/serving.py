@@ -112,11 +112,12 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
         p50, p95, p99 = np.percentile(us, [50, 95, 99])
         print(f"  {stage:<13} {p50:7.1f} {p95:7.1f} {p99:7.1f}")
     champion = scorer.models.champions["fraud"]
+    version = champion.bundle.feature_set_version
     rows = []
     for r in requests[:2000]:
-        found = scorer._lookup([r], champion.bundle.feature_set_version)[0]
-        realtime = scorer.realtime.read([(r.customer_id, r.event_ts, r.transaction_id)])[0]
-        rows.append(_model_and_input(champion, _transaction(r), found.record, realtime))
+        lookups, realtime = scorer._read_store([r], scorer.models)
+        record = lookups[version][0].record
+        rows.append(_model_and_input(champion, _transaction(r), record, realtime and realtime[0]))
     model = champion.bundle.behavioural
     vectors = [v for m, v in rows if m is model]
     fast_s, slow_s = [], []

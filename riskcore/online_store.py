@@ -18,22 +18,21 @@ by the TTL. Every key of one version carries the version, so a model never reads
 another and a dropped feature set is removed by one prefix scan.
 
 One bucket per key and one key per bucket, so a Redis Cluster needs nothing special: keys
-spread over slots by bucket, and pipelines are split per node by the client.
+spread over slots by bucket, and the transport (``riskcore/redis_transport.py``) sends each
+node its own commands. Lookups are ``Read``s (commands and a decoder), so the scorer can send
+them in the same packet as the real-time read.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import hiredis
 import numpy as np
 import pyarrow as pa
 import redis
@@ -41,8 +40,15 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from riskcore.codec import OnlineRecord, RecordCodec, slot, slots
 from riskcore.feature_set import FeatureSet
-
-RedisClient = redis.Redis | RedisCluster
+from riskcore.redis_transport import (  # the errors are imported from here too
+    OnlineStoreError,
+    OnlineStoreUnavailable,
+    Read,
+    RedisClient,
+    RedisTransport,
+    Script,
+    explain,
+)
 
 # Bucket hashes stay listpack-encoded (~190 bytes a customer instead of ~325 for a key per
 # customer) while they have at most this many entries of at most this many bytes. Our servers
@@ -63,20 +69,11 @@ return false
 # Many customers in one reply (single Redis): parsing one array reply in C beats reading a
 # hundred pipelined replies through redis-py (~5 us each). A cluster spreads buckets over
 # slots, which one script cannot span: there the lookups are pipelined per node.
-_GET_MANY = """
+_GET_MANY = Script("""
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[i]) end
 return out
-"""
-_GET_MANY_SHA = hashlib.sha1(_GET_MANY.encode()).hexdigest()
-
-
-class OnlineStoreError(RuntimeError):
-    """The store could not do what was asked; the message says why and what still serves."""
-
-
-class OnlineStoreUnavailable(OnlineStoreError):
-    """Redis did not answer (down, unreachable, too slow): callers fall back."""
+""")
 
 
 @dataclass(frozen=True)
@@ -167,42 +164,6 @@ def connect(url: str, *, cluster: bool = False, **kwargs) -> RedisClient:
         raise OnlineStoreUnavailable(message) from exc
 
 
-def send_pipelined(client: RedisClient, commands: list[tuple[str, tuple]]) -> list:
-    """Send (key, command) pairs, pipelined on one connection per server (replies read in
-    windows while the next window is on its way), and return the replies in order.
-    hiredis packs each command in C: redis-py's pipeline first checks every argument in
-    Python, which costs more than Redis itself at 2M arguments a snapshot."""
-    by_server: dict[str, tuple[redis.Redis, list[int]]] = {}
-    if isinstance(client, RedisCluster):
-        for i, (key, _) in enumerate(commands):
-            node = client.get_node_from_key(key)
-            server = node.redis_connection or client.get_redis_connection(node)
-            by_server.setdefault(node.name, (server, []))[1].append(i)
-    else:
-        by_server[""] = (client, list(range(len(commands))))
-    replies: list = [None] * len(commands)
-    for server, indexes in by_server.values():
-        pool = server.connection_pool
-        conn = pool.get_connection()
-        try:
-            sent: list[int] = []  # one window is sent ahead, so Redis works while we pack
-            for start in range(0, len(indexes), 256):
-                window = indexes[start : start + 256]
-                packed = b"".join([hiredis.pack_command(commands[i][1]) for i in window])
-                conn.send_packed_command([packed])  # one send, not one per command
-                for i in sent:
-                    replies[i] = conn.read_response()
-                sent = window
-            for i in sent:
-                replies[i] = conn.read_response()
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: never reuse this connection
-            raise
-        finally:
-            pool.release(conn)
-    return replies
-
-
 def safe_url(url: str) -> str:
     """The URL with any password replaced, for messages and logs."""
     from urllib.parse import urlsplit, urlunsplit
@@ -246,8 +207,11 @@ class OnlineStore:
         bucket_size: int = 64,  # smaller buckets: faster lookups (a listpack is scanned)
         chunk_rows: int = 250_000,  # records held before writing: bounds the writer's memory
         where: str = "",
+        transport: RedisTransport | None = None,
     ):
         self.client = client
+        # Shared with the real-time state by the scorer: one connection a thread for both.
+        self.transport = transport or RedisTransport(client, where)
         self.version = version
         self.prefix = f"{prefix}:{version}"
         self._codec = codec
@@ -256,9 +220,8 @@ class OnlineStore:
         self.superseded_ttl_s = superseded_ttl_s
         self.bucket_size = bucket_size
         self.chunk_rows = chunk_rows
-        self.where = where or _describe_client(client)
+        self.where = where or self.transport.where
         self._pointer: tuple[float, Generation | None] = (-math.inf, None)
-        self._local = threading.local()  # a connection per thread for single lookups
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -278,7 +241,8 @@ class OnlineStore:
     def codec(self) -> RecordCodec:
         """The layout stored beside the records (self-describing), unless one was given."""
         if self._codec is None:
-            text = self._call(self.client.get, f"{self.prefix}:layout")
+            key = f"{self.prefix}:layout"
+            (text,) = self.transport.execute([(key, ("GET", key))])
             if text is None:
                 raise OnlineStoreError(f"no layout for {self.version} at {self.where}")
             self._codec = RecordCodec(FeatureSet.from_json(text))
@@ -288,70 +252,51 @@ class OnlineStore:
         """The serving generation, re-read from Redis at most every ``pointer_cache_s``."""
         fetched, generation = self._pointer
         if fresh or time.monotonic() - fetched > self.pointer_cache_s:
-            fields = self._call(self.client.hgetall, self.pointer_key)
+            key = self.pointer_key
+            (fields,) = self.transport.execute([(key, ("HGETALL", key))])
+            if isinstance(fields, list):  # RESP2 answers a flat list, RESP3 a map
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
             generation = Generation.from_fields(fields) if fields else None
             self._pointer = (time.monotonic(), generation)
         return generation
 
     def get(self, customer_id: str) -> OnlineRecord | Missing:
-        generation = self.current_generation()
-        if generation is None or generation.expired:
-            return Missing(customer_id, "expired" if generation else "no_generation")
-        bucket, fid = slot(customer_id, generation.bucket_bits)
-        value = self._call(self._hget, self.bucket_key(generation.id, bucket), fid)
-        return self._record(customer_id, value)
-
-    def _hget(self, key: str, field: bytes) -> bytes | None:
-        """One HGET on this thread's own connection (single Redis; a cluster routes by key).
-        redis-py's pooled call polls the connection before using it and wraps the command in
-        its retry machinery: ~110 us here against ~45 us for the round trip itself."""
-        if isinstance(self.client, RedisCluster):
-            return self.client.hget(key, field)
-        conn = getattr(self._local, "connection", None)
-        if conn is None:
-            conn = self._local.connection = self.client.connection_pool.make_connection()
-        try:
-            conn.send_packed_command([hiredis.pack_command(("HGET", key, field))])
-            return conn.read_response()
-        except BaseException:
-            conn.disconnect()  # a reply may be left unread: reconnect on the next call
-            raise
+        return self.transport.run(self.lookup_commands([customer_id]))[0]
 
     def get_many(self, customer_ids: Iterable[str]) -> list[OnlineRecord | Missing]:
         """Many customers in one round trip, all from the same generation."""
-        ids = list(customer_ids)
+        return self.transport.run(self.lookup_commands(list(customer_ids)))
+
+    def lookup_commands(self, customer_ids: list[str]) -> Read[list[OnlineRecord | Missing]]:
+        """The commands that read these customers' records (of the serving generation) and
+        their decoder, to send alone or with other reads. Reads the pointer (another round
+        trip) when the cached one is older than ``pointer_cache_s``."""
+        ids = customer_ids
         generation = self.current_generation()
         if generation is None or generation.expired:
             reason = "expired" if generation else "no_generation"
-            return [Missing(c, reason) for c in ids]
+            return Read([], lambda _: [Missing(c, reason) for c in ids])
+        if len(ids) == 1:  # the common case, kept short: a score is ~100 us in all
+            bucket, fid = slot(ids[0], generation.bucket_bits)
+            key = f"{self.prefix}:{generation.id}:{bucket}"
+            return Read([(key, ("HGET", key, fid))], lambda replies: self._records(ids, replies))
         keys, fields = [], []
         for customer_id in ids:
             bucket, fid = slot(customer_id, generation.bucket_bits)
             keys.append(self.bucket_key(generation.id, bucket))
             fields.append(fid)
-        values = self._call(self._hget_many, keys, fields) if ids else []
-        return [self._record(c, v) for c, v in zip(ids, values, strict=True)]
+        if len(ids) > 1 and not isinstance(self.client, RedisCluster):
+            # One script call, one array reply (see _GET_MANY).
+            command = (keys[0], _GET_MANY.call(keys, *fields))
+            return Read([command], lambda replies: self._records(ids, replies[0]))
+        commands = [(k, ("HGET", k, f)) for k, f in zip(keys, fields, strict=True)]
+        return Read(commands, lambda replies: self._records(ids, replies))
 
-    def _hget_many(self, keys: list[str], fields: list[bytes]) -> list:
-        if isinstance(self.client, RedisCluster):
-            return self._send([(k, ("HGET", k, f)) for k, f in zip(keys, fields, strict=True)])
-        command = ("EVALSHA", _GET_MANY_SHA, len(keys), *keys, *fields)
-        try:
-            return self._send([(keys[0], command)])[0]
-        except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
-            self.client.script_load(_GET_MANY)
-            return self._send([(keys[0], command)])[0]
-
-    def _record(self, customer_id: str, value: bytes | None) -> OnlineRecord | Missing:
-        if value is None:
-            return Missing(customer_id, "unknown_customer")
-        return self.codec.decode(customer_id, value)
-
-    def _call(self, fn: Callable, *args):
-        try:
-            return fn(*args)
-        except redis.RedisError as exc:
-            raise OnlineStoreUnavailable(_explain(exc, self.where)) from exc
+    def _records(self, ids: list[str], values: list) -> list[OnlineRecord | Missing]:
+        return [
+            Missing(c, "unknown_customer") if v is None else self.codec.decode(c, v)
+            for c, v in zip(ids, values, strict=True)
+        ]
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -420,7 +365,7 @@ class OnlineStore:
                 self._drop_generation(report.generation, bits)
             serving = _still_serving(previous)
             if isinstance(exc, redis.RedisError):
-                message = _explain(exc, self.where)
+                message = explain(exc, self.where)
             elif isinstance(exc, OnlineStoreError):
                 message = str(exc)
             else:
@@ -487,7 +432,7 @@ class OnlineStore:
         return sum(map(len, values))
 
     def _send(self, commands: list[tuple[str, tuple]]) -> list:
-        return send_pipelined(self.client, commands)
+        return self.transport.execute(commands)
 
     def _retire(self, previous: Generation, report: MaterializationReport) -> None:
         """The superseded generation lingers for ``superseded_ttl_s`` (readers may still hold
@@ -497,12 +442,12 @@ class OnlineStore:
         try:
             keys = self._bucket_keys(previous.id, previous.bucket_bits)
             self._pipelined("EXPIRE", keys, self.superseded_ttl_s)
-        except redis.RedisError as exc:
+        except OnlineStoreError as exc:
             report.warnings.append(f"generation {previous.id} keeps its TTL: {exc}")
 
     def _drop_generation(self, generation: int, bits: int) -> None:
         """Best effort: a failed generation's keys go now (their TTL removes them otherwise)."""
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(OnlineStoreError):
             self._pipelined("UNLINK", self._bucket_keys(generation, bits))
 
     def drop(self) -> int:
@@ -575,21 +520,3 @@ def _still_serving(previous: Generation | None) -> str:
     if previous is None:
         return "nothing was serving before"
     return f"generation {previous.id} (as_of {previous.as_of:%Y-%m-%d}) keeps serving"
-
-
-def _describe_client(client: RedisClient) -> str:
-    if isinstance(client, RedisCluster):
-        return "cluster " + ",".join(n.name for n in client.get_nodes())
-    kw = client.connection_pool.connection_kwargs
-    return kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"
-
-
-def _explain(exc: redis.RedisError, where: str) -> str:
-    text = str(exc)
-    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
-        return f"Redis at {where} rejected the credentials ({text})"
-    if isinstance(exc, redis.exceptions.OutOfMemoryError) or "OOM" in text:
-        return f"Redis at {where} is out of memory (maxmemory reached: {text})"
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return f"Redis at {where} did not answer ({text})"
-    return f"Redis at {where} answered {type(exc).__name__}: {text}"

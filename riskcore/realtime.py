@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,11 +43,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-import hiredis
 import numpy as np
-import redis
 
-from riskcore.online_store import RedisClient, send_pipelined
+from riskcore.redis_transport import Read, RedisClient, RedisTransport, Script
 from riskcore.timestamps import micros
 
 REALTIME_FEATURES = (
@@ -83,7 +80,7 @@ _US = timedelta(microseconds=1)
 # "cents|device|merchant|id" (the id last: it may hold any character), so a read needs no
 # further lookup; the hash maps ids to event times (duplicates). Returns {recorded,
 # duplicates, late}.
-_RECORD = """
+_RECORD = Script("""
 local e, d, m = KEYS[1], KEYS[2], KEYS[3]
 local retention, cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local newest = tonumber(redis.call('HGET', m, 'newest') or '-1')
@@ -125,9 +122,7 @@ redis.call('HSET', m, 'newest', string.format('%.0f', newest), 'before',
 if before >= 0 then redis.call('ZADD', e, string.format('%.0f', before), '~before') end
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
 return {recorded, duplicates, late}
-"""
-
-_RECORD_SHA = hashlib.sha1(_RECORD.encode()).hexdigest()
+""")
 
 
 class Event(Protocol):
@@ -210,12 +205,16 @@ def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
 
 class RealtimeStore:
     """Records purchase events (one script call per customer) and reads the real-time
-    features (one range query per customer), pipelined: one round trip per server a batch."""
+    features (one range query per customer), pipelined: one round trip per server a batch.
+    Failures raise ``OnlineStoreUnavailable`` (``riskcore/redis_transport.py``)."""
 
-    def __init__(self, client: RedisClient, prefix: str = "rt"):
+    def __init__(
+        self, client: RedisClient, prefix: str = "rt", *, transport: RedisTransport | None = None
+    ):
         self.client = client
         self.prefix = prefix
-        self._local = threading.local()
+        # The scorer passes the online store's: the two reads of a score share one packet.
+        self.transport = transport or RedisTransport(client)
 
     def keys(self, customer_id: str) -> tuple[str, str, str]:
         tag = f"{self.prefix}:{{{_short_hash(customer_id)}}}"
@@ -236,22 +235,21 @@ class RealtimeStore:
         commands = []
         for customer, args in by_customer.items():
             keys = self.keys(customer)
-            command = ("EVALSHA", _RECORD_SHA, 3, *keys, retention, MAX_EVENTS, TTL_S, *args)
-            commands.append((keys[0], command))
+            commands.append((keys[0], _RECORD.call(keys, retention, MAX_EVENTS, TTL_S, *args)))
         done = Recorded()
-        for reply in self._run(commands, _RECORD):
+        for reply in self.transport.execute(commands):
             done.add(reply)
         return done
 
     def read(self, queries: list[tuple[str, datetime, str]]) -> list[np.ndarray]:
         """The features of purchases (customer id, event time, transaction id)."""
-        return self.begin_read(queries).result()
+        return self.transport.run(self.read_commands(queries))
 
-    def begin_read(self, queries: list[tuple[str, datetime, str]]) -> PendingRead:
-        """Send the reads now, take the answers later (``PendingRead.result``): the round trip
-        overlaps other work, e.g. the snapshot lookup. One plain command a customer (its
-        members before ``t``, newest first: no script, a few us of Redis); the features are
-        computed here. A cluster is read at once."""
+    def read_commands(self, queries: list[tuple[str, datetime, str]]) -> Read[list[np.ndarray]]:
+        """The commands of ``read`` and their decoder, to send alone or with other reads (the
+        scorer sends them with the snapshot lookup). One plain command a customer (its members
+        before ``t``, newest first: no script, a few us of Redis); the features are computed
+        here."""
         commands, times, owns = [], [], []
         for customer, at, transaction_id in queries:
             events = self.keys(customer)[0]
@@ -259,78 +257,8 @@ class RealtimeStore:
             commands.append((events, ("ZREVRANGEBYSCORE", events, f"({t}", "-inf", "WITHSCORES")))
             times.append(t)
             owns.append(transaction_id.encode())
-        pending = PendingRead(commands, times, owns)
-        if not commands or isinstance(self.client, redis.RedisCluster):
-            pending.replies = send_pipelined(self.client, commands) if commands else []
-            return pending
-        conn = self._connection()
-        try:
-            conn.send_packed_command([b"".join(hiredis.pack_command(c) for _, c in commands)])
-        except BaseException:
-            conn.disconnect()
-            raise
-        pending.conn = conn
-        return pending
 
-    def _run(self, commands: list, script: str) -> list:
-        if not commands:
-            return []
-        try:
-            return self._send(commands)
-        except redis.exceptions.NoScriptError:  # a restarted Redis forgot the scripts
-            self._load(script)
-            return self._send(commands)
+        def decode(replies: list) -> list[np.ndarray]:
+            return [features(r, t, own) for r, t, own in zip(replies, times, owns, strict=True)]
 
-    def _send(self, commands: list) -> list:
-        """One write and the replies, on this thread's own connection to a single Redis (a
-        pooled connection costs ~40 us more a call: redis-py checks it before every use); a
-        cluster's commands go through ``send_pipelined``, per node."""
-        if isinstance(self.client, redis.RedisCluster):
-            return send_pipelined(self.client, commands)
-        conn = self._connection()
-        try:
-            conn.send_packed_command([b"".join(hiredis.pack_command(c) for _, c in commands)])
-            return [conn.read_response() for _ in commands]
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: reconnect on the next call
-            raise
-
-    def _connection(self) -> redis.Connection:
-        conn = getattr(self._local, "connection", None)
-        if conn is None:
-            conn = self._local.connection = self.client.connection_pool.make_connection()
-        return conn
-
-    def _load(self, script: str) -> None:
-        self.client.script_load(script)  # a cluster client loads it on every primary
-
-
-@dataclass
-class PendingRead:
-    """Reads sent on a connection whose replies are still to be read: ``result()`` reads them
-    (a connection left with unread replies would answer the next call with them, so an
-    abandoned read must be ``discard()``-ed)."""
-
-    commands: list
-    times: list[int]
-    owns: list[bytes]
-    conn: redis.Connection | None = None
-    replies: list | None = None
-
-    def result(self) -> list[np.ndarray]:
-        if self.replies is None:
-            conn, self.conn = self.conn, None
-            try:
-                self.replies = [conn.read_response() for _ in self.commands]
-            except BaseException:
-                conn.disconnect()
-                raise
-        return [
-            features(r, t, own)
-            for r, t, own in zip(self.replies, self.times, self.owns, strict=True)
-        ]
-
-    def discard(self) -> None:
-        if self.conn is not None:
-            self.conn.disconnect()
-            self.conn = None
+        return Read(commands, decode)

@@ -162,6 +162,8 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
                 loop.remove_signal_handler(signal.SIGHUP)
             if inference_log is not None:
                 await run_in_threadpool(inference_log.close)
+            scorer.transport.close()
+            scorer.events.transport.close()
             scorer.client.close()
             scorer.events.client.close()
 
@@ -420,7 +422,7 @@ class HotPath:
         events = Events.model_validate_json(body, context={"max_future_s": config.max_future_s})
         try:  # in a thread: a hung Redis must not stall the loop (and /score) for its timeout
             done = await run_in_threadpool(self.app.state.scorer.events.record, events.events)
-        except redis.RedisError as exc:
+        except (redis.RedisError, OnlineStoreError) as exc:
             raise _Refused(503, f"real-time state unavailable, retry: {exc}") from exc
         for outcome, count in zip(("recorded", "duplicate", "late"), done, strict=True):
             metrics.EVENTS.labels(outcome).inc(count)

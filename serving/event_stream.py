@@ -25,7 +25,7 @@ import redis
 from pydantic import ValidationError
 
 from riskcore import settings
-from riskcore.online_store import RedisClient, connect
+from riskcore.online_store import OnlineStoreError, RedisClient, connect
 from riskcore.realtime import RealtimeStore, Recorded
 from riskcore.settings import Settings
 from serving.schemas import EventRequest
@@ -122,7 +122,7 @@ class EventConsumer:
         while not stop.is_set():
             try:
                 self.poll()
-            except redis.RedisError as exc:  # pending entries stay pending: retried later
+            except (redis.RedisError, OnlineStoreError) as exc:  # pending: retried later
                 log.error("real-time state or stream unavailable (%s); retrying in 1 s", exc)
                 time.sleep(1.0)
 

@@ -10,7 +10,6 @@ customers"). Each model reads records of its own feature-set version only. After
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -20,7 +19,6 @@ from functools import cached_property
 from typing import get_args
 
 import numpy as np
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -36,7 +34,8 @@ from riskcore.online_store import (
     safe_url,
 )
 from riskcore.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
-from riskcore.realtime import PendingRead, RealtimeStore
+from riskcore.realtime import RealtimeStore
+from riskcore.redis_transport import Read, RedisTransport
 from riskcore.registry import CHALLENGER, CHAMPION, MODEL_NAMES, ModelRegistry, RegisteredModel
 from riskcore.targets import TARGETS, Thresholds
 from riskcore.timestamps import micros
@@ -195,7 +194,10 @@ class Scorer:
         self.where = where
         self._hash_customer = CustomerHasher(config.hash_key)
         self._stores: dict[str, OnlineStore] = {}
-        self.realtime = RealtimeStore(client)  # reads, within the lookup's timeout
+        # The snapshot lookups and the real-time reads share one transport: a score's reads
+        # go out in one packet on this thread's connection (one round trip).
+        self.transport = RedisTransport(client, where)
+        self.realtime = RealtimeStore(client, transport=self.transport)  # the lookup's timeout
         self.events = RealtimeStore(events_client or client)  # records, with a longer one
         models.publish()
 
@@ -232,7 +234,11 @@ class Scorer:
         store = self._stores.get(version)
         if store is None:
             store = self._stores[version] = OnlineStore(
-                self.client, version, codec=self._bundled_codec(version), where=self.where
+                self.client,
+                version,
+                codec=self._bundled_codec(version),
+                where=self.where,
+                transport=self.transport,
             )
         return store
 
@@ -245,10 +251,57 @@ class Scorer:
                 return RecordCodec(fs)
         return None
 
-    def _lookup(self, requests: list[ScoreRequest], version: str) -> list[Lookup]:
+    def _read_store(
+        self, requests: list[ScoreRequest], models: ModelSet
+    ) -> tuple[dict[str, list[Lookup]], list[np.ndarray | None] | None]:
+        """Each feature-set version's snapshot records and (when a model reads them) the
+        real-time features, read together: one packet per Redis node, one round trip. A
+        purchase whose customer no snapshot knows needs no real-time features (None). When
+        the store cannot be read, every purchase falls back; a what-if's given record too when
+        the models read real-time features: they learned with them, so are not used without."""
+        lookups = {v: self._given(requests, v) for v in models.versions}
+        ask = {v: [i for i, found in enumerate(f) if found is None] for v, f in lookups.items()}
+        realtime: list[np.ndarray | None] | None = None
+        if models.reads_realtime:
+            realtime = [None] * len(requests)
+        elif not any(ask.values()):
+            return lookups, realtime
+        if not self.breaker.allow():
+            return self._unavailable(lookups, realtime is not None), realtime
+        asked = [v for v, indexes in ask.items() if indexes]
+        try:
+            reads: list[Read] = [
+                self.store(v).lookup_commands([requests[i].customer_id for i in ask[v]])
+                for v in asked
+            ]
+            if realtime is not None:  # for every purchase: most customers are known
+                queries = [(r.customer_id, r.event_ts, r.transaction_id) for r in requests]
+                reads.append(self.realtime.read_commands(queries))
+            replies = self.transport.execute_reads(reads)
+        except OnlineStoreError as exc:
+            self._failed(exc)
+            return self._unavailable(lookups, realtime is not None), realtime
+        self.breaker.success()
+        for k, v in enumerate(asked):
+            try:
+                found = [_as_lookup(value) for value in reads[k].decode(replies[k])]
+            except LayoutMismatch as exc:
+                self._failed(exc)
+                found = [UNAVAILABLE] * len(ask[v])
+            for i, lookup in zip(ask[v], found, strict=True):
+                lookups[v][i] = lookup
+        if realtime is not None:
+            features = reads[-1].decode(replies[-1])
+            for i in range(len(requests)):
+                if any(f[i].record for f in lookups.values()):
+                    realtime[i] = features[i]
+        return lookups, realtime
+
+    def _given(self, requests: list[ScoreRequest], version: str) -> list[Lookup | None]:
+        """The records of what-if requests (the caller's snapshot values); None: to look up."""
         out: list[Lookup | None] = [None] * len(requests)
         for i, r in enumerate(requests):
-            if r.features is not None:  # a what-if: the caller's snapshot values
+            if r.features is not None:
                 try:
                     codec = self.store(version).codec  # the bundle's (else the store's layout)
                 except OnlineStoreError:
@@ -256,82 +309,27 @@ class Scorer:
                     continue
                 as_of = r.features_as_of or r.event_ts
                 out[i] = Lookup(codec.from_values(r.customer_id, as_of, r.features), "request")
-        ask = [i for i, found in enumerate(out) if found is None]
-        if not ask:
-            return out
-        if not self.breaker.allow():
-            found = [UNAVAILABLE] * len(ask)
-        else:
-            store = self.store(version)
-            ids = [requests[i].customer_id for i in ask]
-            try:
-                values = [store.get(ids[0])] if len(ids) == 1 else store.get_many(ids)
-                self.breaker.success()
-                found = [_as_lookup(v) for v in values]
-            except (OnlineStoreError, LayoutMismatch) as exc:
-                metrics.STORE_ERRORS.inc()
-                if self.breaker.failure():
-                    log.warning(
-                        "online store failing, transaction-only models for %.1f s: %s",
-                        self.breaker.cooldown_s,
-                        exc,
-                    )
-                found = [UNAVAILABLE] * len(ask)
-        for i, lookup in zip(ask, found, strict=True):
-            out[i] = lookup
         return out
 
-    def _begin_realtime(self, requests: list[ScoreRequest]) -> PendingRead | None:
-        """Send the real-time reads (None: not sent, the store is failing)."""
-        if not self.breaker.allow():
-            return None
-        queries = [(r.customer_id, r.event_ts, r.transaction_id) for r in requests]
-        try:
-            return self.realtime.begin_read(queries)
-        except redis.RedisError:
-            return None
+    @staticmethod
+    def _unavailable(
+        lookups: dict[str, list[Lookup | None]], records_too: bool
+    ) -> dict[str, list[Lookup]]:
+        """Every lookup not done falls back (and, ``records_too``, every given record)."""
+        for found in lookups.values():
+            for i, lookup in enumerate(found):
+                if lookup is None or (records_too and lookup.record is not None):
+                    found[i] = UNAVAILABLE
+        return lookups
 
-    def _realtime(
-        self,
-        requests: list[ScoreRequest],
-        lookups: dict[str, list[Lookup]],
-        pending: PendingRead | None,
-    ) -> list[np.ndarray | None]:
-        """The real-time features of the purchases a behavioural model will score (those whose
-        customer a snapshot knows). When the state cannot be read, those purchases fall back
-        like a failed snapshot lookup: the behavioural models learned with real-time features,
-        so they are not used without them."""
-        ask = [i for i in range(len(requests)) if any(f[i].record for f in lookups.values())]
-        out: list[np.ndarray | None] = [None] * len(requests)
-        if not ask:  # nobody known: the answers are not needed
-            if pending is not None:
-                failing = any(found is UNAVAILABLE for f in lookups.values() for found in f)
-                if failing:  # do not wait for a failing store a second time
-                    pending.discard()
-                else:  # read them, so the connection stays in step
-                    with contextlib.suppress(redis.RedisError):
-                        pending.result()
-            return out
-        try:
-            if pending is None:
-                raise redis.RedisError("the real-time read could not be sent")
-            found = pending.result()
-        except redis.RedisError as exc:
-            metrics.STORE_ERRORS.inc()
-            if self.breaker.failure():
-                log.warning(
-                    "real-time state failing, transaction-only models for %.1f s: %s",
-                    self.breaker.cooldown_s,
-                    exc,
-                )
-            for found_by_version in lookups.values():
-                for i in ask:
-                    found_by_version[i] = UNAVAILABLE
-            return out
-        self.breaker.success()
-        for i in ask:
-            out[i] = found[i]
-        return out
+    def _failed(self, exc: Exception) -> None:
+        metrics.STORE_ERRORS.inc()
+        if self.breaker.failure():
+            log.warning(
+                "online store failing, transaction-only models for %.1f s: %s",
+                self.breaker.cooldown_s,
+                exc,
+            )
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -341,21 +339,12 @@ class Scorer:
     def score_many(
         self, requests: list[ScoreRequest], received: list[float] | None = None
     ) -> list[Scored]:
-        """Score transactions: one lookup round trip per feature-set version and one pass per
-        model for all of them. ``received``: when each request arrived (its total time counts
-        from there: parsing and waiting for its batch included)."""
+        """Score transactions: one round trip to Redis (the snapshot records and the real-time
+        state of all of them) and one pass per model. ``received``: when each request arrived
+        (its total time counts from there: parsing and waiting for its batch included)."""
         began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
-        # The real-time read goes out first (for every purchase: most customers are known)
-        # and is answered while the snapshot lookup runs.
-        pending = self._begin_realtime(requests) if models.reads_realtime else None
-        try:
-            lookups = {v: self._lookup(requests, v) for v in models.versions}
-        except BaseException:
-            if pending is not None:
-                pending.discard()
-            raise
-        realtime = self._realtime(requests, lookups, pending) if models.reads_realtime else None
+        lookups, realtime = self._read_store(requests, models)
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}

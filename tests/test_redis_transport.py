@@ -1,0 +1,115 @@
+"""The Redis transport (riskcore/redis_transport.py) on real redis-servers: a score's snapshot
+lookup and real-time read are one packet on one connection; a cluster gets one packet per node,
+all sent before any reply is read; a server that forgot the scripts is given them again; an
+error reply fails the call and leaves the connection in step."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import redis
+
+from resources.local_redis import LocalRedis
+from riskcore.realtime import RealtimeStore
+from riskcore.redis_transport import OnlineStoreUnavailable, RedisTransport
+from serving.schemas import EventRequest
+
+
+@pytest.fixture
+def wire(monkeypatch):
+    """Every packet sent and every reply read, in order, as (what, connection, bytes)."""
+    events: list[tuple[str, object, bytes | None]] = []
+    send, read = redis.Connection.send_packed_command, redis.Connection.read_response
+
+    def sending(conn, command, check_health=True):
+        events.append(("send", conn, b"".join(command)))
+        return send(conn, command, check_health)
+
+    def reading(conn, *args, **kwargs):
+        events.append(("read", conn, None))
+        return read(conn, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Connection, "send_packed_command", sending)
+    monkeypatch.setattr(redis.Connection, "read_response", reading)
+    return events
+
+
+@pytest.mark.integration
+def test_a_score_reads_the_record_and_the_realtime_state_in_one_round_trip(env, wire):
+    from serving.schemas import ScoreRequest
+    from serving.scorer import Scorer
+
+    scorer = Scorer.open(env.config(inference_log_uri=""))
+    assert scorer.models.reads_realtime
+    known = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
+    request = ScoreRequest.model_validate(env.transaction(known["transaction_id"]))
+    scorer.score(request)  # the pointer is read and this thread's connection made
+    for version in scorer.models.versions:
+        scorer.store(version).pointer_cache_s = 3600.0  # no pointer refresh in the measured call
+    stats = env.redis.client()
+    before = stats.info("commandstats")
+    wire.clear()
+    scored = scorer.score(request)
+    events = list(wire)
+    after = stats.info("commandstats")
+
+    assert scored.feature_source == "online"
+    sends = [e for e in events if e[0] == "send"]
+    assert len(sends) == 1, sends  # one packet ...
+    assert {id(conn) for _, conn, _ in events} == {id(sends[0][1])}  # ... on one connection
+    packet = sends[0][2]
+    assert b"HGET" in packet and b"ZREVRANGEBYSCORE" in packet
+    assert [e[0] for e in events] == ["send", "read", "read"]  # both replies, after the send
+    calls = lambda stats, cmd: stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)  # noqa: E731
+    for command in ("hget", "zrevrangebyscore"):
+        assert calls(after, command) - calls(before, command) == 1, command
+    scorer.transport.close()
+
+
+def test_a_cluster_gets_one_packet_per_node_all_sent_before_any_read(tmp_path, wire):
+    from redis.cluster import RedisCluster
+
+    from tests.redis_servers import start_cluster
+
+    nodes = start_cluster(tmp_path)
+    try:
+        cluster = RedisCluster(host="127.0.0.1", port=nodes[0].port)
+        keys = [f"k{i}" for i in range(30)]
+        for key in keys:
+            cluster.set(key, key.upper())
+        transport = RedisTransport(cluster)
+        commands = [(k, ("GET", k)) for k in keys]
+        transport.execute(commands)  # connects to every node (a handshake each)
+        wire.clear()
+        replies = transport.execute(commands)
+        assert replies == [k.upper().encode() for k in keys]
+        kinds = [kind for kind, _, _ in wire]
+        assert kinds == ["send"] * len(nodes) + ["read"] * len(keys)
+        assert len({id(conn) for _, conn, _ in wire}) == len(nodes)
+        plain = RedisTransport(nodes[0].client())  # not a cluster client: MOVED is an error
+        with pytest.raises(OnlineStoreUnavailable, match="MovedError"):
+            plain.execute(commands)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_forgotten_scripts_are_loaded_again_and_error_replies_fail_cleanly(tmp_path):
+    with LocalRedis(tmp_path / "redis") as server:
+        client = server.client()
+        store = RealtimeStore(client)
+        at = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+        def purchase(tid: str) -> EventRequest:
+            return EventRequest(
+                transaction_id=tid, customer_id="c", event_ts=at, amount=Decimal("1.00")
+            )
+
+        assert store.record([purchase("a")]).recorded == 1
+        client.script_flush()  # as after a restart
+        assert store.record([purchase("b")]).recorded == 1
+        transport = store.transport
+        client.set("plain", "x")
+        with pytest.raises(OnlineStoreUnavailable, match="WRONGTYPE"):
+            transport.execute([("plain", ("HGET", "plain", "f")), ("plain", ("GET", "plain"))])
+        assert transport.execute([("plain", ("GET", "plain"))]) == [b"x"]  # still in step
