@@ -93,13 +93,19 @@ def feature_drift(
         context.log.warning(f"evidently report not written: {exc!r}")
         theirs = {}
         metadata["evidently_report"] = f"not written: {exc!r}"
-    drifting = sorted(((v, k) for k, v in psis.items() if v > config.warn_psi), reverse=True)
+    # The headline is what the sensor and the report judge: the snapshot's features and the
+    # score. Served input vectors (a week of purchases against the training rows, calendar
+    # fields included) are shown apart: they explain, they do not retrain.
+    headline = {k: v for k, v in psis.items() if not k.startswith(SERVED)}
+    served = {k: v for k, v in psis.items() if k.startswith(SERVED)}
+    drifting = sorted(((v, k) for k, v in headline.items() if v > config.warn_psi), reverse=True)
     return MaterializeResult(
         metadata={
             "as_of": as_of_date.isoformat(),
             "reference_as_of": reference["as_of_date"],
             "champion": references.model,
-            "max_psi": max(psis.values()),
+            "max_psi": max(headline.values()),
+            "max_served_psi": max(served.values(), default=0.0),
             "drifting": MetadataValue.md(
                 _table(drifting, theirs) or f"none above {config.warn_psi}"
             ),
@@ -107,6 +113,9 @@ def feature_drift(
             **{metric_key(PSI, name): round(value, 6) for name, value in psis.items()},
         }
     )
+
+
+SERVED = "served/"  # PSI of a served input vector, against the champion's training rows
 
 
 def _side(value: float) -> int:
@@ -162,7 +171,7 @@ def _live_psi(lakehouse, references, as_of_date, window_days: int) -> dict[str, 
 
     out = {"score": psi(Reference.from_dict(references.test_score), values("fraud_score"))}
     for name in inputs:
-        out[f"served/{name}"] = psi(Reference.from_dict(references.inputs[name]), values(name))
+        out[f"{SERVED}{name}"] = psi(Reference.from_dict(references.inputs[name]), values(name))
     return out
 
 
