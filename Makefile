@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo simulate test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo simulate online-rollback online-status test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -100,6 +100,14 @@ bench-realtime: setup
 
 bench-ui-run: setup
 	$(BIN)/python -m benchmarks.ui_run
+
+# An operator's way back when a bad snapshot got through: the previous generation serves again
+# (within RISK_ONLINE_ROLLBACK_WINDOW_S of the load), and the bad as_of is not loaded again.
+online-rollback: setup
+	$(BIN)/python -m demo.online_store rollback --reason "$${REASON:?set REASON=why}"
+
+online-status: setup
+	$(BIN)/python -m demo.online_store status
 
 # The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
 # process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.

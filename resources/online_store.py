@@ -47,8 +47,10 @@ class OnlineStoreResource(ConfigurableResource):
 
 
 def from_environment() -> OnlineStoreResource:
+    env = settings.load()
     return OnlineStoreResource(
-        url=settings.load().redis_url,
-        cluster=settings.load().redis_cluster,
-        ttl_seconds=settings.load().online_ttl_s,
+        url=env.redis_url,
+        cluster=env.redis_cluster,
+        ttl_seconds=env.online_ttl_s,
+        superseded_ttl_seconds=env.online_rollback_window_s,
     )

@@ -26,6 +26,7 @@ them in the same packet as the real-time read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import time
@@ -229,6 +230,16 @@ class OnlineStore:
     def pointer_key(self) -> str:
         return f"{self.prefix}:current"
 
+    @property
+    def previous_key(self) -> str:
+        """The pointer of the generation the current one replaced (an operator's way back)."""
+        return f"{self.prefix}:previous"
+
+    @property
+    def pin_key(self) -> str:
+        """An as_of an operator rolled back: it is not loaded again (refill, a re-run)."""
+        return f"{self.prefix}:pinned"
+
     def bucket_key(self, generation: int, bucket: int) -> str:
         return f"{self.prefix}:{generation}:{bucket}"
 
@@ -323,6 +334,13 @@ class OnlineStore:
         began = time.perf_counter()
         previous = self.current_generation(fresh=True)
         report = MaterializationReport(None, as_of, previous=previous)
+        pinned = self.pinned()
+        if pinned is not None and int(pinned["as_of"]) == int(as_of.timestamp()):
+            report.skipped = (
+                f"as_of {as_of:%Y-%m-%d} was rolled back by an operator ({pinned['reason']}): "
+                "not loaded again; a newer snapshot loads as usual"
+            )
+            return report
         if previous is not None and as_of < previous.as_of:
             report.skipped = (
                 f"as_of {as_of:%Y-%m-%d} is older than the serving generation {previous.id} "
@@ -377,6 +395,7 @@ class OnlineStore:
             return report
         self._pointer = (time.monotonic(), new)
         if previous is not None:
+            self._remember(previous)
             self._retire(previous, report)
         report.buckets = 1 << bits
         report.seconds = time.perf_counter() - began
@@ -444,6 +463,69 @@ class OnlineStore:
             self._pipelined("EXPIRE", keys, self.superseded_ttl_s)
         except OnlineStoreError as exc:
             report.warnings.append(f"generation {previous.id} keeps its TTL: {exc}")
+
+    def _remember(self, previous: Generation) -> None:
+        """Keep the replaced generation's pointer for as long as its records linger."""
+        fields = [x for kv in previous.to_fields().items() for x in kv]
+        with contextlib.suppress(OnlineStoreError, redis.RedisError):
+            self._send(
+                [
+                    (self.previous_key, ("DEL", self.previous_key)),
+                    (self.previous_key, ("HSET", self.previous_key, *fields)),
+                    (self.previous_key, ("EXPIRE", self.previous_key, self.superseded_ttl_s)),
+                ]
+            )
+
+    def pinned(self) -> dict[str, str] | None:
+        """The as_of an operator rolled back, with the reason and when; None when none."""
+        (fields,) = self.transport.execute([(self.pin_key, ("HGETALL", self.pin_key))])
+        if isinstance(fields, list):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        return {k.decode(): v.decode() for k, v in fields.items()} if fields else None
+
+    def roll_back(self, reason: str) -> tuple[Generation, Generation]:
+        """Serve the generation the current one replaced again (a bad snapshot got through):
+        the pointer moves back, the bad as_of is pinned so that neither the refill sensor nor
+        a re-run loads it again (a newer snapshot does), the restored generation gets its full
+        TTL back. Returns (restored, rolled back). Only within the superseded generation's
+        lifetime (RISK_ONLINE_ROLLBACK_WINDOW_S): its records must still be there."""
+        current = self.current_generation(fresh=True)
+        (fields,) = self.transport.execute([(self.previous_key, ("HGETALL", self.previous_key))])
+        if isinstance(fields, list):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        if current is None or not fields:
+            raise OnlineStoreError(
+                "no previous generation to roll back to (it lives for the rollback window "
+                "after a load)"
+            )
+        previous = Generation.from_fields(fields)
+        keys = self._bucket_keys(previous.id, previous.bucket_bits)
+        if sum(self._pipelined("HLEN", keys)) != previous.customers:
+            raise OnlineStoreError(f"generation {previous.id}'s records are gone: cannot restore")
+        now = datetime.now(UTC)
+        restored = dataclasses.replace(
+            previous, expires_at=datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC)
+        )
+        pin = {
+            "as_of": str(int(current.as_of.timestamp())),
+            "generation": str(current.id),
+            "reason": reason,
+            "at": now.isoformat(),
+        }
+        flat = [x for kv in restored.to_fields().items() for x in kv]
+        self._send(
+            [
+                (self.pointer_key, ("DEL", self.pointer_key)),
+                (self.pointer_key, ("HSET", self.pointer_key, *flat)),
+                (self.pin_key, ("HSET", self.pin_key, *[x for kv in pin.items() for x in kv])),
+                (self.pin_key, ("EXPIRE", self.pin_key, self.ttl_s)),
+                (self.previous_key, ("DEL", self.previous_key)),
+            ]
+        )
+        self._pipelined("EXPIRE", keys, self.ttl_s)
+        self._retire(current, MaterializationReport(restored.id, restored.as_of))
+        self._pointer = (time.monotonic(), restored)
+        return restored, current
 
     def _drop_generation(self, generation: int, bits: int) -> None:
         """Best effort: a failed generation's keys go now (their TTL removes them otherwise)."""

@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         shown="259200 (3 days)",
     )
 
+    online_rollback_window_s: int = _var(
+        6 * 3600,
+        "how long a replaced generation stays in Redis, so an operator can roll the pointer "
+        "back to it (`make online-rollback`); Redis holds two generations meanwhile",
+        shown="21600 (6 h)",
+    )
+
     # The model registry
     mlflow_tracking_uri: str = _var(
         "",

@@ -7,6 +7,7 @@ from redis import RedisError
 
 from assets.features.online import newest_as_of_date, online_customer_features
 from assets.features.registry import load_feature_set
+from assets.partitions import as_of_time
 from resources.lakehouse import Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore.online_store import OnlineStoreError
@@ -33,6 +34,12 @@ def online_store_refill(
         server_run = "+".join(sorted(node["run_id"] for node in store.info("server")))
     except (OnlineStoreError, RedisError) as exc:
         return SkipReason(f"Redis unreachable, nothing to do until it is back: {exc}")
+    pinned = store.pinned()
+    if pinned is not None and int(pinned["as_of"]) == int(as_of_time(newest).timestamp()):
+        return SkipReason(
+            f"the newest snapshot ({newest}) was rolled back by an operator at {pinned['at']} "
+            f"({pinned['reason']}): the previous generation serves until a newer snapshot"
+        )
     if generation is not None and generation.as_of.date() >= newest:
         return SkipReason(f"generation {generation.id} serves the newest snapshot ({newest})")
     state = f"generation {generation.id}" if generation else f"empty store (run {server_run})"

@@ -450,3 +450,25 @@ def test_decimal_amounts_keep_their_value_as_float32(feature_set):
     column = [c.name for c in feature_set.features].index("amount_sum_30d")
     got = RecordCodec(feature_set).feature_matrix(table)[:, column]
     assert got[0] == np.float32(0.1) and got[1] == np.float32(12345678.91) and np.isnan(got[2])
+
+
+def test_an_operator_rolls_a_bad_snapshot_back_and_nothing_loads_it_again(feature_set, server):
+    """Within the rollback window the replaced generation serves again at once; the bad as_of
+    is pinned (a re-run or the refill sensor does not load it again; a newer snapshot does)."""
+    store = OnlineStore(server.client(), feature_set.version, superseded_ttl_s=600)
+    day2, day3 = DAY + timedelta(days=1), DAY + timedelta(days=2)
+    good = snapshot_table(feature_set, 300, DAY)
+    first = write(store, feature_set, good)
+    bad = write(store, feature_set, snapshot_table(feature_set, 120, day2, seed=9), day2)
+    restored, rolled_back = store.roll_back("half the customers lost their history")
+    assert (restored.id, rolled_back.id) == (first.generation, bad.generation)
+    assert_serves(store, feature_set, good)  # every record of the good snapshot, as it was
+    assert store.pinned()["reason"] == "half the customers lost their history"
+    again = write(store, feature_set, snapshot_table(feature_set, 120, day2, seed=9), day2)
+    assert again.skipped and "rolled back by an operator" in again.skipped
+    assert store.current_generation(fresh=True).id == first.generation
+    with pytest.raises(OnlineStoreError, match="no previous generation"):
+        store.roll_back("twice")  # one step back, not a history
+    newer = snapshot_table(feature_set, 300, day3, seed=3)
+    assert write(store, feature_set, newer, day3).generation is not None
+    assert_serves(store, feature_set, newer, day3)
