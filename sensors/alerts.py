@@ -16,6 +16,7 @@ from dagster import (
 
 from assets.names import PERFORMANCE
 from resources.alerts import AlertWebhook
+from riskcore.registry import model_name
 from riskcore.targets import TARGETS
 from sensors.status import SENSOR_STATUS
 
@@ -37,7 +38,7 @@ def trouble_in_run(instance: DagsterInstance, run_id: str) -> list[tuple[str, st
         for target in TARGETS:
             verdict = materialization.metadata.get(f"rollback/{target}")
             if verdict is not None and str(verdict.value).startswith("rolled back"):
-                found.append(("rollback", f"risk_{target}: {verdict.value}"))
+                found.append(("rollback", f"{model_name(target)}: {verdict.value}"))
     return found
 
 
