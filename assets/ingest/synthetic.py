@@ -90,8 +90,8 @@ _NEW_PHONE_SLOT, _SPREE_SLOT, _CARD_TEST_SLOT, _TAKEOVER_SLOT = 16, 32, 62, 63
 _MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 60% from here
 _MIMIC_SHARE = (0.35, 0.6)
 _SLOW_TESTING_FROM = 63  # card testers space their tries over hours instead of one hour
-_PLAN_PROMOTION_FROM = 35  # a BNPL promotion: everybody's plan uptake x1.4 from here
-_PROMOTION_UPTAKE = 1.4
+_PLAN_PROMOTION_FROM = 35  # a BNPL promotion: everybody's plan uptake x1.15 from here
+_PROMOTION_UPTAKE = 1.15
 
 
 @dataclass(frozen=True)
@@ -218,12 +218,12 @@ def population(config: GeneratorConfig) -> Population:
     frequent_traveller = rng.random(n) < 0.12
     bnpl_user = rng.random(n) < 0.35
     # Newer customers default more often (visible through their history, not a purchase).
-    defaulter = bnpl_user & (rng.random(n) < np.where(established, 0.04, 0.10))
+    defaulter = bnpl_user & (rng.random(n) < np.where(established, 0.06, 0.14))
     curer = bnpl_user & ~defaulter & (rng.random(n) < 0.05)
     stress_day = np.where(defaulter | curer, rng.integers(20, 400, n), -_NEVER)
-    # A fifth of the defaults come without warning; the other ramps vary in strength.
-    ramp = rng.beta(2.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.2, 0.0))
-    takeover = (rng.random(n) < 0.011) & established
+    # Some defaults (15%) come without warning; the other ramps vary in strength.
+    ramp = rng.beta(4.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.15, 0.0))
+    takeover = (rng.random(n) < 0.013) & established
     takeover_day = np.where(takeover, rng.integers(-20, 365, n), -_NEVER)
     mimic_share = np.where(takeover_day >= _MIMIC_FROM, _MIMIC_SHARE[1], _MIMIC_SHARE[0])
     has_trip = rng.random(n) < 0.35
@@ -499,11 +499,17 @@ def _takeover(pop: Population, offset: int) -> _Batch:
         sigma_shift=0.3,
         category=category,
     )
-    batch.channel[:] = np.where(rng.random(k) < 0.75, _ONLINE, _APP)
+    # Crude: online or in-app, a fifth with a cloned card at a till abroad; an imitator keeps
+    # the victim's own channels (a wallet tap with the stolen phone at a till).
+    u = rng.random(k)
+    crude_channel = np.where(u < 0.6, _ONLINE, np.where(u < 0.8, _APP, _POS))
+    batch.channel[:] = np.where(imitating, batch.channel, crude_channel)
     stranger = _device_key(pop, customer, np.full(k, _TAKEOVER_SLOT))
     hijacked = _own_device(pop, offset, customer, np.zeros(k))  # the victim's own phone
     batch.device[:] = np.where(imitating, hijacked, stranger)
-    abroad = np.repeat(rng.random(len(victims)) < 0.5, counts) & ~imitating
+    cloned = ~imitating & (batch.channel == _POS)
+    batch.device[cloned] = 0
+    abroad = (np.repeat(rng.random(len(victims)) < 0.5, counts) | cloned) & ~imitating
     foreign = (pop.home[customer] + 1 + customer % (len(COUNTRIES) - 1)) % len(COUNTRIES)
     batch.country[:] = np.where(abroad, foreign, batch.country)
     batch.installments[:] = 1
@@ -519,8 +525,9 @@ def _default_ramp(pop: Population, offset: int) -> _Batch:
     rng = _rng(pop, offset, _DEFAULT_RAMP)
     ramping = np.flatnonzero(_ramping(pop, offset))
     ramping = ramping[_active(pop, offset)[ramping]]
-    strength = pop.ramp[ramping] * (1.0 - (pop.stress_day[ramping] - offset) / _RAMP_DAYS)
-    counts = rng.poisson(pop.rate[ramping] * (1.0 + 2.5 * strength))
+    progress = 1.0 - (pop.stress_day[ramping] - offset) / _RAMP_DAYS
+    strength = pop.ramp[ramping] * np.sqrt(progress)  # visible early, strongest at the end
+    counts = rng.poisson(pop.rate[ramping] * (1.0 + 4.0 * strength))
     customer = np.repeat(ramping, counts)
     strength = np.repeat(strength, counts)
     batch = _purchases(
@@ -530,14 +537,14 @@ def _default_ramp(pop: Population, offset: int) -> _Batch:
         _DEFAULT_RAMP,
         customer,
         hours=_daytime_hours(pop, rng, customer),
-        mu_shift=0.3 * strength,
+        mu_shift=0.25 * strength,
         sigma_shift=0.5 * strength,
     )
     k = len(customer)
     uptake = _plan_uptake(pop, offset, customer)
-    on_plan = rng.random(k) < uptake + (0.85 - uptake) * strength
+    # Plans from $30, as for everybody (no amount gives a ramp away).
+    on_plan = (rng.random(k) < uptake + (0.95 - uptake) * strength) & (batch.cents >= 3_000)
     batch.installments[:] = np.where(on_plan, rng.choice(_PLANS, k), batch.installments)
-    batch.cents[:] = np.where(on_plan, np.maximum(batch.cents, 3_000), batch.cents)
     defaulted = pop.defaults[customer] & (batch.installments > 1)
     batch.label[:] = np.where(defaulted, _DEFAULT, 0)
     batch.label_delay_us[:] = _delays_us(rng, k, pop.config.default_delay_days)
@@ -547,7 +554,7 @@ def _default_ramp(pop: Population, offset: int) -> _Batch:
 def _card_test(pop: Population, offset: int) -> _Batch:
     """Card testing: a few small digital purchases from a stranger's device."""
     rng = _rng(pop, offset, _CARD_TEST)
-    tested = _sample_active(pop, rng, offset, 6e-5)
+    tested = _sample_active(pop, rng, offset, 3e-5)
     counts = rng.integers(2, 6, len(tested))
     customer = np.repeat(tested, counts)
     k = len(customer)
@@ -578,7 +585,7 @@ def _dispute(pop: Population, offset: int) -> _Batch:
     rng = _rng(pop, offset, _DISPUTE)
     serial = pop.disputers[rng.random(len(pop.disputers)) < 2e-3]
     serial = serial[_active(pop, offset)[serial]]
-    customer = np.concatenate([_sample_active(pop, rng, offset, 9e-5), serial])
+    customer = np.concatenate([_sample_active(pop, rng, offset, 4e-5), serial])
     k = len(customer)
     batch = _purchases(
         pop, rng, offset, _DISPUTE, customer, hours=_daytime_hours(pop, rng, customer)

@@ -19,6 +19,7 @@ from riskcore.model_bundle import ModelBundle, ScoringModel
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 from riskcore.psi import Reference
 from riskcore.registry import CHAMPION, ModelRegistry
+from riskcore.transaction_features import REQUEST_FEATURES
 
 PARAMS = {
     "objective": "binary",
@@ -215,7 +216,12 @@ def _shap_summary(t: TrainedModel, folder: Path, top: int = 20) -> None:
         json.dumps(dict(zip(names, map(float, mean_abs), strict=True)), indent=1)
     )
     order = np.argsort(mean_abs)[-top:]
-    snapshot = set(spec.snapshot_features)
+    kind = (  # what reads each feature: only "transaction" is the transaction-only model's
+        dict.fromkeys(spec.transaction_features, "vs snapshot")
+        | dict.fromkeys(REQUEST_FEATURES, "transaction")
+        | dict.fromkeys(spec.snapshot_features, "snapshot")
+        | dict.fromkeys(spec.realtime_features, "real-time")
+    )
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(order) + 1.5))
     jitter = np.random.default_rng(7).uniform(-0.3, 0.3, len(x))
     for row, i in enumerate(order):
@@ -224,11 +230,7 @@ def _shap_summary(t: TrainedModel, folder: Path, top: int = 20) -> None:
         rank = np.full(len(column), 0.5)
         rank[known] = np.argsort(np.argsort(column[known])) / max(known.sum() - 1, 1)
         ax.scatter(values[:, i], row + jitter, c=rank, cmap="coolwarm", s=4, alpha=0.6)
-    labels = [
-        f"{names[i]} ({'snapshot' if names[i] in snapshot else 'transaction/real-time'})"
-        for i in order
-    ]
-    ax.set_yticks(range(len(order)), labels)
+    ax.set_yticks(range(len(order)), [f"{names[i]} ({kind[names[i]]})" for i in order])
     ax.axvline(0, color="k", lw=0.6)
     ax.set(
         title=f"{spec.target} behavioural model: SHAP values, top {len(order)} features",
