@@ -87,11 +87,11 @@ _NEVER = 1 << 40
 _NEW_PHONE_SLOT, _SPREE_SLOT, _CARD_TEST_SLOT, _TAKEOVER_SLOT = 16, 32, 62, 63
 
 # Scheduled pattern shifts, in days from the start: fraudsters adapt on a date, not in reaction.
-_MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 60% from here
-_MIMIC_SHARE = (0.35, 0.6)
+_MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 55% from here
+_MIMIC_SHARE = (0.35, 0.55)
 _SLOW_TESTING_FROM = 63  # card testers space their tries over hours instead of one hour
-_PLAN_PROMOTION_FROM = 35  # a BNPL promotion: everybody's plan uptake x1.15 from here
-_PROMOTION_UPTAKE = 1.15
+_PLAN_PROMOTION_FROM = 35  # a BNPL promotion: everybody's plan uptake x1.1 from here
+_PROMOTION_UPTAKE = 1.1
 
 
 @dataclass(frozen=True)
@@ -218,11 +218,11 @@ def population(config: GeneratorConfig) -> Population:
     frequent_traveller = rng.random(n) < 0.12
     bnpl_user = rng.random(n) < 0.35
     # Newer customers default more often (visible through their history, not a purchase).
-    defaulter = bnpl_user & (rng.random(n) < np.where(established, 0.06, 0.14))
-    curer = bnpl_user & ~defaulter & (rng.random(n) < 0.05)
+    defaulter = bnpl_user & (rng.random(n) < np.where(established, 0.08, 0.18))
+    curer = bnpl_user & ~defaulter & (rng.random(n) < 0.04)
     stress_day = np.where(defaulter | curer, rng.integers(20, 400, n), -_NEVER)
-    # Some defaults (15%) come without warning; the other ramps vary in strength.
-    ramp = rng.beta(4.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.15, 0.0))
+    # Some defaults (10%) come without warning; the other ramps vary in strength.
+    ramp = rng.beta(5.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.1, 0.0))
     takeover = (rng.random(n) < 0.013) & established
     takeover_day = np.where(takeover, rng.integers(-20, 365, n), -_NEVER)
     mimic_share = np.where(takeover_day >= _MIMIC_FROM, _MIMIC_SHARE[1], _MIMIC_SHARE[0])
@@ -475,7 +475,7 @@ def _takeover(pop: Population, offset: int) -> _Batch:
     counts = np.where(
         probing,
         rng.integers(1, 3, len(victims)),
-        np.where(mimic, rng.integers(1, 4, len(victims)), rng.integers(2, 7, len(victims))),
+        np.where(mimic, rng.integers(1, 5, len(victims)), rng.integers(2, 7, len(victims))),
     )
     customer = np.repeat(victims, counts)
     probe, imitating = np.repeat(probing, counts), np.repeat(mimic, counts)
@@ -486,7 +486,7 @@ def _takeover(pop: Population, offset: int) -> _Batch:
     burst_hours = start + rng.uniform(0.0, 2.0, k)
     hours = np.where(imitating, _daytime_hours(pop, rng, customer), burst_hours)
     own_taste = (rng.random((k, 1), dtype=np.float32) > pop.category_cdf[customer]).sum(axis=1)
-    resale = rng.random(k) < np.where(imitating, 0.25, 0.65)
+    resale = rng.random(k) < np.where(imitating, 0.3, 0.65)
     category = np.where(resale, rng.choice(_RESALE_CATEGORIES, k), own_taste)
     batch = _purchases(
         pop,
@@ -495,7 +495,7 @@ def _takeover(pop: Population, offset: int) -> _Batch:
         _TAKEOVER,
         customer,
         hours=hours,
-        mu_shift=np.where(probe, -1.5, np.where(imitating, 0.4, 0.7)),
+        mu_shift=np.where(probe, -1.5, np.where(imitating, 0.5, 0.7)),
         sigma_shift=0.3,
         category=category,
     )
@@ -527,7 +527,7 @@ def _default_ramp(pop: Population, offset: int) -> _Batch:
     ramping = ramping[_active(pop, offset)[ramping]]
     progress = 1.0 - (pop.stress_day[ramping] - offset) / _RAMP_DAYS
     strength = pop.ramp[ramping] * np.sqrt(progress)  # visible early, strongest at the end
-    counts = rng.poisson(pop.rate[ramping] * (1.0 + 4.0 * strength))
+    counts = rng.poisson(pop.rate[ramping] * (1.0 + 5.0 * strength))
     customer = np.repeat(ramping, counts)
     strength = np.repeat(strength, counts)
     batch = _purchases(
@@ -585,7 +585,7 @@ def _dispute(pop: Population, offset: int) -> _Batch:
     rng = _rng(pop, offset, _DISPUTE)
     serial = pop.disputers[rng.random(len(pop.disputers)) < 2e-3]
     serial = serial[_active(pop, offset)[serial]]
-    customer = np.concatenate([_sample_active(pop, rng, offset, 4e-5), serial])
+    customer = np.concatenate([_sample_active(pop, rng, offset, 2.5e-5), serial])
     k = len(customer)
     batch = _purchases(
         pop, rng, offset, _DISPUTE, customer, hours=_daytime_hours(pop, rng, customer)
