@@ -122,7 +122,8 @@ def test_labels_do_not_depend_on_the_weekday_of_the_start():
 
 @pytest.mark.slow
 def test_planted_patterns_show_in_behaviour():
-    """Fraud comes with new devices and resale categories; BNPL defaults with plans."""
+    """Fraud leans to resale categories and comes partly from the victim's own device; BNPL
+    defaults are plan purchases; fraud is as rare as in public card data."""
     days = [date(2026, 3, 1) + timedelta(days=i) for i in range(60)]
     tx = pa.concat_tables(generate_transactions(CONFIG, d) for d in days)
     labels = pa.concat_tables(generate_labels(CONFIG, d + timedelta(days=60)) for d in days)
@@ -137,7 +138,8 @@ def test_planted_patterns_show_in_behaviour():
     def share(mask, of):
         return pc.mean(pc.cast(pc.filter(mask, of), pa.float64())).as_py()
 
-    assert share(resale, is_fraud) > 3 * share(resale, pc.invert(is_fraud))
+    # Fraud leans to resale categories, but good customers buy there too (the overlap).
+    assert 0.1 < share(resale, pc.invert(is_fraud)) < share(resale, is_fraud) / 2
     plan = pc.greater(tx["installments"], 1)
     assert share(plan, is_default) == 1.0  # defaults are instalment purchases
     assert 0.001 < len(fraud) / tx.num_rows < 0.004  # as rare as public card-fraud rates
