@@ -18,8 +18,8 @@ planted patterns"); no column names a pattern, they show only through behaviour:
 * disputes: ordinary purchases charged back (friendly fraud, merchant errors), a few customers
   doing it again and again;
 * BNPL stress: in the ~45 days before a default, a customer spends more, more erratically,
-  increasingly on plans; as many again ramp up the same way and cure; some default with no
-  warning at all;
+  increasingly on plans; others ramp up the same way and cure; some default with no warning
+  at all;
 * good customers who merely look unusual: resale-category enthusiasts, trips abroad, new
   phones, shopping sprees, a BNPL promotion from a scheduled day.
 
@@ -160,7 +160,7 @@ def card_hash(pans: list[str], key: bytes) -> list[str]:
 
 
 def _delays_us(rng: np.random.Generator, k: int, bounds: tuple[int, int]) -> np.ndarray:
-    """Label delays within ``bounds`` days, most of them in the first third of the range."""
+    """Label delays within ``bounds`` days, skewed short: half in the first third of the range."""
     low, high = bounds
     days = low + (high - low) * rng.beta(1.4, 2.8, k)
     return np.minimum(days * _US_PER_DAY, high * _US_PER_DAY).astype(np.int64)
