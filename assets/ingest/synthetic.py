@@ -297,7 +297,7 @@ def _device_key(pop: Population, customer: np.ndarray, slot: np.ndarray) -> np.n
     return _splitmix64(salt ^ key) | np.uint64(1)
 
 
-def _own_device(pop: Population, offset: int, customer: np.ndarray, slot: np.ndarray):
+def _own_device(pop: Population, offset: int, customer: np.ndarray, slot: np.ndarray) -> np.ndarray:
     """One of the customer's own devices; slot 0 is the phone, replaced on its new-phone day."""
     slot = slot.astype(np.uint64)
     replaced = (slot == 0) & (offset >= pop.new_phone_day[customer])
@@ -390,7 +390,7 @@ def _ramping(pop: Population, offset: int) -> np.ndarray:
     return (left > 0) & (left <= _RAMP_DAYS)
 
 
-def _sample_active(pop: Population, rng: np.random.Generator, offset: int, p: float):
+def _sample_active(pop: Population, rng: np.random.Generator, offset: int, p: float) -> np.ndarray:
     """About ``p`` of the active customers, drawn as indices: O(drawn), not O(customers)."""
     n = len(pop.rate)
     drawn = np.unique(rng.integers(0, n, rng.binomial(n, p)))
