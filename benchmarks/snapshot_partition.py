@@ -64,7 +64,7 @@ def generate(customers: int, first: date, days: int) -> None:
     )
     from resources.lakehouse import LABELS, TRANSACTIONS, Lakehouse
 
-    config = GeneratorConfig(customers=customers)
+    config = GeneratorConfig(customers=customers, start=first)
     lakehouse = Lakehouse()
     began = time.perf_counter()
     population(config)

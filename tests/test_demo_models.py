@@ -1,8 +1,10 @@
 """The demo as a user runs it (generator -> dbt -> Delta -> Redis -> training set -> LightGBM ->
-MLflow), on a smaller population in its own data folder: it ends with registered champions and
-prints their metrics, and on the generator's planted patterns the behavioural fraud model
-clearly beats the transaction-only one (a broken point-in-time join or snapshot would close the
-gap). Everything is seeded and deterministic, so the margins are the same on every run."""
+MLflow), on the demo's own world (its population and days) in its own data folder: it ends with
+registered champions and prints their metrics; the behavioural models score where public models
+do, and behaviour earns its place: for both targets the behavioural model clearly beats the
+transaction-only one on the same test rows (a broken point-in-time join or snapshot, or a
+behavioural model without its behavioural features, would close the gap). Everything is seeded
+and deterministic, so the figures are the same on every run."""
 
 import os
 import shutil
@@ -15,7 +17,8 @@ from resources import local_redis
 from riskcore.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CUSTOMERS, DAYS = 6000, 100
+# The demo's defaults: the test weeks of a smaller world hold too few defaults to judge.
+CUSTOMERS, DAYS = 20_000, 120
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +58,16 @@ def demo(tmp_path_factory):
         local_redis.stop(data / "online_store")
 
 
-def _champion_metrics(data, target: str) -> dict[str, dict[str, float]]:
+def _run_metrics(data, target: str) -> dict[str, float]:
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias(f"risk_{target}", "champion")
-    metrics = client.get_run(champion.run_id).data.metrics
+    return client.get_run(champion.run_id).data.metrics
+
+
+def _champion_metrics(data, target: str) -> dict[str, dict[str, float]]:
+    metrics = _run_metrics(data, target)
     kinds = ("behavioural", "transaction_only")
     return {
         k: {m.split(".", 1)[1]: v for m, v in metrics.items() if m.startswith(k + ".")}
@@ -90,20 +97,38 @@ def test_the_demo_ends_with_champions_and_prints_their_metrics(demo):
     }
 
 
-def test_the_behavioural_fraud_model_clearly_beats_the_transaction_only_one(demo):
+# Where the behavioural models must land (public card-fraud and BNPL default models), and what
+# they must add over the transaction-only model on the same rows: ROC AUC points and top-decile
+# lift ratio (the issue's bars), PR AUC and recall at 1% FPR (bars well below the observed gains).
+# Observed (seeded): fraud ROC AUC 0.924 vs 0.727, lift 8.4 vs 3.9, PR AUC +0.437, recall at 1%
+# FPR +0.497; default 0.801 vs 0.625, lift 5.3 vs 1.9, PR AUC +0.232, recall +0.173 (`make demo`
+# prints fraud 0.920 and lift 8.0 vs 4.0 on its own data folder). Without its behavioural
+# features the behavioural model scores as the transaction-only one (fraud 0.727, default 0.626)
+# and every bar below fails (checked by hand).
+RANGES = {"fraud": (0.90, 0.95), "default": (0.75, 0.82)}
+MIN_GAIN_ROC_AUC, MIN_LIFT_RATIO = 0.05, 1.3
+MIN_GAIN_PR_AUC = {"fraud": 0.2, "default": 0.1}
+MIN_GAIN_RECALL = {"fraud": 0.3, "default": 0.08}
+
+
+@pytest.mark.parametrize("target", ["fraud", "default"])
+def test_behaviour_earns_its_place(demo, target):
     data, _ = demo
-    fraud = _champion_metrics(data, "fraud")
-    names = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_1pct", "top_decile_lift")
-    print({name: _pair(fraud, name) for name in names})
-    print("default", {name: _pair(_champion_metrics(data, "default"), name) for name in names})
-    behavioural, fallback = _pair(fraud, "roc_auc")
-    assert behavioural > 0.95 and behavioural - fallback >= MARGIN_ROC_AUC
-    behavioural, fallback = _pair(fraud, "pr_auc")
-    assert behavioural - fallback >= MARGIN_PR_AUC
-    behavioural, fallback = _pair(fraud, "recall_at_1pct_fpr")
-    assert behavioural - fallback >= MARGIN_RECALL
-
-
-# Observed on this population (seeded, deterministic): ROC AUC +0.028, PR AUC +0.078, recall at
-# 1% FPR +0.068. The bars leave room for platform-level float differences, not for a collapse.
-MARGIN_ROC_AUC, MARGIN_PR_AUC, MARGIN_RECALL = 0.015, 0.04, 0.03
+    metrics = _champion_metrics(data, target)
+    names = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_5pct", "top_decile_lift")
+    print(target, {name: _pair(metrics, name) for name in names})
+    behavioural, fallback = _pair(metrics, "roc_auc")
+    low, high = RANGES[target]
+    assert low <= behavioural <= high
+    assert behavioural - fallback >= MIN_GAIN_ROC_AUC
+    behavioural, fallback = _pair(metrics, "top_decile_lift")
+    assert behavioural >= MIN_LIFT_RATIO * fallback
+    behavioural, fallback = _pair(metrics, "pr_auc")
+    assert behavioural - fallback >= MIN_GAIN_PR_AUC[target]
+    behavioural, fallback = _pair(metrics, "recall_at_1pct_fpr")
+    assert behavioural - fallback >= MIN_GAIN_RECALL[target]
+    # The same margins, as logged with the run for a business to read.
+    logged = _run_metrics(data, target)
+    margin = {k.removeprefix("margin."): v for k, v in logged.items() if k.startswith("margin.")}
+    assert margin["roc_auc_gain"] >= MIN_GAIN_ROC_AUC
+    assert margin["top_decile_lift_ratio"] >= MIN_LIFT_RATIO

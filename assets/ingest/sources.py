@@ -45,11 +45,12 @@ class RawSources(ConfigurableResource):
     customers: int = 20_000
     landing_dir: str = ""
     drift_from: str = ""  # ISO day from which the generator injects drift (RISK_DRIFT_FROM)
+    start_date: str = ""  # ISO first day of data, the generator's day 0 (the calendar's)
 
     @classmethod
     def from_settings(cls, drift_from: date | None = None) -> RawSources:
         """The sources the environment configures (RISK_SYNTHETIC, RISK_SEED, RISK_CUSTOMERS,
-        RISK_DRIFT_FROM unless ``drift_from`` is given, RISK_LANDING_DIR)."""
+        RISK_START_DATE, RISK_DRIFT_FROM unless ``drift_from`` is given, RISK_LANDING_DIR)."""
         env = settings.load()
         drift = drift_from or env.drift_from
         return cls(
@@ -57,12 +58,19 @@ class RawSources(ConfigurableResource):
             seed=env.seed,
             customers=env.customers,
             drift_from=drift.isoformat() if drift else "",
+            start_date=env.first_day().isoformat(),
             landing_dir=str(env.landing_dir),
         )
 
     def generator_config(self) -> GeneratorConfig:
         drift = date.fromisoformat(self.drift_from) if self.drift_from else None
-        return GeneratorConfig(seed=self.seed, customers=self.customers, drift_from=drift)
+        start = date.fromisoformat(self.start_date) if self.start_date else None
+        return GeneratorConfig(
+            seed=self.seed,
+            customers=self.customers,
+            start=start or settings.load().first_day(),
+            drift_from=drift,
+        )
 
     def landing_files(self, table: str, day: date) -> list[Path]:
         folder = Path(self.landing_dir or settings.load().landing_dir) / table / day.isoformat()

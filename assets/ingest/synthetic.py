@@ -1,17 +1,30 @@
 """A deterministic, seeded generator of card and BNPL transactions with late-arriving labels.
 
-Every day is generated on its own from ``(seed, day)``: a daily partition is reproducible, and
-the same seed gives byte-identical data. The customer population (spend level, category tastes,
-devices, home country, weekly and daily rhythm) is drawn once from the seed.
+Every day is generated on its own from ``(seed, day offset)``, the offset counted from the
+configured start of data (``GeneratorConfig.start``): a daily partition is reproducible, the
+same seed gives byte-identical data, and moving the start moves the whole world with it (a day
+of the same offset is the same day, apart from the weekday rhythm). The customer population
+(spend level, category tastes, devices, home country, rhythm, trips, new phones, incidents) is
+drawn once from the seed, its dates as offsets from the start.
 
-Three planted patterns carry the labels; none is named by any column, they show only through
-behaviour (see docs/data.md, "The embedded generator and its planted patterns"):
+The world is meant to be as hard as real data (see docs/data.md, "The embedded generator and its
+planted patterns"); no column names a pattern, they show only through behaviour:
 
-* account takeover: a fraudster probes a customer's account from a new device, then spends in
-  bursts over a few days online, often abroad, in resale-friendly categories;
-* BNPL default: in the ~45 days before defaulting, a customer spends more and more, more
-  erratically, increasingly on instalment plans;
-* card testing: a handful of tiny online purchases at digital-goods merchants from a new device.
+* account takeover: bursts of spending by a fraudster; crude ones from a new device, often
+  abroad, in resale-friendly categories; others imitate the victim (own device, home country,
+  own tastes, spread over the day), more and more of them from a scheduled day;
+* card testing: a handful of small digital purchases from a stranger's device, spaced out over
+  hours from a scheduled day;
+* disputes: ordinary purchases charged back (friendly fraud, merchant errors), a few customers
+  doing it again and again;
+* BNPL stress: in the ~45 days before a default, a customer spends more, more erratically,
+  increasingly on plans; others ramp up the same way and cure; some default with no warning
+  at all;
+* good customers who merely look unusual: resale-category enthusiasts, trips abroad, new
+  phones, shopping sprees, a BNPL promotion from a scheduled day.
+
+Labels arrive late (chargebacks over weeks, defaults over months; ``GeneratorConfig`` bounds),
+and a label that has not arrived by a training cutoff makes its purchase look good.
 """
 
 from __future__ import annotations
@@ -43,9 +56,11 @@ CATEGORIES = (
     "gift_cards",
     "crypto",
 )
-# Log-multiplier of a purchase's size by category (travel and electronics cost more).
-_CATEGORY_AMOUNT = np.array([0.0, -0.3, 0.1, 0.3, 0.5, 0.2, 1.2, -0.2, 1.0, -0.8, 0.4, 0.8])
+# Log-multiplier of a purchase's size by category (travel and electronics cost more; digital
+# goods are small, like card tests).
+_CATEGORY_AMOUNT = np.array([0.0, -0.3, 0.1, 0.3, 0.5, 0.2, 1.2, -0.2, 1.0, -1.3, 0.4, 0.8])
 _RESALE_CATEGORIES = np.array([8, 9, 10, 11])  # electronics, digital goods, gift cards, crypto
+_RESTAURANTS, _RETAIL, _TRAVEL, _ENTERTAINMENT = 1, 3, 6, 7
 _DIGITAL_GOODS, _GIFT_CARDS = 9, 10
 
 COUNTRIES = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "MX", "BR", "IN", "JP")
@@ -55,15 +70,28 @@ CHANNELS = ("online", "pos", "app")
 _ONLINE, _POS, _APP = 0, 1, 2
 _PLANS = np.array([3, 4, 6, 12])
 
-EPOCH = date(2020, 1, 1)  # day numbers (and so random streams) are absolute, not run-relative
+# Random streams and ids are keyed by the day's offset from the start, made non-negative (days
+# before the start are generated for labels' look-back) and kept within 20 bits of the id.
+_DAY_KEY_BIAS = 1 << 19
 _US_PER_DAY = 86_400_000_000
-_BACKGROUND, _TAKEOVER, _DEFAULT_RAMP, _CARD_TEST, _DRIFT = 1, 2, 3, 4, 5
+_BACKGROUND, _TAKEOVER, _DEFAULT_RAMP, _CARD_TEST, _DRIFT, _SPREE, _DISPUTE = 1, 2, 3, 4, 5, 6, 7
+_MERCHANT_PICK = 99
 # The injected drift: amounts x e^0.6 (~1.8), a third of purchases moved to resale categories,
 # and a third of card-present purchases moved online.
 _DRIFT_AMOUNT, _DRIFT_RESALE, _DRIFT_ONLINE = 0.6, 0.35, 0.35
 _FRAUD, _DEFAULT = 1, 2
-MAX_LABEL_DELAY_DAYS = 91  # labels arrive at most this long after their transaction
 _RAMP_DAYS = 45
+_NEVER = 1 << 40
+# Device slots: a customer's own devices are 0-3 (slot 0 replaced by slot 16 after a new phone);
+# sprees may use a new one; fraudsters use strangers' devices.
+_NEW_PHONE_SLOT, _SPREE_SLOT, _CARD_TEST_SLOT, _TAKEOVER_SLOT = 16, 32, 62, 63
+
+# Scheduled pattern shifts, in days from the start: fraudsters adapt on a date, not in reaction.
+_MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 55% from here
+_MIMIC_SHARE = (0.35, 0.55)
+_SLOW_TESTING_FROM = 63  # card testers space their tries over hours instead of one hour
+_PLAN_PROMOTION_FROM = 35  # a BNPL promotion: everybody's plan uptake x1.1 from here
+_PROMOTION_UPTAKE = 1.1
 
 
 @dataclass(frozen=True)
@@ -71,17 +99,34 @@ class GeneratorConfig:
     seed: int = 7
     customers: int = 20_000
     merchants: int = 5_000
-    # Customers join, churn and meet their incidents around this date.
-    anchor: date = date(2026, 1, 1)
+    # The first day of data (RISK_START_DATE): every dated event of the world (joins, churn,
+    # incidents, scheduled pattern shifts) is an offset from it.
+    start: date = date(2026, 1, 1)
     card_hash_key: bytes = b""
     # From this day on (None: never) everyday spending drifts: larger amounts, a shift towards
     # resale-friendly categories and online purchases (``make drift-demo``). Earlier days stay
     # byte-identical.
     drift_from: date | None = None
+    # When labels arrive, in days after the purchase (shortest, longest; skewed towards the
+    # short end): chargebacks over weeks, BNPL defaults over months.
+    chargeback_delay_days: tuple[int, int] = (2, 60)
+    default_delay_days: tuple[int, int] = (30, 90)
+
+    @property
+    def max_label_delay_days(self) -> int:
+        """Labels arrive at most this many days after their purchase."""
+        return max(self.chargeback_delay_days[1], self.default_delay_days[1]) + 1
 
 
-def _day_number(day: date) -> int:
-    return (day - EPOCH).days
+MAX_LABEL_DELAY_DAYS = GeneratorConfig().max_label_delay_days  # the default configuration's
+
+
+def _offset(config: GeneratorConfig, day: date) -> int:
+    return (day - config.start).days
+
+
+def _rng(pop: Population, offset: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([pop.config.seed, offset + _DAY_KEY_BIAS, stream])
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -114,25 +159,43 @@ def card_hash(pans: list[str], key: bytes) -> list[str]:
     return [hmac.new(key, p.encode(), hashlib.sha256).hexdigest() for p in pans]
 
 
+def _delays_us(rng: np.random.Generator, k: int, bounds: tuple[int, int]) -> np.ndarray:
+    """Label delays within ``bounds`` days, skewed short: half in the first third of the range."""
+    low, high = bounds
+    days = low + (high - low) * rng.beta(1.4, 2.8, k)
+    return np.minimum(days * _US_PER_DAY, high * _US_PER_DAY).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Population:
+    """The customers, their habits and their dated events (day offsets from the start)."""
+
     config: GeneratorConfig
-    join_day: np.ndarray  # absolute day numbers
+    join_day: np.ndarray
     churn_day: np.ndarray
     rate: np.ndarray  # purchases a day
     mu: np.ndarray
     sigma: np.ndarray
     category_cdf: np.ndarray  # (customers, categories)
     home: np.ndarray
+    travel_p: np.ndarray  # share of purchases abroad outside trips
     n_devices: np.ndarray
     night_p: np.ndarray
     weekend_factor: np.ndarray
     online_p: np.ndarray
     app_share: np.ndarray
     bnpl_p: np.ndarray
-    takeover_day: np.ndarray  # -1: never
+    new_phone_day: np.ndarray  # from then on slot 0 is a new device
+    trip_day: np.ndarray  # a trip abroad: first day (never: _NEVER), length, country
+    trip_days: np.ndarray
+    trip_country: np.ndarray
+    takeover_day: np.ndarray  # -_NEVER: never
     takeover_days: np.ndarray
-    default_day: np.ndarray  # -1: never
+    mimic: np.ndarray  # the takeover imitates the victim's habits
+    stress_day: np.ndarray  # the end of a BNPL stress ramp (-_NEVER: none) ...
+    defaults: np.ndarray  # ... a default when True, a cure otherwise
+    ramp: np.ndarray  # how visible the ramp is (0: a default without warning)
+    disputers: np.ndarray  # indices of customers who dispute purchases again and again
     merchant_by_category: tuple[np.ndarray, ...]
     customer_ids: pa.Array
     card_hashes: pa.Array
@@ -142,23 +205,32 @@ class Population:
 def population(config: GeneratorConfig) -> Population:
     rng = np.random.default_rng([config.seed, 0xC0FFEE])
     n = config.customers
-    anchor = _day_number(config.anchor)
     established = rng.random(n) < 0.7
-    join_day = np.where(
-        established, anchor - rng.integers(1, 700, n), anchor + rng.integers(0, 365, n)
-    )
-    churn_day = np.where(rng.random(n) < 0.08, anchor + rng.integers(0, 365, n), 1 << 40)
+    join_day = np.where(established, -rng.integers(1, 700, n), rng.integers(0, 365, n))
+    churn_day = np.where(rng.random(n) < 0.08, rng.integers(0, 365, n), _NEVER)
+    # Resale-friendly categories are a small slice of ordinary spending, except for the
+    # enthusiasts (gamers, gadget and crypto fans) who look like fraud and are not.
+    enthusiast = rng.random(n) < 0.08
     alphas = rng.gamma(0.35, 1.0, size=(n, len(CATEGORIES))) + 1e-9
-    # Risky categories are a small slice of ordinary spending.
-    alphas[:, _RESALE_CATEGORIES] *= 0.15
+    alphas[:, _RESALE_CATEGORIES] *= np.where(enthusiast, 3.0, 0.35)[:, None]
     cdf = np.cumsum(alphas / alphas.sum(axis=1, keepdims=True), axis=1)
     cdf[:, -1] = 1.0
+    frequent_traveller = rng.random(n) < 0.12
     bnpl_user = rng.random(n) < 0.35
-    takeover = (rng.random(n) < 0.006) & established
-    defaulter = bnpl_user & (rng.random(n) < 0.06)
+    # Newer customers default more often (visible through their history, not a purchase).
+    defaulter = bnpl_user & (rng.random(n) < np.where(established, 0.08, 0.18))
+    curer = bnpl_user & ~defaulter & (rng.random(n) < 0.04)
+    stress_day = np.where(defaulter | curer, rng.integers(20, 400, n), -_NEVER)
+    # Some defaults (10%) come without warning; the other ramps vary in strength.
+    ramp = rng.beta(5.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.1, 0.0))
+    takeover = (rng.random(n) < 0.013) & established
+    takeover_day = np.where(takeover, rng.integers(-20, 365, n), -_NEVER)
+    mimic_share = np.where(takeover_day >= _MIMIC_FROM, _MIMIC_SHARE[1], _MIMIC_SHARE[0])
+    has_trip = rng.random(n) < 0.35
     merchant_category = rng.choice(len(CATEGORIES), size=config.merchants)
     merchant_category[: len(CATEGORIES)] = np.arange(len(CATEGORIES))  # every category has one
     pans = _luhn_pans(n, rng)
+    home = rng.choice(len(COUNTRIES), size=n, p=_HOME_WEIGHTS / _HOME_WEIGHTS.sum())
     key = config.card_hash_key or settings.load().hash_key()
     return Population(
         config=config,
@@ -168,16 +240,25 @@ def population(config: GeneratorConfig) -> Population:
         mu=rng.normal(3.4, 0.7, n),
         sigma=rng.uniform(0.25, 0.8, n),
         category_cdf=cdf.astype(np.float32),
-        home=rng.choice(len(COUNTRIES), size=n, p=_HOME_WEIGHTS / _HOME_WEIGHTS.sum()),
+        home=home,
+        travel_p=np.where(frequent_traveller, rng.beta(2.0, 8.0, n), 0.01),
         n_devices=np.minimum(1 + rng.poisson(0.6, n), 4),
         night_p=rng.beta(1.0, 14.0, n),
         weekend_factor=rng.lognormal(0.0, 0.35, n),
-        online_p=rng.beta(2.0, 3.0, n),
+        online_p=np.where(enthusiast, rng.beta(5.0, 2.0, n), rng.beta(2.0, 3.0, n)),
         app_share=rng.beta(1.5, 3.0, n),
         bnpl_p=np.where(bnpl_user, rng.beta(2.0, 6.0, n), 0.0),
-        takeover_day=np.where(takeover, anchor + rng.integers(-20, 365, n), -1),
+        new_phone_day=np.where(rng.random(n) < 0.35, rng.integers(-200, 365, n), _NEVER),
+        trip_day=np.where(has_trip, rng.integers(-30, 365, n), _NEVER),
+        trip_days=rng.integers(3, 15, n),
+        trip_country=(home + rng.integers(1, len(COUNTRIES), n)) % len(COUNTRIES),
+        takeover_day=takeover_day,
         takeover_days=rng.integers(2, 6, n),
-        default_day=np.where(defaulter, anchor + rng.integers(20, 400, n), -1),
+        mimic=rng.random(n) < mimic_share,
+        stress_day=stress_day,
+        defaults=defaulter,
+        ramp=ramp,
+        disputers=np.flatnonzero(rng.random(n) < 0.01),
         merchant_by_category=tuple(
             np.flatnonzero(merchant_category == c) for c in range(len(CATEGORIES))
         ),
@@ -205,20 +286,38 @@ class _Batch:
     label_delay_us: np.ndarray
 
 
-def _day_start_us(day_number: int) -> int:
-    start = datetime.combine(EPOCH + timedelta(days=day_number), datetime.min.time(), UTC)
-    return int(start.timestamp()) * 1_000_000
+def _day_start_us(pop: Population, offset: int) -> int:
+    day = pop.config.start + timedelta(days=offset)
+    return int(datetime.combine(day, datetime.min.time(), UTC).timestamp()) * 1_000_000
 
 
 def _device_key(pop: Population, customer: np.ndarray, slot: np.ndarray) -> np.ndarray:
     salt = np.uint64(pop.config.seed) << np.uint64(40)
-    return _splitmix64(salt ^ (customer.astype(np.uint64) * np.uint64(64) + slot)) | np.uint64(1)
+    key = customer.astype(np.uint64) * np.uint64(64) + slot.astype(np.uint64)
+    return _splitmix64(salt ^ key) | np.uint64(1)
+
+
+def _own_device(pop: Population, offset: int, customer: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """One of the customer's own devices; slot 0 is the phone, replaced on its new-phone day."""
+    slot = slot.astype(np.uint64)
+    replaced = (slot == 0) & (offset >= pop.new_phone_day[customer])
+    return _device_key(pop, customer, np.where(replaced, np.uint64(_NEW_PHONE_SLOT), slot))
+
+
+def _on_trip(pop: Population, offset: int, customer: np.ndarray) -> np.ndarray:
+    since = offset - pop.trip_day[customer]
+    return (since >= 0) & (since < pop.trip_days[customer])
+
+
+def _plan_uptake(pop: Population, offset: int, customer: np.ndarray) -> np.ndarray:
+    promoted = _PROMOTION_UPTAKE if offset >= _PLAN_PROMOTION_FROM else 1.0
+    return np.minimum(pop.bnpl_p[customer] * promoted, 0.9)
 
 
 def _purchases(
     pop: Population,
     rng: np.random.Generator,
-    day_number: int,
+    offset: int,
     stream: int,
     customer: np.ndarray,
     *,
@@ -242,31 +341,34 @@ def _purchases(
         _ONLINE,
         np.where(u < online + (1 - online) * pop.app_share[customer], _APP, _POS),
     )
-    slot = np.floor(rng.random(k) * pop.n_devices[customer]).astype(np.uint64)
-    device = _device_key(pop, customer, slot)
+    slot = np.floor(rng.random(k) * pop.n_devices[customer])
+    device = _own_device(pop, offset, customer, slot)
     # Card-present purchases mostly carry no device (a tap with a wallet phone does).
     device[(channel == _POS) & (rng.random(k) < 0.8)] = 0
-    travelling = rng.random(k) < 0.02
+    abroad = rng.random(k) < pop.travel_p[customer]
     country = np.where(
-        travelling,
+        abroad,
         (pop.home[customer] + rng.integers(1, len(COUNTRIES), k)) % len(COUNTRIES),
         pop.home[customer],
     )
-    plan = (rng.random(k) < pop.bnpl_p[customer]) & (cents >= 3_000)
+    # On a trip most purchases are made in the trip's country.
+    away = _on_trip(pop, offset, customer) & (rng.random(k) < 0.85)
+    country = np.where(away, pop.trip_country[customer], country)
+    plan = (rng.random(k) < _plan_uptake(pop, offset, customer)) & (cents >= 3_000)
     installments = np.where(plan, rng.choice(_PLANS, k), 1)
-    ts_us = _day_start_us(day_number) + (hours * 3_600_000_000).astype(np.int64)
+    ts_us = _day_start_us(pop, offset) + (hours * 3_600_000_000).astype(np.int64)
     return _Batch(
-        stream,
-        customer,
-        ts_us,
-        cents,
-        category,
-        channel,
-        device,
-        country,
-        installments,
-        np.zeros(k, np.int8),
-        np.zeros(k, np.int64),
+        stream=stream,
+        customer=customer,
+        ts_us=ts_us,
+        cents=cents,
+        category=category,
+        channel=channel,
+        device=device,
+        country=country,
+        installments=installments,
+        label=np.zeros(k, np.int8),
+        label_delay_us=np.zeros(k, np.int64),
     )
 
 
@@ -277,23 +379,39 @@ def _daytime_hours(pop: Population, rng: np.random.Generator, customer: np.ndarr
     return np.where(night, rng.uniform(0.0, 6.0, k), day_hours)
 
 
-def _active(pop: Population, day_number: int) -> np.ndarray:
-    gone = (pop.default_day >= 0) & (day_number >= pop.default_day)
-    return (pop.join_day <= day_number) & (day_number < pop.churn_day) & ~gone
+def _active(pop: Population, offset: int) -> np.ndarray:
+    gone = pop.defaults & (offset >= pop.stress_day)
+    return (pop.join_day <= offset) & (offset < pop.churn_day) & ~gone
 
 
-def _background(pop: Population, day_number: int) -> _Batch:
-    rng = np.random.default_rng([pop.config.seed, day_number, _BACKGROUND])
-    weekend = (EPOCH + timedelta(days=day_number)).weekday() >= 5
-    lam = pop.rate * np.where(weekend, pop.weekend_factor, 1.0) * _active(pop, day_number)
-    customer = np.repeat(np.arange(len(lam)), rng.poisson(lam))
+def _ramping(pop: Population, offset: int) -> np.ndarray:
+    """Customers in the days before their default or cure (the ramp stream has them)."""
+    left = pop.stress_day - offset
+    return (left > 0) & (left <= _RAMP_DAYS)
+
+
+def _sample_active(pop: Population, rng: np.random.Generator, offset: int, p: float) -> np.ndarray:
+    """About ``p`` of the active customers, drawn as indices: O(drawn), not O(customers)."""
+    n = len(pop.rate)
+    drawn = np.unique(rng.integers(0, n, rng.binomial(n, p)))
+    return drawn[_active(pop, offset)[drawn]]
+
+
+def _background(pop: Population, offset: int) -> _Batch:
+    rng = _rng(pop, offset, _BACKGROUND)
+    weekend = (pop.config.start + timedelta(days=offset)).weekday() >= 5
+    customers = np.arange(len(pop.rate))
+    trip = np.where(_on_trip(pop, offset, customers), 1.3, 1.0)  # holidays spend more
+    everyday = _active(pop, offset) & ~_ramping(pop, offset)
+    lam = pop.rate * np.where(weekend, pop.weekend_factor, 1.0) * trip * everyday
+    customer = np.repeat(customers, rng.poisson(lam))
     hours = _daytime_hours(pop, rng, customer)
     drift = pop.config.drift_from
-    if drift is None or day_number < _day_number(drift):
-        return _purchases(pop, rng, day_number, _BACKGROUND, customer, hours=hours)
+    if drift is None or offset < _offset(pop.config, drift):
+        return _purchases(pop, rng, offset, _BACKGROUND, customer, hours=hours)
     # Drifted: the same draws as an ordinary day (categories first, as _purchases draws them),
     # then the shifts from a stream of their own.
-    shift = np.random.default_rng([pop.config.seed, day_number, _DRIFT])
+    shift = _rng(pop, offset, _DRIFT)
     k = len(customer)
     category = (rng.random((k, 1), dtype=np.float32) > pop.category_cdf[customer]).sum(axis=1)
     moved = shift.random(k) < _DRIFT_RESALE
@@ -301,7 +419,7 @@ def _background(pop: Population, day_number: int) -> _Batch:
     batch = _purchases(
         pop,
         rng,
-        day_number,
+        offset,
         _BACKGROUND,
         customer,
         hours=hours,
@@ -310,130 +428,204 @@ def _background(pop: Population, day_number: int) -> _Batch:
     )
     online = (batch.channel == _POS) & (shift.random(k) < _DRIFT_ONLINE)
     batch.channel[online] = _ONLINE
-    own_device = np.zeros(int(online.sum()), np.uint64)  # slot 0: a device the customer has
-    batch.device[online] = _device_key(pop, customer[online], own_device)
+    batch.device[online] = _own_device(pop, offset, customer[online], np.zeros(online.sum()))
     return batch
 
 
-def _takeover(pop: Population, day_number: int) -> _Batch:
-    """Account takeover: a probe from a new device, then bursts of resale-friendly spending."""
-    rng = np.random.default_rng([pop.config.seed, day_number, _TAKEOVER])
-    since = day_number - pop.takeover_day
-    victims = np.flatnonzero((pop.takeover_day >= 0) & (since >= 0) & (since < pop.takeover_days))
-    probing = since[victims] == 0
-    counts = np.where(probing, rng.integers(1, 3, len(victims)), rng.integers(2, 7, len(victims)))
-    customer = np.repeat(victims, counts)
-    probe = np.repeat(probing, counts)
+def _spree(pop: Population, offset: int) -> _Batch:
+    """Good customers' shopping sprees: bursts like a takeover's, on their own cards."""
+    rng = _rng(pop, offset, _SPREE)
+    shoppers = _sample_active(pop, rng, offset, 1.2e-3)
+    counts = rng.integers(3, 8, len(shoppers))
+    customer = np.repeat(shoppers, counts)
     k = len(customer)
-    # Each burst runs inside a couple of hours that can fall at any time of day.
-    start = np.repeat(rng.uniform(0.0, 22.0, len(victims)), counts)
+    start = np.repeat(np.clip(rng.normal(15.0, 3.5, len(shoppers)), 7.0, 21.5), counts)
     category = np.where(
-        rng.random(k) < 0.75, rng.choice(_RESALE_CATEGORIES, k), rng.integers(0, 12, k)
+        rng.random(k) < 0.5,
+        rng.choice(_RESALE_CATEGORIES, k),
+        rng.choice([_RETAIL, _ENTERTAINMENT, _RESTAURANTS], k),
     )
     batch = _purchases(
         pop,
         rng,
-        day_number,
-        _TAKEOVER,
+        offset,
+        _SPREE,
         customer,
         hours=start + rng.uniform(0.0, 2.0, k),
-        mu_shift=np.where(probe, -1.5, 0.9),
+        mu_shift=0.6,
+        category=category,
+    )
+    batch.channel[:] = np.where(rng.random(k) < 0.7, _ONLINE, _APP)
+    # Some sprees start on a device bought that day.
+    new = np.repeat(rng.random(len(shoppers)) < 0.3, counts)
+    own = _own_device(pop, offset, customer, np.zeros(k))
+    batch.device[:] = np.where(new, _device_key(pop, customer, np.full(k, _SPREE_SLOT)), own)
+    return batch
+
+
+def _takeover(pop: Population, offset: int) -> _Batch:
+    """Account takeover: crude bursts from a new device, or spending that imitates the victim."""
+    rng = _rng(pop, offset, _TAKEOVER)
+    since = offset - pop.takeover_day
+    mimic_days = pop.takeover_days + 3  # imitators go slower, and for longer
+    length = np.where(pop.mimic, mimic_days, pop.takeover_days)
+    victims = np.flatnonzero((since >= 0) & (since < length))
+    mimic = pop.mimic[victims]
+    probing = (since[victims] == 0) & ~mimic
+    counts = np.where(
+        probing,
+        rng.integers(1, 3, len(victims)),
+        np.where(mimic, rng.integers(1, 5, len(victims)), rng.integers(2, 7, len(victims))),
+    )
+    customer = np.repeat(victims, counts)
+    probe, imitating = np.repeat(probing, counts), np.repeat(mimic, counts)
+    k = len(customer)
+    # A crude burst runs inside a couple of hours at any time of day; an imitator keeps to the
+    # victim's own hours and tastes.
+    start = np.repeat(rng.uniform(0.0, 22.0, len(victims)), counts)
+    burst_hours = start + rng.uniform(0.0, 2.0, k)
+    hours = np.where(imitating, _daytime_hours(pop, rng, customer), burst_hours)
+    own_taste = (rng.random((k, 1), dtype=np.float32) > pop.category_cdf[customer]).sum(axis=1)
+    resale = rng.random(k) < np.where(imitating, 0.3, 0.65)
+    category = np.where(resale, rng.choice(_RESALE_CATEGORIES, k), own_taste)
+    batch = _purchases(
+        pop,
+        rng,
+        offset,
+        _TAKEOVER,
+        customer,
+        hours=hours,
+        mu_shift=np.where(probe, -1.5, np.where(imitating, 0.5, 0.7)),
         sigma_shift=0.3,
         category=category,
     )
-    batch.channel[:] = np.where(rng.random(k) < 0.8, _ONLINE, _APP)
-    batch.device[:] = _device_key(pop, customer, np.full(k, 63, np.uint64))
-    abroad = np.repeat(rng.random(len(victims)) < 0.5, counts)
+    # Crude: online or in-app, a fifth with a cloned card at a till abroad; an imitator keeps
+    # the victim's own channels (a wallet tap with the stolen phone at a till).
+    u = rng.random(k)
+    crude_channel = np.where(u < 0.6, _ONLINE, np.where(u < 0.8, _APP, _POS))
+    batch.channel[:] = np.where(imitating, batch.channel, crude_channel)
+    stranger = _device_key(pop, customer, np.full(k, _TAKEOVER_SLOT))
+    hijacked = _own_device(pop, offset, customer, np.zeros(k))  # the victim's own phone
+    batch.device[:] = np.where(imitating, hijacked, stranger)
+    cloned = ~imitating & (batch.channel == _POS)
+    batch.device[cloned] = 0
+    abroad = (np.repeat(rng.random(len(victims)) < 0.5, counts) | cloned) & ~imitating
     foreign = (pop.home[customer] + 1 + customer % (len(COUNTRIES) - 1)) % len(COUNTRIES)
     batch.country[:] = np.where(abroad, foreign, batch.country)
     batch.installments[:] = 1
     batch.label[:] = _FRAUD
-    batch.label_delay_us[:] = rng.integers(2 * _US_PER_DAY, 40 * _US_PER_DAY, k)
+    batch.label_delay_us[:] = _delays_us(rng, k, pop.config.chargeback_delay_days)
     return batch
 
 
-def _default_ramp(pop: Population, day_number: int) -> _Batch:
-    """Before a BNPL default: rising, erratic spending, more and more of it on plans."""
-    rng = np.random.default_rng([pop.config.seed, day_number, _DEFAULT_RAMP])
-    left = pop.default_day - day_number
-    ramping = np.flatnonzero((pop.default_day >= 0) & (left > 0) & (left <= _RAMP_DAYS))
-    ramping = ramping[pop.join_day[ramping] <= day_number]
-    progress = 1.0 - left[ramping] / _RAMP_DAYS
-    counts = rng.poisson(pop.rate[ramping] * (0.3 + 3.0 * progress))
+def _default_ramp(pop: Population, offset: int) -> _Batch:
+    """The 45 days before a default or a cure: all the customer's purchases, rising and erratic
+    and more and more on plans as the day nears (as strongly as the customer's ``ramp``); the
+    plan purchases of those who default are labelled."""
+    rng = _rng(pop, offset, _DEFAULT_RAMP)
+    ramping = np.flatnonzero(_ramping(pop, offset))
+    ramping = ramping[_active(pop, offset)[ramping]]
+    progress = 1.0 - (pop.stress_day[ramping] - offset) / _RAMP_DAYS
+    strength = pop.ramp[ramping] * np.sqrt(progress)  # visible early, strongest at the end
+    counts = rng.poisson(pop.rate[ramping] * (1.0 + 5.0 * strength))
     customer = np.repeat(ramping, counts)
-    progress = np.repeat(progress, counts)
+    strength = np.repeat(strength, counts)
     batch = _purchases(
         pop,
         rng,
-        day_number,
+        offset,
         _DEFAULT_RAMP,
         customer,
         hours=_daytime_hours(pop, rng, customer),
-        mu_shift=0.3 + 0.6 * progress,
-        sigma_shift=0.5 * progress,
+        mu_shift=0.25 * strength,
+        sigma_shift=0.5 * strength,
     )
     k = len(customer)
-    on_plan = rng.random(k) < 0.5 + 0.45 * progress
+    uptake = _plan_uptake(pop, offset, customer)
+    # Plans from $30, as for everybody (no amount gives a ramp away).
+    on_plan = (rng.random(k) < uptake + (0.95 - uptake) * strength) & (batch.cents >= 3_000)
     batch.installments[:] = np.where(on_plan, rng.choice(_PLANS, k), batch.installments)
-    batch.cents[:] = np.where(on_plan, np.maximum(batch.cents, 3_000), batch.cents)
-    batch.label[:] = np.where(batch.installments > 1, _DEFAULT, 0)
-    batch.label_delay_us[:] = rng.integers(30 * _US_PER_DAY, 90 * _US_PER_DAY, k)
+    defaulted = pop.defaults[customer] & (batch.installments > 1)
+    batch.label[:] = np.where(defaulted, _DEFAULT, 0)
+    batch.label_delay_us[:] = _delays_us(rng, k, pop.config.default_delay_days)
     return batch
 
 
-def _card_test(pop: Population, day_number: int) -> _Batch:
-    """Card testing: a few tiny digital purchases from a stranger's device."""
-    rng = np.random.default_rng([pop.config.seed, day_number, _CARD_TEST])
-    # ~2 in 10,000 customers a day; drawn as indices so a day costs O(victims), not O(customers)
-    n = len(pop.rate)
-    tested = np.unique(rng.integers(0, n, rng.binomial(n, 2e-4)))
-    tested = tested[_active(pop, day_number)[tested]]
+def _card_test(pop: Population, offset: int) -> _Batch:
+    """Card testing: a few small digital purchases from a stranger's device."""
+    rng = _rng(pop, offset, _CARD_TEST)
+    tested = _sample_active(pop, rng, offset, 3e-5)
     counts = rng.integers(2, 6, len(tested))
     customer = np.repeat(tested, counts)
     k = len(customer)
-    start = np.repeat(rng.uniform(0.0, 23.0, len(tested)), counts)
+    start = np.repeat(rng.uniform(0.0, 18.0, len(tested)), counts)
+    spread = 6.0 if offset >= _SLOW_TESTING_FROM else 0.9  # hours between first and last try
     category = np.where(rng.random(k) < 0.7, _DIGITAL_GOODS, _GIFT_CARDS)
     batch = _purchases(
         pop,
         rng,
-        day_number,
+        offset,
         _CARD_TEST,
         customer,
-        hours=start + rng.uniform(0.0, 0.9, k),
+        hours=start + rng.uniform(0.0, spread, k),
         category=category,
     )
-    batch.cents[:] = rng.integers(50, 300, k)
+    batch.cents[:] = np.exp(rng.normal(6.2, 0.8, k)).astype(np.int64) + 50  # ~$5, $0.5-$50
     batch.channel[:] = _ONLINE
-    batch.device[:] = _device_key(pop, customer, np.full(k, 62, np.uint64))
+    batch.device[:] = _device_key(pop, customer, np.full(k, _CARD_TEST_SLOT))
     batch.installments[:] = 1
     batch.label[:] = _FRAUD
-    batch.label_delay_us[:] = rng.integers(2 * _US_PER_DAY, 20 * _US_PER_DAY, k)
+    batch.label_delay_us[:] = _delays_us(rng, k, pop.config.chargeback_delay_days)
     return batch
 
 
-def _incidents(pop: Population, day_number: int) -> list[_Batch]:
-    return [_takeover(pop, day_number), _default_ramp(pop, day_number), _card_test(pop, day_number)]
+def _dispute(pop: Population, offset: int) -> _Batch:
+    """Label noise: ordinary purchases charged back as fraud (friendly fraud, merchant errors),
+    mostly card-not-present; a few customers dispute again and again."""
+    rng = _rng(pop, offset, _DISPUTE)
+    serial = pop.disputers[rng.random(len(pop.disputers)) < 2e-3]
+    serial = serial[_active(pop, offset)[serial]]
+    customer = np.concatenate([_sample_active(pop, rng, offset, 2.5e-5), serial])
+    k = len(customer)
+    batch = _purchases(
+        pop, rng, offset, _DISPUTE, customer, hours=_daytime_hours(pop, rng, customer)
+    )
+    batch.channel[:] = np.where(rng.random(k) < 0.6, _ONLINE, batch.channel)
+    batch.installments[:] = 1
+    batch.label[:] = _FRAUD
+    batch.label_delay_us[:] = _delays_us(rng, k, pop.config.chargeback_delay_days)
+    return batch
 
 
-def _transaction_ids(pop: Population, day_number: int, batch: _Batch) -> np.ndarray:
-    """Opaque, unique ids: a bijective mix of (seed, day, stream, sequence)."""
+def _incidents(pop: Population, offset: int) -> list[_Batch]:
+    """The labelled streams (labels replay only these)."""
+    return [
+        _takeover(pop, offset),
+        _default_ramp(pop, offset),
+        _card_test(pop, offset),
+        _dispute(pop, offset),
+    ]
+
+
+def _transaction_ids(pop: Population, offset: int, batch: _Batch) -> np.ndarray:
+    """Opaque, unique ids: a bijective mix of (seed, day offset, stream, sequence)."""
     seq = np.arange(len(batch.customer), dtype=np.uint64)
     raw = (
         (np.uint64(pop.config.seed & 0xFF) << np.uint64(56))
-        | (np.uint64(day_number) << np.uint64(36))
+        | (np.uint64(offset + _DAY_KEY_BIAS) << np.uint64(36))
         | (np.uint64(batch.stream) << np.uint64(32))
         | seq
     )
     return _splitmix64(raw)
 
 
-def _concat(pop: Population, day_number: int, batches: list[_Batch]) -> dict[str, np.ndarray]:
+def _concat(pop: Population, offset: int, batches: list[_Batch]) -> dict[str, np.ndarray]:
     columns = {
         name: np.concatenate([getattr(b, name) for b in batches])
         for name in _Batch.__dataclass_fields__
         if name != "stream"
     }
-    columns["id"] = np.concatenate([_transaction_ids(pop, day_number, b) for b in batches])
+    columns["id"] = np.concatenate([_transaction_ids(pop, offset, b) for b in batches])
     return columns
 
 
@@ -450,13 +642,14 @@ def _decimal_cents(cents: np.ndarray) -> pa.Array:
 def generate_transactions(config: GeneratorConfig, day: date) -> pa.Table:
     """All purchases with ``event_ts`` on ``day`` (UTC), ordered by time, in the raw schema."""
     pop = population(config)
-    dn = _day_number(day)
-    cols = _concat(pop, dn, [_background(pop, dn), *_incidents(pop, dn)])
+    dn = _offset(config, day)
+    streams = [_background(pop, dn), _spree(pop, dn), *_incidents(pop, dn)]
+    cols = _concat(pop, dn, streams)
     order = np.lexsort((cols["id"], cols["ts_us"]))
     cols = {k: v[order] for k, v in cols.items()}
     customer = pa.array(cols["customer"])
     merchants = pop.merchant_by_category
-    pick = np.random.default_rng([config.seed, dn, 99]).random(len(order))
+    pick = _rng(pop, dn, _MERCHANT_PICK).random(len(order))
     merchant = np.empty(len(order), np.int64)
     for c, pool in enumerate(merchants):
         mask = cols["category"] == c
@@ -485,15 +678,21 @@ def generate_transactions(config: GeneratorConfig, day: date) -> pa.Table:
     )
 
 
+@lru_cache(maxsize=128)
+def _labelled(config: GeneratorConfig, offset: int) -> dict[str, np.ndarray]:
+    """A day's incident streams, the only ones carrying labels (ids depend only on their own
+    stream); cached, as consecutive label days replay the same purchase days."""
+    return _concat(population(config), offset, _incidents(population(config), offset))
+
+
 def generate_labels(config: GeneratorConfig, day: date) -> pa.Table:
     """Labels that become known on ``day`` (``label_ts`` that day, UTC), for earlier purchases."""
     pop = population(config)
-    dn = _day_number(day)
-    lo, hi = _day_start_us(dn), _day_start_us(dn + 1)
+    dn = _offset(config, day)
+    lo, hi = _day_start_us(pop, dn), _day_start_us(pop, dn + 1)
     ids, kinds, times = [], [], []
-    for source_day in range(dn - MAX_LABEL_DELAY_DAYS, dn + 1):
-        # Only the incident streams carry labels, and ids depend only on their own stream.
-        cols = _concat(pop, source_day, _incidents(pop, source_day))
+    for source_day in range(dn - config.max_label_delay_days, dn + 1):
+        cols = _labelled(config, source_day)
         label_ts = cols["ts_us"] + cols["label_delay_us"]
         hit = (cols["label"] > 0) & (label_ts >= lo) & (label_ts < hi)
         ids.append(cols["id"][hit])

@@ -1,6 +1,8 @@
 """How a risk model is judged on its test weeks: ranking (ROC AUC, PR AUC), the top of the
-queue a review team works (precision at the top 1% / 5%, recall at 1% false positives, lift of
-the top decile) and calibration (Brier score, expected calibration error)."""
+queue a review team works (precision at the top 1% / 5% -- the top 5% is the "high-risk"
+queue --, recall at 1% false positives, lift of the top decile) and calibration (Brier score,
+expected calibration error); and what the behavioural features add over the transaction-only
+model on the same test rows (``margins``)."""
 
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
@@ -46,3 +48,20 @@ def evaluate(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
         "bad_rate": float(base),
         "rows": float(len(y)),
     }
+
+
+# What a business reads off the comparison: points of ranking gained, and how many times better
+# the top of the queue is.
+_GAINS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_5pct")
+_RATIOS = ("top_decile_lift", "precision_at_5pct", "recall_at_1pct_fpr")
+
+
+def margins(behavioural: dict[str, float], transaction_only: dict[str, float]) -> dict[str, float]:
+    """The behavioural model against the transaction-only one, judged on the same rows:
+    ``<metric>_gain`` (difference) and ``<metric>_ratio`` (quotient; left out when the
+    transaction-only model scores 0, as a tracking store takes no infinity)."""
+    gains = {f"{m}_gain": behavioural[m] - transaction_only[m] for m in _GAINS}
+    ratios = {
+        f"{m}_ratio": behavioural[m] / transaction_only[m] for m in _RATIOS if transaction_only[m]
+    }
+    return gains | ratios

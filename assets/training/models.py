@@ -4,7 +4,7 @@ register them as the challenger and let the gate decide whether it becomes the c
 import json
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -13,13 +13,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.training.metrics import calibration_bins, evaluate
+from assets.training.metrics import calibration_bins, evaluate, margins
 from riskcore import settings
 from riskcore.feature_set import FeatureSet
 from riskcore.model_bundle import ModelBundle, ScoringModel
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 from riskcore.psi import Reference
 from riskcore.registry import CHAMPION, ModelRegistry
+from riskcore.transaction_features import REQUEST_FEATURES
 
 PARAMS = {
     "objective": "binary",
@@ -49,6 +50,7 @@ class TrainedModel:
     reference: dict  # PSI references of every feature and of the score
     splits: dict[str, str]  # first and last purchase time of each split (split_bounds)
     on_known_customers: dict[str, float] | None = None  # transaction-only, behavioural's rows
+    test_matrix: np.ndarray | None = field(default=None, repr=False)  # for SHAP values
 
 
 def rows(table: pa.Table, spec: ModelSpec, split: str) -> pa.Table:
@@ -121,6 +123,7 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
         test_labels=y_test,
         reference=reference,
         splits=split_bounds(parts),
+        test_matrix=x_test,
     )
 
 
@@ -195,6 +198,61 @@ def _plots(trained: dict[str, TrainedModel], folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / f"importance_{kind}.png", dpi=110)
     plt.close("all")
+    behavioural = trained.get(BEHAVIOURAL)
+    if behavioural is not None and behavioural.test_matrix is not None:
+        _shap_summary(behavioural, folder)
+
+
+def shap_sample(t: TrainedModel, good: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """(SHAP values, feature values) on the test rows: every bad one and a seeded sample of
+    the good ones. LightGBM's ``pred_contrib`` gives exact tree SHAP values in log-odds, the
+    last column the expected value."""
+    rng = np.random.default_rng(7)
+    bad, rest = np.flatnonzero(t.test_labels == 1), np.flatnonzero(t.test_labels == 0)
+    rows = np.sort(np.concatenate([bad, rng.choice(rest, min(good, len(rest)), replace=False)]))
+    x = t.test_matrix[rows]
+    booster = t.model.booster
+    contrib = booster.predict(x, num_iteration=booster.best_iteration, pred_contrib=True)
+    return contrib[:, :-1], x
+
+
+def _shap_summary(t: TrainedModel, folder: Path, top: int = 20) -> None:
+    """Which features carry the behavioural model's scores: mean |SHAP| per feature (JSON)
+    and a summary plot of the top ones (each dot a test row, coloured by the feature's value
+    rank: red high, blue low)."""
+    import matplotlib.pyplot as plt
+
+    spec = t.model.spec
+    values, x = shap_sample(t)
+    names = list(spec.feature_names)
+    mean_abs = np.abs(values).mean(axis=0)
+    (folder / "shap_behavioural.json").write_text(
+        json.dumps(dict(zip(names, map(float, mean_abs), strict=True)), indent=1)
+    )
+    order = np.argsort(mean_abs)[-top:]
+    kind = (  # what reads each feature: only "transaction" is the transaction-only model's
+        dict.fromkeys(spec.transaction_features, "vs snapshot")
+        | dict.fromkeys(REQUEST_FEATURES, "transaction")
+        | dict.fromkeys(spec.snapshot_features, "snapshot")
+        | dict.fromkeys(spec.realtime_features, "real-time")
+    )
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(order) + 1.5))
+    jitter = np.random.default_rng(7).uniform(-0.3, 0.3, len(x))
+    for row, i in enumerate(order):
+        column = x[:, i]
+        known = ~np.isnan(column)
+        rank = np.full(len(column), 0.5)
+        rank[known] = np.argsort(np.argsort(column[known])) / max(known.sum() - 1, 1)
+        ax.scatter(values[:, i], row + jitter, c=rank, cmap="coolwarm", s=4, alpha=0.6)
+    ax.set_yticks(range(len(order)), [f"{names[i]} ({kind[names[i]]})" for i in order])
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set(
+        title=f"{spec.target} behavioural model: SHAP values, top {len(order)} features",
+        xlabel="SHAP value (log-odds; red = high feature value, blue = low, grey-ish = missing)",
+    )
+    fig.tight_layout()
+    fig.savefig(folder / "shap_behavioural.png", dpi=110)
+    plt.close(fig)
 
 
 def log_and_register(
@@ -252,6 +310,11 @@ def log_and_register(
                 json.dumps(calibration_bins(t.test_labels, t.test_scores))
             )
             (folder / f"importance_{kind}.json").write_text(json.dumps(t.importance, indent=1))
+        # What the behavioural features add, on the same test rows (known customers').
+        fallback = trained.get(TRANSACTION_ONLY)
+        if BEHAVIOURAL in trained and fallback is not None and fallback.on_known_customers:
+            gained = margins(trained[BEHAVIOURAL].metrics, fallback.on_known_customers)
+            mlflow.log_metrics({f"margin.{k}": v for k, v in gained.items()})
         if snapshot_reference is not None:  # the snapshot it learned from, for drift
             (folder / "reference_snapshot.json").write_text(json.dumps(snapshot_reference))
         _plots(trained, folder)
