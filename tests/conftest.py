@@ -18,6 +18,10 @@ os.environ.setdefault("RISK_START_DATE", "2026-01-01")
 os.environ.setdefault("RISK_AUTOMATIONS", "0")
 
 
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 
 
@@ -47,3 +51,58 @@ def pytest_sessionfinish(session, exitstatus):
     from riskcore import settings
 
     local_redis.stop(settings.load().embedded_redis_dir)
+
+
+# The demo's defaults: the test weeks of a smaller world hold too few defaults to judge.
+CUSTOMERS, DAYS = 20_000, 120
+
+
+@pytest.fixture(scope="session")
+def demo_env(tmp_path_factory):
+    """The environment of `make demo` in a data folder of its own (the user's defaults)."""
+    from riskcore.settings import PROJECT_ROOT
+
+    data = tmp_path_factory.mktemp("demo-data")
+    (data / "dagster_home").mkdir()
+    shutil.copy(PROJECT_ROOT / "resources" / "dagster.yaml", data / "dagster_home")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "RISK_LAKEHOUSE_URI",
+            "RISK_DUCKDB_PATH",
+            "RISK_LANDING_DIR",
+            "REDIS_URL",
+            "MLFLOW_TRACKING_URI",
+        }
+    }
+    env |= {
+        "RISK_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(data / "dagster_home"),
+        "RISK_CUSTOMERS": str(CUSTOMERS),
+    }
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo(demo_env):
+    """The demo run once for the session (tests/test_demo_models.py reads its models, then
+    tests/test_simulate.py runs a short season after its history)."""
+    from resources import local_redis
+    from riskcore.settings import PROJECT_ROOT
+
+    data = Path(demo_env["RISK_DATA_DIR"])
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "demo.run", "--days", str(DAYS)],
+            cwd=PROJECT_ROOT,
+            env=demo_env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        yield data, proc.stdout
+    finally:
+        local_redis.stop(data / "online_store")

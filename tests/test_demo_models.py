@@ -6,56 +6,9 @@ transaction-only one on the same test rows (a broken point-in-time join or snaps
 behavioural model without its behavioural features, would close the gap). Everything is seeded
 and deterministic, so the figures are the same on every run."""
 
-import os
-import shutil
-import subprocess
-import sys
-
 import pytest
 
-from resources import local_redis
-from riskcore.settings import PROJECT_ROOT
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-# The demo's defaults: the test weeks of a smaller world hold too few defaults to judge.
-CUSTOMERS, DAYS = 20_000, 120
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    data = tmp_path_factory.mktemp("demo-data")
-    (data / "dagster_home").mkdir()
-    shutil.copy(PROJECT_ROOT / "resources" / "dagster.yaml", data / "dagster_home")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "RISK_LAKEHOUSE_URI",
-            "RISK_DUCKDB_PATH",
-            "RISK_LANDING_DIR",
-            "REDIS_URL",
-            "MLFLOW_TRACKING_URI",
-        }
-    }
-    env |= {
-        "RISK_DATA_DIR": str(data),
-        "DAGSTER_HOME": str(data / "dagster_home"),
-        "RISK_CUSTOMERS": str(CUSTOMERS),
-    }
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "demo.run", "--days", str(DAYS)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        yield data, proc.stdout
-    finally:
-        local_redis.stop(data / "online_store")
 
 
 def _run_metrics(data, target: str) -> dict[str, float]:
