@@ -10,8 +10,8 @@ separators, every run of whole consecutive groups is a candidate (so the PAN in
 ``ref 1234 4111111111111111`` is found although the 20 digits together are not one).
 
 Digits are Unicode decimal digits (a card number in fullwidth digits is one too). A hex
-hash can hold a Luhn-valid 13-digit run by chance: a field that must be a keyed hash is
-checked for its form first (see assets/ingest/validate.py), not scanned.
+hash can hold a Luhn-valid 13-digit run by chance (0.4% of random 64-hex keyed hashes do):
+a well-formed keyed hash in ``card_hash`` is not scanned (``scanned``).
 
 Cost: texts without 13 digits joined as above (nearly all) are rejected by one regex search;
 see benchmarks/pan.py.
@@ -29,6 +29,7 @@ _GATE = re.compile(r"\d(?:[ .\-]?\d){12}")
 # A chain: digit groups joined by single separators, not inside a longer digit run.
 _CHAIN = re.compile(r"\d+(?:[ .\-]\d+)*")
 _GROUP = re.compile(r"\d+")
+_KEYED_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def _luhn(digits: str) -> bool:
@@ -57,6 +58,11 @@ def _spans(text: str) -> list[tuple[int, int]]:
                 if len(digits) >= MIN_DIGITS and _luhn(digits):
                     found.append((start, groups[j][1]))
     return found
+
+
+def scanned(field: str, value: str) -> bool:
+    """Whether ``field``'s ``value`` is to be scanned: all but a well-formed card_hash."""
+    return field != "card_hash" or _KEYED_HASH.fullmatch(value) is None
 
 
 def find_pan(text: str | None) -> bool:

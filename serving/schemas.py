@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from riskcore.pan import find_pan, scanned
 from riskcore.transaction_features import CHANNELS
 
 Text = Annotated[str, Field(min_length=1, max_length=128)]
@@ -44,6 +45,24 @@ EXAMPLE = {
 }
 
 
+# Card numbers are refused at the door (riskcore/pan.py finds them), in every text of a body:
+# a field, an extra field the schema ignores, a what-if feature's name or value. The error
+# names the field, never the value, nor a key that is the caller's own text.
+#
+# Refused rather than masked: a masked id is another id (idempotency by transaction_id, the
+# customer's record and the response's transaction_id would all change silently), a masked
+# what-if feature scores something the caller did not ask for, and a producer whose card
+# numbers were quietly masked would never learn that it is sending them. A 422 stops the leak
+# at its source, and nothing of a refused request is stored or logged.
+_REFUSED = "holds a card number; card numbers are refused"
+
+
+def _no_card_number(value: str | None) -> str | None:
+    if value is not None and find_pan(value):
+        raise ValueError(_REFUSED)
+    return value
+
+
 class EventRequest(BaseModel):
     """A purchase that happened, for the real-time state (``POST /events``, the event stream).
     Further transaction fields are accepted and ignored, so a producer can send the whole
@@ -64,6 +83,25 @@ class EventRequest(BaseModel):
     )
     merchant_id: Text | None = None
     device_id: Annotated[str, Field(max_length=256)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_card_number_in_extras(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in cls.model_fields:
+                    continue  # each field checks its own value
+                if (
+                    not isinstance(key, str)
+                    or find_pan(key)
+                    or (isinstance(value, str) and scanned(key, value) and find_pan(value))
+                ):
+                    raise ValueError(f"a field the schema ignores {_REFUSED}")
+        return data
+
+    _card_numbers = field_validator(
+        "transaction_id", "customer_id", "merchant_id", "device_id", mode="after"
+    )(_no_card_number)
 
     @field_validator("event_ts", mode="after")
     @classmethod
@@ -119,6 +157,17 @@ class ScoreRequest(EventRequest):
         None, description="With ``features``: their snapshot time (default: event_ts)."
     )
     explain: bool = Field(False, description="Return reason codes even for an approval.")
+
+    _card_number_category = field_validator("merchant_category", mode="after")(_no_card_number)
+
+    @field_validator("features", mode="after")
+    @classmethod
+    def _no_card_number_in_features(cls, features: dict | None) -> dict | None:
+        for name, value in (features or {}).items():
+            texts = value if isinstance(value, list) else [value]
+            if find_pan(name) or any(isinstance(t, str) and find_pan(t) for t in texts):
+                raise ValueError(f"a feature's name or value {_REFUSED}")
+        return features
 
     @field_validator("features_as_of", mode="after")
     @classmethod
