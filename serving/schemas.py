@@ -57,6 +57,19 @@ EXAMPLE = {
 _REFUSED = "holds a card number; card numbers are refused"
 
 
+def _texts(*values: object) -> list[str]:
+    """Every text in JSON-like values (dict keys too)."""
+    out = []
+    for value in values:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            out += _texts(*value.keys(), *value.values())
+        elif isinstance(value, list | tuple):
+            out += _texts(*value)
+    return out
+
+
 def _no_card_number(value: str | None) -> str | None:
     if value is not None and find_pan(value):
         raise ValueError(_REFUSED)
@@ -91,10 +104,8 @@ class EventRequest(BaseModel):
             for key, value in data.items():
                 if key in cls.model_fields:
                     continue  # each field checks its own value
-                if (
-                    not isinstance(key, str)
-                    or find_pan(key)
-                    or (isinstance(value, str) and scanned(key, value) and find_pan(value))
+                if not isinstance(key, str) or any(
+                    find_pan(t) for t in _texts(key, value) if scanned(key, t)
                 ):
                     raise ValueError(f"a field the schema ignores {_REFUSED}")
         return data

@@ -542,3 +542,31 @@ def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("risk_fraud/")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_card_numbers_are_refused_at_every_endpoint_and_never_stored(client, env):
+    import redis as redis_py
+
+    from riskcore.pan import find_pan
+    from tests.pan_checks import SEEDED, redis_card_numbers
+
+    txn = env.transaction("t000004")
+    changes = [{f: pan} for f in ("transaction_id", "merchant_id", "device_id") for pan in SEEDED]
+    changes += [{"features": {pan: 1.0}} for pan in SEEDED]
+    changes += [{"features": {"home_country": pan}} for pan in SEEDED]
+    changes += [{"pan": SEEDED[0]}, {"merchant_category": SEEDED[3]}]
+    for change in changes:
+        for path, body in (
+            ("/score", txn | change),
+            ("/score/batch", {"transactions": [txn, txn | change]}),
+            ("/events", txn | change),
+            ("/events", {"events": [txn | change]}),
+        ):
+            response = client.post(path, json=body, headers=AUTH)
+            assert response.status_code == 422, (path, response.text)
+            assert "card number" in response.text
+            assert not find_pan(response.text) and "1234" not in response.text
+    assert redis_card_numbers(redis_py.Redis.from_url(env.redis.url)) == []
+    _log_rows(client, env)  # flushed: the inference log holds none either (see below)
+    log = DeltaTable(env.log_uri).to_pyarrow_table().to_pylist()
+    assert not any(find_pan(v) for row in log for v in row.values() if isinstance(v, str))
