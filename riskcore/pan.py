@@ -72,6 +72,13 @@ def scanned(field: str, value: str) -> bool:
     return field != "card_hash" or _KEYED_HASH.fullmatch(value) is None
 
 
+def pans(text: str | None) -> list[str]:
+    """The digits of every card number in ``text``."""
+    if not text or _GATE.search(text) is None:
+        return []
+    return [re.sub(r"\D", "", text[start:end]) for start, end in _spans(text)]
+
+
 def find_pan(text: str | None) -> bool:
     """Whether ``text`` holds a card number anywhere."""
     if not text or _GATE.search(text) is None:

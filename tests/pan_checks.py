@@ -1,12 +1,8 @@
 """Reading stored data back to check that it holds no card number (riskcore/pan.py)."""
 
-import re
-
 import redis
 
-from riskcore.pan import find_pan
-
-_ENTRY_ID = re.compile(rb"[0-9]+-[0-9]+")
+from riskcore.pan import pans
 
 # The same card number as entries see it: whole, grouped, after other digits, in fullwidth.
 SEEDED = [
@@ -15,6 +11,7 @@ SEEDED = [
     "4111.1111.1111.1111",
     "ref 1234 4111111111111111",
     "x-5500-0000-0000-0004",
+    "4111111111111111".translate({ord(c): 0xFF10 + int(c) for c in "0123456789"}),
 ]
 
 
@@ -28,8 +25,13 @@ def _texts(value) -> list[str]:
     return [str(value)]
 
 
+SEEDED_DIGITS = {d for text in SEEDED for d in pans(text)}
+
+
 def redis_card_numbers(client: redis.Redis) -> list[str]:
-    """Every key and value in Redis (all types read back) that holds a card number."""
+    """Every key and value in Redis (all types read back) that holds one of the seeded card
+    numbers, however written. (Not every Luhn-valid run: a stored time such as
+    ``1796023096.648140`` is one by the definition, one time in ten.)"""
     found = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
@@ -44,14 +46,9 @@ def redis_card_numbers(client: redis.Redis) -> list[str]:
         elif kind == b"zset":
             value = client.zrange(key, 0, -1, withscores=True)
         elif kind == b"stream":
-            # A dead letter's ``entry`` is Redis's own entry id (a millisecond time: 13 digits,
-            # Luhn-valid one time in ten), not data.
-            value = [
-                {k: v for k, v in fields.items() if not (k == b"entry" and _ENTRY_ID.fullmatch(v))}
-                for _, fields in client.xrange(key)
-            ]
+            value = [fields for _, fields in client.xrange(key)]
         else:
             value = None
         texts = [*_texts(key), *_texts(value)]
-        found += [t for t in texts if find_pan(t)]
+        found += [t for t in texts if SEEDED_DIGITS.intersection(pans(t))]
     return found
