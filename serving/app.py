@@ -55,9 +55,14 @@ API_KEY_HEADER = "X-API-Key"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
-def key_is_valid(given: str | None, keys: tuple[str, ...]) -> bool:
-    """Constant-time comparison with every configured key."""
-    return bool(given) and any(hmac.compare_digest(given, key) for key in keys)
+def key_is_valid(given: bytes | str | None, keys: tuple[str, ...]) -> bool:
+    """Constant-time comparison with every configured key, as bytes: a header is bytes, and
+    ``hmac.compare_digest`` raises on a str that is not ASCII (a 500, not a 401)."""
+    if not given:
+        return False
+    if isinstance(given, str):  # as the ASGI server decoded the header: latin-1, 1:1 to bytes
+        given = given.encode("latin-1", errors="replace")
+    return any(hmac.compare_digest(given, key.encode()) for key in keys)
 
 
 def _require_key(request: Request, key: Annotated[str | None, Security(_api_key)]) -> None:
@@ -371,7 +376,7 @@ class HotPath:
             if scope["method"] != "POST":
                 raise _Refused(405, "use POST")
             config = self.app.state.config
-            given = next((v.decode("latin-1") for k, v in scope["headers"] if k == self._key), "")
+            given = next((v for k, v in scope["headers"] if k == self._key), b"")
             if not key_is_valid(given, config.api_keys):
                 raise _Refused(401, f"missing or invalid {API_KEY_HEADER}")
             body = await self._body(receive, self.MAX_BODY[scope["path"]])

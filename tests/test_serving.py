@@ -571,3 +571,16 @@ def test_card_numbers_are_refused_at_every_endpoint_and_never_stored(client, env
     _log_rows(client, env)  # flushed: the inference log holds none either
     log = DeltaTable(env.log_uri).to_pyarrow_table().to_pylist()
     assert not any(find_pan(v) for row in log for v in row.values() if isinstance(v, str))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    key=st.binary(min_size=1, max_size=40) | st.sampled_from([b"\xe9", API_KEY.encode() + b"\xe9"]),
+    path=st.sampled_from(["/score", "/score/batch", "/events", "/admin/reload", "/features/c1"]),
+    body=st.binary(max_size=64),
+)
+def test_any_api_key_header_bytes_get_a_401_never_a_5xx(client, key, path, body):
+    method = client.get if path.startswith("/features") else client.post
+    extra = {} if method == client.get else {"content": body}
+    response = method(path, headers={"X-API-Key": key}, **extra)
+    assert response.status_code == 401, (key, response.text)
