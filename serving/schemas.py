@@ -3,6 +3,7 @@ request body is validated against. A transaction carries the raw schema's fields
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -27,6 +28,7 @@ FeatureSource = Literal[
     "request",  # snapshot values given in the request (``features``)
     "fallback_new_customer",  # not in the serving snapshot: transaction-only model
     "fallback_store_unavailable",  # store down, slow, empty or expired: transaction-only model
+    "fallback_event_before_snapshot",  # event_ts before the snapshot's as_of: transaction-only
 ]
 
 
@@ -89,7 +91,7 @@ class EventRequest(BaseModel):
         None,
         validate_default=True,
         description="UTC (an offset is converted, a naive time is taken as UTC); default: "
-        "now. Rejected when later than now + the allowed clock skew.",
+        "now. Rejected when later than now + the allowed clock skew, or before 2000.",
     )
     amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)] = Field(
         description="In the settlement currency, > 0, at most 2 decimals."
@@ -120,11 +122,7 @@ class EventRequest(BaseModel):
         now = datetime.now(UTC)
         if at is None:
             return now
-        at = _utc(at)
-        skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
-        if at > now + skew:
-            raise ValueError(f"{at.isoformat()} is in the future (allowed clock skew {skew})")
-        return at
+        return _in_bounds(at, info)
 
 
 class EventBatch(BaseModel):
@@ -178,12 +176,21 @@ class ScoreRequest(EventRequest):
             texts = value if isinstance(value, list) else [value]
             if find_pan(name) or any(isinstance(t, str) and find_pan(t) for t in texts):
                 raise ValueError(f"a feature's name or value {_REFUSED}")
+        for name, value in (features or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: not a finite number")
         return features
 
     @field_validator("features_as_of", mode="after")
     @classmethod
-    def _as_utc(cls, at: datetime | None) -> datetime | None:
-        return at and _utc(at)
+    def _as_utc(cls, at: datetime | None, info: ValidationInfo) -> datetime | None:
+        return at and _in_bounds(at, info)
+
+    @model_validator(mode="after")
+    def _snapshot_before_the_purchase(self) -> ScoreRequest:
+        if self.features_as_of is not None and self.features_as_of > self.event_ts:
+            raise ValueError("features_as_of is after event_ts: features cannot see the future")
+        return self
 
 
 class BatchRequest(BaseModel):
@@ -240,6 +247,21 @@ class FeaturesResponse(BaseModel):
     as_of: datetime
     features: dict[str, float | str | None]
     context: dict[str, str | list[int] | None]
+
+
+# A purchase or a snapshot before this is a broken clock or a default value, not a time.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _in_bounds(at: datetime, info: ValidationInfo) -> datetime:
+    """``at`` in UTC, refused before ``EARLIEST`` or later than now + the allowed skew."""
+    at = _utc(at)
+    if at < EARLIEST:
+        raise ValueError(f"before {EARLIEST:%Y-%m-%d}")
+    skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
+    if at > datetime.now(UTC) + skew:
+        raise ValueError(f"in the future (allowed clock skew {skew})")
+    return at
 
 
 def _utc(at: datetime) -> datetime:

@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import orjson
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
@@ -584,3 +585,37 @@ def test_any_api_key_header_bytes_get_a_401_never_a_5xx(client, key, path, body)
     extra = {} if method == client.get else {"content": body}
     response = method(path, headers={"X-API-Key": key}, **extra)
     assert response.status_code == 401, (key, response.text)
+
+
+def test_time_bounds_and_non_finite_features_are_refused(client, env):
+    txn = env.transaction("t000001")
+    for at in ("0001-01-01T00:00:00Z", "1900-01-01T00:00:00Z"):
+        for path, body in (("/score", txn | {"event_ts": at}), ("/events", txn | {"event_ts": at})):
+            response = client.post(path, json=body, headers=AUTH)
+            assert response.status_code == 422 and "event_ts" in response.text, response.text
+    given = {"features": {"txn_count_7d": 3}}
+    for at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2099-01-01T00:00:00Z"):
+        response = client.post("/score", json=txn | given | {"features_as_of": at}, headers=AUTH)
+        assert response.status_code == 422 and "features_as_of" in response.text, response.text
+    after = txn | given | {"features_as_of": "2026-04-01T00:00:00Z"}
+    assert client.post("/score", json=after, headers=AUTH).status_code == 422
+    body = orjson.dumps(txn | {"features": {"txn_count_7d": 1.0}}).replace(b"1.0", b"%s")
+    for value in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        response = client.post("/score", content=body % value, headers=AUTH)
+        assert response.status_code == 422, (value, response.text)
+
+
+def test_a_purchase_before_the_snapshot_is_not_scored_online(client, env):
+    """Its record counts the purchase itself and what came after: the transaction-only model
+    scores it, and says so."""
+    as_of = serving_env.SERVED_AS_OF
+    row = next(
+        r
+        for r in env.purchases.to_pylist()
+        if r["event_ts"].date() < as_of and r["customer_id"] <= f"c{serving_env.CUSTOMERS - 1:09d}"
+    )
+    body = _score(client, env.transaction(row["transaction_id"]))
+    assert body["feature_source"] == "fallback_event_before_snapshot"
+    assert body["features_as_of"] is None
+    later = env.transaction(row["transaction_id"]) | {"event_ts": f"{as_of}T23:00:00Z"}
+    assert _score(client, later)["feature_source"] == "online"
