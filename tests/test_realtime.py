@@ -317,7 +317,7 @@ def test_events_over_http(env):
         future = one | {"event_ts": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
         assert client.post("/events", json=future, headers=auth).status_code == 422
         assert client.post("/events", content=b"{not json", headers=auth).status_code == 422
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=auth).text
         assert 'risk_events_total{outcome="duplicate"}' in metrics
         assert "/events" in client.get("/openapi.json").json()["paths"]
 

@@ -304,7 +304,7 @@ def test_health_ready_and_metrics(client, env):
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     _score(client, env.transaction("t000003"))
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=AUTH).text
     names = (
         "risk_requests_total",
         "risk_stage_seconds_bucket",
@@ -331,6 +331,16 @@ def test_redis_killed_while_serving_falls_back_then_comes_back(client, env):
         for _ in range(20):
             assert _score(client, txn)["feature_source"] == "fallback_store_unavailable"
         assert client.get("/ready").status_code == 503
+        # The 503s say the store is unavailable, never where it is.
+        where = env.redis.url.split("@")[-1].split("://")[-1].split("/")[0]  # host:port
+        answers = [
+            client.get("/ready"),
+            client.get("/features/c000000007", headers=AUTH),
+            client.post("/events", json=txn, headers=AUTH),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503 and "store unavailable" in answer.text, answer.text
+            assert where not in answer.text and where.split(":")[-1] not in answer.text
     finally:
         env.redis.start()
     deadline = time.monotonic() + 10
@@ -619,3 +629,11 @@ def test_a_purchase_before_the_snapshot_is_not_scored_online(client, env):
     assert body["features_as_of"] is None
     later = env.transaction(row["transaction_id"]) | {"event_ts": f"{as_of}T23:00:00Z"}
     assert _score(client, later)["feature_source"] == "online"
+
+
+def test_metrics_need_the_api_key_unless_made_public(client, env):
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "nope"}).status_code == 401
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+    with TestClient(create_app(env.config(metrics_public=True, inference_log_uri=""))) as public:
+        assert public.get("/metrics").status_code == 200
