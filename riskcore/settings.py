@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         "acted on",
     )
     serving_max_batch: int = _var(500, "most transactions in one `POST /score/batch`")
+    serving_metrics_public: bool = _var(
+        False,
+        "`1`: `GET /metrics` is served without an API key (for a scraper on a private "
+        "network); default: the key is required",
+    )
     fraud_review: float = _var(0.2, "fraud score at or above which a purchase goes to review")
     fraud_decline: float = _var(0.6, "fraud score at or above which a purchase is declined")
     default_review: float = _var(0.3, "default score at or above which a plan goes to review")

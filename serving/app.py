@@ -55,9 +55,14 @@ API_KEY_HEADER = "X-API-Key"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
-def key_is_valid(given: str | None, keys: tuple[str, ...]) -> bool:
-    """Constant-time comparison with every configured key."""
-    return bool(given) and any(hmac.compare_digest(given, key) for key in keys)
+def key_is_valid(given: bytes | str | None, keys: tuple[str, ...]) -> bool:
+    """Constant-time comparison with every configured key, as bytes: a header is bytes, and
+    ``hmac.compare_digest`` raises on a str that is not ASCII (a 500, not a 401)."""
+    if not given:
+        return False
+    if isinstance(given, str):  # as the ASGI server decoded the header: latin-1, 1:1 to bytes
+        given = given.encode("latin-1", errors="replace")
+    return any(hmac.compare_digest(given, key.encode()) for key in keys)
 
 
 def _require_key(request: Request, key: Annotated[str | None, Security(_api_key)]) -> None:
@@ -185,8 +190,9 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         version = scorer.models.champions["fraud"].bundle.feature_set_version
         try:
             found = scorer.store(version).get(customer_id)
-        except OnlineStoreError as exc:
-            raise HTTPException(503, f"online store unavailable: {exc}") from exc
+        except OnlineStoreError as exc:  # the detail names no host: logged, not returned
+            log.warning("/features: online store unavailable: %s", exc)
+            raise HTTPException(503, "store unavailable") from exc
         if not isinstance(found, OnlineRecord):
             raise HTTPException(404, f"no record for this customer ({found.reason})")
         return _json(
@@ -212,7 +218,8 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             try:
                 generation = scorer.store(version).current_generation(fresh=True)
             except OnlineStoreError as exc:
-                problems.append(f"{version}: {exc}")
+                log.warning("/ready: online store unavailable for %s: %s", version, exc)
+                problems.append(f"{version}: store unavailable")
                 continue
             if generation is None or generation.expired:
                 problems.append(f"{version}: no generation serving")
@@ -227,8 +234,10 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         }
         return _json(body, 200 if not problems else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response:
+    @app.get("/metrics", summary="Prometheus metrics (API key unless RISK_SERVING_METRICS_PUBLIC)")
+    async def prometheus(request: Request, key: Annotated[str | None, Security(_api_key)]):
+        if not request.app.state.config.metrics_public:
+            _require_key(request, key)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Reload the models the registry aliases name now")
@@ -236,7 +245,8 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         try:
             return await reload_models(request.app)
         except Exception as exc:  # the running models stay
-            raise HTTPException(503, f"reload failed, models unchanged: {exc}") from exc
+            log.exception("reload failed, models unchanged")
+            raise HTTPException(503, "reload failed, models unchanged (see the log)") from exc
 
     def openapi() -> dict:
         """FastAPI's schema plus the hot endpoints, whose bodies ``HotPath`` parses."""
@@ -371,7 +381,7 @@ class HotPath:
             if scope["method"] != "POST":
                 raise _Refused(405, "use POST")
             config = self.app.state.config
-            given = next((v.decode("latin-1") for k, v in scope["headers"] if k == self._key), "")
+            given = next((v for k, v in scope["headers"] if k == self._key), b"")
             if not key_is_valid(given, config.api_keys):
                 raise _Refused(401, f"missing or invalid {API_KEY_HEADER}")
             body = await self._body(receive, self.MAX_BODY[scope["path"]])
@@ -423,7 +433,8 @@ class HotPath:
         try:  # in a thread: a hung Redis must not stall the loop (and /score) for its timeout
             done = await run_in_threadpool(self.app.state.scorer.events.record, events.events)
         except (redis.RedisError, OnlineStoreError) as exc:
-            raise _Refused(503, f"real-time state unavailable, retry: {exc}") from exc
+            log.warning("/events: real-time state unavailable: %s", exc)
+            raise _Refused(503, "store unavailable, retry") from exc
         for outcome, count in zip(("recorded", "duplicate", "late"), done, strict=True):
             metrics.EVENTS.labels(outcome).inc(count)
         return vars(done)

@@ -31,6 +31,7 @@ class ServingConfig:
     log_max_pending: int = 2_000_000  # rows held while the table is unwritable, then dropped
     hash_key: bytes = b""  # keyed hash of customer ids in the inference log
     alias_poll_s: float = 0.0  # reload when an alias moves (a rollback); 0: SIGHUP/admin only
+    metrics_public: bool = False  # GET /metrics without an API key
 
     @classmethod
     def from_environment(cls) -> ServingConfig:
@@ -46,6 +47,7 @@ class ServingConfig:
             thresholds=Thresholds.from_settings(env),
             alias_poll_s=env.serving_alias_poll_s,
             max_batch=env.serving_max_batch,
+            metrics_public=env.serving_metrics_public,
             inference_log_uri=env.inference_log(),
             log_flush_s=env.inference_log_flush_s,
             hash_key=env.hash_key(),

@@ -7,7 +7,10 @@ only once it is recorded, so a consumer that crashes loses nothing: its pending 
 claimed by a live consumer (XAUTOCLAIM) once idle for ``claim_idle_ms``. Recording is
 idempotent (by transaction_id), so an entry delivered twice counts once. An entry that does not
 validate goes to the dead-letter stream (``<stream>:dead``) with the reason, then is
-acknowledged: a malformed event neither blocks the stream nor disappears.
+acknowledged: a malformed event neither blocks the stream nor disappears. An entry that holds a
+card number (riskcore/pan.py) is never recorded: its dead letter keeps the fields with every
+card number masked, and the entry itself is deleted from the stream (XDEL), so no card number
+stays in Redis.
 
 ``python -m serving.event_stream`` runs one consumer (``REDIS_URL``, ``RISK_EVENTS_STREAM``,
 ``RISK_EVENTS_GROUP``); run as many as the load needs.
@@ -26,6 +29,7 @@ from pydantic import ValidationError
 
 from riskcore import settings
 from riskcore.online_store import OnlineStoreError, RedisClient, connect
+from riskcore.pan import find_pan, mask_pans, scanned
 from riskcore.realtime import RealtimeStore, Recorded
 from riskcore.settings import Settings
 from serving.schemas import EventRequest
@@ -92,9 +96,17 @@ class EventConsumer:
         return len(entries)
 
     def handle(self, entries: list[tuple[bytes, dict]]) -> None:
-        events, bad = [], []
+        events, bad, carded = [], [], []
         for entry_id, fields in entries:
-            doc = {k.decode(): v.decode() for k, v in fields.items()}
+            doc = {
+                k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()
+            }
+            if any(find_pan(k) or (scanned(k, v) and find_pan(v)) for k, v in doc.items()):
+                carded.append(entry_id)  # refused whole, whatever else it holds
+                kept = {k: mask_pans(v) for k, v in doc.items() if k in FIELDS}
+                reason = "holds a card number (masked); card numbers are refused"
+                bad.append((entry_id, kept | {"reason": reason, "entry": entry_id.decode()}))
+                continue
             try:
                 events.append(EventRequest.model_validate(doc, context=self.context))
             except ValidationError as exc:
@@ -103,6 +115,7 @@ class EventConsumer:
                     for e in exc.errors(include_input=False)
                 )
                 kept = {k: v for k, v in doc.items() if k in FIELDS}
+                reason = mask_pans(reason)
                 bad.append((entry_id, kept | {"reason": reason, "entry": entry_id.decode()}))
         if events:
             self.totals.add(self.realtime.record(events))  # raises: nothing is acked
@@ -110,6 +123,8 @@ class EventConsumer:
         for _, letter in bad:
             pipe.xadd(self.dead_letter, letter, maxlen=1_000_000, approximate=True)
         pipe.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
+        if carded:
+            pipe.xdel(self.stream, *carded)
         pipe.execute()
         self.dead += len(bad)
         for _, letter in bad:

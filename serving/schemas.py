@@ -3,6 +3,7 @@ request body is validated against. A transaction carries the raw schema's fields
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from riskcore.pan import find_pan, scanned
 from riskcore.transaction_features import CHANNELS
 
 Text = Annotated[str, Field(min_length=1, max_length=128)]
@@ -26,6 +28,7 @@ FeatureSource = Literal[
     "request",  # snapshot values given in the request (``features``)
     "fallback_new_customer",  # not in the serving snapshot: transaction-only model
     "fallback_store_unavailable",  # store down, slow, empty or expired: transaction-only model
+    "fallback_event_before_snapshot",  # event_ts before the snapshot's as_of: transaction-only
 ]
 
 
@@ -44,6 +47,37 @@ EXAMPLE = {
 }
 
 
+# Card numbers are refused at the door (riskcore/pan.py finds them), in every text of a body:
+# a field, an extra field the schema ignores, a what-if feature's name or value. The error
+# names the field, never the value, nor a key that is the caller's own text.
+#
+# Refused rather than masked: a masked id is another id (idempotency by transaction_id, the
+# customer's record and the response's transaction_id would all change silently), a masked
+# what-if feature scores something the caller did not ask for, and a producer whose card
+# numbers were quietly masked would never learn that it is sending them. A 422 stops the leak
+# at its source, and nothing of a refused request is stored or logged.
+_REFUSED = "holds a card number; card numbers are refused"
+
+
+def _texts(*values: object) -> list[str]:
+    """Every text in JSON-like values (dict keys too)."""
+    out = []
+    for value in values:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            out += _texts(*value.keys(), *value.values())
+        elif isinstance(value, list | tuple):
+            out += _texts(*value)
+    return out
+
+
+def _no_card_number(value: str | None) -> str | None:
+    if value is not None and find_pan(value):
+        raise ValueError(_REFUSED)
+    return value
+
+
 class EventRequest(BaseModel):
     """A purchase that happened, for the real-time state (``POST /events``, the event stream).
     Further transaction fields are accepted and ignored, so a producer can send the whole
@@ -57,7 +91,7 @@ class EventRequest(BaseModel):
         None,
         validate_default=True,
         description="UTC (an offset is converted, a naive time is taken as UTC); default: "
-        "now. Rejected when later than now + the allowed clock skew.",
+        "now. Rejected when later than now + the allowed clock skew, or before 2000.",
     )
     amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)] = Field(
         description="In the settlement currency, > 0, at most 2 decimals."
@@ -65,17 +99,30 @@ class EventRequest(BaseModel):
     merchant_id: Text | None = None
     device_id: Annotated[str, Field(max_length=256)] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_card_number_in_extras(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in cls.model_fields:
+                    continue  # each field checks its own value
+                if not isinstance(key, str) or any(
+                    find_pan(t) for t in _texts(key, value) if scanned(key, t)
+                ):
+                    raise ValueError(f"a field the schema ignores {_REFUSED}")
+        return data
+
+    _card_numbers = field_validator(
+        "transaction_id", "customer_id", "merchant_id", "device_id", mode="after"
+    )(_no_card_number)
+
     @field_validator("event_ts", mode="after")
     @classmethod
     def _not_in_the_future(cls, at: datetime | None, info: ValidationInfo) -> datetime:
         now = datetime.now(UTC)
         if at is None:
             return now
-        at = _utc(at)
-        skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
-        if at > now + skew:
-            raise ValueError(f"{at.isoformat()} is in the future (allowed clock skew {skew})")
-        return at
+        return _in_bounds(at, info)
 
 
 class EventBatch(BaseModel):
@@ -120,10 +167,30 @@ class ScoreRequest(EventRequest):
     )
     explain: bool = Field(False, description="Return reason codes even for an approval.")
 
+    _card_number_category = field_validator("merchant_category", mode="after")(_no_card_number)
+
+    @field_validator("features", mode="after")
+    @classmethod
+    def _no_card_number_in_features(cls, features: dict | None) -> dict | None:
+        for name, value in (features or {}).items():
+            texts = value if isinstance(value, list) else [value]
+            if find_pan(name) or any(isinstance(t, str) and find_pan(t) for t in texts):
+                raise ValueError(f"a feature's name or value {_REFUSED}")
+        for name, value in (features or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: not a finite number")
+        return features
+
     @field_validator("features_as_of", mode="after")
     @classmethod
-    def _as_utc(cls, at: datetime | None) -> datetime | None:
-        return at and _utc(at)
+    def _as_utc(cls, at: datetime | None, info: ValidationInfo) -> datetime | None:
+        return at and _in_bounds(at, info)
+
+    @model_validator(mode="after")
+    def _snapshot_before_the_purchase(self) -> ScoreRequest:
+        if self.features_as_of is not None and self.features_as_of > self.event_ts:
+            raise ValueError("features_as_of is after event_ts: features cannot see the future")
+        return self
 
 
 class BatchRequest(BaseModel):
@@ -180,6 +247,21 @@ class FeaturesResponse(BaseModel):
     as_of: datetime
     features: dict[str, float | str | None]
     context: dict[str, str | list[int] | None]
+
+
+# A purchase or a snapshot before this is a broken clock or a default value, not a time.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _in_bounds(at: datetime, info: ValidationInfo) -> datetime:
+    """``at`` in UTC, refused before ``EARLIEST`` or later than now + the allowed skew."""
+    at = _utc(at)
+    if at < EARLIEST:
+        raise ValueError(f"before {EARLIEST:%Y-%m-%d}")
+    skew = timedelta(seconds=(info.context or {}).get("max_future_s", 300))
+    if at > datetime.now(UTC) + skew:
+        raise ValueError(f"in the future (allowed clock skew {skew})")
+    return at
 
 
 def _utc(at: datetime) -> datetime:

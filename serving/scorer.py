@@ -150,10 +150,15 @@ class Breaker:
 @dataclass(frozen=True, slots=True)
 class Lookup:
     record: OnlineRecord | None
-    source: str  # online | request | fallback_new_customer | fallback_store_unavailable
+    source: str  # online | request | fallback_* (schemas.FeatureSource)
 
 
 UNAVAILABLE = Lookup(None, "fallback_store_unavailable")  # down, slow, empty or expired
+# The purchase happened before the served snapshot's as_of: the record counts the purchase
+# itself and what followed it (its own future), so it is not read; the transaction-only model
+# scores, as for a customer the snapshot does not know. Scored, not refused: a late or
+# replayed purchase still gets a decision, and feature_source says why it is not "online".
+BEFORE_SNAPSHOT = Lookup(None, "fallback_event_before_snapshot")
 
 
 @dataclass(slots=True)
@@ -289,6 +294,8 @@ class Scorer:
                 self._failed(exc)
                 found = [UNAVAILABLE] * len(ask[v])
             for i, lookup in zip(ask[v], found, strict=True):
+                if lookup.record is not None and lookup.record.as_of > requests[i].event_ts:
+                    lookup = BEFORE_SNAPSHOT
                 lookups[v][i] = lookup
         if realtime is not None:
             features = reads[-1].decode(replies[-1])

@@ -176,3 +176,65 @@ def test_the_demo_partner_file_lands_two_rows_and_quarantines_three(lake, monkey
     report = ingest_day("transactions", DAY, sources, lakehouse)
     assert (report.rows, report.quarantined) == (2, 3)
     assert "4111" not in json.dumps(_read(lakehouse, QUARANTINE).to_pylist(), default=str)
+
+
+def test_card_numbers_in_any_field_of_a_landing_file_are_quarantined_masked(lake):
+    from riskcore.pan import find_pan
+    from tests.pan_checks import SEEDED
+
+    lakehouse, landing = lake
+    folder = landing / "transactions" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    fields = ["transaction_id", "customer_id", "merchant_id", "merchant_category", "device_id"]
+    seeded = [{f: p} for f in fields for p in SEEDED]
+    seeded += [{"channel": SEEDED[0]}, {"card_hash": SEEDED[2]}]  # a reason quotes the channel
+    partner = {"merchant_id": "1" * 20, "device_id": "ab" * 32}  # a 20-digit id is no card
+    pacsv.write_csv(_rows(partner, *seeded), folder / "partner.csv")
+    sources = RawSources(synthetic=False, landing_dir=str(landing))
+
+    report = ingest_day("transactions", DAY, sources, lakehouse)
+    assert (report.rows, report.quarantined) == (1, len(seeded))
+    stored = _read(lakehouse, QUARANTINE).to_pylist()
+    assert all("card-number-like value" in r["reason"] for r in stored)
+    texts = [v for r in stored for v in r.values() if isinstance(v, str)]
+    texts += [v for r in stored for v in json.loads(r["row_json"]).values() if v]
+    assert not any(find_pan(t) for t in texts)
+    assert _read(lakehouse, TRANSACTIONS)["merchant_id"].to_pylist() == ["1" * 20]
+
+
+def test_landing_csvs_are_read_as_written_and_a_bad_row_is_quarantined_alone(lake):
+    lakehouse, landing = lake
+    folder = landing / "transactions" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    header = ",".join(GOOD)
+
+    def line(tid: str, **change) -> str:
+        row = GOOD | {"transaction_id": tid, "device_id": ""} | change
+        return ",".join(v for v in row.values())
+
+    body = [
+        line("na", country="NA"),  # Namibia
+        line("null", merchant_id="NULL"),
+        line("n/a", merchant_category="N/A"),
+        line("nan", device_id="nan"),
+        "ragged,row",
+        line("ragged-pan", merchant_id="x") + ",4111 1111 1111 1111",
+        line("empty"),
+    ]
+    raw = (header + "\n" + "\n".join(body) + "\n").encode()
+    raw += line("latin1", merchant_id="caf\xe9").encode("latin-1") + b"\n"
+    (folder / "partner.csv").write_bytes(raw)
+    sources = RawSources(synthetic=False, landing_dir=str(landing))
+
+    report = ingest_day("transactions", DAY, sources, lakehouse)
+    good = {r["transaction_id"]: r for r in _read(lakehouse, TRANSACTIONS).to_pylist()}
+    assert set(good) == {"na", "null", "n/a", "nan", "empty"}
+    assert good["na"]["country"] == "NA" and good["null"]["merchant_id"] == "NULL"
+    assert good["n/a"]["merchant_category"] == "N/A" and good["nan"]["device_id"] == "nan"
+    assert good["empty"]["device_id"] is None  # an empty field is null
+    stored = _read(lakehouse, QUARANTINE).to_pylist()
+    assert report.quarantined == len(stored) == 3
+    reasons = sorted(r["reason"] for r in stored)
+    assert [r.split(":")[0] for r in reasons][:2] == ["ragged row", "ragged row"]
+    assert reasons[2] == "undecodable bytes (not UTF-8)"
+    assert "4111" not in json.dumps(stored, default=str)

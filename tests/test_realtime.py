@@ -317,6 +317,32 @@ def test_events_over_http(env):
         future = one | {"event_ts": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
         assert client.post("/events", json=future, headers=auth).status_code == 422
         assert client.post("/events", content=b"{not json", headers=auth).status_code == 422
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=auth).text
         assert 'risk_events_total{outcome="duplicate"}' in metrics
         assert "/events" in client.get("/openapi.json").json()["paths"]
+
+
+def test_an_event_with_a_card_number_is_dead_lettered_masked_and_never_kept(store):
+    from tests.pan_checks import SEEDED, redis_card_numbers
+
+    client = store.client
+    ok = {"customer_id": "c", "amount": "5.00", "event_ts": T0.isoformat()}
+    carded = [
+        ok | {"transaction_id": f"p{i}", field: pan}
+        for i, (field, pan) in enumerate(
+            (f, p) for f in ("transaction_id", "merchant_id", "device_id") for p in SEEDED
+        )
+    ]
+    carded.append(ok | {"transaction_id": "p-bad", "amount": "-1", "device_id": SEEDED[0]})
+    publish(client, [*carded, ok | {"transaction_id": "fine", "device_id": "1" * 20}])
+    client.xadd("risk:events", {"transaction_id": "extra", "pan": SEEDED[1]} | ok)
+    consumer = EventConsumer(client, name="a", block_ms=10, claim_idle_ms=0)
+    consumer.ensure_group()
+    while consumer.poll():
+        pass
+    assert consumer.totals.recorded == 1  # the 20-digit device id is no card number
+    assert consumer.dead == len(carded) + 1
+    letters = [fields for _, fields in client.xrange("risk:events:dead")]
+    assert all(b"card number" in letter[b"reason"] for letter in letters)
+    assert client.xlen("risk:events") == 1  # the card-bearing entries are deleted
+    assert redis_card_numbers(client) == []

@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import orjson
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
@@ -303,7 +304,7 @@ def test_health_ready_and_metrics(client, env):
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     _score(client, env.transaction("t000003"))
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=AUTH).text
     names = (
         "risk_requests_total",
         "risk_stage_seconds_bucket",
@@ -330,6 +331,16 @@ def test_redis_killed_while_serving_falls_back_then_comes_back(client, env):
         for _ in range(20):
             assert _score(client, txn)["feature_source"] == "fallback_store_unavailable"
         assert client.get("/ready").status_code == 503
+        # The 503s say the store is unavailable, never where it is.
+        where = env.redis.url.split("@")[-1].split("://")[-1].split("/")[0]  # host:port
+        answers = [
+            client.get("/ready"),
+            client.get("/features/c000000007", headers=AUTH),
+            client.post("/events", json=txn, headers=AUTH),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503 and "store unavailable" in answer.text, answer.text
+            assert where not in answer.text and where.split(":")[-1] not in answer.text
     finally:
         env.redis.start()
     deadline = time.monotonic() + 10
@@ -542,3 +553,87 @@ def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("risk_fraud/")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_card_numbers_are_refused_at_every_endpoint_and_never_stored(client, env):
+    import redis as redis_py
+
+    from riskcore.pan import find_pan
+    from tests.pan_checks import SEEDED, redis_card_numbers
+
+    txn = env.transaction("t000004")
+    _score(client, txn)  # the inference log exists
+    changes = [{f: pan} for f in ("transaction_id", "merchant_id", "device_id") for pan in SEEDED]
+    changes += [{"features": {pan: 1.0}} for pan in SEEDED]
+    changes += [{"features": {"home_country": pan}} for pan in SEEDED]
+    changes += [{"pan": SEEDED[0]}, {"merchant_category": SEEDED[3]}]
+    for change in changes:
+        for path, body in (
+            ("/score", txn | change),
+            ("/score/batch", {"transactions": [txn, txn | change]}),
+            ("/events", txn | change),
+            ("/events", {"events": [txn | change]}),
+        ):
+            response = client.post(path, json=body, headers=AUTH)
+            assert response.status_code == 422, (path, response.text)
+            assert "card number" in response.text
+            assert not find_pan(response.text) and "1234" not in response.text
+    assert redis_card_numbers(redis_py.Redis.from_url(env.redis.url)) == []
+    _log_rows(client, env)  # flushed: the inference log holds none either
+    log = DeltaTable(env.log_uri).to_pyarrow_table().to_pylist()
+    assert not any(find_pan(v) for row in log for v in row.values() if isinstance(v, str))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    key=st.binary(min_size=1, max_size=40) | st.sampled_from([b"\xe9", API_KEY.encode() + b"\xe9"]),
+    path=st.sampled_from(["/score", "/score/batch", "/events", "/admin/reload", "/features/c1"]),
+    body=st.binary(max_size=64),
+)
+def test_any_api_key_header_bytes_get_a_401_never_a_5xx(client, key, path, body):
+    method = client.get if path.startswith("/features") else client.post
+    extra = {} if method == client.get else {"content": body}
+    response = method(path, headers={"X-API-Key": key}, **extra)
+    assert response.status_code == 401, (key, response.text)
+
+
+def test_time_bounds_and_non_finite_features_are_refused(client, env):
+    txn = env.transaction("t000001")
+    for at in ("0001-01-01T00:00:00Z", "1900-01-01T00:00:00Z"):
+        for path, body in (("/score", txn | {"event_ts": at}), ("/events", txn | {"event_ts": at})):
+            response = client.post(path, json=body, headers=AUTH)
+            assert response.status_code == 422 and "event_ts" in response.text, response.text
+    given = {"features": {"txn_count_7d": 3}}
+    for at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2099-01-01T00:00:00Z"):
+        response = client.post("/score", json=txn | given | {"features_as_of": at}, headers=AUTH)
+        assert response.status_code == 422 and "features_as_of" in response.text, response.text
+    after = txn | given | {"features_as_of": "2026-04-01T00:00:00Z"}
+    assert client.post("/score", json=after, headers=AUTH).status_code == 422
+    body = orjson.dumps(txn | {"features": {"txn_count_7d": 1.0}}).replace(b"1.0", b"%s")
+    for value in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        response = client.post("/score", content=body % value, headers=AUTH)
+        assert response.status_code == 422, (value, response.text)
+
+
+def test_a_purchase_before_the_snapshot_is_not_scored_online(client, env):
+    """Its record counts the purchase itself and what came after: the transaction-only model
+    scores it, and says so."""
+    as_of = serving_env.SERVED_AS_OF
+    row = next(
+        r
+        for r in env.purchases.to_pylist()
+        if r["event_ts"].date() < as_of and r["customer_id"] <= f"c{serving_env.CUSTOMERS - 1:09d}"
+    )
+    body = _score(client, env.transaction(row["transaction_id"]))
+    assert body["feature_source"] == "fallback_event_before_snapshot"
+    assert body["features_as_of"] is None
+    later = env.transaction(row["transaction_id"]) | {"event_ts": f"{as_of}T23:00:00Z"}
+    assert _score(client, later)["feature_source"] == "online"
+
+
+def test_metrics_need_the_api_key_unless_made_public(client, env):
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "nope"}).status_code == 401
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+    with TestClient(create_app(env.config(metrics_public=True, inference_log_uri=""))) as public:
+        assert public.get("/metrics").status_code == 200

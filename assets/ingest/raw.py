@@ -15,7 +15,7 @@ from assets.ingest.contract import (
     TRANSACTIONS_PARTITION,
     TRANSACTIONS_SCHEMA,
 )
-from assets.ingest.sources import RawSources, UnreadableFile
+from assets.ingest.sources import RawSources, RejectedRows, UnreadableFile
 from assets.ingest.validate import validate_labels, validate_transactions
 from assets.names import INGEST
 from assets.partitions import daily_partitions, monthly_batches
@@ -80,6 +80,21 @@ def _unreadable(table: str, day: date, source: str, exc: UnreadableFile) -> pa.T
     return pa.Table.from_pylist([row], QUARANTINE_SCHEMA)
 
 
+def _rejected(table: str, day: date, source: str, rejected: RejectedRows) -> pa.Table:
+    rows = [
+        {
+            "source_table": table,
+            "partition_date": day,
+            "source": source,
+            "row_number": -1,  # not a row of the file's table: the line (or record) is kept
+            "reason": reason,
+            "row_json": json.dumps(kept),
+        }
+        for reason, kept in rejected.rows
+    ]
+    return pa.Table.from_pylist(rows, QUARANTINE_SCHEMA)
+
+
 def _ids(*tables: pa.Table) -> pa.Table:
     """The transaction ids of several tables as one column (their fields' nullability aside)."""
     chunks = [chunk for t in tables for chunk in t["transaction_id"].chunks]
@@ -99,6 +114,9 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
     for source, rows in sources.batches(table, day):
         if isinstance(rows, UnreadableFile):
             bad.append(_unreadable(table, day, source, rows))
+            continue
+        if isinstance(rows, RejectedRows):
+            bad.append(_rejected(table, day, source, rows))
             continue
         if table == "transactions":
             seen = _ids(known, *good)  # stored days and earlier sources of this day

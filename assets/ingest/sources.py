@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from dagster import ConfigurableResource
 from assets.ingest.contract import LABELS_SCHEMA, TRANSACTIONS_SCHEMA
 from assets.ingest.synthetic import GeneratorConfig, generate_labels, generate_transactions
 from riskcore import settings
+from riskcore.pan import mask_pans
 
 _SCHEMAS = {"transactions": TRANSACTIONS_SCHEMA, "labels": LABELS_SCHEMA}
 
@@ -22,19 +24,70 @@ class UnreadableFile(Exception):
     """A landing file that cannot be parsed at all; it is quarantined whole, never deleted."""
 
 
-def _read_landing_file(path: Path, table: str) -> pa.Table:
+@dataclass(frozen=True)
+class RejectedRows:
+    """Rows of a landing file that could not be read (a ragged row, bytes that are not UTF-8):
+    each is quarantined alone, the file's other rows are read. ``rows``: (reason, what is kept
+    of the row, card numbers masked)."""
+
+    rows: list[tuple[str, dict]]
+
+
+def _read_landing_file(path: Path, table: str) -> tuple[pa.Table, RejectedRows]:
+    """A landing file's rows as written: in a CSV only an empty field is null (no ``NA``,
+    ``NULL``, ``N/A``, ``nan`` tokens: ``NA`` is Namibia), every value text."""
     try:
         if path.suffix == ".parquet":
-            return pq.read_table(path)
+            return pq.read_table(path), RejectedRows([])
         names = _SCHEMAS[table].names
-        return pacsv.read_csv(
+        rejected: list[tuple[str, dict]] = []
+
+        def ragged(row: pacsv.InvalidRow) -> str:
+            fields, expected = row.actual_columns, row.expected_columns
+            reason = f"ragged row: {fields} fields, the header has {expected}"
+            rejected.append((reason, {"line": row.number, "text": mask_pans(row.text)}))
+            return "skip"
+
+        rows = pacsv.read_csv(
             path,
+            read_options=pacsv.ReadOptions(use_threads=False),  # line numbers known
+            parse_options=pacsv.ParseOptions(invalid_row_handler=ragged),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True
+                column_types=dict.fromkeys(names, pa.binary()),
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
             ),
         )
     except (pa.ArrowException, OSError) as exc:
         raise UnreadableFile(f"unreadable file {path.name}: {exc}") from exc
+    return _decoded(rows, rejected)
+
+
+def _decoded(rows: pa.Table, rejected: list[tuple[str, dict]]) -> tuple[pa.Table, RejectedRows]:
+    """Every column as UTF-8 text; a row with bytes that are not UTF-8 is rejected alone."""
+    bad: set[int] = set()
+    for column in rows.columns:
+        if pa.types.is_binary(column.type):
+            try:
+                column.cast(pa.string())
+            except pa.ArrowInvalid:
+                for i, value in enumerate(column.to_pylist()):
+                    try:
+                        value is None or value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        bad.add(i)
+    for i in sorted(bad):
+        text = {
+            name: mask_pans(v.decode("utf-8", errors="replace")) if isinstance(v, bytes) else v
+            for name, v in rows.slice(i, 1).to_pylist()[0].items()
+        }
+        rejected.append(("undecodable bytes (not UTF-8)", {"record": i, "row": text}))
+    if bad:
+        keep = pa.array([i not in bad for i in range(rows.num_rows)])
+        rows = rows.filter(keep)
+    strings = [c.cast(pa.string()) if pa.types.is_binary(c.type) else c for c in rows.columns]
+    return pa.table(strings, names=rows.column_names), RejectedRows(rejected)
 
 
 class RawSources(ConfigurableResource):
@@ -76,13 +129,20 @@ class RawSources(ConfigurableResource):
         folder = Path(self.landing_dir or settings.load().landing_dir) / table / day.isoformat()
         return sorted(p for p in folder.glob("*") if p.suffix in {".parquet", ".csv"})
 
-    def batches(self, table: str, day: date) -> Iterator[tuple[str, pa.Table | UnreadableFile]]:
-        """(source name, rows) for every source of ``table`` on ``day``."""
+    def batches(
+        self, table: str, day: date
+    ) -> Iterator[tuple[str, pa.Table | UnreadableFile | RejectedRows]]:
+        """(source name, rows) for every source of ``table`` on ``day``; a landing file's rows
+        that could not be read follow its rows."""
         if self.synthetic:
             make = generate_transactions if table == "transactions" else generate_labels
             yield "synthetic", make(self.generator_config(), day)
         for path in self.landing_files(table, day):
             try:
-                yield path.name, _read_landing_file(path, table)
+                rows, rejected = _read_landing_file(path, table)
             except UnreadableFile as exc:
                 yield path.name, exc
+                continue
+            yield path.name, rows
+            if rejected.rows:
+                yield path.name, rejected

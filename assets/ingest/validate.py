@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import date
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assets.ingest.contract import (
     CHANNELS,
@@ -20,25 +22,31 @@ from assets.ingest.contract import (
     QUARANTINE_SCHEMA,
     TRANSACTIONS_SCHEMA,
 )
+from riskcore.pan import find_pan, mask_pans, scanned
 
-_MASK = "[masked: looked like a card number]"
+# The gate of riskcore/pan.py, vectorised (RE2): only rows it matches are scanned in Python.
+_MAY_HOLD_PAN = r"[\p{Nd} .\-]{13}"
 
-# A run of 13-19 digits (spaces or dashes allowed) that stands alone (not inside a longer
-# alphanumeric token such as a hex hash) and passes the Luhn check is a card number.
-_MACROS = """
-create or replace temp macro luhn_ok(d) as
-    list_sum(list_transform(string_split(reverse(d), ''), lambda c, i:
-        case when i % 2 = 0 then c::int * 2 - (case when c::int * 2 > 9 then 9 else 0 end)
-             else c::int end)) % 10 = 0;
-create or replace temp macro looks_like_pan(s) as case
-    when regexp_matches(s, '(?:^|[^0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?:$|[^0-9A-Za-z])')
-    then coalesce(len(list_filter(
-        list_transform(regexp_extract_all(
-                           s, '(?:^|[^0-9A-Za-z])([0-9][0-9 -]*[0-9])(?:$|[^0-9A-Za-z])', 1),
-                       lambda r: regexp_replace(r, '[ -]', '', 'g')),
-        lambda d: len(d) between 13 and 19 and luhn_ok(d))) > 0, false)
-    else false end;
-"""
+
+def _card_numbers(text: pa.Table, names: list[str]) -> tuple[pa.Array, dict[str, pa.Array]]:
+    """Which rows hold a card number in any field (riskcore/pan.py, the one detector; a
+    well-formed keyed hash in card_hash is not scanned), and every field with its card numbers
+    masked."""
+    any_pan = [False] * text.num_rows
+    masked = {}
+    for name in names:
+        column = text[name]
+        maybe = pc.fill_null(pc.match_substring_regex(column, _MAY_HOLD_PAN), False)
+        if not pc.any(maybe).as_py():
+            masked[name] = column
+            continue
+        values = column.to_pylist()
+        for i in np.flatnonzero(maybe.to_numpy(zero_copy_only=False)).tolist():
+            if scanned(name, values[i]) and find_pan(values[i]):
+                any_pan[i] = True
+                values[i] = mask_pans(values[i])
+        masked[name] = pa.array(values, pa.string())
+    return pa.array(any_pan, pa.bool_()), masked
 
 
 @dataclass(frozen=True)
@@ -79,20 +87,16 @@ def _run(
 ) -> Validated:
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    con.execute(_MACROS)
-    con.register("incoming", _as_text(rows, schema))
-    con.register("known_ids", known_ids or pa.table({"transaction_id": pa.array([], pa.string())}))
+    text = _as_text(rows, schema)
     names = schema.names
-    pan = " or ".join(f"looks_like_pan({n})" for n in names if n != "card_hash")
-    # A well-formed keyed hash is hex by construction; anything else in that field is scanned.
-    if "card_hash" in names:
-        pan += (
-            " or (looks_like_pan(card_hash) and not regexp_full_match(card_hash, '[0-9a-f]{64}'))"
-        )
-    masked = ", ".join(
-        f"'{n}': case when looks_like_pan({n}) then '{_MASK}' else {n} end" for n in names
-    )
-    checks = [*checks, f"case when {pan} then 'card-number-like value in a text field' end"]
+    has_pan, masked = _card_numbers(text, names)
+    text = text.append_column("_pan", has_pan)
+    for name in names:
+        text = text.append_column(f"_m_{name}", masked[name])
+    con.register("incoming", text)
+    con.register("known_ids", known_ids or pa.table({"transaction_id": pa.array([], pa.string())}))
+    masked_row = ", ".join(f"'{n}': _m_{n}" for n in names)
+    checks = [*checks, "case when _pan then 'card-number-like value in a text field' end"]
     con.execute(f"""
         create temp table checked as
         with base as (
@@ -118,11 +122,15 @@ def _run(
     quarantined = con.sql(
         f"""select '{source_table}' as source_table, ?::date as partition_date,
                    ? as source, _row as row_number, reason,
-                   to_json({{{masked}}})::varchar as row_json
+                   to_json({{{masked_row}}})::varchar as row_json
             from checked where reason <> '' order by _row""",
         params=[day, source],
     ).to_arrow_table()
     con.close()
+    # A reason may quote a value ("unknown channel ..."): masked like the row.
+    reasons = pa.array([mask_pans(r) for r in quarantined["reason"].to_pylist()], pa.string())
+    at = quarantined.schema.get_field_index("reason")
+    quarantined = quarantined.set_column(at, "reason", reasons)
     return Validated(good.cast(schema), quarantined.cast(QUARANTINE_SCHEMA))
 
 
