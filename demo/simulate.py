@@ -34,6 +34,7 @@ from datetime import time as clock_time
 
 import numpy as np
 from dagster import DagsterInstance, RunRequest, build_sensor_context
+from pydantic import ValidationError
 
 from assets.features.online import newest_as_of_date, online_customer_features
 from assets.features.registry import load_feature_set
@@ -81,7 +82,10 @@ def purchases(sources: RawSources, day: date) -> list[ScoreRequest]:
         fields = [name for name in REQUEST_FIELDS if name in table.column_names]
         for row in table.sort_by("event_ts").select(fields).to_pylist():
             row["amount"] = str(row["amount"])
-            requests.append(ScoreRequest.model_validate(row))
+            try:
+                requests.append(ScoreRequest.model_validate(row))
+            except ValidationError as exc:  # refused at the door, as the service would (422)
+                log.warning("%s refused: %s", row["transaction_id"], exc.errors()[0]["msg"])
     return requests
 
 
