@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from assets.partitions import built_days
@@ -64,18 +65,20 @@ def start_dagster(port: int) -> subprocess.Popen:
         ),
         start_new_session=True,
     )
-    from dagster_graphql import DagsterGraphQLClient
-
-    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    deadline = time.time() + 180
-    while time.time() < deadline:
+    deadline = time.time() + 240
+    while time.time() < deadline:  # up once the webserver answers
         try:
-            client.get_run_status("00000000-0000-0000-0000-000000000000")
-        except Exception as exc:  # up once it answers GraphQL (an unknown run is an answer)
-            if "Connection refused" not in str(exc) and "Max retries" not in str(exc):
-                return proc
-        time.sleep(1)
-    raise SystemExit("dagster dev did not start within 180 s")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                pass
+            from dagster_graphql import DagsterGraphQLClient
+
+            DagsterGraphQLClient(
+                "127.0.0.1", port_number=port
+            )._get_repo_locations_and_names_with_pipeline("daily_features")
+            return proc
+        except Exception:
+            time.sleep(2)
+    raise SystemExit("dagster dev did not start within 240 s")
 
 
 def from_the_ui(port: int, day: str) -> float:
@@ -84,8 +87,15 @@ def from_the_ui(port: int, day: str) -> float:
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    began = time.perf_counter()
-    run_id = client.submit_job_execution("daily_features", tags={"dagster/partition": day})
+    for _ in range(120):  # the code location may still be loading: the UI would wait too
+        try:
+            began = time.perf_counter()
+            run_id = client.submit_job_execution("daily_features", tags={"dagster/partition": day})
+            break
+        except Exception:
+            time.sleep(2)
+    else:
+        raise SystemExit("the code location never accepted the run")
     while (status := client.get_run_status(run_id)) not in (
         DagsterRunStatus.SUCCESS,
         DagsterRunStatus.FAILURE,

@@ -1,15 +1,14 @@
 """The one card-number (PAN) detector: every entry (the API, the event stream, landing files)
 asks it whether a text holds a card number, and masks with it what it keeps of a refused input.
 
-A card number is a Luhn-valid run of 13-19 digits, written whole (``4111111111111111``) or in
+A card number is a Luhn-valid run of 13-19 digits, written whole (sixteen digits in a row) or in
 groups joined by single spaces, dots or dashes (``4111 1111 1111 1111``, ``4111.1111.1111.1111``,
-``4111-111111-11111``), wherever it stands in a text (``ref 1234 4111111111111111``,
-``card:4111111111111111``, ``pan=4111111111111111``). It starts and ends at a group boundary:
-digits that are part of a longer unbroken digit run are not one (a 20-digit partner id
-passes), nor are digits glued to a letter (``x4111111111111111``: the digit run of a hex id or
-a hash; 0.3% of random UUIDs would otherwise be refused). Among groups joined by
-separators, every run of whole consecutive groups is a candidate (so the PAN in
-``ref 1234 4111111111111111`` is found although the 20 digits together are not one).
+``4111-111111-11111``), wherever it stands in a text (after ``ref 1234 ``, ``card:`` or
+``pan=``). It starts and ends at a group boundary: digits that are part of a longer unbroken
+digit run are not one (a 20-digit partner id passes), nor are digits glued to a letter (the
+digit run of a hex id or a hash; 0.3% of random UUIDs would otherwise be refused). Among
+groups joined by separators, every run of whole consecutive groups is a candidate (so a card
+number after ``ref 1234`` is found although the 20 digits together are not one).
 
 Digits are Unicode decimal digits (a card number in fullwidth digits is one too). A hex
 hash can hold a Luhn-valid 13-digit run by chance (0.4% of random 64-hex keyed hashes do):
