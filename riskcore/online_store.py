@@ -264,12 +264,17 @@ class OnlineStore:
         fetched, generation = self._pointer
         if fresh or time.monotonic() - fetched > self.pointer_cache_s:
             key = self.pointer_key
-            (fields,) = self.transport.execute([(key, ("HGETALL", key))])
-            if isinstance(fields, list):  # RESP2 answers a flat list, RESP3 a map
-                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            fields = self._hash(key)
             generation = Generation.from_fields(fields) if fields else None
             self._pointer = (time.monotonic(), generation)
         return generation
+
+    def _hash(self, key: str) -> dict[bytes, bytes]:
+        """A hash's fields (empty for a missing key): RESP2 answers a flat list, RESP3 a map."""
+        (fields,) = self.transport.execute([(key, ("HGETALL", key))])
+        if isinstance(fields, list):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        return fields or {}
 
     def get(self, customer_id: str) -> OnlineRecord | Missing:
         return self.transport.run(self.lookup_commands([customer_id]))[0]
@@ -478,9 +483,7 @@ class OnlineStore:
 
     def pinned(self) -> dict[str, str] | None:
         """The as_of an operator rolled back, with the reason and when; None when none."""
-        (fields,) = self.transport.execute([(self.pin_key, ("HGETALL", self.pin_key))])
-        if isinstance(fields, list):
-            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        fields = self._hash(self.pin_key)
         return {k.decode(): v.decode() for k, v in fields.items()} if fields else None
 
     def roll_back(self, reason: str) -> tuple[Generation, Generation]:
@@ -490,9 +493,7 @@ class OnlineStore:
         TTL back. Returns (restored, rolled back). Only within the superseded generation's
         lifetime (RISK_ONLINE_ROLLBACK_WINDOW_S): its records must still be there."""
         current = self.current_generation(fresh=True)
-        (fields,) = self.transport.execute([(self.previous_key, ("HGETALL", self.previous_key))])
-        if isinstance(fields, list):
-            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        fields = self._hash(self.previous_key)
         if current is None or not fields:
             raise OnlineStoreError(
                 "no previous generation to roll back to (it lives for the rollback window "
