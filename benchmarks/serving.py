@@ -91,7 +91,7 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     """Per-stage time of a score and the fast path against booster.predict, in this process."""
     from serving.config import ServingConfig
     from serving.schemas import ScoreRequest
-    from serving.scorer import Scorer, _model_and_input, _transaction
+    from serving.scorer import Scorer, _model_and_input, _transaction, waited
 
     config = ServingConfig(
         api_keys=(KEY,),
@@ -115,7 +115,7 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     version = champion.bundle.feature_set_version
     rows = []
     for r in requests[:2000]:
-        lookups, realtime = scorer._read_store([r], scorer.models)
+        lookups, realtime = waited(scorer._read_store([r], scorer.models))
         record = lookups[version][0].record
         rows.append(_model_and_input(champion, _transaction(r), record, realtime and realtime[0]))
     model = champion.bundle.behavioural

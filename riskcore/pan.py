@@ -27,6 +27,9 @@ MIN_DIGITS, MAX_DIGITS = 13, 19
 
 # Cheap gate (no backtracking): 13 characters in a row that could belong to a card number.
 _GATE = re.compile(r"[\d .\-]{13}")
+# Where the gate passes: the runs of those characters (maximal). An unbroken run of more than
+# MAX_DIGITS digits (a 20-digit id) holds no card number; other runs are scanned.
+_RUN = re.compile(r"[\d .\-]{13,}")
 # A chain: digit groups joined by single separators, not inside a longer digit run.
 _CHAIN = re.compile(r"\d+(?:[ .\-]\d+)*")
 _GROUP = re.compile(r"\d+")
@@ -81,6 +84,8 @@ def find_pan(text: str | None) -> bool:
     """Whether ``text`` holds a card number anywhere."""
     if not text or _GATE.search(text) is None:
         return False
+    if all(run.isdecimal() and len(run) > MAX_DIGITS for run in _RUN.findall(text)):
+        return False  # only ids of more digits than a card number has (cheap; common)
     return bool(_spans(text))
 
 

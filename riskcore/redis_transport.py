@@ -85,6 +85,7 @@ class RedisTransport:
         # Every connection made, for close(); weak: a finished thread's goes with the thread.
         self._opened: weakref.WeakSet[redis.Connection] = weakref.WeakSet()
         self._opened_lock = threading.Lock()
+        self._waiting: set[redis.Connection] = set()  # sent on, replies not read yet
 
     @cached_property
     def where(self) -> str:
@@ -98,24 +99,43 @@ class RedisTransport:
     def execute_reads(self, reads: Sequence[Read]) -> list[list]:
         """The replies of several reads sent together (one packet per server); each read's
         replies are returned separately, for its decoder."""
-        replies = self.execute([c for read in reads for c in read.commands])
-        out, start = [], 0
-        for read in reads:
-            out.append(replies[start : start + len(read.commands)])
-            start += len(read.commands)
-        return out
+        return self.send_reads(reads).receive_reads()
 
     def execute(self, commands: list[Keyed]) -> list:
         """The replies of the commands, in their order. Raises ``OnlineStoreUnavailable``."""
+        return self.send(commands).receive()
+
+    def send_reads(self, reads: Sequence[Read]) -> InFlight:
+        """Several reads sent together; their replies to be received (``InFlight``)."""
+        return self.send([c for read in reads for c in read.commands], reads)
+
+    def send(self, commands: list[Keyed], reads: Sequence[Read] = ()) -> InFlight:
+        """Send the commands; their replies are read by ``InFlight.receive``, so an event
+        loop can serve other requests meanwhile (``InFlight.fileno`` turns readable when the
+        replies arrive). A single server's call of up to ``WINDOW`` commands is split so; any
+        other call (a cluster, a snapshot's writes) is exchanged whole here. Raises
+        ``OnlineStoreUnavailable``."""
         if not commands:
-            return []
+            return InFlight(self, commands, reads, replies=[])
         try:
-            replies, failed = self._exchange(commands)
+            if not self._cluster and len(commands) <= WINDOW:  # a lookup: the short way
+                conn = self._connection("", self.client)
+                if conn in self._waiting:
+                    raise RuntimeError("a call is still waiting for its replies on this thread")
+                try:
+                    packed = b"".join([hiredis.pack_command(c) for _, c in commands])
+                    conn.send_packed_command([packed])
+                except BaseException:
+                    conn.disconnect()
+                    raise
+                self._waiting.add(conn)
+                return InFlight(self, commands, reads, conn=conn)
+            replies, failed = self._exchange_windowed(self._route(commands), commands)
             if failed:
                 self._recover(commands, replies, failed)
         except redis.RedisError as exc:
             raise OnlineStoreUnavailable(explain(exc, self.where)) from exc
-        return replies
+        return InFlight(self, commands, reads, replies=replies)
 
     def _recover(self, commands: list[Keyed], replies: list, failed: list[int]) -> None:
         """After error replies: the commands that failed with NOSCRIPT or MOVED are repaired
@@ -155,17 +175,6 @@ class RedisTransport:
     def _exchange(self, commands: list[Keyed]) -> tuple[list, list[int]]:
         """Send every command and read every reply. Error replies are returned in place (their
         indexes as the second value): the connection is still in step after one."""
-        if not self._cluster and len(commands) <= WINDOW:  # a lookup: the short way
-            conn = self._connection("", self.client)
-            replies: list = [None] * len(commands)
-            failed: list[int] = []
-            try:
-                conn.send_packed_command([b"".join([hiredis.pack_command(c) for _, c in commands])])
-                self._read(conn, range(len(commands)), replies, failed)
-            except BaseException:
-                conn.disconnect()  # replies may be left unread: reconnect on the next call
-                raise
-            return replies, failed
         return self._exchange_windowed(self._route(commands), commands)
 
     def _exchange_windowed(
@@ -254,3 +263,69 @@ def explain(exc: redis.RedisError, where: str) -> str:
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"Redis at {where} did not answer ({text})"
     return f"Redis at {where} answered {type(exc).__name__}: {text}"
+
+
+class InFlight:
+    """Commands sent, their replies not read yet (``RedisTransport.send``). ``receive`` reads
+    them (waiting if they have not all arrived, up to the client's socket timeout) or
+    raises ``OnlineStoreUnavailable``; ``abandon`` gives up on them (the connection is closed:
+    replies left unread must never answer a later call)."""
+
+    __slots__ = ("_abandoned", "_conn", "_transport", "commands", "reads", "replies")
+
+    def __init__(
+        self,
+        transport: RedisTransport,
+        commands: list[Keyed],
+        reads: Sequence[Read] = (),
+        *,
+        conn: redis.Connection | None = None,
+        replies: list | None = None,
+    ):
+        self._transport, self.commands, self.reads = transport, commands, reads
+        self._conn, self.replies, self._abandoned = conn, replies, False
+
+    def fileno(self) -> int | None:
+        """The socket the replies arrive on; None when they are already here."""
+        if self._conn is None or self._conn._sock is None:
+            return None
+        return self._conn._sock.fileno()
+
+    def receive(self) -> list:
+        """The replies of the commands, in their order."""
+        if self.replies is not None:
+            return self.replies
+        conn, transport = self._conn, self._transport
+        if self._abandoned:
+            raise OnlineStoreUnavailable(f"Redis at {transport.where} did not answer in time")
+        self._conn = None
+        transport._waiting.discard(conn)
+        replies: list = [None] * len(self.commands)
+        failed: list[int] = []
+        try:
+            try:
+                transport._read(conn, range(len(self.commands)), replies, failed)
+            except BaseException:
+                conn.disconnect()  # replies may be left unread: reconnect on the next call
+                raise
+            if failed:
+                transport._recover(self.commands, replies, failed)
+        except redis.RedisError as exc:
+            raise OnlineStoreUnavailable(explain(exc, transport.where)) from exc
+        self.replies = replies
+        return replies
+
+    def receive_reads(self) -> list[list]:
+        """The replies split by read (``RedisTransport.send_reads``), for each one's decoder."""
+        replies = self.receive()
+        out, start = [], 0
+        for read in self.reads:
+            out.append(replies[start : start + len(read.commands)])
+            start += len(read.commands)
+        return out
+
+    def abandon(self) -> None:
+        if self._conn is not None:
+            self._transport._waiting.discard(self._conn)
+            self._conn.disconnect()
+            self._conn, self._abandoned = None, True

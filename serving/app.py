@@ -17,9 +17,11 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import select
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 import orjson
@@ -36,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from riskcore.codec import InvalidValue
 from riskcore.online_store import OnlineRecord, OnlineStoreError, safe_url
+from riskcore.redis_transport import InFlight
 from serving import metrics
 from serving.config import ServingConfig
 from serving.inference_log import InferenceLog
@@ -289,43 +292,107 @@ def _operation(request: type, response: type, summary: str) -> dict:
 
 class MicroBatcher:
     """Single scores that arrive while the event loop is busy are scored together: one Redis
-    round trip and one pass per model for all of them, on the loop, at the next turn. An idle
-    server scores each request alone, a loop turn (microseconds) after it arrived; a busy one
-    amortizes the lookup and the model calls over the requests that queued meanwhile, so the
-    cost per request falls as the load rises. Results are those of scoring one by one (the
-    same lookups, the same scores bit for bit); a request that fails fails alone."""
+    round trip and one pass per model for all of them, on the loop. An idle server scores
+    each request alone, a loop turn (microseconds) after it arrived; a busy one amortizes the
+    lookup and the model calls over the requests that queued meanwhile, so the cost per
+    request falls as the load rises. Results are those of scoring one by one (the same
+    lookups, the same scores bit for bit); a request that fails fails alone.
+
+    The loop does not wait for Redis: a batch's reads are sent, and while their replies are
+    on their way the loop parses and queues the next requests (measured: a blocking round
+    trip held the loop ~15% of the time under load). One batch is in flight at a time; one
+    whose replies do not come within the store's timeout falls back like any failed lookup."""
 
     def __init__(self, scorer: Callable[[], Scorer], max_size: int = 64):
         self.scorer, self.max_size = scorer, max_size
         self.pending: list[tuple[ScoreRequest, float, asyncio.Future]] = []
+        self.in_flight: _Batch | None = None
 
     def submit(self, request: ScoreRequest, received: float) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if not self.pending:
+        if not self.pending and self.in_flight is None:
             loop.call_soon(self._run)
         self.pending.append((request, received, future))
         return future
 
     def _run(self) -> None:
+        if self.in_flight is not None or not self.pending:
+            return
         batch, self.pending = self.pending[: self.max_size], self.pending[self.max_size :]
-        if self.pending:
-            asyncio.get_running_loop().call_soon(self._run)
         scorer = self.scorer()
+        steps = scorer.scoring([b[0] for b in batch], [b[1] for b in batch])
+        self._step(_Batch(batch, scorer, steps))
+
+    def _step(self, job: _Batch) -> None:
+        """Advance a batch: to its next wait for Redis (watched on the loop), or to its end."""
+        loop = asyncio.get_running_loop()
         try:
-            results = scorer.score_many([b[0] for b in batch], [b[1] for b in batch])
+            in_flight = job.steps.send(None)
+        except StopIteration as done:
+            self._settle(job.batch, done.value)
         except Exception:  # one bad request (e.g. invalid given features): score each alone
-            results = []
-            for request, received, _ in batch:
-                try:
-                    results.append(scorer.score(request, received))
-                except Exception as exc:
-                    results.append(exc)
+            self._settle(job.batch, self._one_by_one(job))
+        else:
+            fd = in_flight.fileno()
+            if fd is None:  # already answered
+                return self._step(job)
+            job.in_flight, job.fd = in_flight, fd
+            loop.add_reader(fd, self._answered, job)
+            timeout = job.scorer.config.redis_timeout_ms / 1000
+            job.timer = loop.call_later(timeout, self._timed_out, job)
+            self.in_flight = job
+            return
+        self.in_flight = None
+        if self.pending:
+            loop.call_soon(self._run)
+
+    def _answered(self, job: _Batch) -> None:
+        self._stop_watching(job)
+        self._step(job)
+
+    def _timed_out(self, job: _Batch) -> None:
+        self._stop_watching(job)
+        if not select.select([job.fd], [], [], 0)[0]:  # not answered while the loop was busy
+            job.in_flight.abandon()  # its receive now fails: the batch falls back
+        self._step(job)
+
+    def _stop_watching(self, job: _Batch) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(job.fd)
+        job.timer.cancel()
+
+    @staticmethod
+    def _one_by_one(job: _Batch) -> list:
+        results = []
+        for request, received, _ in job.batch:
+            try:
+                results.append(job.scorer.score(request, received))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    @staticmethod
+    def _settle(batch: list, results: list) -> None:
         for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
             if isinstance(result, Exception):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch being scored: its requests, its scorer and where its scoring stands."""
+
+    batch: list
+    scorer: Scorer
+    steps: Generator
+    in_flight: InFlight | None = None
+    fd: int = -1
+    timer: asyncio.TimerHandle | None = None
 
 
 class _Refused(Exception):

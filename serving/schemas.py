@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from riskcore.pan import find_pan, scanned
+from riskcore.pan import find_pan
 from riskcore.transaction_features import CHANNELS
 
 Text = Annotated[str, Field(min_length=1, max_length=128)]
@@ -83,7 +83,7 @@ class EventRequest(BaseModel):
     Further transaction fields are accepted and ignored, so a producer can send the whole
     transaction; none of them is stored."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [EXAMPLE]})
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE]})
 
     transaction_id: Text
     customer_id: Text
@@ -99,18 +99,17 @@ class EventRequest(BaseModel):
     merchant_id: Text | None = None
     device_id: Annotated[str, Field(max_length=256)] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_card_number_in_extras(cls, data: object) -> object:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if key in cls.model_fields:
-                    continue  # each field checks its own value
-                if not isinstance(key, str) or any(
-                    find_pan(t) for t in _texts(key, value) if scanned(key, t)
-                ):
-                    raise ValueError(f"a field the schema ignores {_REFUSED}")
-        return data
+    @model_validator(mode="after")
+    def _no_card_number_in_extras(self) -> EventRequest:
+        """Extra fields are kept only until scanned here, then dropped (never stored). Kept
+        rather than ignored by the schema: a "before" validator would have pydantic build
+        the whole body as Python objects first, for every request."""
+        extras = self.__pydantic_extra__
+        if extras:
+            if any(find_pan(t) for key, value in extras.items() for t in _texts(key, value)):
+                raise ValueError(f"a field the schema ignores {_REFUSED}")
+            extras.clear()
+        return self
 
     _card_numbers = field_validator(
         "transaction_id", "customer_id", "merchant_id", "device_id", mode="after"

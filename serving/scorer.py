@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import get_args
+from typing import TypeVar, get_args
 
 import numpy as np
 from redis.backoff import NoBackoff
@@ -35,7 +36,7 @@ from riskcore.online_store import (
 )
 from riskcore.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
 from riskcore.realtime import RealtimeStore
-from riskcore.redis_transport import Read, RedisTransport
+from riskcore.redis_transport import InFlight, Read, RedisTransport
 from riskcore.registry import CHALLENGER, CHAMPION, MODEL_NAMES, ModelRegistry, RegisteredModel
 from riskcore.targets import TARGETS, Thresholds
 from riskcore.timestamps import micros
@@ -56,6 +57,7 @@ _SOURCE = {s: metrics.FEATURE_SOURCE.labels(s) for s in get_args(FeatureSource)}
 _DECISION = {d: metrics.DECISIONS.labels(d) for d in SEVERITY}
 _SCORE = {t: metrics.SCORES.labels(t) for t in TARGETS}
 TOP_REASONS = 5
+T = TypeVar("T")
 FAST_ROWS = 16
 
 
@@ -258,12 +260,15 @@ class Scorer:
 
     def _read_store(
         self, requests: list[ScoreRequest], models: ModelSet
-    ) -> tuple[dict[str, list[Lookup]], list[np.ndarray | None] | None]:
+    ) -> Generator[InFlight, None, tuple[dict[str, list[Lookup]], list[np.ndarray | None] | None]]:
         """Each feature-set version's snapshot records and (when a model reads them) the
         real-time features, read together: one packet per Redis node, one round trip. A
         purchase whose customer no snapshot knows needs no real-time features (None). When
         the store cannot be read, every purchase falls back; a what-if's given record too when
-        the models read real-time features: they learned with them, so are not used without."""
+        the models read real-time features: they learned with them, so are not used without.
+
+        A generator: it yields once the reads are sent (their ``InFlight``), so the caller can
+        do other work until the replies arrive, and returns the lookups (``scoring``)."""
         lookups = {v: self._given(requests, v) for v in models.versions}
         ask = {v: [i for i, found in enumerate(f) if found is None] for v, f in lookups.items()}
         realtime: list[np.ndarray | None] | None = None
@@ -282,7 +287,13 @@ class Scorer:
             if realtime is not None:  # for every purchase: most customers are known
                 queries = [(r.customer_id, r.event_ts, r.transaction_id) for r in requests]
                 reads.append(self.realtime.read_commands(queries))
-            replies = self.transport.execute_reads(reads)
+            in_flight = self.transport.send_reads(reads)
+            try:
+                yield in_flight
+            except BaseException:  # the caller gave up on this batch
+                in_flight.abandon()
+                raise
+            replies = in_flight.receive_reads()
         except OnlineStoreError as exc:
             self._failed(exc)
             return self._unavailable(lookups, realtime is not None), realtime
@@ -349,9 +360,18 @@ class Scorer:
         """Score transactions: one round trip to Redis (the snapshot records and the real-time
         state of all of them) and one pass per model. ``received``: when each request arrived
         (its total time counts from there: parsing and waiting for its batch included)."""
+        return waited(self.scoring(requests, received))
+
+    def scoring(
+        self, requests: list[ScoreRequest], received: list[float] | None = None
+    ) -> Generator[InFlight, None, list[Scored]]:
+        """``score_many`` as a generator that yields while Redis answers (the reads' ``InFlight``:
+        its socket turns readable when the replies are in), for an event loop that serves
+        other requests meanwhile (``serving/app.py``'s ``MicroBatcher``); it yields nothing
+        when there is nothing to read."""
         began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
-        lookups, realtime = self._read_store(requests, models)
+        lookups, realtime = yield from self._read_store(requests, models)
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}
@@ -491,6 +511,15 @@ class Scorer:
                 if score is not None:
                     setattr(row, f"shadow_{target}_score", score)
                     setattr(row, f"shadow_{target}_model", shadow.label)
+
+
+def waited(steps: Generator[InFlight, None, T]) -> T:
+    """What a generator of ``Scorer`` returns, waiting in place (blocking) while Redis answers."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value
 
 
 def _as_lookup(found: OnlineRecord | Missing) -> Lookup:

@@ -369,6 +369,39 @@ def test_a_hung_redis_costs_one_timeout_then_the_breaker_falls_back_at_once(clie
         time.sleep(0.05)
 
 
+def test_the_loop_serves_on_while_a_batch_waits_for_redis(client, env):
+    """A batch's reads are sent and the event loop goes on (here: counting its turns) until the
+    replies come, or the timeout: a hung Redis costs the batch a fallback, not the loop."""
+    import asyncio
+
+    from serving.app import MicroBatcher
+    from serving.schemas import ScoreRequest
+
+    scorer = client.app.state.scorer
+    scorer.breaker.success()  # closed: the batch asks Redis
+    known = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
+    request = ScoreRequest.model_validate(env.transaction(known["transaction_id"]))
+    batcher = MicroBatcher(lambda: scorer)
+
+    async def waiting() -> tuple[int, object]:
+        turns, future = 0, batcher.submit(request, time.perf_counter())
+        while not future.done():
+            turns += 1
+            await asyncio.sleep(0.001)
+        return turns, future.result()
+
+    assert scorer.score(request).feature_source == "online"  # connected, on this thread
+    os.kill(env.redis.process.pid, signal.SIGSTOP)
+    try:
+        turns, result = asyncio.run(waiting())
+    finally:
+        os.kill(env.redis.process.pid, signal.SIGCONT)
+    assert result.feature_source == "fallback_store_unavailable"
+    assert turns >= 10  # the loop turned during the 50 ms timeout
+    scorer.breaker.success()
+    assert asyncio.run(waiting())[1].feature_source == "online"
+
+
 def test_the_inference_log_holds_no_customer_id_or_card_data(client, env):
     txn = env.transaction("t000005")
     _score(client, txn)
@@ -501,7 +534,7 @@ def test_concurrent_scores_are_batched_alike_and_a_bad_one_fails_alone(client, e
     bad = ScoreRequest.model_validate(env.transaction(ids[0]) | {"features": {"nope": 1}})
     batcher = MicroBatcher(lambda: scorer)
     sizes = []
-    real = scorer.score_many
+    real = scorer.scoring
 
     def counting(requests, received=None):
         sizes.append(len(requests))
@@ -511,11 +544,11 @@ def test_concurrent_scores_are_batched_alike_and_a_bad_one_fails_alone(client, e
         futures = [batcher.submit(r, time.perf_counter()) for r in [*good, bad]]
         return await asyncio.gather(*futures, return_exceptions=True)
 
-    scorer.score_many = counting
+    scorer.scoring = counting
     try:
         results = asyncio.run(together())
     finally:
-        del scorer.score_many
+        del scorer.scoring
     assert sizes[0] == len(good) + 1  # one batch (then one by one, for the bad request)
     assert isinstance(results[-1], InvalidValue)
     singles = [scorer.score(r) for r in good]
