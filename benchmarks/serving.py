@@ -143,6 +143,13 @@ def main() -> None:
     parser.add_argument("--rates", default="500,1000,1700,2500")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--overload",
+        type=float,
+        default=2.0,
+        help="offered load in the overload phase, as a "
+        "multiple of the production server's closed-loop rate (0: skip the phase)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -193,6 +200,10 @@ def main() -> None:
                     results.setdefault((name, rate), []).append(run)
             for name, port in ports.items():
                 results.setdefault((name, 0), []).append(load(port, str(bodies_file), 6))
+        overload = None
+        if args.overload:
+            capacity = statistics.median(r["rps"] for r in results[("production", 0)])
+            overload = overloaded(ports["production"], str(bodies_file), capacity * args.overload)
     finally:
         for server in servers:
             server.terminate()  # the production server commits its log on the way out
@@ -214,8 +225,37 @@ def main() -> None:
             f"{name:<11} {offered:>9} {m['rps']:>9.0f} {m['p50_ms']:>7.2f} {m['p95_ms']:>7.2f} "
             f"{m['p99_ms']:>7.2f} {f'{low:.1f}-{high:.1f}':>15} {m['errors']:>6.0f}"
         )
+    if overload:
+        print(
+            f"\nOverload: {overload['offered']:,.0f} req/s offered to production "
+            f"({args.overload:g}x its closed loop), 10 s open loop: "
+            f"{overload['rps']:,.0f} answered/s, p50 "
+            f"{overload['p50_ms']:.2f} ms, p99 {overload['p99_ms']:.2f} ms, "
+            f"{overload['errors']:.0f} errors; {overload['overload_share']:.1%} of the scores "
+            "answered without a lookup past the queue budget (fallback_overload)"
+        )
     print(f"\nInference log: {logged:,} rows written by the production server during the run")
     in_process(bodies)
+
+
+def overloaded(port: int, bodies: str, rate: float) -> dict:
+    """Open loop past capacity; the share of scores answered as ``fallback_overload``, from the
+    service's own metrics before and after."""
+
+    def sources() -> dict[str, float]:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"X-API-Key": KEY}).text
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("risk_feature_source_total{"):
+                out[line.split('source="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+        return out
+
+    before = sources()
+    run = load(port, bodies, 10, rate, connections=256)
+    after = sources()
+    scored = {s: after.get(s, 0) - before.get(s, 0) for s in after}
+    share = scored.get("fallback_overload", 0) / max(sum(scored.values()), 1)
+    return run | {"offered": rate, "overload_share": share}
 
 
 def _logged_rows(uri: Path) -> int:

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         "acted on",
     )
     serving_max_batch: int = _var(500, "most transactions in one `POST /score/batch`")
+    serving_queue_budget_ms: float = _var(
+        10.0,
+        "a single score that has waited longer than this in the service (past its capacity) "
+        "is answered at once by the transaction-only models, without a lookup "
+        "(feature_source `fallback_overload`)",
+    )
     serving_metrics_public: bool = _var(
         False,
         "`1`: `GET /metrics` is served without an API key (for a scraper on a private "

@@ -301,7 +301,12 @@ class MicroBatcher:
     The loop does not wait for Redis: a batch's reads are sent, and while their replies are
     on their way the loop parses and queues the next requests (measured: a blocking round
     trip held the loop ~15% of the time under load). One batch is in flight at a time; one
-    whose replies do not come within the store's timeout falls back like any failed lookup."""
+    whose replies do not come within the store's timeout falls back like any failed lookup.
+
+    Admission control: past capacity, requests queue. One that has waited longer than the
+    queue budget (``RISK_SERVING_QUEUE_BUDGET_MS``) when its batch starts is answered at once by
+    the transaction-only models, without a lookup (``fallback_overload``, counted in
+    ``risk_feature_source``): a late answer is worth less to a payment than a fast one."""
 
     def __init__(self, scorer: Callable[[], Scorer], max_size: int = 64):
         self.scorer, self.max_size = scorer, max_size
@@ -321,6 +326,16 @@ class MicroBatcher:
             return
         batch, self.pending = self.pending[: self.max_size], self.pending[self.max_size :]
         scorer = self.scorer()
+        # Past capacity, requests wait: one that waited beyond the budget is answered now,
+        # without a lookup, rather than adding its round trip to everyone's wait.
+        oldest = time.perf_counter() - scorer.config.queue_budget_ms / 1000
+        late = [b for b in batch if b[1] < oldest]
+        if late:
+            batch = [b for b in batch if b[1] >= oldest]
+            steps = scorer.scoring([b[0] for b in late], [b[1] for b in late], look_up=False)
+            self._step(_Batch(late, scorer, steps))  # no wait: nothing is read
+            if not batch:
+                return
         steps = scorer.scoring([b[0] for b in batch], [b[1] for b in batch])
         self._step(_Batch(batch, scorer, steps))
 

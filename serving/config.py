@@ -25,6 +25,7 @@ class ServingConfig:
     shadow: bool = False  # score with the challenger too, after the response, log only
     thresholds: Thresholds = field(default_factory=Thresholds)
     max_batch: int = 500
+    queue_budget_ms: float = 10.0  # waited longer: transaction-only at once (overload)
     max_future_s: float = 300.0  # event_ts later than now + this is rejected
     inference_log_uri: str = ""  # Delta table; empty: no inference log (tests of other parts)
     log_flush_s: float = 2.0
@@ -47,6 +48,7 @@ class ServingConfig:
             thresholds=Thresholds.from_settings(env),
             alias_poll_s=env.serving_alias_poll_s,
             max_batch=env.serving_max_batch,
+            queue_budget_ms=env.serving_queue_budget_ms,
             metrics_public=env.serving_metrics_public,
             inference_log_uri=env.inference_log(),
             log_flush_s=env.inference_log_flush_s,

@@ -29,6 +29,7 @@ FeatureSource = Literal[
     "fallback_new_customer",  # not in the serving snapshot: transaction-only model
     "fallback_store_unavailable",  # store down, slow, empty or expired: transaction-only model
     "fallback_event_before_snapshot",  # event_ts before the snapshot's as_of: transaction-only
+    "fallback_overload",  # waited past the queue budget (overload): transaction-only, no lookup
 ]
 
 

@@ -161,6 +161,8 @@ UNAVAILABLE = Lookup(None, "fallback_store_unavailable")  # down, slow, empty or
 # scores, as for a customer the snapshot does not know. Scored, not refused: a late or
 # replayed purchase still gets a decision, and feature_source says why it is not "online".
 BEFORE_SNAPSHOT = Lookup(None, "fallback_event_before_snapshot")
+# Past capacity: a request that waited longer than the queue budget is not looked up.
+OVERLOAD = Lookup(None, "fallback_overload")
 
 
 @dataclass(slots=True)
@@ -363,15 +365,23 @@ class Scorer:
         return waited(self.scoring(requests, received))
 
     def scoring(
-        self, requests: list[ScoreRequest], received: list[float] | None = None
+        self,
+        requests: list[ScoreRequest],
+        received: list[float] | None = None,
+        *,
+        look_up: bool = True,
     ) -> Generator[InFlight, None, list[Scored]]:
         """``score_many`` as a generator that yields while Redis answers (the reads' ``InFlight``:
         its socket turns readable when the replies are in), for an event loop that serves
         other requests meanwhile (``serving/app.py``'s ``MicroBatcher``); it yields nothing
-        when there is nothing to read."""
+        when there is nothing to read. ``look_up=False``: overload, every request is scored
+        by the transaction-only models at once (``fallback_overload``)."""
         began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
-        lookups, realtime = yield from self._read_store(requests, models)
+        if look_up:
+            lookups, realtime = yield from self._read_store(requests, models)
+        else:
+            lookups, realtime = {v: [OVERLOAD] * len(requests) for v in models.versions}, None
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}

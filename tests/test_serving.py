@@ -402,6 +402,33 @@ def test_the_loop_serves_on_while_a_batch_waits_for_redis(client, env):
     assert asyncio.run(waiting())[1].feature_source == "online"
 
 
+def test_past_the_queue_budget_a_score_is_answered_at_once_without_a_lookup(client, env):
+    """Admission control: a request that waited longer than the queue budget is scored by the
+    transaction-only model without a lookup (fallback_overload); one on time is looked up."""
+    import asyncio
+
+    from serving.app import MicroBatcher
+    from serving.schemas import ScoreRequest
+
+    scorer = client.app.state.scorer
+    scorer.breaker.success()
+    known = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
+    request = ScoreRequest.model_validate(env.transaction(known["transaction_id"]))
+    batcher = MicroBatcher(lambda: scorer)
+    budget_s = scorer.config.queue_budget_ms / 1000
+
+    async def both():
+        now = time.perf_counter()
+        late = batcher.submit(request, now - 2 * budget_s)
+        on_time = batcher.submit(request, now)
+        return await asyncio.gather(late, on_time)
+
+    late, on_time = asyncio.run(both())
+    assert late.feature_source == "fallback_overload" and late.features_as_of is None
+    assert on_time.feature_source == "online"
+    assert late.timing_ms["lookup_ms"] < 1
+
+
 def test_the_inference_log_holds_no_customer_id_or_card_data(client, env):
     txn = env.transaction("t000005")
     _score(client, txn)
