@@ -126,9 +126,20 @@ class EventConsumer:
         if carded:
             pipe.xdel(self.stream, *carded)
         pipe.execute()
+        if carded:
+            self._rewrite_append_only_file()
         self.dead += len(bad)
         for _, letter in bad:
             log.warning("event %s dead-lettered: %s", letter["entry"], letter["reason"])
+
+    def _rewrite_append_only_file(self) -> None:
+        """The producer's XADD of a card number is in Redis's append-only file even after the
+        entry is deleted; a rewrite (in the background, from the data as it is now) drops it.
+        A server without AOF, or one that refuses the command (managed Redis), is left as is."""
+        try:
+            self.client.bgrewriteaof()
+        except redis.RedisError as exc:
+            log.warning("append-only file not rewritten after deleting card numbers: %s", exc)
 
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
