@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo simulate online-rollback online-status test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -108,6 +108,10 @@ online-rollback: setup
 
 online-status: setup
 	$(BIN)/python -m demo.online_store status
+
+# The fault suite against the service on the demo's data (after `make demo`): demo/chaos.py.
+chaos: setup
+	$(BIN)/python -m demo.chaos
 
 # The embedded online store (a redis-server in $(RISK_DATA_DIR)/online_store) outlives the
 # process that started it, so `make demo`, `make dev` and `make serve` share it: this stops it.

@@ -179,8 +179,8 @@ def test_the_demo_partner_file_lands_two_rows_and_quarantines_three(lake, monkey
 
 
 def test_card_numbers_in_any_field_of_a_landing_file_are_quarantined_masked(lake):
+    from demo.pan_scan import SEEDED
     from riskcore.pan import find_pan
-    from tests.pan_checks import SEEDED
 
     lakehouse, landing = lake
     folder = landing / "transactions" / DAY.isoformat()
@@ -238,3 +238,19 @@ def test_landing_csvs_are_read_as_written_and_a_bad_row_is_quarantined_alone(lak
     assert [r.split(":")[0] for r in reasons][:2] == ["ragged row", "ragged row"]
     assert reasons[2] == "undecodable bytes (not UTF-8)"
     assert "4111" not in json.dumps(stored, default=str)
+
+
+def test_a_ragged_row_of_bytes_that_are_not_utf8_is_quarantined_alone(lake):
+    """Read as UTF-8, such a row failed the whole file (found by `make chaos`)."""
+    lakehouse, landing = lake
+    folder = landing / "transactions" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    good = ",".join(v or "" for v in (GOOD | {"transaction_id": "kept"}).values())
+    raw = (",".join(GOOD) + "\n" + good + "\n").encode() + b"ragged,\xff\xfe\n"
+    (folder / "partner.csv").write_bytes(raw)
+    report = ingest_day(
+        "transactions", DAY, RawSources(synthetic=False, landing_dir=str(landing)), lakehouse
+    )
+    assert (report.rows, report.quarantined) == (1, 1)
+    assert _read(lakehouse, TRANSACTIONS)["transaction_id"].to_pylist() == ["kept"]
+    assert _read(lakehouse, QUARANTINE)["reason"][0].as_py().startswith("ragged row")

@@ -3,7 +3,7 @@
 Entries: a landing file (every text field, and a label file) run through the daily job in a
 data folder of its own (ingest, quarantine, dbt, snapshots, the online store, Dagster's storage),
 and the service: every endpoint, and the event stream. Then every store is read back by decoding
-it (tests/pan_checks.py): Delta tables as tables plus their JSON logs and checkpoints, DuckDB
+it (demo/pan_scan.py): Delta tables as tables plus their JSON logs and checkpoints, DuckDB
 table by table, MLflow's and Dagster's SQLite databases, artifacts, Redis through the server
 plus its append-only files, logs and responses. The landing folder itself is not read: it holds
 what the partner delivered, not what we keep.
@@ -26,12 +26,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from demo.pan_scan import SEEDED, redis_card_numbers, stored_card_numbers
 from resources import local_redis
 from riskcore.pan import find_pan
 from riskcore.settings import PROJECT_ROOT
 from serving.app import create_app
 from serving.event_stream import EventConsumer, publish
-from tests.pan_checks import SEEDED, redis_card_numbers, stored_card_numbers
 from tests.serving_env import API_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

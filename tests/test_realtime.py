@@ -323,7 +323,7 @@ def test_events_over_http(env):
 
 
 def test_an_event_with_a_card_number_is_dead_lettered_masked_and_never_kept(store):
-    from tests.pan_checks import SEEDED, redis_card_numbers
+    from demo.pan_scan import SEEDED, redis_card_numbers
 
     client = store.client
     ok = {"customer_id": "c", "amount": "5.00", "event_ts": T0.isoformat()}

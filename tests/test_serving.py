@@ -618,8 +618,8 @@ def test_models_load_from_the_given_registry_in_a_clean_process(env, tmp_path):
 def test_card_numbers_are_refused_at_every_endpoint_and_never_stored(client, env):
     import redis as redis_py
 
+    from demo.pan_scan import SEEDED, redis_card_numbers
     from riskcore.pan import find_pan
-    from tests.pan_checks import SEEDED, redis_card_numbers
 
     txn = env.transaction("t000004")
     _score(client, txn)  # the inference log exists

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource
@@ -48,12 +49,15 @@ def _read_landing_file(path: Path, table: str) -> tuple[pa.Table, RejectedRows]:
             rejected.append((reason, {"line": row.number, "text": mask_pans(row.text)}))
             return "skip"
 
+        # Read as Latin-1 (every byte is a character), so that a row with bytes that are not
+        # UTF-8 reaches the ragged-row handler or the decoding below and is rejected alone;
+        # read as UTF-8, one such byte fails the whole file.
         rows = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=False),  # line numbers known
+            read_options=pacsv.ReadOptions(use_threads=False, encoding="latin-1"),
             parse_options=pacsv.ParseOptions(invalid_row_handler=ragged),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.binary()),
+                column_types=dict.fromkeys(names, pa.string()),
                 null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
@@ -65,29 +69,29 @@ def _read_landing_file(path: Path, table: str) -> tuple[pa.Table, RejectedRows]:
 
 
 def _decoded(rows: pa.Table, rejected: list[tuple[str, dict]]) -> tuple[pa.Table, RejectedRows]:
-    """Every column as UTF-8 text; a row with bytes that are not UTF-8 is rejected alone."""
+    """Every column as the UTF-8 text its bytes were (a CSV is read as Latin-1, one character a
+    byte); a row with bytes that are not UTF-8 is rejected alone."""
     bad: set[int] = set()
-    for column in rows.columns:
-        if pa.types.is_binary(column.type):
+    columns = {}
+    for name, column in zip(rows.column_names, rows.columns, strict=True):
+        if not pa.types.is_string(column.type) or pc.all(pc.string_is_ascii(column)).as_py():
+            columns[name] = column
+            continue
+        texts = []
+        for i, value in enumerate(column.to_pylist()):
             try:
-                column.cast(pa.string())
-            except pa.ArrowInvalid:
-                for i, value in enumerate(column.to_pylist()):
-                    try:
-                        value is None or value.decode("utf-8")
-                    except UnicodeDecodeError:
-                        bad.add(i)
+                texts.append(value if value is None else value.encode("latin-1").decode("utf-8"))
+            except UnicodeDecodeError:  # kept as read (Latin-1) for the quarantine
+                bad.add(i)
+                texts.append(value)
+        columns[name] = pa.array(texts, pa.string())
+    rows = pa.table(columns)
     for i in sorted(bad):
-        text = {
-            name: mask_pans(v.decode("utf-8", errors="replace")) if isinstance(v, bytes) else v
-            for name, v in rows.slice(i, 1).to_pylist()[0].items()
-        }
+        text = {name: mask_pans(v) for name, v in rows.slice(i, 1).to_pylist()[0].items()}
         rejected.append(("undecodable bytes (not UTF-8)", {"record": i, "row": text}))
     if bad:
-        keep = pa.array([i not in bad for i in range(rows.num_rows)])
-        rows = rows.filter(keep)
-    strings = [c.cast(pa.string()) if pa.types.is_binary(c.type) else c for c in rows.columns]
-    return pa.table(strings, names=rows.column_names), RejectedRows(rejected)
+        rows = rows.filter(pa.array([i not in bad for i in range(rows.num_rows)]))
+    return rows, RejectedRows(rejected)
 
 
 class RawSources(ConfigurableResource):

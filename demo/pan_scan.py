@@ -1,4 +1,5 @@
-"""Reading stored data back to check that it holds no card number (riskcore/pan.py)."""
+"""Reading stored data back to check that it holds none of the card numbers a test seeded
+(riskcore/pan.py finds them): used by `make chaos` and the tests."""
 
 import contextlib
 import sqlite3
