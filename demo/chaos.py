@@ -15,8 +15,10 @@ another:
   quarantined with its reason, and no stored byte holds a card number.
 
 After the service stops, every 2xx answer must be in the inference log (lost good rows), and
-the log, Redis and the quarantine are read back for card numbers (``demo/pan_scan.py``). Not
-simulated: a full disk (it needs a mount this process cannot make).
+the log, Redis and the quarantine are read back for card numbers (``demo/pan_scan.py``). Last, the
+newest partition's daily run is killed -9 mid-run and run again: the previous rows serve
+meanwhile, and the re-run gives the same raw rows and snapshot. Not simulated: a full disk
+(it needs a mount this process cannot make).
 """
 
 from __future__ import annotations
@@ -33,18 +35,21 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
+from assets.features.online import newest_as_of_date
 from assets.ingest.raw import ingest_day
 from assets.ingest.sources import RawSources
 from benchmarks.traffic import recent_requests
 from demo.pan_scan import SEEDED, redis_card_numbers, stored_card_numbers
 from resources import local_redis
-from resources.lakehouse import QUARANTINE, TRANSACTIONS, Lakehouse
+from resources.lakehouse import CUSTOMER_FEATURES, QUARANTINE, TRANSACTIONS, Lakehouse
 from riskcore import settings
 from riskcore.pan import find_pan
 
@@ -61,6 +66,7 @@ class Outcome:
     pan_hits: int = 0
     recovery_s: float | None = None
     note: str = ""
+    broken: bool = False  # a promise not kept that the counts do not show
 
 
 @dataclass
@@ -281,6 +287,62 @@ def malformed_landing(n: int, folder: Path, seed: int = 11) -> Outcome:
     )
 
 
+RERUN = """
+import sys
+from datetime import date, timedelta
+from dagster import DagsterInstance
+from demo.run import run_partition_range
+day = date.fromisoformat(sys.argv[1])
+raise SystemExit(0 if run_partition_range(day, day, DagsterInstance.get()).success else 1)
+"""
+
+
+def killed_run(after_s: float = 12.0) -> Outcome:
+    """The newest partition's run killed (-9, the whole process group: dbt too) after
+    ``after_s``, then run again: its raw rows and its snapshot must equal what they were."""
+    lakehouse = Lakehouse()
+    day = newest_as_of_date(lakehouse) - timedelta(days=1)  # the snapshot at day + 1 00:00
+
+    def state() -> tuple[pa.Table, pa.Table]:
+        raw = lakehouse.dataset(TRANSACTIONS).to_table(filter=pc.field("event_date") == day)
+        snapshot = lakehouse.dataset(CUSTOMER_FEATURES).to_table(
+            filter=pc.field("as_of_date") == day + timedelta(days=1)
+        )
+        return raw.sort_by("transaction_id"), snapshot.sort_by("customer_id")
+
+    before = state()
+    args = [sys.executable, "-c", RERUN, day.isoformat()]
+    env = os.environ | {"PYTHONPATH": str(settings.PROJECT_ROOT)}
+    run = subprocess.Popen(args, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
+    time.sleep(after_s)
+    killed = run.poll() is None
+    if killed:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    between = state()
+    again = subprocess.run(args, env=env, stderr=subprocess.PIPE, text=True)
+    after = state()
+    lost = len(
+        set(before[0]["transaction_id"].to_pylist()) - set(after[0]["transaction_id"].to_pylist())
+    )
+    lost += len(
+        set(before[1]["customer_id"].to_pylist()) - set(after[1]["customer_id"].to_pylist())
+    )
+    equal = all(b.equals(a) for b, a in zip(before, after, strict=True))
+    kept = all(b.equals(m) for b, m in zip(before, between, strict=True))
+    return Outcome(
+        f"daily run of {day} killed -9 after {after_s:.0f} s, run again",
+        requests=1,
+        lost_good_rows=lost,
+        broken=not (equal and kept and again.returncode == 0),
+        note=(
+            f"killed mid-run: {killed}; previous rows kept meanwhile: {kept}; re-run "
+            + ("equal" if equal else "DIFFERENT")
+            + ("" if again.returncode == 0 else f"; re-run failed: {again.stderr[-300:]}")
+        ),
+    )
+
+
 def logged_rows(uri: str) -> set[str]:
     from deltalake import DeltaTable
 
@@ -331,11 +393,13 @@ def main() -> None:
         )
     )
     outcomes.append(malformed_landing(args.landing_rows, work))
+    outcomes.append(killed_run())
     print(table(outcomes))
     failed = [
         o.fault
         for o in outcomes
         if o.server_errors
+        or o.broken
         or o.lost_good_rows
         or o.pan_hits
         or (o.recovery_s is not None and o.recovery_s > 2)
