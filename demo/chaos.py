@@ -290,10 +290,9 @@ def malformed_landing(n: int, folder: Path, seed: int = 11) -> Outcome:
 RERUN = """
 import sys
 from datetime import date, timedelta
-from dagster import DagsterInstance
-from demo.run import run_partition_range
+from demo.run import dagster_instance, run_partition_range
 day = date.fromisoformat(sys.argv[1])
-raise SystemExit(0 if run_partition_range(day, day, DagsterInstance.get()).success else 1)
+raise SystemExit(0 if run_partition_range(day, day, dagster_instance()).success else 1)
 """
 
 
