@@ -446,6 +446,7 @@ class HotPath:
         }
         self.batcher = MicroBatcher(lambda: self.app.state.scorer)
         self._key = API_KEY_HEADER.lower().encode()
+        self._counters: dict[tuple[str, int], object] = {}
 
     @property
     def state(self):
@@ -494,7 +495,12 @@ class HotPath:
             }
         )
         await send({"type": "http.response.body", "body": content})
-        metrics.REQUESTS.labels(scope["path"], str(status)).inc()
+        counted = self._counters.get((scope["path"], status))
+        if counted is None:  # labels() takes a lock and builds a key: once per pair
+            counted = self._counters[scope["path"], status] = metrics.REQUESTS.labels(
+                scope["path"], str(status)
+            )
+        counted.inc()
 
     async def _score(self, body: bytes, config: ServingConfig, received: float) -> dict:
         context = {"max_future_s": config.max_future_s}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
@@ -433,8 +433,6 @@ class Scorer:
             total = done - (received[i] if received else began)
             result.timing_ms = stages | {"total_ms": total * 1e3}
             _STAGE["total_ms"].observe(total)
-            _SOURCE[result.feature_source].inc()
-            _DECISION[result.decision].inc()
             for target in scores:
                 if scores[target][i] is not None:
                     _SCORE[target].observe(scores[target][i])
@@ -449,6 +447,11 @@ class Scorer:
                     lookups,
                     realtime and realtime[i],
                 )
+        # Counted once a batch (a counter's increment takes a lock)
+        for source, n in Counter(r.feature_source for r in results).items():
+            _SOURCE[source].inc(n)
+        for decision, n in Counter(r.decision for r in results).items():
+            _DECISION[decision].inc(n)
         return results
 
     def _decide(self, scores: dict[str, float | None]) -> tuple[str, str]:
