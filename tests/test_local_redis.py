@@ -73,12 +73,14 @@ def test_a_kept_port_taken_by_another_process_fails_naming_the_port_and_folder(t
     url = local_redis.ensure_running(folder)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     local_redis.stop(folder)
-    with socket.socket() as stranger:
-        stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        stranger.bind(("127.0.0.1", port))
-        stranger.listen()
-        with pytest.raises(local_redis.EmbeddedRedisPortTaken) as error:
-            local_redis.ensure_running(folder)
-    assert f"port {port}" in str(error.value) and str(folder) in str(error.value)
-    assert local_redis.ensure_running(folder) == url  # free again: back on its port
-    local_redis.stop(folder)
+    try:
+        with socket.socket() as stranger:
+            stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            stranger.bind(("127.0.0.1", port))
+            stranger.listen()
+            with pytest.raises(local_redis.EmbeddedRedisPortTaken) as error:
+                local_redis.ensure_running(folder)
+        assert f"port {port}" in str(error.value) and str(folder) in str(error.value)
+        assert local_redis.ensure_running(folder) == url  # free again: back on its port
+    finally:
+        local_redis.stop(folder)  # whichever server the folder records
