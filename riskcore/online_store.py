@@ -7,6 +7,8 @@ Keys, per feature-set version (``p`` is a prefix, "rf" by default)::
     p:<version>:current         the pointer: which generation serves, its as_of, when written
     p:<version>:<gen>:<bucket>  a Redis hash of ~100 customers: field = 6 bytes of the
                                 customer's digest, value = the record (serving/codec.py)
+    p:<version>:loading         the generations being written (field = id, value = bucket
+                                bits): one left behind is a load that died half way
 
 A materialization writes a whole new generation (every key with a TTL), checks that every
 record arrived, and only then flips the pointer, with a compare-and-set script that refuses to
@@ -14,8 +16,10 @@ move it to an older as_of. Readers follow the pointer (cached for at most ``poin
 and read that generation only, so they never see a mix of two; a run that fails leaves the
 pointer, and with it the previous generation, as it was. The superseded generation is given a
 short grace TTL (readers may still hold the old pointer for a second); everything else expires
-by the TTL. Every key of one version carries the version, so a model never reads records of
-another and a dropped feature set is removed by one prefix scan.
+by the TTL. A load killed half way cannot clean up after itself: the next load removes its
+partial generation (registered under ``loading`` before its first record was written). Every key
+of one version carries the version, so a model never reads records of another and a dropped
+feature set is removed by one prefix scan.
 
 One bucket per key and one key per bucket, so a Redis Cluster needs nothing special: keys
 spread over slots by bucket, and the transport (``riskcore/redis_transport.py``) sends each
@@ -144,6 +148,7 @@ class MaterializationReport:
     skipped: str | None = None  # why nothing was written (an older as_of than the one serving)
     redis_memory_delta: int | None = None
     warnings: list[str] = field(default_factory=list)
+    stray_generations: list[int] = field(default_factory=list)  # partial ones removed first
 
     @property
     def customers_per_second(self) -> float:
@@ -239,6 +244,13 @@ class OnlineStore:
     def pin_key(self) -> str:
         """An as_of an operator rolled back: it is not loaded again (refill, a re-run)."""
         return f"{self.prefix}:pinned"
+
+    @property
+    def loading_key(self) -> str:
+        """The generations being written: field = generation id, value = its bucket bits. A
+        load registers its generation before writing a record and removes the entry when it
+        ends (flipped, skipped or cleaned up); an entry left behind is a load that died."""
+        return f"{self.prefix}:loading"
 
     def bucket_key(self, generation: int, bucket: int) -> str:
         return f"{self.prefix}:{generation}:{bucket}"
@@ -339,6 +351,10 @@ class OnlineStore:
         began = time.perf_counter()
         previous = self.current_generation(fresh=True)
         report = MaterializationReport(None, as_of, previous=previous)
+        try:
+            report.stray_generations = self.remove_stray_generations()
+        except (OnlineStoreError, redis.RedisError) as exc:  # the load itself may still work
+            report.warnings.append(f"partial generations of dead loads not removed: {exc}")
         pinned = self.pinned()
         if pinned is not None and int(pinned["as_of"]) == int(as_of.timestamp()):
             report.skipped = (
@@ -352,7 +368,7 @@ class OnlineStore:
                 f"(as_of {previous.as_of:%Y-%m-%d}): the pointer never moves back"
             )
             return report
-        report.warnings = self._server_warnings()
+        report.warnings.extend(self._server_warnings())
         memory_before = self._used_memory()
         if check_memory:
             self._check_memory(customers, memory_before, previous)
@@ -360,6 +376,7 @@ class OnlineStore:
         try:
             self.client.set(f"{self.prefix}:layout", feature_set.to_json())
             report.generation = generation = int(self.client.incr(f"{self.prefix}:seq"))
+            self._register(generation, bits)  # before any record: a dead load leaves a trace
             log(f"writing generation {generation} of {self.version}: {customers} customers")
             report.bytes, report.customers = self._write_records(codec, generation, bits, batches)
             present = sum(self._pipelined("HLEN", self._bucket_keys(generation, bits)))
@@ -385,7 +402,8 @@ class OnlineStore:
             )
         except Exception as exc:  # bad input or Redis trouble: the partial generation goes
             if report.generation is not None:
-                self._drop_generation(report.generation, bits)
+                if self._drop_generation(report.generation, bits):
+                    self._unregister(report.generation)  # else the next load removes it
             serving = _still_serving(previous)
             if isinstance(exc, redis.RedisError):
                 message = explain(exc, self.where)
@@ -395,13 +413,15 @@ class OnlineStore:
                 message = f"{type(exc).__name__}: {exc}"
             raise OnlineStoreError(f"materialization failed: {message}; {serving}") from exc
         if blocked is not None:  # a newer snapshot was flipped in meanwhile: this one is stale
-            self._drop_generation(generation, bits)
+            if self._drop_generation(generation, bits):
+                self._unregister(generation)
             report.skipped = f"a newer as_of ({int(blocked)}) was flipped in meanwhile"
             return report
         self._pointer = (time.monotonic(), new)
         if previous is not None:
             self._remember(previous)
             self._retire(previous, report)
+        self._unregister(generation)  # left behind, the next load sees it serving: kept
         report.buckets = 1 << bits
         report.seconds = time.perf_counter() - began
         memory_after = self._used_memory()
@@ -528,10 +548,50 @@ class OnlineStore:
         self._pointer = (time.monotonic(), restored)
         return restored, current
 
-    def _drop_generation(self, generation: int, bits: int) -> None:
-        """Best effort: a failed generation's keys go now (their TTL removes them otherwise)."""
-        with contextlib.suppress(OnlineStoreError):
+    def _register(self, generation: int, bits: int) -> None:
+        self._send(
+            [
+                (self.loading_key, ("HSET", self.loading_key, str(generation), str(bits))),
+                (self.loading_key, ("EXPIRE", self.loading_key, self.ttl_s)),
+            ]
+        )
+
+    def _unregister(self, *generations: int) -> None:
+        if generations:
+            with contextlib.suppress(OnlineStoreError, redis.RedisError):
+                self._send([(self.loading_key, ("HDEL", self.loading_key, *generations))])
+
+    def remove_stray_generations(self) -> list[int]:
+        """Remove the records of generations whose load died half way (kill -9, a lost host,
+        Redis gone while cleaning up): registered under ``loading`` and neither serving
+        (``current``), kept for a rollback (``previous``) nor pinned by one. Returns their ids.
+
+        Loads run one at a time (one Dagster run at a time): a load running beside this call
+        would lose its records (and normally fail its completeness check). So only a load
+        calls it, never a sensor, which runs beside the runs."""
+        loading = {int(g): int(bits) for g, bits in self._hash(self.loading_key).items()}
+        if not loading:
+            return []
+        keep = {g.id for g in [self.current_generation(fresh=True)] if g is not None}
+        previous, pinned = self._hash(self.previous_key), self.pinned()
+        if previous:
+            keep.add(int(previous[b"generation"]))
+        if pinned and pinned.get("generation"):
+            keep.add(int(pinned["generation"]))
+        stray = sorted(g for g in loading if g not in keep)
+        for generation in stray:
+            self._pipelined("UNLINK", self._bucket_keys(generation, loading[generation]))
+        self._unregister(*loading)
+        return stray
+
+    def _drop_generation(self, generation: int, bits: int) -> bool:
+        """Best effort: a failed generation's keys go now (else the next load removes them,
+        or their TTL). True when they went."""
+        try:
             self._pipelined("UNLINK", self._bucket_keys(generation, bits))
+        except (OnlineStoreError, redis.RedisError):
+            return False
+        return True
 
     def drop(self) -> int:
         """Remove every key of this feature-set version (a retired feature set)."""

@@ -161,13 +161,7 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
         register(training, feature_set, tracking, folder, target, lakehouse=lakehouse)
 
     redis = LocalRedis(folder / "redis").start()
-    snapshot = snapshot_table(feature_set, CUSTOMERS, SERVED_AS_OF, seed=DAYS - 2)
-    OnlineStore(redis.client(), feature_set.version).write_generation(
-        [with_digests(snapshot)],
-        feature_set=feature_set,
-        customers=CUSTOMERS,
-        as_of=datetime(SERVED_AS_OF.year, SERVED_AS_OF.month, SERVED_AS_OF.day, tzinfo=UTC),
-    )
+    load_served_snapshot(redis.client(), feature_set)
     return ServingEnv(
         tracking,
         lakehouse,
@@ -176,6 +170,17 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
         redis,
         feature_set,
         str(folder / "inference_log"),
+    )
+
+
+def load_served_snapshot(client, feature_set: FeatureSet) -> None:
+    """The served partition (SERVED_AS_OF) as a generation in the Redis of ``client``."""
+    snapshot = snapshot_table(feature_set, CUSTOMERS, SERVED_AS_OF, seed=DAYS - 2)
+    OnlineStore(client, feature_set.version).write_generation(
+        [with_digests(snapshot)],
+        feature_set=feature_set,
+        customers=CUSTOMERS,
+        as_of=datetime(SERVED_AS_OF.year, SERVED_AS_OF.month, SERVED_AS_OF.day, tzinfo=UTC),
     )
 
 

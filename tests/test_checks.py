@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from dagster import DagsterInstance, asset, build_asset_check_context, materialize
 
+from assets.features.export import customer_features_daily
 from assets.monitoring.checks import (
     customer_features_fresh,
     model_quality,
@@ -14,6 +16,7 @@ from assets.monitoring.checks import (
     raw_transactions_fresh,
     snapshot_consistent,
 )
+from assets.partitions import daily_partitions, partition_range_tags
 from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
 from resources.online_store import OnlineStoreResource
@@ -92,9 +95,9 @@ def test_a_snapshot_that_lost_customers_or_gained_nulls_fails(tmp_path, feature_
     lakehouse = Lakehouse(root_uri=str(tmp_path))
     _snapshot(lakehouse, feature_set, date(2026, 3, 1), customers=400)
     _snapshot(lakehouse, feature_set, date(2026, 3, 2), customers=400, seed=1)
-    assert snapshot_consistent(lakehouse=lakehouse).passed
+    assert snapshot_consistent(build_asset_check_context(), lakehouse=lakehouse).passed
     _snapshot(lakehouse, feature_set, date(2026, 3, 3), customers=150, seed=2)
-    shrunk = snapshot_consistent(lakehouse=lakehouse)
+    shrunk = snapshot_consistent(build_asset_check_context(), lakehouse=lakehouse)
     assert not shrunk.passed and "150 rows against 400" in shrunk.description
     table = snapshot_table(feature_set, 400, date(2026, 3, 3), seed=2)
     column = table.schema.get_field_index("amount_mean_30d")
@@ -104,8 +107,62 @@ def test_a_snapshot_that_lost_customers_or_gained_nulls_fails(tmp_path, feature_
     lakehouse.replace_partitions(
         CUSTOMER_FEATURES, table, ["as_of_date"], "as_of_date = '2026-03-03'"
     )
-    nulled = snapshot_consistent(lakehouse=lakehouse)
+    nulled = snapshot_consistent(build_asset_check_context(), lakehouse=lakehouse)
     assert not nulled.passed and "amount_mean_30d: null share" in nulled.description
+
+
+@asset(key=customer_features_daily.key, partitions_def=daily_partitions)
+def _exported() -> None:
+    """Stands in for the Delta export in a run: the test wrote the snapshots already."""
+
+
+def _check_run(lakehouse: Lakehouse, partition_key: str | None = None, tags=None):
+    """The blocking check as a run of the snapshot asset evaluates it: for the run's
+    partition(s)."""
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [_exported, snapshot_consistent],
+            partition_key=partition_key,
+            tags=tags,
+            resources={"lakehouse": lakehouse},
+            instance=instance,
+            raise_on_error=False,
+        )
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_a_rebuilt_old_partition_is_checked_against_its_own_predecessor(tmp_path, feature_set):
+    """Re-running partition 2026-03-14 (as_of 03-15) when as_of 03-20 exists: the rebuilt
+    snapshot is compared with as_of 03-14, not the newest with the one before it."""
+    lakehouse = Lakehouse(root_uri=str(tmp_path))
+    _snapshot(lakehouse, feature_set, date(2026, 3, 14), customers=400)
+    _snapshot(lakehouse, feature_set, date(2026, 3, 15), customers=400, seed=1)
+    _snapshot(lakehouse, feature_set, date(2026, 3, 20), customers=400, seed=2)
+    assert _check_run(lakehouse, "2026-03-14").passed
+    # the re-run of that day lost most customers: the newest pair (03-20 against 03-15) is
+    # fine, the day's own comparison is not
+    _snapshot(lakehouse, feature_set, date(2026, 3, 15), customers=150, seed=3)
+    shrunk = _check_run(lakehouse, "2026-03-14")
+    assert not shrunk.passed
+    assert "2026-03-15: 150 rows against 400 on 2026-03-14" in shrunk.description
+    assert shrunk.metadata["compared_with"].value == "2026-03-14"
+    # a run over a range of partitions holds each built day to the day before it
+    ranged = _check_run(lakehouse, tags=partition_range_tags(date(2026, 3, 13), date(2026, 3, 14)))
+    assert not ranged.passed and "2026-03-15: 150 rows" in ranged.description
+    # the newest day's own run compares it with the rebuilt day (150 -> 400: fine)
+    assert _check_run(lakehouse, "2026-03-19").passed
+    # a jump of nulls in the rebuilt day is found the same way
+    table = snapshot_table(feature_set, 400, date(2026, 3, 15), seed=3)
+    column = table.schema.get_field_index("amount_mean_30d")
+    table = table.set_column(
+        column, "amount_mean_30d", pa.nulls(400, table.schema.field(column).type)
+    )
+    lakehouse.replace_partitions(
+        CUSTOMER_FEATURES, table, ["as_of_date"], "as_of_date = '2026-03-15'"
+    )
+    nulled = _check_run(lakehouse, "2026-03-14")
+    assert not nulled.passed and "2026-03-15: amount_mean_30d: null share" in nulled.description
 
 
 @pytest.mark.integration

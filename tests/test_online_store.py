@@ -472,3 +472,85 @@ def test_an_operator_rolls_a_bad_snapshot_back_and_nothing_loads_it_again(featur
     newer = snapshot_table(feature_set, 300, day3, seed=3)
     assert write(store, feature_set, newer, day3).generation is not None
     assert_serves(store, feature_set, newer, day3)
+
+
+_KILLED_LOAD = """
+import sys, time
+from datetime import date
+
+from assets.features.registry import load_feature_set
+from assets.partitions import as_of_time
+from riskcore.codec import with_digests
+from riskcore.online_store import OnlineStore, connect
+from tests.snapshot_tables import snapshot_table
+
+url, day = sys.argv[1], date.fromisoformat(sys.argv[2])
+fs = load_feature_set()
+table = with_digests(snapshot_table(fs, 3000, day, seed=7))
+
+
+def slowly():
+    for batch in table.to_batches(100):
+        yield batch
+        print("batch", flush=True)  # the previous batches are in Redis
+        time.sleep(0.2)
+
+
+OnlineStore(connect(url), fs.version, chunk_rows=100).write_generation(
+    slowly(), feature_set=fs, as_of=as_of_time(day), customers=table.num_rows
+)
+print("done", flush=True)
+"""
+
+
+def test_the_next_load_removes_the_partial_generation_of_a_load_killed_half_way(
+    feature_set, server
+):
+    """A load in another process is killed -9 half way: its records stay in Redis with the full
+    TTL, and nobody is left to remove them. The next load does: afterwards only the serving and
+    the previous generation have records, and the serving one is complete."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from riskcore.settings import PROJECT_ROOT
+
+    store = OnlineStore(server.client(), feature_set.version)
+    day2, day3 = DAY + timedelta(days=1), DAY + timedelta(days=2)
+    first = write(store, feature_set, snapshot_table(feature_set, 2000, DAY))
+    loader = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_LOAD, server.url, day2.isoformat()],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(5):  # 500 of its 3000 customers written
+            assert loader.stdout.readline() == "batch\n"
+    finally:
+        os.kill(loader.pid, signal.SIGKILL)
+        loader.wait()
+    client = server.client()
+    prefix = f"rf:{feature_set.version}"
+    partial = first.generation + 1
+    left = list(client.scan_iter(f"{prefix}:{partial}:*"))
+    assert left and client.ttl(left[0]) > 86_400  # what the kill left: full TTL
+    assert store.current_generation(fresh=True).id == first.generation  # never flipped
+
+    table = snapshot_table(feature_set, 2000, day3, seed=3)
+    report = write(store, feature_set, table, day3)
+    assert report.stray_generations == [partial]
+    generations = {
+        int(m[1])
+        for key in client.scan_iter(count=1000)  # the whole keyspace
+        if (m := re.fullmatch(rf"{prefix}:(\d+):\d+", key.decode()))
+    }
+    assert generations == {first.generation, report.generation}  # the previous lingers
+    assert not client.exists(store.loading_key)
+    serving = store.current_generation(fresh=True)
+    assert serving.id == report.generation and serving.customers == 2000
+    keys = [store.bucket_key(serving.id, b) for b in range(1 << serving.bucket_bits)]
+    assert sum(client.hlen(k) for k in keys) == 2000
+    assert_serves(store, feature_set, table, day3)

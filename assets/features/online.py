@@ -160,6 +160,10 @@ def online_customer_features(
         raise Failure(str(exc)) from exc
     for warning in report.warnings:
         context.log.warning(warning)
+    if report.stray_generations:
+        context.log.warning(
+            f"removed partial generations {report.stray_generations} left by loads that died"
+        )
     return MaterializeResult(metadata=report_metadata(report, store))
 
 
@@ -170,6 +174,7 @@ def report_metadata(report: MaterializationReport, store: OnlineStore) -> dict:
         "feature_set_version": store.version,
         "redis": store.where,
         "previous_generation": previous.id if previous else None,
+        "stray_generations_removed": ", ".join(map(str, report.stray_generations)) or "none",
         "warnings": MetadataValue.md("\n".join(f"- {w}" for w in report.warnings) or "none"),
     }
     if report.skipped:

@@ -1,16 +1,14 @@
 """Checks the Dagster UI shows on the assets: freshness of the raw data, of the snapshots and of
 the online store (by the data's own time, not the run's: re-materializing an old day does not
-make anything fresh), the newest snapshot against the one before it (blocking: the online store
-does not load a snapshot that lost half its customers or whose nulls jumped), and the quality of
-each newly registered model."""
-
-from __future__ import annotations
+make anything fresh), each snapshot a run built against the one before it (blocking: the online
+store does not load a snapshot that lost half its customers or whose nulls jumped), and the
+quality of each newly registered model."""
 
 import json
 from datetime import date, datetime, timedelta
 
 import pyarrow.compute as pc
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
 from assets.features.export import customer_features_daily
 from assets.features.online import newest_as_of_date, online_customer_features
@@ -97,30 +95,69 @@ def online_store_fresh(online_store: OnlineStoreResource) -> AssetCheckResult:
     asset=customer_features_daily,
     name="consistent_with_previous",
     blocking=True,
-    description="The newest snapshot has at least half the customers of the one before and "
-    "no feature's null share grew by more than 20 points (blocking: nothing downstream, the "
-    "online store included, uses a snapshot that fails).",
+    description="Each snapshot the run built (or re-built) has at least half the customers of "
+    "the snapshot before it and no feature's null share grew by more than 20 points against "
+    "it (blocking: nothing downstream, the online store included, uses a snapshot that fails). "
+    "Run alone, without a partition, it checks the newest snapshot.",
 )
-def snapshot_consistent(lakehouse: Lakehouse) -> AssetCheckResult:
+def snapshot_consistent(
+    context: AssetCheckExecutionContext, lakehouse: Lakehouse
+) -> AssetCheckResult:
+    return snapshots_consistent(lakehouse, built_as_of_dates(context))
+
+
+def built_as_of_dates(context: AssetCheckExecutionContext) -> list[date] | None:
+    """The as_of dates of the snapshots the check's run built (partition D built as_of D + 1);
+    None when the run has no partition (the check run alone)."""
+    run = context.op_execution_context
+    if not (run.has_partition_key or run.has_partition_key_range):
+        return None
+    window = run.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    return [first + timedelta(days=i + 1) for i in range((end - first).days)]
+
+
+def snapshots_consistent(lakehouse: Lakehouse, built: list[date] | None) -> AssetCheckResult:
+    """Compare each snapshot in ``built`` (as_of dates; None: the newest) with the snapshot
+    before it in the table (the nearest earlier as_of_date), not with the newest ones: a re-run
+    of an old day is held to its own predecessor."""
     days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
-    if len(days) < 2:
+    built = days[-1:] if built is None else [d for d in built if d in set(days)]
+    pairs = [(d, max((p for p in days if p < d), default=None)) for d in built]
+    pairs = [(d, p) for d, p in pairs if p is not None]
+    if not pairs:
         return AssetCheckResult(
-            passed=True, description="fewer than two snapshots: nothing to compare"
+            passed=True, description="no snapshot built with one before it: nothing to compare"
         )
-    feature_set = load_feature_set()
-    names = [c.name for c in feature_set.features]
-    newest, previous = (_null_shares(lakehouse, names, d) for d in (days[-1], days[-2]))
+    names = [c.name for c in load_feature_set().features]
+    shares: dict[date, dict] = {}
+
+    def of(day: date) -> dict:
+        if day not in shares:
+            shares[day] = _null_shares(lakehouse, names, day)
+        return shares[day]
+
+    problems = []
+    for day, before in pairs:
+        now, then = of(day), of(before)
+        if now["rows"] < 0.5 * then["rows"]:
+            problems.append(f"{day}: {now['rows']} rows against {then['rows']} on {before}")
+        problems += [
+            f"{day}: {n}: null share {then[n]:.0%} -> {now[n]:.0%} (against {before})"
+            for n in names
+            if now[n] - then[n] > 0.2
+        ]
+    day, before = pairs[-1]
+    newest, previous = of(day), of(before)
     rows_ratio = newest["rows"] / max(previous["rows"], 1)
-    jumps = {n: newest[n] - previous[n] for n in names if newest[n] - previous[n] > 0.2}
-    problems = (
-        [f"{newest['rows']} rows against {previous['rows']} the day before"]
-        if rows_ratio < 0.5
-        else []
-    ) + [f"{n}: null share {previous[n]:.0%} -> {newest[n]:.0%}" for n in jumps]
+    compared = ", ".join(f"{d} with {p}" for d, p in pairs)
     return AssetCheckResult(
         passed=not problems,
-        description="; ".join(problems) or f"{days[-1]} consistent with {days[-2]}",
+        description="; ".join(problems) or f"consistent: {compared}",
         metadata={
+            "as_of_date": str(day),
+            "compared_with": str(before),
+            "snapshots_compared": len(pairs),
             "rows": newest["rows"],
             "rows_before": previous["rows"],
             "rows_ratio": round(rows_ratio, 4),
@@ -130,11 +167,16 @@ def snapshot_consistent(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 def _null_shares(lakehouse: Lakehouse, names: list[str], as_of_date: date) -> dict:
-    table = lakehouse.dataset(CUSTOMER_FEATURES).to_table(
+    """Rows and each feature's null share in one snapshot, a batch at a time (flat memory)."""
+    scanner = lakehouse.dataset(CUSTOMER_FEATURES).scanner(
         columns=names, filter=pc.field("as_of_date") == as_of_date
     )
-    rows = max(table.num_rows, 1)
-    return {"rows": table.num_rows, **{n: table[n].null_count / rows for n in names}}
+    rows, nulls = 0, dict.fromkeys(names, 0)
+    for batch in scanner.to_batches():
+        rows += batch.num_rows
+        for n in names:
+            nulls[n] += batch.column(n).null_count
+    return {"rows": rows, **{n: nulls[n] / max(rows, 1) for n in names}}
 
 
 @asset_check(
