@@ -22,7 +22,8 @@ def cli() -> None:
 def status() -> None:
     """The serving generation, the one it replaced, and any pinned as_of."""
     store = from_environment().store(load_feature_set().version)
-    click.echo(f"serving:  {store.current_generation(fresh=True)}")
+    click.echo(f"newest:   {store.current_generation(fresh=True)}")
+    click.echo(f"serving:  {store.serving_generation(fresh=True)}")
     click.echo(f"pinned:   {store.pinned()}")
 
 

@@ -43,6 +43,7 @@ import pyarrow as pa
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from riskcore import settings
 from riskcore.codec import OnlineRecord, RecordCodec, slot, slots
 from riskcore.feature_set import FeatureSet
 from riskcore.redis_transport import (  # the errors are imported from here too
@@ -93,10 +94,16 @@ class Generation:
     bucket_bits: int
     bytes: int
     layout_tag: str
+    # When readers start using it: as_of + the availability lag training assumes, or when its
+    # load ended if that was later (docs/architecture.md, "Generations").
+    available_at: datetime | None = None
 
     @property
     def expired(self) -> bool:
         return datetime.now(UTC) >= self.expires_at
+
+    def available(self, now: datetime) -> bool:
+        return self.available_at is None or now >= self.available_at
 
     def to_fields(self) -> dict[str, str]:
         return {
@@ -108,7 +115,7 @@ class Generation:
             "bucket_bits": str(self.bucket_bits),
             "bytes": str(self.bytes),
             "layout_tag": self.layout_tag,
-        }
+        } | ({"available_at": f"{self.available_at.timestamp():.6f}"} if self.available_at else {})
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Generation:
@@ -123,6 +130,7 @@ class Generation:
             int(f["bucket_bits"]),
             int(f["bytes"]),
             f["layout_tag"],
+            at("available_at") if "available_at" in f else None,
         )
 
 
@@ -149,6 +157,8 @@ class MaterializationReport:
     redis_memory_delta: int | None = None
     warnings: list[str] = field(default_factory=list)
     stray_generations: list[int] = field(default_factory=list)  # partial ones removed first
+    available_at: datetime | None = None  # when readers start using it
+    late_s: float = 0.0  # how long after the intended available_at the load ended
 
     @property
     def customers_per_second(self) -> float:
@@ -227,7 +237,8 @@ class OnlineStore:
         self.bucket_size = bucket_size
         self.chunk_rows = chunk_rows
         self.where = where or self.transport.where
-        self._pointer: tuple[float, Generation | None] = (-math.inf, None)
+        # (fetched at, the newest generation, the one serving): see serving_generation
+        self._pointer: tuple[float, Generation | None, Generation | None] = (-math.inf, None, None)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -272,14 +283,31 @@ class OnlineStore:
         return self._codec
 
     def current_generation(self, *, fresh: bool = False) -> Generation | None:
-        """The serving generation, re-read from Redis at most every ``pointer_cache_s``."""
-        fetched, generation = self._pointer
+        """The newest generation loaded (the pointer), re-read at most every ``pointer_cache_s``."""
+        return self._pointers(fresh)[0]
+
+    def serving_generation(self, *, fresh: bool = False) -> Generation | None:
+        """The generation readers use: the newest loaded once it is available (``available_at``:
+        its as_of + the availability lag training assumes); until then the one it replaced,
+        so that serving never reads a snapshot that training says was not there yet. None
+        when none is available."""
+        return self._pointers(fresh)[1]
+
+    def _pointers(self, fresh: bool) -> tuple[Generation | None, Generation | None]:
+        fetched, newest, serving = self._pointer
         if fresh or time.monotonic() - fetched > self.pointer_cache_s:
-            key = self.pointer_key
-            fields = self._hash(key)
-            generation = Generation.from_fields(fields) if fields else None
-            self._pointer = (time.monotonic(), generation)
-        return generation
+            fields = self._hash(self.pointer_key)
+            newest = serving = Generation.from_fields(fields) if fields else None
+            now = settings.load().now()
+            if newest is not None and not newest.available(now):
+                fields = self._hash(self.previous_key)
+                previous = Generation.from_fields(fields) if fields else None
+                usable = (
+                    previous is not None and previous.available(now) and previous.id != newest.id
+                )
+                serving = previous if usable else None
+            self._pointer = (time.monotonic(), newest, serving)
+        return newest, serving
 
     def _hash(self, key: str) -> dict[bytes, bytes]:
         """A hash's fields (empty for a missing key): RESP2 answers a flat list, RESP3 a map."""
@@ -300,7 +328,7 @@ class OnlineStore:
         their decoder, to send alone or with other reads. Reads the pointer (another round
         trip) when the cached one is older than ``pointer_cache_s``."""
         ids = customer_ids
-        generation = self.current_generation()
+        generation = self.serving_generation()
         if generation is None or generation.expired:
             reason = "expired" if generation else "no_generation"
             return Read([], lambda _: [Missing(c, reason) for c in ids])
@@ -335,6 +363,7 @@ class OnlineStore:
         feature_set: FeatureSet,
         as_of: datetime,
         customers: int,
+        available_at: datetime | None = None,
         check_memory: bool = True,
         log: Callable[[str], None] = lambda _: None,
     ) -> MaterializationReport:
@@ -344,6 +373,9 @@ class OnlineStore:
         ``customer_digest`` column of SHA-256 digests of the customer ids), in any order.
         ``customers`` is their count (it fixes the bucket count before the first write). A
         snapshot older than the one serving is not written (the pointer never moves back).
+        ``available_at``: when readers may start using it (training's as_of + lag); until
+        then they keep the generation it replaces. A load that ends later makes it available
+        when it ends (recorded in the report: ``available_at``, ``late_s``). None: at once.
         """
         if feature_set.version != self.version:
             raise OnlineStoreError(f"{feature_set.version} written to a {self.version} store")
@@ -386,6 +418,11 @@ class OnlineStore:
                     "records are in Redis (evicted by a maxmemory policy, or duplicate customers)"
                 )
             now = datetime.now(UTC)
+            clock = settings.load().now()  # the pipeline's (a simulation moves it)
+            if available_at is not None:
+                report.late_s = max((clock - available_at).total_seconds(), 0.0)
+                available_at = max(available_at, clock)
+            report.available_at = available_at
             new = Generation(
                 generation,
                 as_of,
@@ -395,6 +432,7 @@ class OnlineStore:
                 bits,
                 report.bytes,
                 codec.tag.hex(),
+                available_at,
             )
             flat = [x for kv in new.to_fields().items() for x in kv]
             blocked = self.client.eval(
@@ -417,10 +455,14 @@ class OnlineStore:
                 self._unregister(generation)
             report.skipped = f"a newer as_of ({int(blocked)}) was flipped in meanwhile"
             return report
-        self._pointer = (time.monotonic(), new)
+        self._pointer = (-math.inf, None, None)  # read again: serving may still be the previous
         if previous is not None:
-            self._remember(previous)
-            self._retire(previous, report)
+            # The replaced generation serves until the new one is available, then lingers.
+            linger = self.superseded_ttl_s + int(
+                max(((available_at or clock) - clock).total_seconds(), 0)
+            )
+            self._remember(previous, linger)
+            self._retire(previous, report, linger)
         self._unregister(generation)  # left behind, the next load sees it serving: kept
         report.buckets = 1 << bits
         report.seconds = time.perf_counter() - began
@@ -478,18 +520,18 @@ class OnlineStore:
     def _send(self, commands: list[tuple[str, tuple]]) -> list:
         return self.transport.execute(commands)
 
-    def _retire(self, previous: Generation, report: MaterializationReport) -> None:
-        """The superseded generation lingers for ``superseded_ttl_s`` (readers may still hold
-        its pointer), not for its whole TTL."""
+    def _retire(self, previous: Generation, report: MaterializationReport, linger: int) -> None:
+        """The superseded generation lingers for ``linger`` seconds (it serves until the new one
+        is available, then readers may still hold its pointer), not for its whole TTL."""
         if previous.id == report.generation:
             return
         try:
             keys = self._bucket_keys(previous.id, previous.bucket_bits)
-            self._pipelined("EXPIRE", keys, self.superseded_ttl_s)
+            self._pipelined("EXPIRE", keys, linger)
         except OnlineStoreError as exc:
             report.warnings.append(f"generation {previous.id} keeps its TTL: {exc}")
 
-    def _remember(self, previous: Generation) -> None:
+    def _remember(self, previous: Generation, linger: int) -> None:
         """Keep the replaced generation's pointer for as long as its records linger."""
         fields = [x for kv in previous.to_fields().items() for x in kv]
         with contextlib.suppress(OnlineStoreError, redis.RedisError):
@@ -497,7 +539,7 @@ class OnlineStore:
                 [
                     (self.previous_key, ("DEL", self.previous_key)),
                     (self.previous_key, ("HSET", self.previous_key, *fields)),
-                    (self.previous_key, ("EXPIRE", self.previous_key, self.superseded_ttl_s)),
+                    (self.previous_key, ("EXPIRE", self.previous_key, linger)),
                 ]
             )
 
@@ -525,7 +567,9 @@ class OnlineStore:
             raise OnlineStoreError(f"generation {previous.id}'s records are gone: cannot restore")
         now = datetime.now(UTC)
         restored = dataclasses.replace(
-            previous, expires_at=datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC)
+            previous,
+            expires_at=datetime.fromtimestamp(now.timestamp() + self.ttl_s, UTC),
+            available_at=None,  # an operator's way back serves at once
         )
         pin = {
             "as_of": str(int(current.as_of.timestamp())),
@@ -544,8 +588,10 @@ class OnlineStore:
             ]
         )
         self._pipelined("EXPIRE", keys, self.ttl_s)
-        self._retire(current, MaterializationReport(restored.id, restored.as_of))
-        self._pointer = (time.monotonic(), restored)
+        self._retire(
+            current, MaterializationReport(restored.id, restored.as_of), self.superseded_ttl_s
+        )
+        self._pointer = (-math.inf, None, None)
         return restored, current
 
     def _register(self, generation: int, bits: int) -> None:
@@ -598,7 +644,7 @@ class OnlineStore:
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         if keys:
             self._pipelined("UNLINK", keys)
-        self._pointer = (-math.inf, None)
+        self._pointer = (-math.inf, None, None)
         return len(keys)
 
     def _pipelined(self, command: str, keys: list[str], *args) -> list:

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 
+from riskcore import settings
 from riskcore.codec import InvalidValue
 from riskcore.online_store import OnlineRecord, OnlineStoreError, safe_url
 from riskcore.redis_transport import InFlight
@@ -175,11 +176,16 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             scorer.client.close()
             scorer.events.client.close()
 
+    # Swagger UI and ReDoc load their scripts from a CDN: served in dev mode only (the
+    # OpenAPI document itself is always at /openapi.json).
+    dev_mode = config.dev_mode if config is not None else settings.load().serving_dev
     app = FastAPI(
         title="Risk scoring",
         version="1.0",
         summary="Fraud and BNPL default scores from online behavioural features.",
         lifespan=lifespan,
+        docs_url="/docs" if dev_mode else None,
+        redoc_url="/redoc" if dev_mode else None,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -219,7 +225,7 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         problems, store = [], {}
         for version in scorer.models.versions:
             try:
-                generation = scorer.store(version).current_generation(fresh=True)
+                generation = scorer.store(version).serving_generation(fresh=True)
             except OnlineStoreError as exc:
                 log.warning("/ready: online store unavailable for %s: %s", version, exc)
                 problems.append(f"{version}: store unavailable")

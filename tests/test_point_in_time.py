@@ -231,3 +231,50 @@ def _same(a: list[float], b: list[float]) -> bool:
     return len(a) == len(b) and all(
         (x != x and y != y) or x == y for x, y in zip(a, b, strict=True)
     )
+
+
+@pytest.mark.integration
+def test_across_a_snapshot_switch_serving_reads_the_snapshot_training_joins(
+    feature_set, tmp_path, monkeypatch
+):
+    """The next snapshot is loaded at 02:30, before it is available (as_of + the lag training
+    assumes): until then serving keeps reading the one before, as the training join does; from
+    then on, the new one. A load that ends after that time makes it available when it ends."""
+    from riskcore import settings as risk_settings
+    from tests.snapshot_tables import snapshot_table
+
+    lag = timedelta(hours=risk_settings.load().availability_lag_h)
+    days = [T0, T0 + timedelta(days=1), T0 + timedelta(days=2)]
+    loaded = [days[0], days[1] + timedelta(hours=2, minutes=30), days[2] + lag + timedelta(hours=1)]
+    customer = "c000000007"
+    # Purchases scored after each load, until the next one (the clock only moves forward).
+    times = [
+        [],
+        [days[1] + timedelta(hours=h) for h in (3, 5.99, 6, 7, 12, 24 + 5.5)],
+        [days[2] + lag + timedelta(hours=h) for h in (1, 2, 12)],
+    ]
+    snapshots = [{"customer_id": customer, "as_of": d, "value": i} for i, d in enumerate(days)]
+    purchases = [
+        {"transaction_id": at.isoformat(), "customer_id": customer, "event_ts": at}
+        for at in times[1] + times[2]
+    ]
+    trained = {g["transaction_id"]: g["snapshot_as_of"] for g in run_sql(purchases, snapshots, lag)}
+    with LocalRedis(tmp_path / "redis") as server:
+        store = OnlineStore(server.client(), feature_set.version, pointer_cache_s=0)
+        for as_of, at, scored in zip(days, loaded, times, strict=True):
+            monkeypatch.setenv("RISK_CLOCK", at.isoformat())
+            snapshot = snapshot_table(feature_set, 50, as_of.date(), seed=as_of.day)
+            report = store.write_generation(
+                [with_digests(snapshot)],
+                feature_set=feature_set,
+                as_of=as_of,
+                customers=50,
+                available_at=as_of + lag,
+            )
+            for purchase in scored:
+                monkeypatch.setenv("RISK_CLOCK", purchase.isoformat())
+                served = store.get(customer).as_of
+                assert served == trained[purchase.isoformat()], (purchase, served)
+        # The last load ended an hour after its available_at: served from its end, where
+        # training assumed 06:00 (recorded in the report, and the asset's metadata).
+        assert report.late_s == 3600 and report.available_at == loaded[2]

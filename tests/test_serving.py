@@ -697,3 +697,13 @@ def test_metrics_need_the_api_key_unless_made_public(client, env):
     assert client.get("/metrics", headers=AUTH).status_code == 200
     with TestClient(create_app(env.config(metrics_public=True, inference_log_uri=""))) as public:
         assert public.get("/metrics").status_code == 200
+
+
+def test_the_swagger_ui_is_served_in_dev_mode_only(env):
+    """/docs and /redoc load scripts from a CDN: off outside dev mode; /openapi.json stays."""
+    with TestClient(create_app(env.config())) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").status_code == 200
+    with TestClient(create_app(env.config(dev_mode=True))) as client:
+        assert client.get("/docs").status_code == 200

@@ -3,7 +3,7 @@
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -28,6 +28,7 @@ from assets.names import ONLINE_STORE
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from resources.online_store import OnlineStoreResource
+from riskcore import settings
 from riskcore.feature_set import FeatureSet
 from riskcore.online_store import MaterializationReport, OnlineStore, OnlineStoreError
 
@@ -91,11 +92,14 @@ def load_snapshot(
                 f"{min_customer_ratio:.0%} of the {previous.customers} serving now: refused "
                 f"(generation {previous.id} keeps serving)"
             )
+    as_of = as_of_time(as_of_date)
     return store.write_generation(
         _progress(snapshot_batches(dataset, feature_set, as_of_date), customers, log),
         feature_set=feature_set,
-        as_of=as_of_time(as_of_date),
+        as_of=as_of,
         customers=customers,
+        # Readers keep the previous snapshot until training says this one is there.
+        available_at=as_of + timedelta(hours=settings.load().availability_lag_h),
         log=log,
     )
 
@@ -190,6 +194,8 @@ def report_metadata(report: MaterializationReport, store: OnlineStore) -> dict:
         "duration_s": round(report.seconds, 2),
         "customers_per_s": round(report.customers_per_second),
         "ttl_s": store.ttl_s,
+        "available_at": report.available_at.isoformat() if report.available_at else "at once",
+        "loaded_late_s": round(report.late_s, 1),
     }
 
 
