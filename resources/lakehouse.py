@@ -19,6 +19,9 @@ QUARANTINE = "raw/quarantine"
 CUSTOMER_FEATURES = "features/customer_features_daily"
 TRAINING_SET = "training/training_set"
 REALIZED_PERFORMANCE = "monitoring/realized_performance"
+# When each snapshot became available online (as_of + lag, or later when its load ended later):
+# written by the first load of an as_of, read by the training join.
+ONLINE_LOADS = "serving/online_loads"
 
 # Row groups of 128k rows: readers stream a table a row group at a time (the online store's
 # load of 1M customers stays under 1 GB), and statistics prune at that grain.

@@ -50,7 +50,9 @@ def oracle(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> l
     return out
 
 
-def run_sql(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> list[dict]:
+def run_sql(
+    transactions: list[dict], snapshots: list[dict], lag: timedelta, loads: list[dict] | None = None
+) -> list[dict]:
     tx = pa.Table.from_pylist(  # noqa: F841  (DuckDB reads it by name)
         transactions,
         pa.schema(
@@ -71,10 +73,17 @@ def run_sql(transactions: list[dict], snapshots: list[dict], lag: timedelta) -> 
             ]
         ),
     )
+    loaded = pa.Table.from_pylist(  # noqa: F841
+        loads or [],
+        pa.schema(
+            [("as_of", pa.timestamp("us", "UTC")), ("available_at", pa.timestamp("us", "UTC"))]
+        ),
+    )
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    rows = con.sql(point_in_time_sql(["value"], lag, "tx", "snap")).fetchall()
-    names = [d[0] for d in con.sql(point_in_time_sql(["value"], lag, "tx", "snap")).description]
+    sql = point_in_time_sql(["value"], lag, "tx", "snap", loads="loaded" if loads else None)
+    rows = con.sql(sql).fetchall()
+    names = [d[0] for d in con.sql(sql).description]
     got = [dict(zip(names, r, strict=True)) for r in rows]
     return sorted(
         (
@@ -239,7 +248,8 @@ def test_across_a_snapshot_switch_serving_reads_the_snapshot_training_joins(
 ):
     """The next snapshot is loaded at 02:30, before it is available (as_of + the lag training
     assumes): until then serving keeps reading the one before, as the training join does; from
-    then on, the new one. A load that ends after that time makes it available when it ends."""
+    then on, the new one. A load that ends after that time makes it available when it ends, and
+    the training join, given the loads the online asset records, uses that time too."""
     from riskcore import settings as risk_settings
     from tests.snapshot_tables import snapshot_table
 
@@ -250,7 +260,7 @@ def test_across_a_snapshot_switch_serving_reads_the_snapshot_training_joins(
     # Purchases scored after each load, until the next one (the clock only moves forward).
     times = [
         [],
-        [days[1] + timedelta(hours=h) for h in (3, 5.99, 6, 7, 12, 24 + 5.5)],
+        [days[1] + timedelta(hours=h) for h in (3, 5.99, 6, 7, 12, 24 + 5.5, 24 + 6.5)],
         [days[2] + lag + timedelta(hours=h) for h in (1, 2, 12)],
     ]
     snapshots = [{"customer_id": customer, "as_of": d, "value": i} for i, d in enumerate(days)]
@@ -258,7 +268,7 @@ def test_across_a_snapshot_switch_serving_reads_the_snapshot_training_joins(
         {"transaction_id": at.isoformat(), "customer_id": customer, "event_ts": at}
         for at in times[1] + times[2]
     ]
-    trained = {g["transaction_id"]: g["snapshot_as_of"] for g in run_sql(purchases, snapshots, lag)}
+    loads, served = [], {}
     with LocalRedis(tmp_path / "redis") as server:
         store = OnlineStore(server.client(), feature_set.version, pointer_cache_s=0)
         for as_of, at, scored in zip(days, loaded, times, strict=True):
@@ -271,10 +281,21 @@ def test_across_a_snapshot_switch_serving_reads_the_snapshot_training_joins(
                 customers=50,
                 available_at=as_of + lag,
             )
+            loads.append({"as_of": as_of, "available_at": report.available_at})
+            served[as_of] = {}
             for purchase in scored:
                 monkeypatch.setenv("RISK_CLOCK", purchase.isoformat())
-                served = store.get(customer).as_of
-                assert served == trained[purchase.isoformat()], (purchase, served)
-        # The last load ended an hour after its available_at: served from its end, where
-        # training assumed 06:00 (recorded in the report, and the asset's metadata).
-        assert report.late_s == 3600 and report.available_at == loaded[2]
+                served[as_of][purchase.isoformat()] = store.get(customer).as_of
+    # The last load ended an hour after its available_at: served from its end. The training
+    # join given the loads (as the online asset records them) reads the same; without them it
+    # would assume as_of + lag.
+    assert report.late_s == 3600 and report.available_at == loaded[2]
+    trained = {
+        g["transaction_id"]: g["snapshot_as_of"] for g in run_sql(purchases, snapshots, lag, loads)
+    }
+    assumed = {g["transaction_id"]: g["snapshot_as_of"] for g in run_sql(purchases, snapshots, lag)}
+    for as_of in days[1:]:
+        for at, snapshot in served[as_of].items():
+            assert snapshot == trained[at], (at, snapshot, trained[at])
+    late = (days[2] + lag + timedelta(minutes=30)).isoformat()
+    assert served[days[1]][late] == trained[late] == days[1] != assumed[late]

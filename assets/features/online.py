@@ -26,7 +26,7 @@ from assets.features.registry import load_feature_set
 from assets.ingest.raw import run_as_of_date
 from assets.names import ONLINE_STORE
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
-from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+from resources.lakehouse import CUSTOMER_FEATURES, ONLINE_LOADS, Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore import settings
 from riskcore.feature_set import FeatureSet
@@ -93,7 +93,7 @@ def load_snapshot(
                 f"(generation {previous.id} keeps serving)"
             )
     as_of = as_of_time(as_of_date)
-    return store.write_generation(
+    report = store.write_generation(
         _progress(snapshot_batches(dataset, feature_set, as_of_date), customers, log),
         feature_set=feature_set,
         as_of=as_of,
@@ -102,6 +102,24 @@ def load_snapshot(
         available_at=as_of + timedelta(hours=settings.load().availability_lag_h),
         log=log,
     )
+    if not report.skipped:
+        record_first_load(lakehouse, as_of_date, report)
+    return report
+
+
+def record_first_load(lakehouse: Lakehouse, as_of_date: date, report: MaterializationReport):
+    """When this as_of became available online, for the training join: its first load only
+    (a refill after Redis lost its data serves it again, later, but it was there before)."""
+    if as_of_date in lakehouse.partition_dates(ONLINE_LOADS, "as_of_date"):
+        return
+    timestamp = pa.timestamp("us", "UTC")
+    row = pa.table(
+        {
+            "as_of": pa.array([report.as_of], timestamp),
+            "available_at": pa.array([report.available_at or report.as_of], timestamp),
+        }
+    )
+    lakehouse.replace_day(ONLINE_LOADS, row, "as_of_date", as_of_date)
 
 
 def _progress(reader: Iterator[pa.Table], total: int, log) -> Iterator[pa.Table]:

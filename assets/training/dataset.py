@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from assets.partitions import as_of_time
 from assets.training.point_in_time import point_in_time_sql
 from assets.training.realtime import realtime_sql
-from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
+from resources.lakehouse import CUSTOMER_FEATURES, LABELS, ONLINE_LOADS, TRANSACTIONS, Lakehouse
 from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
 from riskcore.realtime import REALTIME_FEATURES
@@ -79,7 +79,7 @@ def _usable_partitions(lakehouse: Lakehouse, window: TrainingWindow) -> list[dat
     inside = [
         d for d in days if as_of_time(d) + lag > start and d <= window.last_day + timedelta(1)
     ]
-    return before[-1:] + inside
+    return before[-2:] + inside  # (the one before too: a late load may have held it back)
 
 
 def joined_purchases(
@@ -103,13 +103,18 @@ def joined_purchases(
             {"first": window.first_day, "last": window.last_day},
         )
         con.execute("create temp table window_snapshots as select * from snapshots")
+        online_loads = lakehouse.dataset(ONLINE_LOADS)  # DuckDB reads it by name
         known = (
             "select transaction_id, bool_or(label = 'fraud') as fraud, "
             "bool_or(label = 'default') as default_ from labels "
             "where label_ts <= $cutoff group by all"
         )
         sql = point_in_time_sql(
-            snapshot_columns, window.availability_lag, "window_purchases", "window_snapshots"
+            snapshot_columns,
+            window.availability_lag,
+            "window_purchases",
+            "window_snapshots",
+            loads="online_loads" if online_loads is not None else None,
         )
         # Every raw purchase is an event of the real-time state; a week before the window
         # covers its longest look-back.

@@ -6,6 +6,10 @@ whichever customers it holds: a missing partition leaves the previous one in for
 and a customer absent from the chosen partition gets no snapshot row, never an older one of
 theirs. That is an ``ASOF JOIN`` on the partitions' ``available_at`` followed by an equality
 join on customer, which DuckDB runs as written.
+
+A snapshot whose online load ended later than ``as_of + lag`` became available when the load
+ended (the online store serves the one before until then): given the ``loads`` relation
+(``as_of``, ``available_at``), the join uses the later of the two, as serving did.
 """
 
 from datetime import timedelta
@@ -16,16 +20,21 @@ def point_in_time_sql(
     lag: timedelta,
     transactions: str = "transactions",
     snapshots: str = "snapshots",
+    loads: str | None = None,
 ) -> str:
     """SQL over two relations: ``transactions`` (``customer_id``, ``event_ts``, ...) and
-    ``snapshots`` (``customer_id``, ``as_of``, the columns). Adds ``snapshot_as_of`` (null
-    before the first usable partition), ``customer_known`` and the snapshot columns."""
+    ``snapshots`` (``customer_id``, ``as_of``, the columns), and optionally ``loads`` (when
+    each ``as_of`` was loaded online, ``available_at``). Adds ``snapshot_as_of`` (null before
+    the first usable partition), ``customer_known`` and the snapshot columns."""
     lag_us = int(lag.total_seconds() * 1_000_000)
     picked = ", ".join(f"s.{c}" for c in snapshot_columns)
+    planned = f"p.as_of + to_microseconds({lag_us})"
+    available = f"greatest({planned}, coalesce(l.available_at, {planned}))" if loads else planned
+    loaded = f"left join {loads} as l on l.as_of = p.as_of" if loads else ""
     return f"""
         with partitions as (
-            select distinct as_of, as_of + to_microseconds({lag_us}) as available_at
-            from {snapshots}
+            select p.as_of, {available} as available_at
+            from (select distinct as_of from {snapshots}) as p {loaded}
         ),
         chosen as (
             select t.*, p.as_of as snapshot_as_of
