@@ -229,10 +229,12 @@ def main() -> None:
         print(
             f"\nOverload: {overload['offered']:,.0f} req/s offered to production "
             f"({args.overload:g}x its closed loop), 10 s open loop: "
-            f"{overload['rps']:,.0f} answered/s, p50 "
-            f"{overload['p50_ms']:.2f} ms, p99 {overload['p99_ms']:.2f} ms, "
-            f"{overload['errors']:.0f} errors; {overload['overload_share']:.1%} of the scores "
-            "answered without a lookup past the queue budget (fallback_overload)"
+            f"{overload['rps']:,.0f} answers/s, p50 {overload['p50_ms']:.2f} ms, p99 "
+            f"{overload['p99_ms']:.2f} ms (every answer, from when it was due); "
+            f"{overload['shed_share']:.1%} refused at once (503, shed), "
+            f"{overload['other_errors']:.0f} other errors; of the scores, "
+            f"{overload['overload_share']:.1%} answered without a lookup past the queue budget "
+            "(fallback_overload)"
         )
     print(f"\nInference log: {logged:,} rows written by the production server during the run")
     in_process(bodies)
@@ -255,7 +257,14 @@ def overloaded(port: int, bodies: str, rate: float) -> dict:
     after = sources()
     scored = {s: after.get(s, 0) - before.get(s, 0) for s in after}
     share = scored.get("fallback_overload", 0) / max(sum(scored.values()), 1)
-    return run | {"offered": rate, "overload_share": share}
+    statuses = {int(k): v for k, v in run.get("error_statuses", {}).items()}
+    shed = statuses.get(503, 0)
+    return run | {
+        "offered": rate,
+        "overload_share": share,
+        "shed_share": shed / max(run["answered"], 1),
+        "other_errors": run["errors"] - shed,
+    }
 
 
 def _logged_rows(uri: Path) -> int:

@@ -312,12 +312,21 @@ class MicroBatcher:
     Admission control: past capacity, requests queue. One that has waited longer than the
     queue budget (``RISK_SERVING_QUEUE_BUDGET_MS``) when its batch starts is answered at once by
     the transaction-only models, without a lookup (``fallback_overload``, counted in
-    ``risk_feature_source``): a late answer is worth less to a payment than a fast one."""
+    ``risk_feature_source``): a late answer is worth less to a payment than a fast one. While
+    the oldest waiting score is past the budget, new ones are refused before they are parsed
+    (503 with ``Retry-After``, ``risk_requests_shed``): the cheapest answer, so the service
+    keeps up with what it admits."""
 
     def __init__(self, scorer: Callable[[], Scorer], max_size: int = 64):
         self.scorer, self.max_size = scorer, max_size
         self.pending: list[tuple[ScoreRequest, float, asyncio.Future]] = []
         self.in_flight: _Batch | None = None
+
+    def behind(self, now: float, budget_s: float) -> bool:
+        """Whether the oldest score waiting has waited longer than ``budget_s``: the service is
+        past its capacity, and a new request is refused at once (503, before it is parsed)
+        rather than queued behind the others."""
+        return bool(self.pending) and now - self.pending[0][1] > budget_s
 
     def submit(self, request: ScoreRequest, received: float) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -497,6 +506,7 @@ class HotPath:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(content)).encode()),
+                    *([(b"retry-after", b"1")] if status == 503 else []),
                 ],
             }
         )
@@ -509,6 +519,9 @@ class HotPath:
         counted.inc()
 
     async def _score(self, body: bytes, config: ServingConfig, received: float) -> dict:
+        if self.batcher.behind(received, config.queue_budget_ms / 1000):
+            metrics.SHED.inc()
+            raise _Refused(503, "overloaded: retry")
         context = {"max_future_s": config.max_future_s}
         txn = ScoreRequest.model_validate_json(body, context=context)
         return (await self.batcher.submit(txn, received)).to_dict()

@@ -35,6 +35,9 @@ STAGE_SECONDS = Histogram(
 FEATURE_SOURCE = Counter("risk_feature_source", "Scored transactions by feature source", ["source"])
 DECISIONS = Counter("risk_decisions", "Decisions", ["decision"])
 SCORES = Histogram("risk_score", "Scores served", ["target"], buckets=_SCORE)
+SHED = Counter(
+    "risk_requests_shed", "Scores refused at once (503) while the service was past its capacity"
+)
 STORE_ERRORS = Counter("risk_store_errors", "Online-store lookups that failed or timed out")
 BREAKER_OPEN = Gauge("risk_store_breaker_open", "1 while lookups are skipped after failures")
 MODEL_INFO = Gauge(

@@ -428,6 +428,16 @@ def test_past_the_queue_budget_a_score_is_answered_at_once_without_a_lookup(clie
     assert on_time.feature_source == "online"
     assert late.timing_ms["lookup_ms"] < 1
 
+    # While the oldest waiting score is past the budget, a new one is refused at once.
+    waiting = client.app.batcher.pending
+    waiting.append((request, time.perf_counter() - 2 * budget_s, None))
+    try:
+        refused = client.post("/score", json=env.transaction(known["transaction_id"]), headers=AUTH)
+    finally:
+        waiting.clear()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert _score(client, env.transaction(known["transaction_id"]))["feature_source"] == "online"
+
 
 def test_the_inference_log_holds_no_customer_id_or_card_data(client, env):
     txn = env.transaction("t000005")
