@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         "is answered at once by the transaction-only models, without a lookup "
         "(feature_source `fallback_overload`)",
     )
+    serving_shed_after_ms: float = _var(
+        50.0,
+        "while the oldest waiting score has waited longer than this, new scores are refused "
+        "at once (503 with Retry-After): past capacity for longer than a stall",
+    )
     serving_metrics_public: bool = _var(
         False,
         "`1`: `GET /metrics` is served without an API key (for a scraper on a private "

@@ -313,9 +313,9 @@ class MicroBatcher:
     queue budget (``RISK_SERVING_QUEUE_BUDGET_MS``) when its batch starts is answered at once by
     the transaction-only models, without a lookup (``fallback_overload``, counted in
     ``risk_feature_source``): a late answer is worth less to a payment than a fast one. While
-    the oldest waiting score is past the budget, new ones are refused before they are parsed
-    (503 with ``Retry-After``, ``risk_requests_shed``): the cheapest answer, so the service
-    keeps up with what it admits."""
+    the oldest waiting score has waited longer than ``RISK_SERVING_SHED_AFTER_MS`` (50 ms:
+    longer than a stall), new ones are refused before they are parsed (503 with
+    ``Retry-After``, ``risk_requests_shed``): the cheapest answer."""
 
     def __init__(self, scorer: Callable[[], Scorer], max_size: int = 64):
         self.scorer, self.max_size = scorer, max_size
@@ -519,7 +519,7 @@ class HotPath:
         counted.inc()
 
     async def _score(self, body: bytes, config: ServingConfig, received: float) -> dict:
-        if self.batcher.behind(received, config.queue_budget_ms / 1000):
+        if self.batcher.behind(received, config.shed_after_ms / 1000):
             metrics.SHED.inc()
             raise _Refused(503, "overloaded: retry")
         context = {"max_future_s": config.max_future_s}

@@ -26,6 +26,7 @@ class ServingConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     max_batch: int = 500
     queue_budget_ms: float = 10.0  # waited longer: transaction-only at once (overload)
+    shed_after_ms: float = 50.0  # the oldest waiting longer: new scores get a 503 (overload)
     max_future_s: float = 300.0  # event_ts later than now + this is rejected
     inference_log_uri: str = ""  # Delta table; empty: no inference log (tests of other parts)
     log_flush_s: float = 2.0
@@ -49,6 +50,7 @@ class ServingConfig:
             alias_poll_s=env.serving_alias_poll_s,
             max_batch=env.serving_max_batch,
             queue_budget_ms=env.serving_queue_budget_ms,
+            shed_after_ms=env.serving_shed_after_ms,
             metrics_public=env.serving_metrics_public,
             inference_log_uri=env.inference_log(),
             log_flush_s=env.inference_log_flush_s,

@@ -430,7 +430,7 @@ def test_past_the_queue_budget_a_score_is_answered_at_once_without_a_lookup(clie
 
     # While the oldest waiting score is past the budget, a new one is refused at once.
     waiting = client.app.batcher.pending
-    waiting.append((request, time.perf_counter() - 2 * budget_s, None))
+    waiting.append((request, time.perf_counter() - 2 * scorer.config.shed_after_ms / 1000, None))
     try:
         refused = client.post("/score", json=env.transaction(known["transaction_id"]), headers=AUTH)
     finally:
