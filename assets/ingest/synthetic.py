@@ -81,14 +81,19 @@ _MERCHANT_PICK = 99
 _DRIFT_AMOUNT, _DRIFT_RESALE, _DRIFT_ONLINE = 0.6, 0.35, 0.35
 _FRAUD, _DEFAULT = 1, 2
 _RAMP_DAYS = 45
+# How visible a stress ramp is at most: a customer's ramp is this times a Beta(5, 2) draw (at the
+# end of an average ramp, purchases ~4.3x the usual rate).
+_RAMP_SCALE = 0.93
+# Disputes: a share of active customers a day (~1 in 50,000), besides the serial disputers.
+_DISPUTE_RATE = 2e-5
 _NEVER = 1 << 40
 # Device slots: a customer's own devices are 0-3 (slot 0 replaced by slot 16 after a new phone);
 # sprees may use a new one; fraudsters use strangers' devices.
 _NEW_PHONE_SLOT, _SPREE_SLOT, _CARD_TEST_SLOT, _TAKEOVER_SLOT = 16, 32, 62, 63
 
 # Scheduled pattern shifts, in days from the start: fraudsters adapt on a date, not in reaction.
-_MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 55% from here
-_MIMIC_SHARE = (0.35, 0.55)
+_MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 50% from here
+_MIMIC_SHARE = (0.35, 0.5)
 _SLOW_TESTING_FROM = 63  # card testers space their tries over hours instead of one hour
 _PLAN_PROMOTION_FROM = 35  # a BNPL promotion: everybody's plan uptake x1.1 from here
 _PROMOTION_UPTAKE = 1.1
@@ -222,7 +227,7 @@ def population(config: GeneratorConfig) -> Population:
     curer = bnpl_user & ~defaulter & (rng.random(n) < 0.04)
     stress_day = np.where(defaulter | curer, rng.integers(20, 400, n), -_NEVER)
     # Some defaults (10%) come without warning; the other ramps vary in strength.
-    ramp = rng.beta(5.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.1, 0.0))
+    ramp = _RAMP_SCALE * rng.beta(5.0, 2.0, n) * (rng.random(n) > np.where(defaulter, 0.1, 0.0))
     takeover = (rng.random(n) < 0.013) & established
     takeover_day = np.where(takeover, rng.integers(-20, 365, n), -_NEVER)
     mimic_share = np.where(takeover_day >= _MIMIC_FROM, _MIMIC_SHARE[1], _MIMIC_SHARE[0])
@@ -585,7 +590,7 @@ def _dispute(pop: Population, offset: int) -> _Batch:
     rng = _rng(pop, offset, _DISPUTE)
     serial = pop.disputers[rng.random(len(pop.disputers)) < 2e-3]
     serial = serial[_active(pop, offset)[serial]]
-    customer = np.concatenate([_sample_active(pop, rng, offset, 2.5e-5), serial])
+    customer = np.concatenate([_sample_active(pop, rng, offset, _DISPUTE_RATE), serial])
     k = len(customer)
     batch = _purchases(
         pop, rng, offset, _DISPUTE, customer, hours=_daytime_hours(pop, rng, customer)
