@@ -33,14 +33,17 @@ demo: setup
 	$(BIN)/python -m demo.run
 
 # A season of operation (60 days by default) as the daemon runs it, in its own data folder
-# ($(RISK_DATA_DIR)/simulation) whose history ends 60 days before yesterday; see demo/simulate.py.
+# ($(RISK_DATA_DIR)/simulation) whose history ends 60 days before yesterday, with short label
+# delays and fraud maturity (stated in its output); see demo/simulate.py. SIM_ARGS: more options
+# (--drift-day N, --worse-day N).
 SIM_DAYS ?= 60
+SIM_ARGS ?=
 simulate: setup
 	mkdir -p $(RISK_DATA_DIR)/simulation/dagster_home
 	cp resources/dagster.yaml $(RISK_DATA_DIR)/simulation/dagster_home/dagster.yaml
 	RISK_DATA_DIR=$(RISK_DATA_DIR)/simulation DAGSTER_HOME=$(RISK_DATA_DIR)/simulation/dagster_home \
 	RISK_DEMO_END=$$(date -u -d "$(SIM_DAYS) days ago - 1 day" +%F) \
-	$(BIN)/python -m demo.simulate --days $(SIM_DAYS)
+	$(BIN)/python -m demo.simulate --days $(SIM_DAYS) $(SIM_ARGS)
 
 # Drift from the day after the demo's data: the sensor fires, the retrain meets the gate.
 drift-demo: setup

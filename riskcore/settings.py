@@ -17,7 +17,7 @@ import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -27,13 +27,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Clearly labelled development keys: the demo runs without configuration, production does not.
 DEV_CARD_HASH_KEY = "dev-only-card-hash-key-do-not-use-in-production"
 DEV_API_KEY = "dev-api-key-not-for-production"
+
+
+# A range of whole days, `shortest,longest` in the environment.
+DayRange = Annotated[tuple[int, int], NoDecode]
 
 
 class SettingsError(ValueError):
@@ -95,6 +99,19 @@ class Settings(BaseSettings):
     )
     customers: int = _var(20_000, "the generator's number of customers", shown="20000")
     seed: int = _var(7, "the generator's seed: a seed reproduces every day exactly")
+    chargeback_delay_days: DayRange = _var(
+        (2, 60),
+        "when the generator's chargebacks (fraud labels) arrive, in days after the purchase: "
+        "`shortest,longest`, skewed towards the shortest; a data folder keeps one setting "
+        "(`make simulate` sets `1,3`)",
+        shown="2,60",
+    )
+    default_delay_days: DayRange = _var(
+        (30, 90),
+        "when the generator's BNPL default labels arrive, in days after the purchase: "
+        "`shortest,longest`, as above",
+        shown="30,90",
+    )
     start_date: date | None = _var(
         None,
         "first day of data (the first daily partition); empty: chosen when the data folder is "
@@ -281,6 +298,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("chargeback_delay_days", "default_delay_days", mode="before")
+    @classmethod
+    def _day_range(cls, value: Any) -> Any:
+        """`shortest,longest` (the environment's form) or a pair; 0 <= shortest <= longest."""
+        if isinstance(value, str):
+            try:
+                value = tuple(int(part) for part in value.split(","))
+            except ValueError:
+                raise ValueError("expected `shortest,longest` in whole days, e.g. `2,60`") from None
+        if len(value) != 2 or not 0 <= int(value[0]) <= int(value[1]):
+            raise ValueError("expected `shortest,longest` in whole days, 0 <= shortest <= longest")
+        return value
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:

@@ -51,6 +51,8 @@ def test_defaults_follow_the_data_folder(monkeypatch, tmp_path):
         ("RISK_SERVING_REDIS_TIMEOUT_MS", "fast"),
         ("REDIS_CLUSTER", "maybe"),
         ("RISK_START_DATE", "2026-13-01"),
+        ("RISK_CHARGEBACK_DELAY_DAYS", "60,2"),
+        ("RISK_DEFAULT_DELAY_DAYS", "30 days"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(monkeypatch, variable, value):
@@ -83,3 +85,23 @@ def test_the_service_reads_its_configuration_from_the_settings(monkeypatch):
     config = ServingConfig.from_environment()
     assert config.dev_mode and config.api_keys == (settings.DEV_API_KEY,)
     assert config.thresholds.fraud_decline == 0.7 and config.max_batch == 50
+
+
+def test_label_delays_reach_the_generator(monkeypatch):
+    """The defaults are the generator's own; `shortest,longest` from the environment reaches
+    the generator the raw sources build (a simulation's short delays)."""
+    from assets.ingest.sources import RawSources
+    from assets.ingest.synthetic import GeneratorConfig
+
+    monkeypatch.delenv("RISK_CHARGEBACK_DELAY_DAYS", raising=False)
+    monkeypatch.delenv("RISK_DEFAULT_DELAY_DAYS", raising=False)
+    env = settings.load()
+    assert (env.chargeback_delay_days, env.default_delay_days) == (
+        GeneratorConfig.chargeback_delay_days,
+        GeneratorConfig.default_delay_days,
+    )
+    monkeypatch.setenv("RISK_CHARGEBACK_DELAY_DAYS", "1, 3")
+    monkeypatch.setenv("RISK_DEFAULT_DELAY_DAYS", "4,9")
+    config = RawSources(customers=100).generator_config()
+    assert (config.chargeback_delay_days, config.default_delay_days) == ((1, 3), (4, 9))
+    assert config.max_label_delay_days == 10

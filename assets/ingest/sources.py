@@ -120,13 +120,18 @@ class RawSources(ConfigurableResource):
         )
 
     def generator_config(self) -> GeneratorConfig:
+        """The generator's world; its label delays are the environment's
+        (RISK_CHARGEBACK_DELAY_DAYS, RISK_DEFAULT_DELAY_DAYS)."""
+        env = settings.load()
         drift = date.fromisoformat(self.drift_from) if self.drift_from else None
         start = date.fromisoformat(self.start_date) if self.start_date else None
         return GeneratorConfig(
             seed=self.seed,
             customers=self.customers,
-            start=start or settings.load().first_day(),
+            start=start or env.first_day(),
             drift_from=drift,
+            chargeback_delay_days=env.chargeback_delay_days,
+            default_delay_days=env.default_delay_days,
         )
 
     def landing_files(self, table: str, day: date) -> list[Path]:

@@ -113,7 +113,8 @@ class GeneratorConfig:
     # byte-identical.
     drift_from: date | None = None
     # When labels arrive, in days after the purchase (shortest, longest; skewed towards the
-    # short end): chargebacks over weeks, BNPL defaults over months.
+    # short end): chargebacks over weeks, BNPL defaults over months (RISK_CHARGEBACK_DELAY_DAYS,
+    # RISK_DEFAULT_DELAY_DAYS; the defaults are the same).
     chargeback_delay_days: tuple[int, int] = (2, 60)
     default_delay_days: tuple[int, int] = (30, 90)
 
