@@ -62,6 +62,7 @@ from assets.ingest.sources import RawSources
 from assets.monitoring.drift import snapshot_reference
 from assets.names import DRIFT, PERFORMANCE
 from assets.partitions import built_days
+from assets.training.dataset import read_training_set
 from assets.training.models import log_and_register, train_bundle
 from definitions import defs
 from demo import run as demo
@@ -242,7 +243,7 @@ def promote_worse_model(tracking_uri: str, lakehouse: Lakehouse) -> tuple[str, s
     """A deliberately worse fraud model (labels shuffled) promoted over the champion, as a bad
     release would be; it replaces the champion, so rollback has a way back. It is logged as the
     training job logs a model (vocabularies, snapshot reference for drift), labels aside."""
-    table = lakehouse.dataset(TRAINING_SET).to_table()
+    table = read_training_set(lakehouse)
     labels = table["fraud_label"].to_numpy(zero_copy_only=False).copy()
     np.random.default_rng(13).shuffle(labels)
     shuffled = table.set_column(

@@ -26,6 +26,7 @@ from assets.training.dataset import (
     TrainingWindow,
     build_training_set,
     content_hash,
+    read_training_set,
 )
 from assets.training.models import gate, log_and_register, train_bundle
 from resources.lakehouse import TRAINING_SET, Lakehouse
@@ -192,7 +193,7 @@ class ModelConfig(Config):
 def risk_models(
     context: AssetExecutionContext, config: ModelConfig, lakehouse: Lakehouse
 ) -> MaterializeResult:
-    table = lakehouse.dataset(TRAINING_SET).to_table()
+    table = read_training_set(lakehouse)
     commit = lakehouse.last_commit(TRAINING_SET)
     feature_set = load_feature_set()
     if commit["risk.feature_set_version"] != feature_set.version:

@@ -23,7 +23,14 @@ import pyarrow.compute as pc
 from assets.partitions import as_of_time
 from assets.training.point_in_time import point_in_time_sql
 from assets.training.realtime import realtime_sql
-from resources.lakehouse import CUSTOMER_FEATURES, LABELS, ONLINE_LOADS, TRANSACTIONS, Lakehouse
+from resources.lakehouse import (
+    CUSTOMER_FEATURES,
+    LABELS,
+    ONLINE_LOADS,
+    TRAINING_SET,
+    TRANSACTIONS,
+    Lakehouse,
+)
 from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
 from riskcore.realtime import REALTIME_FEATURES
@@ -204,6 +211,15 @@ def _split(joined: pa.Table, window: TrainingWindow, target: str) -> pa.Array:
         pc.if_else(pc.greater(at, ts(valid_from)), "valid", "train"),
     )
     return pc.if_else(pc.and_(eligible, matured), split, pa.scalar(None, pa.string()))
+
+
+def read_training_set(lakehouse: Lakehouse) -> pa.Table:
+    """The stored training set in the order it was built (purchase time, then id). The Delta
+    writer may store a table's record batches in any order (deltalake 1.6 did, run to run), and
+    a model learns differently from the same rows in another order (bagging picks rows by
+    position): ordered, one training set gives one model."""
+    table = lakehouse.dataset(TRAINING_SET).to_table()
+    return table.sort_by([("event_ts", "ascending"), ("transaction_id", "ascending")])
 
 
 def content_hash(table: pa.Table) -> str:
