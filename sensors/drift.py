@@ -9,7 +9,14 @@ newest measurement crosses an action threshold.
 The run's tags name what triggered it; the retrain ends in the champion/challenger gate, so
 neither replaces a better model unseen. A cooldown kept in the sensor's cursor (JSON: the last
 measurement seen, the last retrain time) prevents retrain storms, and a retrain already queued
-or running is not duplicated."""
+or running is not duplicated.
+
+Drift is measured against the fraud champion's reference snapshot, so once a drift retrain has
+finished against a champion, the gate has answered that drift: it promoted a challenger (a new
+reference, measured afresh) or judged on fair weeks that the champion still wins. The same drift
+against the same champion then opens no further retrain, however long it lasts: the weekly
+retrain learns the new data and ``performance_retrain`` watches what the champion actually
+achieves. A drift retrain that failed answered nothing, and the cooldown alone applies."""
 
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from riskcore import settings
 from riskcore.targets import TARGETS
 from sensors.status import SENSOR_STATUS
 
+REFERENCE_TAG = "risk/measured_against"
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -52,6 +60,7 @@ def build_retrain_sensor(
     cooldown_s: float,
     trigger: str,  # the run's risk/trigger tag
     what: str,  # what is measured, for people
+    against: str | None = None,  # metadata key of what is measured against (see the docstring)
 ) -> SensorDefinition:
     @sensor(
         name=name,
@@ -59,7 +68,12 @@ def build_retrain_sensor(
         minimum_interval_seconds=300,
         default_status=SENSOR_STATUS,
         description=f"Opens a {job.name} run when a watched {what} passes {act} (warns above "
-        f"{warn}); at most one per {cooldown_s / 3600:g} h.",
+        f"{warn}); at most one per {cooldown_s / 3600:g} h"
+        + (
+            f", and none for a {what} a finished retrain answered against the same {against}."
+            if against
+            else "."
+        ),
     )
     def retrain(context: SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
@@ -80,6 +94,14 @@ def build_retrain_sensor(
             return SkipReason(
                 f"no watched {what} above {act}" + (f"; warning: {warned}" if warned else "")
             )
+        reference = metadata.get(against) if against else None
+        reference = str(reference.value) if reference is not None else ""
+        if reference and (answer := _answered(context, job.name, trigger, reference)):
+            return SkipReason(
+                f"{what} {over} against {reference}, already answered by {job.name} run "
+                f"{answer.run_id[:8]}: its gate kept {reference}; the weekly retrain and "
+                "performance_retrain carry on from here"
+            )
         now = settings.load().now().timestamp()
         since = now - cursor.get("retrain_at", 0)
         if since < cooldown_s:
@@ -99,10 +121,24 @@ def build_retrain_sensor(
                 "risk/trigger": trigger,
                 f"risk/{metric}": named,
                 "risk/measured_as_of": str(as_of.value) if as_of else "",
+                **({REFERENCE_TAG: reference} if reference else {}),
             },
         )
 
     return retrain
+
+
+def _answered(context: SensorEvaluationContext, job_name: str, trigger: str, reference: str):
+    """The newest successful run this sensor opened against ``reference``, if any."""
+    runs = context.instance.get_runs(
+        RunsFilter(
+            job_name=job_name,
+            tags={"risk/trigger": trigger, REFERENCE_TAG: reference},
+            statuses=[DagsterRunStatus.SUCCESS],
+        ),
+        limit=1,
+    )
+    return runs[0] if runs else None
 
 
 def build_drift_sensor(
@@ -124,6 +160,7 @@ def build_drift_sensor(
         cooldown_s=cooldown_s,
         trigger="drift",
         what="PSI",
+        against="champion",
     )
 
 

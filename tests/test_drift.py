@@ -40,8 +40,10 @@ def train_models():
     _train()
 
 
-def _measure(instance: DagsterInstance, **psis: float) -> None:
+def _measure(instance: DagsterInstance, champion: str | None = None, **psis: float) -> None:
     metadata = {"as_of": "2026-05-01", **{f"psi/{k}": v for k, v in psis.items()}}
+    if champion:
+        metadata["champion"] = champion
     instance.report_runless_asset_event(AssetMaterialization(DRIFT, metadata=metadata))
 
 
@@ -114,6 +116,37 @@ def test_a_retrain_in_flight_is_not_duplicated(instance):
     _measure(instance, score=0.4)
     result, _ = _tick(instance)
     assert isinstance(result, SkipReason) and "in flight" in result.skip_message
+
+
+def _finished(instance, request: RunRequest, status=DagsterRunStatus.SUCCESS) -> None:
+    """The run the daemon would have launched for ``request``, ended with ``status``."""
+    run_id = str(uuid.uuid4())
+    instance.add_run(
+        DagsterRun(job_name="train_models", run_id=run_id, status=status, tags=request.tags)
+    )
+
+
+def test_drift_a_finished_retrain_answered_opens_no_second_run(instance):
+    _measure(instance, score=0.4, champion="risk_fraud/1")
+    first, cursor = _tick(instance)
+    assert isinstance(first, RunRequest)
+    assert first.tags["risk/measured_against"] == "risk_fraud/1"
+    _finished(instance, first)  # the gate kept champion v1
+    _measure(instance, score=0.5, champion="risk_fraud/1")
+    second, cursor = _tick(instance, cursor, cooldown_s=0)
+    assert isinstance(second, SkipReason) and "already answered" in second.skip_message
+    _measure(instance, score=0.5, champion="risk_fraud/2")  # a new champion: a new reference
+    third, _ = _tick(instance, cursor, cooldown_s=0)
+    assert isinstance(third, RunRequest)
+
+
+def test_a_failed_drift_retrain_answered_nothing(instance):
+    _measure(instance, score=0.4, champion="risk_fraud/1")
+    first, cursor = _tick(instance)
+    _finished(instance, first, DagsterRunStatus.FAILURE)
+    _measure(instance, score=0.4, champion="risk_fraud/1")
+    second, _ = _tick(instance, cursor, cooldown_s=0)
+    assert isinstance(second, RunRequest)
 
 
 @pytest.mark.integration
