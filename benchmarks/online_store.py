@@ -141,7 +141,7 @@ def encodings(server, customers: int, calls: int) -> dict:
 
 
 def write_snapshot(lakehouse_root: Path, customers: int) -> None:
-    from assets.features.registry import load_feature_set
+    from featurestore.registry import load_feature_set
     from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
     from tests.snapshot_tables import snapshot_table
 
@@ -155,7 +155,7 @@ def write_snapshot(lakehouse_root: Path, customers: int) -> None:
 def child_load(lakehouse_root: str, redis_url: str) -> None:
     """One materialization as the asset runs it; prints its report and this process's peak RSS."""
     from assets.features.online import load_snapshot
-    from assets.features.registry import load_feature_set
+    from featurestore.registry import load_feature_set
     from resources.lakehouse import Lakehouse
     from riskcore.online_store import OnlineStore, connect
 
@@ -214,7 +214,7 @@ def materialize(lakehouse_root: Path, redis_url: str, rounds: int) -> dict:
 
 
 def lookups(redis_url: str, calls: int, rounds: int) -> dict:
-    from assets.features.registry import load_feature_set
+    from featurestore.registry import load_feature_set
     from riskcore.online_store import OnlineStore, connect
 
     client = connect(redis_url)

@@ -30,7 +30,7 @@ def _log(msg: str) -> None:
 
 
 def build(root: Path, purchases: int, customers: int, days: int):
-    from assets.features.registry import load_feature_set
+    from featurestore.registry import load_feature_set
     from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
     from tests.snapshot_tables import cents_to_decimal, snapshot_table
 

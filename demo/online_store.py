@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from resources.online_store import from_environment
 
 log = logging.getLogger("risk.online_store")

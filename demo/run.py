@@ -249,7 +249,7 @@ def summary() -> str:
         ds = lakehouse.dataset(table)
         n = ds.count_rows() if ds is not None else 0
         lines.append(f"  {table:<40} {n:>12,} rows   {lakehouse.uri(table)}")
-    from assets.features.registry import load_feature_set
+    from featurestore.registry import load_feature_set
 
     fs = load_feature_set()
     lines.append(

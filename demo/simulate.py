@@ -57,7 +57,7 @@ from dagster import DagsterInstance, RunRequest, build_sensor_context
 from pydantic import ValidationError
 
 from assets.features.online import newest_as_of_date, online_customer_features
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.ingest.sources import RawSources
 from assets.monitoring.drift import snapshot_reference
 from assets.names import DRIFT, PERFORMANCE

@@ -1,6 +1,6 @@
 """A snapshot feature set as plain data: what serving, training and the online store share.
 
-The list itself is defined once, in the dbt mart's yml; ``assets/features/registry.py`` reads it
+The list itself is defined once, in the dbt mart's yml; ``featurestore/registry.py`` reads it
 from the dbt manifest and derives its version. This module only describes it, so that serving
 can carry it (in a model's spec, in the online store's layout key) without dbt or Dagster.
 """

@@ -6,7 +6,7 @@ from dagster import RunRequest, SensorEvaluationContext, SkipReason, sensor
 from redis import RedisError
 
 from assets.features.online import newest_as_of_date, online_customer_features
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.partitions import as_of_time
 from resources.lakehouse import Lakehouse
 from resources.online_store import OnlineStoreResource

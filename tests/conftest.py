@@ -29,7 +29,7 @@ import pytest  # noqa: E402
 def feature_set():
     """The registry's feature set (the dbt manifest is parsed first when stale)."""
     import assets.features.dbt  # noqa: F401
-    from assets.features.registry import load_feature_set
+    from featurestore.registry import load_feature_set
 
     return load_feature_set()
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from tests.compiled_models import build_snapshots, compile_models
 from tests.feature_oracle import Label, Txn, snapshot
 

@@ -478,7 +478,7 @@ _KILLED_LOAD = """
 import sys, time
 from datetime import date
 
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.partitions import as_of_time
 from riskcore.codec import with_digests
 from riskcore.online_store import OnlineStore, connect

@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, materialize
 
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from demo.run import run_partition_range

@@ -17,7 +17,7 @@ from assets.training.dataset import (
     build_training_set,
     table_vocabularies,
 )
-from assets.training.point_in_time import point_in_time_sql
+from featurestore.point_in_time import point_in_time_sql
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
 from riskcore.codec import with_digests

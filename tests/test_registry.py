@@ -7,7 +7,7 @@ from datetime import date
 import duckdb
 import pytest
 
-from assets.features.registry import (
+from featurestore.registry import (
     MANIFEST,
     feature_set_from_manifest,
     load_feature_set,

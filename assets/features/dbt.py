@@ -13,7 +13,7 @@ from typing import Any
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from assets.features.registry import ensure_manifest
+from featurestore.registry import ensure_manifest
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
 from resources import dbt_cli

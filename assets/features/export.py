@@ -5,7 +5,7 @@ from datetime import date, timedelta
 import duckdb
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from assets.features.registry import MART, load_feature_set
+from featurestore.registry import MART, load_feature_set
 from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE
 from assets.partitions import daily_partitions, monthly_batches

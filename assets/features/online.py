@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from assets.features.export import customer_features_daily
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.ingest.raw import run_as_of_date
 from assets.names import ONLINE_STORE
 from assets.partitions import as_of_time, daily_partitions, monthly_batches

@@ -10,7 +10,7 @@ import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from assets.features.export import customer_features_daily
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.ingest.raw import raw_labels, run_as_of_date
 from assets.monitoring.decision_log import read_decisions
 from assets.monitoring.drift import (

@@ -18,7 +18,7 @@ from dagster import (
 )
 
 from assets.features.online import newest_as_of_date
-from assets.features.registry import load_feature_set
+from featurestore.registry import load_feature_set
 from assets.monitoring.drift import snapshot_reference
 from assets.names import TRAINING
 from assets.training.dataset import (

@@ -21,16 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.partitions import as_of_time
-from assets.training.point_in_time import point_in_time_sql
 from assets.training.realtime import realtime_sql
-from resources.lakehouse import (
-    CUSTOMER_FEATURES,
-    LABELS,
-    ONLINE_LOADS,
-    TRAINING_SET,
-    TRANSACTIONS,
-    Lakehouse,
-)
+from featurestore.historical import snapshot_join
+from resources.lakehouse import LABELS, TRAINING_SET, TRANSACTIONS, Lakehouse
 from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
 from riskcore.realtime import REALTIME_FEATURES
@@ -76,52 +69,34 @@ def vocabularies(table: pa.Table) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _usable_partitions(lakehouse: Lakehouse, window: TrainingWindow) -> list[date]:
-    """The snapshot partitions any purchase of the window can be joined with (the last one
-    available before the window starts, and those inside it)."""
-    days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
-    start = as_of_time(window.first_day)
-    lag = window.availability_lag
-    before = [d for d in days if as_of_time(d) + lag <= start]
-    inside = [
-        d for d in days if as_of_time(d) + lag > start and d <= window.last_day + timedelta(1)
-    ]
-    return before[-2:] + inside  # (the one before too: a late load may have held it back)
-
-
 def joined_purchases(
     lakehouse: Lakehouse, feature_set: FeatureSet, window: TrainingWindow
 ) -> pa.Table:
     """Purchases of the window, point-in-time joined, with their known labels."""
-    partitions = _usable_partitions(lakehouse, window)
     snapshot_columns = [c.name for c in feature_set.features + feature_set.context]
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         transactions = lakehouse.dataset(TRANSACTIONS)  # noqa: F841  (DuckDB reads it by name)
         labels = lakehouse.dataset(LABELS)  # noqa: F841
-        snapshots = lakehouse.dataset(CUSTOMER_FEATURES).scanner(  # noqa: F841
-            columns=["customer_id", "as_of", *snapshot_columns],
-            filter=pc.field("as_of_date").isin(partitions),
-        )
         con.execute(
             "create temp table window_purchases as select "
             + ", ".join(TRANSACTION_COLUMNS)
             + " from transactions where event_date between $first and $last",
             {"first": window.first_day, "last": window.last_day},
         )
-        con.execute("create temp table window_snapshots as select * from snapshots")
-        online_loads = lakehouse.dataset(ONLINE_LOADS)  # DuckDB reads it by name
         known = (
             "select transaction_id, bool_or(label = 'fraud') as fraud, "
             "bool_or(label = 'default') as default_ from labels "
             "where label_ts <= $cutoff group by all"
         )
-        sql = point_in_time_sql(
+        sql = snapshot_join(  # the SDK's road (featurestore/historical.py)
+            con,
+            lakehouse,
+            "window_purchases",
             snapshot_columns,
             window.availability_lag,
-            "window_purchases",
-            "window_snapshots",
-            loads="online_loads" if online_loads is not None else None,
+            as_of_time(window.first_day),
+            as_of_time(window.last_day + timedelta(days=1)),
         )
         # Every raw purchase is an event of the real-time state; a week before the window
         # covers its longest look-back.

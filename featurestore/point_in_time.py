@@ -21,8 +21,10 @@ def point_in_time_sql(
     transactions: str = "transactions",
     snapshots: str = "snapshots",
     loads: str | None = None,
+    event_ts: str = "event_ts",
 ) -> str:
-    """SQL over two relations: ``transactions`` (``customer_id``, ``event_ts``, ...) and
+    """SQL over two relations: ``transactions`` (``customer_id``, ``event_ts``: the column
+    named so, ...) and
     ``snapshots`` (``customer_id``, ``as_of``, the columns), and optionally ``loads`` (when
     each ``as_of`` was loaded online, ``available_at``). Adds ``snapshot_as_of`` (null before
     the first usable partition), ``customer_known`` and the snapshot columns."""
@@ -39,7 +41,7 @@ def point_in_time_sql(
         chosen as (
             select t.*, p.as_of as snapshot_as_of
             from {transactions} as t
-            asof left join partitions as p on t.event_ts >= p.available_at
+            asof left join partitions as p on t.{event_ts} >= p.available_at
         )
         select c.*, s.customer_id is not null as customer_known, {picked}
         from chosen as c

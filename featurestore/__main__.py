@@ -1,0 +1,112 @@
+"""`python -m featurestore`: the SDK on the command line (click for the commands, tqdm for the
+progress of a long join). Run it where `make demo` ran, or point RISK_DATA_DIR at a data folder."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import numpy as np
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
+from tqdm import tqdm
+
+from featurestore import FeatureStoreError, catalog, historical, online
+
+
+def _fail(error: Exception) -> None:
+    raise click.ClickException(str(error)) from error
+
+
+@click.group()
+def cli() -> None:
+    """The feature store: its features, point-in-time joins and the online store."""
+    warnings.simplefilter("always", historical.FeatureStoreWarning)
+    warnings.showwarning = lambda message, *_: click.echo(f"warning: {message}", err=True)
+
+
+@cli.command("features")
+def list_features() -> None:
+    """Every servable feature: name, kind, window and what it measures."""
+    rows = catalog.features()
+    width = max(len(f.name) for f in rows)
+    click.echo(f"feature set {rows[0].feature_set_version} ({len(rows)} columns)")
+    for f in rows:
+        role = "" if f.role == "feature" else f" [{f.role}]"
+        click.echo(f"{f.name:<{width}}  {f.kind:<11} {f.window or '-':<4} {f.description}{role}")
+
+
+@cli.command()
+@click.argument("name")
+def describe(name: str) -> None:
+    """One feature in full (JSON)."""
+    try:
+        info = catalog.feature(name)
+    except FeatureStoreError as error:
+        _fail(error)
+    click.echo(json.dumps(info.__dict__, indent=2, default=list))
+
+
+def _row_count(path: str) -> int | None:
+    """The entity rows to join, from the files' metadata (for the progress bar)."""
+    try:
+        if (Path(path) / "_delta_log").is_dir():
+            return DeltaTable(path).to_pyarrow_dataset().count_rows()
+        return pads.dataset(path, format="parquet").count_rows()
+    except (OSError, ValueError):
+        return None
+
+
+@cli.command("historical")
+@click.argument("entities")
+@click.argument("output")
+@click.option(
+    "--features", "names", help="comma-separated feature names (default: every model feature)"
+)
+@click.option("--timestamp-column", default="event_ts", show_default=True)
+@click.option("--lag-hours", type=float, help="availability lag (default: RISK_AVAILABILITY_LAG_H)")
+def historical_command(entities, output, names, timestamp_column, lag_hours) -> None:
+    """Point-in-time features for the entity rows in ENTITIES (Parquet file, folder or Delta
+    table, with customer_id and a timestamp), written to OUTPUT (*.parquet, else a Delta table)."""
+    with tqdm(total=_row_count(entities), unit=" rows", unit_scale=True, desc="joined") as bar:
+        try:
+            written = historical.historical_features(
+                entities,
+                names.split(",") if names else None,
+                timestamp_column=timestamp_column,
+                lag=None if lag_hours is None else timedelta(hours=lag_hours),
+                output=output,
+                progress=bar.update,
+            )
+        except FeatureStoreError as error:
+            _fail(error)
+    click.echo(f"{written.rows:,} rows written to {written.path} ({written.format})")
+
+
+@cli.command("online")
+@click.argument("customer_ids", nargs=-1, required=True)
+@click.option(
+    "--features", "names", help="comma-separated feature names (default: every model feature)"
+)
+def online_command(customer_ids, names) -> None:
+    """The serving generation's values for a few customers."""
+    try:
+        frame = online.online_features(customer_ids, names.split(",") if names else None)
+    except FeatureStoreError as error:
+        _fail(error)
+    for row in frame.to_dicts():  # float32 in its shortest form: 44.45, not 44.45000076293945
+        row = {k: float(str(np.float32(v))) if isinstance(v, float) else v for k, v in row.items()}
+        click.echo(json.dumps(row, default=str))
+
+
+@cli.command()
+def status() -> None:
+    """The online store: newest and serving generation (as_of, customers, expiry), pins."""
+    click.echo(json.dumps(online.store_status(), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    cli()
