@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-serving bench-realtime bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -94,6 +94,15 @@ bench-online: setup
 
 bench-pit: setup
 	$(BIN)/python -m benchmarks.point_in_time
+
+# Feast, the SDK's comparison, in its own virtualenv (its pins clash with ours).
+FEAST_VENV := $(TOOLS)/feast
+$(FEAST_VENV)/bin/python: benchmarks/feast_requirements.txt | $(UV)
+	$(UV) venv --python $(PYTHON) $(FEAST_VENV)
+	$(UV) pip install --python $@ -r benchmarks/feast_requirements.txt
+
+bench-sdk: setup $(FEAST_VENV)/bin/python
+	FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m benchmarks.sdk
 
 bench-serving: setup
 	$(BIN)/python -m benchmarks.serving

@@ -17,6 +17,7 @@ to a Parquet file or Delta table.
 from __future__ import annotations
 
 import difflib
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ from riskcore.feature_set import FeatureColumn, FeatureSet
 ADDED = ("snapshot_as_of", "customer_known")  # the columns every result gains
 _ROW, _TS = "__entity_row", "__entity_ts"  # internal: input order, the moment in UTC
 BATCH_ROWS = 131_072
+# DuckDB spills the join past this (to a temporary folder): 10M entity rows against 90 days of
+# snapshots run in a few GB, on a laptop as on a worker.
+MEMORY_LIMIT = "3GB"
 
 
 class FeatureStoreError(ValueError):
@@ -108,13 +112,14 @@ def snapshot_join(
     (``customer_id``, ``event_ts``, ...). What the SDK and the training set both run."""
     days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
     dataset = lakehouse.dataset(CUSTOMER_FEATURES)
-    schema = pa.schema([("customer_id", pa.string()), ("as_of", pa.timestamp("us", "UTC"))])
     if dataset is None:
-        snapshots: Any = schema.empty_table()
-    else:
-        snapshots = dataset.filter(
-            pc.field("as_of_date").isin(usable_partitions(days, first, last, lag))
+        raise FeatureStoreError(
+            f"no snapshot table at {lakehouse.uri(CUSTOMER_FEATURES)}: build one first "
+            "(make demo, or the daily_features job), or point RISK_DATA_DIR at a data folder"
         )
+    snapshots = dataset.filter(
+        pc.field("as_of_date").isin(usable_partitions(days, first, last, lag))
+    )
     con.register("fs_snapshots", snapshots)
     loads = lakehouse.dataset(ONLINE_LOADS)
     if loads is not None:
@@ -157,8 +162,9 @@ def historical_features(
     wanted = resolve_features(feature_set, features)
     lakehouse = lakehouse or Lakehouse()
     lag = timedelta(hours=settings.load().availability_lag_h) if lag is None else lag
-    with duckdb.connect() as con:
+    with tempfile.TemporaryDirectory(prefix="featurestore-") as spill, duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
+        con.execute(f"set memory_limit = '{MEMORY_LIMIT}'; set temp_directory = '{spill}'")
         _load_entities(con, entities, timestamp_column, [c.name for c in wanted])
         first, last = con.sql(f"select min({_TS}), max({_TS}) from fs_entities").fetchall()[0]
         if first is None:  # no rows: the partitions do not matter
