@@ -394,3 +394,50 @@ def test_a_realized_auc_drop_opens_a_retrain():
         assert run.tags["risk/auc_drop"] == "fraud=0.080"
         again, _ = tick(cursor, fraud=0.09)
         assert isinstance(again, SkipReason) and "cooldown" in again.skip_message
+
+
+def test_the_rank_auc_is_sklearns_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from assets.monitoring.performance import _rank_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.random(500) < 0.1
+    scores = rng.integers(0, 20, 500).astype(float)  # many ties
+    got = _rank_auc(scores[y][None, :], scores[~y][None, :])[0]
+    assert got == pytest.approx(roc_auc_score(y, scores))
+
+
+def _scores(rng, y, noise):
+    return y * 1.5 + rng.normal(0, noise, len(y))
+
+
+def test_a_dozen_bad_outcomes_do_not_roll_back_an_equal_model():
+    """Two models of the same quality: on 13 bad outcomes among 12,000 the champion's realized
+    AUC can trail by more than the 0.01 margin from noise alone; the bound says so."""
+    from assets.monitoring.performance import auc_gap_bound
+
+    y = np.zeros(12_000, bool)
+    y[:13] = True
+    for seed in range(200):  # a draw where noise alone puts the champion 0.01 behind
+        rng = np.random.default_rng(seed)
+        champion, previous = _scores(rng, y, 1.0), _scores(rng, y, 1.0)
+        if realized_auc(y, champion) < realized_auc(y, previous) - 0.01:
+            break
+    else:
+        pytest.fail("no noisy draw found")
+    assert auc_gap_bound(y, champion, previous) > -0.01
+
+
+def test_a_much_worse_model_is_surely_worse_on_a_dozen_bad_outcomes():
+    from assets.monitoring.performance import auc_gap_bound
+
+    rng = np.random.default_rng(1)
+    y = np.zeros(4_000, bool)
+    y[:12] = True
+    previous, shuffled = _scores(rng, y, 1.0), rng.normal(0, 1, len(y))
+    assert realized_auc(y, shuffled) < realized_auc(y, previous) - 0.2
+    assert auc_gap_bound(y, shuffled, previous) < -0.01
+    many = np.zeros(20_000, bool)
+    many[:400] = True  # with many bad outcomes a real gap of a few hundredths is sure
+    assert auc_gap_bound(many, _scores(rng, many, 1.3), _scores(rng, many, 1.0)) < -0.01

@@ -10,7 +10,6 @@ import numpy as np
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from assets.features.export import customer_features_daily
-from featurestore.registry import load_feature_set
 from assets.ingest.raw import raw_labels, run_as_of_date
 from assets.monitoring.decision_log import read_decisions
 from assets.monitoring.drift import (
@@ -28,6 +27,7 @@ from assets.monitoring.performance import (
 )
 from assets.names import AUC_DROP, DRIFT, KEY_FEATURES, MONITORING, PERFORMANCE, PSI, metric_key
 from assets.partitions import as_of_time, daily_partitions, monthly_batches
+from featurestore.registry import load_feature_set
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
 from riskcore import settings
 from riskcore.psi import Reference, psi
@@ -366,22 +366,26 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
         replaced = registry.load_bundle(name, previous).behavioural
         seen = compare_on_served_rows(decisions, target, label, champion, replaced)
         auc = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        bound = "-" if seen.gap_bound is None else f"{seen.gap_bound:+.4f}"
         out[f"compared/{target}"] = seen.problem or (
             f"realized AUC v{version} {auc(seen.champion_auc)}, v{previous} "
             f"{auc(seen.previous_auc)} on {seen.rows} matured decisions ({seen.bad} bad, "
-            f"{seen.weeks} weeks)"
+            f"{seen.weeks} weeks); the gap's 95% bound {bound}"
         )
         enough = seen.rows >= config.min_rows and seen.bad >= config.min_bad
+        # Worse by more than the margin, and surely so: with a dozen bad outcomes a realized
+        # AUC moves by a few hundredths from noise alone (the paired bootstrap's bound).
         if (
             seen.problem is None
             and enough
-            and None not in (seen.champion_auc, seen.previous_auc)
+            and None not in (seen.champion_auc, seen.previous_auc, seen.gap_bound)
             and seen.champion_auc < seen.previous_auc - config.rollback_margin
+            and seen.gap_bound < -config.rollback_margin
         ):
             reason = (
                 f"realized AUC {seen.champion_auc:.4f} < v{previous}'s {seen.previous_auc:.4f}"
                 f" - {config.rollback_margin} on the same {seen.rows} matured decisions "
-                f"({seen.bad} bad, {seen.weeks} weeks)"
+                f"({seen.bad} bad, {seen.weeks} weeks; the gap's 95% bound {bound})"
             )
     if reason and config.rollback:
         registry.roll_back(name, reason)

@@ -12,10 +12,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from assets.features.export import customer_features_daily
 from assets.features.online import newest_as_of_date, online_customer_features
-from featurestore.registry import load_feature_set
 from assets.ingest.raw import raw_transactions
 from assets.partitions import as_of_time
 from assets.training.assets import risk_models
+from featurestore.registry import load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore import settings

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from riskcore.model_bundle import ScoringModel
@@ -28,6 +29,41 @@ ROLES = {"served": "", "shadow": "shadow_"}  # column prefixes in the log
 def realized_auc(bad: np.ndarray, score: np.ndarray) -> float | None:
     """ROC AUC, or None when the rows hold one class only."""
     return float(roc_auc_score(bad, score)) if 0 < bad.sum() < len(bad) else None
+
+
+def _rank_auc(bad_scores: np.ndarray, good_scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of (bad, good) score samples: Mann-Whitney on ranks, ties halved."""
+    ranks = rankdata(np.concatenate([bad_scores, good_scores], axis=1), axis=1)
+    n_bad, n_good = bad_scores.shape[1], good_scores.shape[1]
+    return (ranks[:, :n_bad].sum(axis=1) - n_bad * (n_bad + 1) / 2) / (n_bad * n_good)
+
+
+def auc_gap_bound(
+    bad: np.ndarray,
+    champion: np.ndarray,
+    previous: np.ndarray,
+    level: float = 0.95,
+    rounds: int = 400,
+    seed: int = 0,
+) -> float | None:
+    """The upper bound of a one-sided ``level`` bootstrap interval for the champion's realized
+    AUC minus the previous version's, on the same decisions: paired (each resample scores the
+    same rows with both) and stratified (each keeps the bad count), seeded. Below minus the
+    margin, the champion is worse beyond what a dozen bad outcomes' noise explains. None when
+    the rows hold one class only."""
+    bad = bad.astype(bool)
+    if not 0 < bad.sum() < len(bad):
+        return None
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(0, rounds, 50):  # 50 resamples at a time: bounded memory
+        picks_bad = rng.choice(np.flatnonzero(bad), (50, bad.sum()))
+        picks_good = rng.choice(np.flatnonzero(~bad), (50, (~bad).sum()))
+        gaps.append(
+            _rank_auc(champion[picks_bad], champion[picks_good])
+            - _rank_auc(previous[picks_bad], previous[picks_good])
+        )
+    return float(np.quantile(np.concatenate(gaps), level))
 
 
 def labelled_decisions(
@@ -109,6 +145,7 @@ class Comparison:
     champion_auc: float | None
     previous_auc: float | None
     problem: str | None = None  # why the two could not be compared
+    gap_bound: float | None = None  # auc_gap_bound: how far below the champion surely is
 
 
 def compare_on_served_rows(
@@ -129,9 +166,20 @@ def compare_on_served_rows(
     y = rows["bad"].to_numpy()
     weeks = rows["week"].n_unique()
 
-    def compared(problem: str | None = None, previous_auc: float | None = None) -> Comparison:
-        champion_auc = realized_auc(y, rows[f"{target}_score"].to_numpy()) if len(y) else None
-        return Comparison(len(y), int(y.sum()), weeks, champion_auc, previous_auc, problem)
+    def compared(problem: str | None = None, previous_scores=None) -> Comparison:
+        scores = rows[f"{target}_score"].to_numpy()
+        champion_auc = realized_auc(y, scores) if len(y) else None
+        if previous_scores is None:
+            return Comparison(len(y), int(y.sum()), weeks, champion_auc, None, problem)
+        return Comparison(
+            len(y),
+            int(y.sum()),
+            weeks,
+            champion_auc,
+            realized_auc(y, previous_scores),
+            problem,
+            auc_gap_bound(y, scores, previous_scores),
+        )
 
     names = champion.spec.feature_names
     same_inputs = (previous.spec.feature_names, previous.spec.vocabularies) == (
@@ -145,4 +193,4 @@ def compare_on_served_rows(
     matrix = rows.select(names).to_numpy().astype(np.float64)
     if not np.allclose(champion.predict(matrix), rows[f"{target}_score"].to_numpy(), atol=1e-9):
         return compared("the logged vectors do not reproduce the champion's scores")
-    return compared(None, realized_auc(y, previous.predict(matrix)))
+    return compared(None, previous.predict(matrix))
