@@ -1,6 +1,6 @@
 """Daily partitions: key D is the last UTC day of data (snapshot rows carry as_of = D + 1 day)."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from dagster import BackfillPolicy, DailyPartitionsDefinition
 
@@ -55,8 +55,3 @@ def missing_ranges(lakehouse: Lakehouse, last: date, longest: int = 31) -> list[
         else:
             ranges.append((day, day))
     return ranges
-
-
-def as_of_time(as_of_date: date) -> datetime:
-    """The as_of of a snapshot date: its 00:00 UTC."""
-    return datetime(as_of_date.year, as_of_date.month, as_of_date.day, tzinfo=UTC)

@@ -179,20 +179,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entities", required=True, help="Parquet of customer_id, event_ts")
     ap.add_argument("--features", required=True, help="comma-separated, e.g. f0,f1,f2")
     ap.add_argument("--lag-hours", type=float, required=True)
-    ap.add_argument("--ttl-hours", type=float, default=48.0,
-                    help="FeatureView TTL (default 48; 0 = no TTL, Feast then looks "
-                         "back without limit); Feast's TTL rule is not ours")
+    ap.add_argument(
+        "--ttl-hours",
+        type=float,
+        default=48.0,
+        help="FeatureView TTL (default 48; 0 = no TTL, Feast then looks "
+        "back without limit); Feast's TTL rule is not ours",
+    )
     ap.add_argument("--lag-mode", choices=("copy", "entity-shift"), default="copy")
-    ap.add_argument("--prep-dir", default=None,
-                    help="keep the prepared copy here and reuse it when current "
-                         "(default: a temp dir removed at exit)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="DuckDB threads (default: DuckDB's own, i.e. all cores)")
+    ap.add_argument(
+        "--prep-dir",
+        default=None,
+        help="keep the prepared copy here and reuse it when current "
+        "(default: a temp dir removed at exit)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="DuckDB threads (default: DuckDB's own, i.e. all cores)",
+    )
     ap.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 16GB")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run the query N times; seconds is the fastest, seconds_all all")
-    ap.add_argument("--output", default=None,
-                    help="also write Feast's result to this Parquet file (after timing)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the query N times; seconds is the fastest, seconds_all all",
+    )
+    ap.add_argument(
+        "--output",
+        default=None,
+        help="also write Feast's result to this Parquet file (after timing)",
+    )
     ap.add_argument("--_prepare-only", dest="prepare_only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -216,17 +234,32 @@ def _run(args, features: list[str], snapshots: str, work: str) -> int:
     prep_reused = False
     prep_peak_rss_mb = 0.0
     if args.lag_mode == "copy":
-        prep_dir = os.path.abspath(args.prep_dir) if args.prep_dir else os.path.join(work, "prepared")
+        prep_dir = (
+            os.path.abspath(args.prep_dir) if args.prep_dir else os.path.join(work, "prepared")
+        )
         if _prep_is_current(snapshots, prep_dir, args.lag_hours, features):
             prep_reused = True
             _log(f"reusing prepared copy {prep_dir}")
         else:
-            _log(f"writing prepared copy with {TS_COLUMN} = as_of + {args.lag_hours}h to {prep_dir}")
+            _log(
+                f"writing prepared copy with {TS_COLUMN} = as_of + {args.lag_hours}h to {prep_dir}"
+            )
             t0 = time.perf_counter()
             subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--snapshots", snapshots,
-                 "--entities", args.entities, "--features", ",".join(features),
-                 "--lag-hours", str(args.lag_hours), "--_prepare-only", prep_dir],
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--snapshots",
+                    snapshots,
+                    "--entities",
+                    args.entities,
+                    "--features",
+                    ",".join(features),
+                    "--lag-hours",
+                    str(args.lag_hours),
+                    "--_prepare-only",
+                    prep_dir,
+                ],
                 check=True,
             )
             prep_seconds = time.perf_counter() - t0
@@ -294,10 +327,14 @@ def _run(args, features: list[str], snapshots: str, work: str) -> int:
     entity_df = pq.read_table(args.entities, columns=["customer_id", "event_ts"]).to_pandas()
     entity_df = entity_df.rename(columns={"event_ts": "event_timestamp"})
     if args.lag_mode == "entity-shift":
-        entity_df["event_timestamp"] = entity_df["event_timestamp"] - timedelta(hours=args.lag_hours)
+        entity_df["event_timestamp"] = entity_df["event_timestamp"] - timedelta(
+            hours=args.lag_hours
+        )
     refs = [f"snap:{f}" for f in features]
-    _log(f"feast {feast.__version__}: {len(entity_df)} entity rows, features {features}, "
-         f"ttl {args.ttl_hours}h, lag via {args.lag_mode}")
+    _log(
+        f"feast {feast.__version__}: {len(entity_df)} entity rows, features {features}, "
+        f"ttl {args.ttl_hours}h, lag via {args.lag_mode}"
+    )
 
     # --- the timed query ---------------------------------------------------
     rss_before_query_mb = _maxrss_mb(resource.RUSAGE_SELF)
@@ -335,7 +372,7 @@ def _run(args, features: list[str], snapshots: str, work: str) -> int:
         "prep_seconds": round(prep_seconds, 4),
         "ttl_hours": args.ttl_hours,
         "seconds_all": [round(t, 4) for t in timings],
-        "entity_rows": int(len(entity_df)),
+        "entity_rows": len(entity_df),
         "non_null_rows": int(non_null),
         "lag_mode": args.lag_mode,
         "prep_reused": prep_reused,

@@ -26,7 +26,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from assets.partitions import as_of_time
+from riskcore.timestamps import as_of_time
 
 AS_OF = date(2026, 3, 1)
 

@@ -13,8 +13,8 @@ def recent_requests(n: int = 6000) -> list[dict]:
     import pyarrow.compute as pc
 
     from assets.features.online import newest_as_of_date
-    from assets.partitions import as_of_time
     from resources.lakehouse import TRANSACTIONS, Lakehouse
+    from riskcore.timestamps import as_of_time
 
     newest = newest_as_of_date(Lakehouse())
     if newest is None:

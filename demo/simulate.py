@@ -57,7 +57,6 @@ from dagster import DagsterInstance, RunRequest, build_sensor_context
 from pydantic import ValidationError
 
 from assets.features.online import newest_as_of_date, online_customer_features
-from featurestore.registry import load_feature_set
 from assets.ingest.sources import RawSources
 from assets.monitoring.drift import snapshot_reference
 from assets.names import DRIFT, PERFORMANCE
@@ -66,6 +65,7 @@ from assets.training.dataset import read_training_set
 from assets.training.models import log_and_register, train_bundle
 from definitions import defs
 from demo import run as demo
+from featurestore.registry import load_feature_set
 from resources.lakehouse import TRAINING_SET, Lakehouse
 from resources.local_redis import ensure_running
 from resources.online_store import from_environment as online_store_from_environment

@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import warnings
 from datetime import timedelta
-from pathlib import Path
 
 import click
 import numpy as np
-import pyarrow.dataset as pads
-from deltalake import DeltaTable
 from tqdm import tqdm
 
 from featurestore import FeatureStoreError, catalog, historical, online
+
+
+def _show(message, category, *_) -> None:
+    click.echo(f"{category.__name__}: {message}", err=True)
 
 
 def _fail(error: Exception) -> None:
@@ -25,7 +26,7 @@ def _fail(error: Exception) -> None:
 def cli() -> None:
     """The feature store: its features, point-in-time joins and the online store."""
     warnings.simplefilter("always", historical.FeatureStoreWarning)
-    warnings.showwarning = lambda message, *_: click.echo(f"warning: {message}", err=True)
+    warnings.showwarning = _show  # this process is the command line: warnings as one line
 
 
 @cli.command("features")
@@ -53,10 +54,8 @@ def describe(name: str) -> None:
 def _row_count(path: str) -> int | None:
     """The entity rows to join, from the files' metadata (for the progress bar)."""
     try:
-        if (Path(path) / "_delta_log").is_dir():
-            return DeltaTable(path).to_pyarrow_dataset().count_rows()
-        return pads.dataset(path, format="parquet").count_rows()
-    except (OSError, ValueError):
+        return historical._dataset(path).count_rows()
+    except (FeatureStoreError, OSError):
         return None
 
 
@@ -68,7 +67,8 @@ def _row_count(path: str) -> int | None:
 )
 @click.option("--timestamp-column", default="event_ts", show_default=True)
 @click.option("--lag-hours", type=float, help="availability lag (default: RISK_AVAILABILITY_LAG_H)")
-def historical_command(entities, output, names, timestamp_column, lag_hours) -> None:
+@click.option("--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+def historical_command(entities, output, names, timestamp_column, lag_hours, overwrite) -> None:
     """Point-in-time features for the entity rows in ENTITIES (Parquet file, folder or Delta
     table, with customer_id and a timestamp), written to OUTPUT (*.parquet, else a Delta table)."""
     with tqdm(total=_row_count(entities), unit=" rows", unit_scale=True, desc="joined") as bar:
@@ -79,6 +79,7 @@ def historical_command(entities, output, names, timestamp_column, lag_hours) -> 
                 timestamp_column=timestamp_column,
                 lag=None if lag_hours is None else timedelta(hours=lag_hours),
                 output=output,
+                overwrite=overwrite,
                 progress=bar.update,
             )
         except FeatureStoreError as error:

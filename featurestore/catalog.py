@@ -3,12 +3,12 @@ mart's documented columns, ``featurestore/registry.py``) knows, described."""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
-from featurestore.historical import FeatureStoreError
+from featurestore.historical import resolve_features
 from featurestore.registry import MART, load_feature_set
 from resources.dbt_cli import DBT_PROJECT_DIR
+from riskcore.feature_set import FeatureColumn, FeatureSet
 
 MART_SQL = DBT_PROJECT_DIR / "models" / "marts" / f"{MART}.sql"
 
@@ -24,38 +24,33 @@ class FeatureInfo:
     categories: tuple[str, ...] | None
     grows_with_time: bool  # an age: drift measures it like with like
     feature_set_version: str
-    dbt_model: str  # the model that computes it
+    dbt_model: str  # the mart that publishes it (its rollups come from intermediate models)
     sql: str  # that model's file, relative to the repository
+
+
+def _info(column: FeatureColumn, feature_set: FeatureSet) -> FeatureInfo:
+    return FeatureInfo(
+        column.name,
+        column.description,
+        column.data_type,
+        column.kind,
+        column.role,
+        column.window,
+        column.categories,
+        column.grows_with_time,
+        feature_set.version,
+        MART,
+        str(MART_SQL.relative_to(DBT_PROJECT_DIR.parent)),
+    )
 
 
 def features() -> list[FeatureInfo]:
     """Every servable column: the model features, then the context columns."""
     feature_set = load_feature_set()
-    sql = str(MART_SQL.relative_to(DBT_PROJECT_DIR.parent))
-    return [
-        FeatureInfo(
-            c.name,
-            c.description,
-            c.data_type,
-            c.kind,
-            c.role,
-            c.window,
-            c.categories,
-            c.grows_with_time,
-            feature_set.version,
-            MART,
-            sql,
-        )
-        for c in (*feature_set.features, *feature_set.context)
-    ]
+    return [_info(c, feature_set) for c in (*feature_set.features, *feature_set.context)]
 
 
 def feature(name: str) -> FeatureInfo:
     """One feature by name; an unknown name fails naming the closest known ones."""
-    known = {f.name: f for f in features()}
-    if name not in known:
-        hints = difflib.get_close_matches(name, known, n=3)
-        raise FeatureStoreError(
-            f"unknown feature {name!r}" + (f" (did you mean {', '.join(hints)}?)" if hints else "")
-        )
-    return known[name]
+    feature_set = load_feature_set()
+    return _info(resolve_features(feature_set, [name])[0], feature_set)

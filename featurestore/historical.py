@@ -2,21 +2,22 @@
 snapshot features serving had at that moment. The training set takes it too
 (``assets/training/dataset.py``), so a data scientist's frame and the model's rows agree.
 
-The rules are the architecture's (docs/architecture.md, "Point-in-time correctness"): a row at
-``t`` gets the snapshot partition with the greatest ``available_at <= t`` (``as_of + lag``, or
-when its online load ended, if later), whichever customers it holds; a customer absent from
-that partition gets nulls and ``customer_known`` false, never an older row of theirs; so does a
-row before the first available snapshot. Numbers come back as the online store holds them
+The rules are the architecture's (docs/architecture.md, "Point in time"): a row at ``t`` gets
+the snapshot partition with the greatest ``available_at <= t`` (``as_of + lag``, or when its
+online load ended, if later), whichever customers it holds; a customer absent from that
+partition gets nulls and ``customer_known`` false, never an older row of theirs; so does a row
+before the first available snapshot. Numbers come back as the online store holds them
 (float32, NaN for null), so a model trained on them sees what serving feeds it.
 
-The join runs in DuckDB: entity rows are copied into it (spilling to disk past its memory
-limit), never into Python objects, and the result streams out in record batches, to a frame or
-to a Parquet file or Delta table.
+Only the keys (customer, moment, position) go into DuckDB; the join's columns come back in
+input order, in record batches, and are attached to the untouched input rows: in memory for a
+frame, batch by batch for a file, streamed to a Parquet file or Delta table.
 """
 
 from __future__ import annotations
 
 import difflib
+import glob
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -37,13 +39,12 @@ from featurestore.registry import load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, ONLINE_LOADS, Lakehouse
 from riskcore import settings
 from riskcore.feature_set import FeatureColumn, FeatureSet
+from riskcore.timestamps import as_of_time
 
 ADDED = ("snapshot_as_of", "customer_known")  # the columns every result gains
-_ROW, _TS = "__entity_row", "__entity_ts"  # internal: input order, the moment in UTC
+_ROW, _TS = "__entity_row", "__entity_ts"  # internal: input position, the moment in UTC
 BATCH_ROWS = 131_072
-# DuckDB spills the join past this (to a temporary folder): 10M entity rows against 90 days of
-# snapshots run in a few GB, on a laptop as on a worker.
-MEMORY_LIMIT = "3GB"
+MEMORY_LIMIT = "3GB"  # DuckDB spills the join past this, to a temporary folder
 
 
 class FeatureStoreError(ValueError):
@@ -69,8 +70,7 @@ def resolve_features(feature_set: FeatureSet, names: Sequence[str] | None) -> li
     servable = {c.name: c for c in (*feature_set.features, *feature_set.context)}
     if names is None:
         return list(feature_set.features)
-    if isinstance(names, str):
-        names = [names]
+    names = [names] if isinstance(names, str) else [n.strip() for n in names]
     unknown = [n for n in names if n not in servable]
     if unknown:
         hints = {n: difflib.get_close_matches(n, servable, n=3) for n in unknown}
@@ -85,16 +85,31 @@ def resolve_features(feature_set: FeatureSet, names: Sequence[str] | None) -> li
     return [servable[n] for n in dict.fromkeys(names)]
 
 
+def partition_availability(lakehouse: Lakehouse, lag: timedelta) -> dict[date, datetime]:
+    """When each snapshot partition became usable: ``as_of + lag``, or when its first online
+    load ended if that was later (the ``serving/online_loads`` table, a row an as_of)."""
+    planned = {
+        d: as_of_time(d) + lag for d in lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
+    }
+    loads = lakehouse.dataset(ONLINE_LOADS)
+    if loads is not None:
+        for row in loads.to_table(columns=["as_of", "available_at"]).to_pylist():
+            day = row["as_of"].date()
+            if day in planned and row["available_at"] is not None:
+                planned[day] = max(planned[day], row["available_at"])
+    return planned
+
+
 def usable_partitions(
-    days: Sequence[date], first: datetime, last: datetime, lag: timedelta
+    available: dict[date, datetime], first: datetime, last: datetime
 ) -> list[date]:
-    """The snapshot partitions a row between ``first`` and ``last`` can be joined with: those
-    planned available inside the span and the two before it (a late load may have held the
-    last of them back, leaving its predecessor in force)."""
-    start = lambda d: datetime(d.year, d.month, d.day, tzinfo=UTC) + lag  # noqa: E731
-    before = [d for d in days if start(d) <= first]
-    inside = [d for d in days if first < start(d) <= last]
-    return before[-2:] + inside
+    """The partitions a row between ``first`` and ``last`` can be joined with: the one in
+    force at ``first`` (greatest availability not after it) and those becoming available
+    after it, up to ``last``."""
+    before = [d for d, at in available.items() if at <= first]
+    in_force = max(before, key=lambda d: (available[d], d)) if before else None
+    inside = [d for d, at in available.items() if first < at <= last]
+    return sorted({*inside, *([in_force] if in_force else [])})
 
 
 def snapshot_join(
@@ -107,30 +122,28 @@ def snapshot_join(
     last: datetime,
     event_ts: str = "event_ts",
 ) -> str:
-    """Registers the snapshot partitions rows between ``first`` and ``last`` can use (and the
-    online loads) in ``con``; returns the point-in-time SQL over the relation ``entities``
-    (``customer_id``, ``event_ts``, ...). What the SDK and the training set both run."""
-    days = lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
+    """Registers in ``con`` the snapshot partitions rows between ``first`` and ``last`` can
+    use, and when each became available; returns the point-in-time SQL over the relation
+    ``entities`` (``customer_id``, ``event_ts``, ...). What the SDK and the training set run."""
     dataset = lakehouse.dataset(CUSTOMER_FEATURES)
     if dataset is None:
         raise FeatureStoreError(
             f"no snapshot table at {lakehouse.uri(CUSTOMER_FEATURES)}: build one first "
             "(make demo, or the daily_features job), or point RISK_DATA_DIR at a data folder"
         )
-    snapshots = dataset.filter(
-        pc.field("as_of_date").isin(usable_partitions(days, first, last, lag))
+    available = partition_availability(lakehouse, lag)
+    days = usable_partitions(available, first, last)
+    utc = pa.timestamp("us", "UTC")
+    partitions = pa.table(
+        {
+            "as_of": pa.array([as_of_time(d) for d in days], utc),
+            "available_at": pa.array([available[d] for d in days], utc),
+        }
     )
-    con.register("fs_snapshots", snapshots)
-    loads = lakehouse.dataset(ONLINE_LOADS)
-    if loads is not None:
-        con.register("fs_online_loads", loads)
+    con.register("fs_snapshots", dataset.filter(pc.field("as_of_date").isin(days)))
+    con.register("fs_partitions", partitions)
     return point_in_time_sql(
-        list(columns),
-        lag,
-        entities,
-        "fs_snapshots",
-        loads="fs_online_loads" if loads is not None else None,
-        event_ts=event_ts,
+        list(columns), entities, "fs_snapshots", "fs_partitions", event_ts=event_ts
     )
 
 
@@ -141,126 +154,240 @@ def historical_features(
     timestamp_column: str = "event_ts",
     lag: timedelta | None = None,
     output: str | Path | None = None,
+    overwrite: bool = False,
     lakehouse: Lakehouse | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Any:
     """The snapshot features each entity row's customer had when it happened.
 
     ``entities``: a polars or pandas DataFrame, a pyarrow Table, or the path of a Parquet file
-    (or folder, or glob) or a Delta table, with ``customer_id`` and ``timestamp_column``; every
-    other column passes through untouched. Timestamps may carry any time zone; naive ones are
-    taken as UTC (as ingest takes them), with a warning. ``lag`` defaults to the configured
-    availability lag (RISK_AVAILABILITY_LAG_H).
+    (or folder, or glob) or a Delta table, with ``customer_id`` (text) and ``timestamp_column``;
+    every other column passes through untouched (a pandas index too). Timestamps may carry any
+    time zone; naive ones are taken as UTC (as ingest takes them), with a warning. ``lag``
+    defaults to the configured availability lag (RISK_AVAILABILITY_LAG_H).
 
     Returns the same rows in the same order, plus ``snapshot_as_of`` (the partition used; null
     before the first available one), ``customer_known`` and the features: a frame of the input's
     kind (polars for a path), or, when ``output`` is given (``*.parquet`` for a Parquet file,
-    any other path for a Delta table), the result streamed there and ``Written``. ``progress``
-    is called with the rows of each batch written.
+    any other path for a Delta table; an existing one only with ``overwrite``), the result
+    streamed there and ``Written``. ``progress`` is called with the rows of each batch.
     """
     feature_set = load_feature_set()
     wanted = resolve_features(feature_set, features)
     lakehouse = lakehouse or Lakehouse()
     lag = timedelta(hours=settings.load().availability_lag_h) if lag is None else lag
+    source = _EntitySource.of(entities, timestamp_column, [c.name for c in wanted])
+    if output is not None and Path(output).exists() and not overwrite:
+        raise FeatureStoreError(f"{output} exists: pass overwrite=True (--overwrite) to replace it")
+    tally = {"rows": 0, "early": 0}
     with tempfile.TemporaryDirectory(prefix="featurestore-") as spill, duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         con.execute(f"set memory_limit = '{MEMORY_LIMIT}'; set temp_directory = '{spill}'")
-        _load_entities(con, entities, timestamp_column, [c.name for c in wanted])
+        con.register("fs_keys", source.keys())
+        con.execute(
+            f"create temp table fs_entities as select customer_id, {_ROW}, "
+            f'cast("{timestamp_column}" as timestamptz) as {_TS} from fs_keys'
+        )
+        con.unregister("fs_keys")
         first, last = con.sql(f"select min({_TS}), max({_TS}) from fs_entities").fetchall()[0]
-        if first is None:  # no rows: the partitions do not matter
-            first = last = datetime.now(UTC)
-        sql = snapshot_join(
-            con, lakehouse, "fs_entities", [c.name for c in wanted], lag, first, last, _TS
+        first = first or datetime.now(UTC)  # no row has a moment: any span joins nothing
+        names = [c.name for c in wanted]
+        sql = snapshot_join(con, lakehouse, "fs_entities", names, lag, first, last or first, _TS)
+        columns = ", ".join([*ADDED, *names])
+        reader = con.sql(f"select {columns} from ({sql}) order by {_ROW}").fetch_record_batch(
+            BATCH_ROWS
         )
-        ordered = f"select * exclude ({_ROW}, {_TS}) from ({sql}) order by {_ROW}"
-        reader = con.sql(ordered).fetch_record_batch(BATCH_ROWS)
-        batches = (_as_served(batch, wanted) for batch in reader)
+        schema = _result_schema(reader.schema, wanted)
+        added = _tallied((_as_served(b, schema) for b in reader), tally, progress)
         if output is not None:
-            return _write(batches, Path(output), progress)
-        table = pa.Table.from_batches(
-            list(_counted(batches, progress)), _result_schema(reader.schema, wanted)
-        )
-    return _like_input(table, entities)
-
-
-def _load_entities(con, entities: Any, timestamp_column: str, features: list[str]) -> None:
-    """``fs_entities``: the entity rows in DuckDB with their input position and their moment
-    in UTC, after checking what the join needs."""
-    source = _entity_source(entities)
-    con.register("fs_input", source)
-    schema = con.sql("describe select * from fs_input").fetchall()
-    described = {name: kind for name, kind, *_ in schema if name != _ROW}
-    for needed in ("customer_id", timestamp_column):
-        if needed not in described:
-            raise FeatureStoreError(
-                f"the entity rows have no {needed!r} column"
-                + (" (pass timestamp_column=...)" if needed == timestamp_column else "")
-                + f"; they have: {', '.join(described)}"
+            written = _write(
+                source.attach_batches(added, schema), source.schema(schema), Path(output), overwrite
             )
-    clashes = [n for n in (*ADDED, *features, _TS) if n in described]
-    if clashes:
-        raise FeatureStoreError(
-            f"the entity rows already have column(s) {', '.join(clashes)}, which the result "
-            "adds: rename them first"
-        )
-    kind = described[timestamp_column].upper()
-    if not kind.startswith("TIMESTAMP"):
-        raise FeatureStoreError(
-            f"{timestamp_column!r} must be a timestamp (a purchase's moment, to the "
-            f"microsecond), not {kind}"
-        )
-    if "TIME ZONE" not in kind:
-        warnings.warn(
-            f"{timestamp_column!r} has no time zone: its values are taken as UTC",
-            FeatureStoreWarning,
-            stacklevel=3,
-        )
-    con.execute(
-        f'create temp table fs_entities as select *, cast("{timestamp_column}" as timestamptz) '
-        f"as {_TS} from fs_input"
-    )
-    con.unregister("fs_input")
-
-
-def _entity_source(entities: Any) -> pa.RecordBatchReader | pa.Table:
-    """The entity rows as Arrow, each with its position (``_ROW``) so the result keeps their
-    order; files are read batch by batch."""
-    if isinstance(entities, (str, Path)):
-        path = Path(entities)
-        if (path / "_delta_log").is_dir():
-            dataset = DeltaTable(str(path)).to_pyarrow_dataset()
-        elif path.exists() or any(ch in str(entities) for ch in "*?["):
-            dataset = pads.dataset(str(entities) if not path.exists() else path, format="parquet")
         else:
-            raise FeatureStoreError(f"{entities}: no such Parquet file, folder or Delta table")
-        return _numbered(dataset.schema, dataset.to_batches())
-    if isinstance(entities, pa.Table):
-        table = entities
-    elif hasattr(entities, "to_arrow"):  # polars
-        table = entities.to_arrow()
-    elif hasattr(entities, "to_records") and hasattr(entities, "columns"):  # pandas
-        table = pa.Table.from_pandas(entities, preserve_index=False)
-    else:
-        raise FeatureStoreError(
-            f"entities must be a polars or pandas DataFrame, a pyarrow Table or a path, "
-            f"not {type(entities).__name__}"
+            result = source.attach(pa.Table.from_batches(list(added), schema))
+    source.warn(tally["early"], stacklevel=2)
+    return written if output is not None else result
+
+
+class _EntitySource:
+    """The entity rows: their keys for DuckDB, and how the join's columns attach to them."""
+
+    def __init__(
+        self, entities: Any, table: pa.Table | None, dataset: pads.Dataset | None, ts: str
+    ):
+        self.entities, self.table, self.dataset, self.ts = entities, table, dataset, ts
+        self.null_moments = 0
+
+    @classmethod
+    def of(cls, entities: Any, ts: str, features: list[str]) -> _EntitySource:
+        if isinstance(entities, (str, Path)):
+            source = cls(entities, None, _dataset(entities), ts)
+        elif isinstance(entities, pa.Table):
+            source = cls(entities, entities, None, ts)
+        elif hasattr(entities, "columns") and (
+            hasattr(entities, "hstack") or hasattr(entities, "to_records")
+        ):  # polars or pandas: only the keys are converted
+            keys = [c for c in ("customer_id", ts) if c in entities.columns]
+            table = (
+                entities.select(keys).to_arrow()
+                if hasattr(entities, "hstack")
+                else pa.Table.from_pandas(entities[keys], preserve_index=False)
+            )
+            source = cls(entities, table, None, ts)
+        else:
+            raise FeatureStoreError(
+                "entities must be a polars or pandas DataFrame, a pyarrow Table or a path, "
+                f"not {type(entities).__name__}"
+            )
+        source._check(features)
+        return source
+
+    def column_names(self) -> list[str]:
+        if self.dataset is not None:
+            return self.dataset.schema.names
+        if isinstance(self.entities, pa.Table):
+            return self.entities.schema.names
+        return [str(c) for c in self.entities.columns]
+
+    def _type(self, name: str) -> pa.DataType:
+        if self.dataset is not None:
+            return self.dataset.schema.field(name).type
+        return self.table.schema.field(name).type
+
+    def _check(self, features: list[str]) -> None:
+        names = self.column_names()
+        for needed in ("customer_id", self.ts):
+            if needed not in names:
+                raise FeatureStoreError(
+                    f"the entity rows have no {needed!r} column"
+                    + (" (pass timestamp_column=...)" if needed == self.ts else "")
+                    + f"; they have: {', '.join(map(str, names))}"
+                )
+        clashes = [n for n in (*ADDED, *features, _ROW) if n in names]
+        if clashes:
+            raise FeatureStoreError(
+                f"the entity rows already have column(s) {', '.join(clashes)}, which the result "
+                "adds: rename them first"
+            )
+        kind = self._type("customer_id")
+        if not (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_string_view(kind)
+        ):
+            raise FeatureStoreError(
+                f"customer_id must be text (the snapshot's ids), not {kind}: cast it"
+            )
+        kind = self._type(self.ts)
+        if not pa.types.is_timestamp(kind):
+            raise FeatureStoreError(
+                f"{self.ts!r} must be a timestamp (a purchase's moment, to the microsecond), "
+                f"not {kind}"
+            )
+        if kind.tz is None:
+            warnings.warn(
+                f"{self.ts!r} has no time zone: its values are taken as UTC",
+                FeatureStoreWarning,
+                stacklevel=4,
+            )
+
+    def _key_batches(self) -> Iterator[pa.RecordBatch]:
+        if self.dataset is None:
+            yield from self.table.select(["customer_id", self.ts]).to_batches()
+            return
+        for fragment in self.dataset.get_fragments():  # in order, the same order each read
+            yield from fragment.to_batches(
+                schema=self.dataset.schema, columns=["customer_id", self.ts]
+            )
+
+    def keys(self) -> pa.RecordBatchReader:
+        """customer_id, the moment and each row's position, batch by batch."""
+        schema = pa.schema(
+            [
+                pa.field("customer_id", self._type("customer_id")),
+                pa.field(self.ts, self._type(self.ts)),
+                pa.field(_ROW, pa.int64()),
+            ]
         )
-    return _numbered(table.schema, table.to_batches())
+
+        def numbered():
+            start = 0
+            for batch in self._key_batches():
+                self.null_moments += batch.column(1).null_count
+                position = pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64))
+                start += batch.num_rows
+                yield pa.RecordBatch.from_arrays([*batch.columns, position], schema=schema)
+
+        return pa.RecordBatchReader.from_batches(schema, numbered())
+
+    def schema(self, added: pa.Schema) -> pa.Schema:
+        return pa.schema([*self.dataset.schema, *added])
+
+    def attach(self, added: pa.Table) -> Any:
+        """The input rows with the join's columns, as the kind of frame they came in."""
+        if isinstance(self.entities, pa.Table):
+            for field, column in zip(added.schema, added.columns, strict=True):
+                self.entities = self.entities.append_column(field, column)
+            return self.entities
+        import polars as pl
+
+        if self.dataset is not None:  # a path: polars
+            return pl.from_arrow(self.dataset.to_table()).hstack(pl.from_arrow(added).get_columns())
+        if hasattr(self.entities, "hstack"):
+            return self.entities.hstack(pl.from_arrow(added).get_columns())
+        import pandas as pd
+
+        frame = added.to_pandas()
+        frame.index = self.entities.index
+        return pd.concat([self.entities, frame], axis=1)
+
+    def attach_batches(
+        self, added: Iterator[pa.RecordBatch], schema: pa.Schema
+    ) -> Iterator[pa.RecordBatch]:
+        """A file's rows, batch by batch, each with the join's rows for it."""
+        pending = schema.empty_table()
+        for fragment in self.dataset.get_fragments():
+            for batch in fragment.to_batches(schema=self.dataset.schema):
+                while pending.num_rows < batch.num_rows:
+                    pending = pa.concat_tables(
+                        [pending, pa.Table.from_batches([next(added)], schema)]
+                    )
+                take, pending = (
+                    pending.slice(0, batch.num_rows).combine_chunks(),
+                    pending.slice(batch.num_rows),
+                )
+                yield pa.RecordBatch.from_arrays(
+                    [*batch.columns, *(c.combine_chunks() for c in take.columns)],
+                    schema=self.schema(schema),
+                )
+
+    def warn(self, early: int, stacklevel: int) -> None:
+        if self.null_moments:
+            warnings.warn(
+                f"{self.null_moments:,} entity row(s) have no {self.ts!r}: their features are null",
+                FeatureStoreWarning,
+                stacklevel=stacklevel + 1,
+            )
+        if early - self.null_moments:
+            warnings.warn(
+                f"{early - self.null_moments:,} entity row(s) come before the first available "
+                "snapshot: their features are null and customer_known is false",
+                FeatureStoreWarning,
+                stacklevel=stacklevel + 1,
+            )
 
 
-def _numbered(schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> pa.RecordBatchReader:
-    if _ROW in schema.names:
-        raise FeatureStoreError(f"the entity rows have a column {_ROW}, which the join uses")
-    out = schema.append(pa.field(_ROW, pa.int64()))
-
-    def numbered():
-        start = 0
-        for batch in batches:
-            rows = pa.array(range(start, start + batch.num_rows), pa.int64())
-            start += batch.num_rows
-            yield pa.RecordBatch.from_arrays([*batch.columns, rows], schema=out)
-
-    return pa.RecordBatchReader.from_batches(out, numbered())
+def _dataset(path: str | Path) -> pads.Dataset:
+    """A Delta table, a Parquet file or folder, or a glob of Parquet files."""
+    path = Path(path)
+    if (path / "_delta_log").is_dir():
+        return DeltaTable(str(path)).to_pyarrow_dataset()
+    if path.exists():
+        return pads.dataset(path, format="parquet")
+    files = sorted(glob.glob(str(path)))
+    if not files:
+        raise FeatureStoreError(f"{path}: no such Parquet file, folder, glob or Delta table")
+    return pads.dataset(files, format="parquet")
 
 
 def _result_schema(schema: pa.Schema, wanted: list[FeatureColumn]) -> pa.Schema:
@@ -268,69 +395,44 @@ def _result_schema(schema: pa.Schema, wanted: list[FeatureColumn]) -> pa.Schema:
     return pa.schema([pa.field(f.name, pa.float32()) if f.name in numeric else f for f in schema])
 
 
-def _as_served(batch: pa.RecordBatch, wanted: list[FeatureColumn]) -> pa.RecordBatch:
+def _as_served(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """Numbers as the online store holds them: float32 (nearest), NaN for null."""
-    schema = _result_schema(batch.schema, wanted)
-    numeric = {c.name for c in wanted if c.kind == "numeric"}
     columns = [
         pc.fill_null(pc.cast(pc.cast(col, pa.float64()), pa.float32(), safe=False), float("nan"))
-        if name in numeric
+        if field.type == pa.float32()
         else col
-        for name, col in zip(batch.schema.names, batch.columns, strict=True)
+        for field, col in zip(schema, batch.columns, strict=True)
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _counted(batches, progress: Callable[[int], None] | None) -> Iterator[pa.RecordBatch]:
-    """The batches, reported to ``progress``; at the end, a warning if any row came before
-    the first available snapshot."""
-    early = 0
+def _tallied(
+    batches, tally: dict, progress: Callable[[int], None] | None
+) -> Iterator[pa.RecordBatch]:
+    """The batches, counted (rows, rows with no snapshot) and reported to ``progress``."""
     for batch in batches:
-        early += batch.column("snapshot_as_of").null_count
+        tally["rows"] += batch.num_rows
+        tally["early"] += batch.column("snapshot_as_of").null_count
         if progress is not None:
             progress(batch.num_rows)
         yield batch
-    if early:
-        warnings.warn(
-            f"{early:,} entity row(s) come before the first available snapshot: their features "
-            "are null and customer_known is false",
-            FeatureStoreWarning,
-            stacklevel=4,
-        )
 
 
-def _write(batches, path: Path, progress) -> Written:
-    batches = _counted(batches, progress)
-    first = next(batches, None)
-    if first is None:
-        raise FeatureStoreError("no entity rows: nothing to write")
-    rows = first.num_rows
-    if path.suffix == ".parquet":
-        with pq.ParquetWriter(path, first.schema) as writer:
-            writer.write_batch(first)
-            for batch in batches:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        return Written(str(path), rows, "parquet")
-    counted = [rows]
+def _write(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path, overwrite: bool
+) -> Written:
+    rows = [0]
 
-    def all_batches():
-        yield first
+    def counted():
         for batch in batches:
-            counted[0] += batch.num_rows
+            rows[0] += batch.num_rows
             yield batch
 
-    reader = pa.RecordBatchReader.from_batches(first.schema, all_batches())
-    write_deltalake(str(path), reader, mode="overwrite")
-    return Written(str(path), counted[0], "delta")
-
-
-def _like_input(table: pa.Table, entities: Any) -> Any:
-    """The result as the kind of frame the entity rows came in (polars for a path)."""
-    if isinstance(entities, pa.Table):
-        return table
-    if hasattr(entities, "to_records") and hasattr(entities, "columns"):  # pandas
-        return table.to_pandas()
-    import polars as pl
-
-    return pl.from_arrow(table)
+    if path.suffix == ".parquet":
+        with pq.ParquetWriter(path, schema) as writer:
+            for batch in counted():
+                writer.write_batch(batch)
+        return Written(str(path), rows[0], "parquet")
+    reader = pa.RecordBatchReader.from_batches(schema, counted())
+    write_deltalake(str(path), reader, mode="overwrite" if overwrite else "error")
+    return Written(str(path), rows[0], "delta")

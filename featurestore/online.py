@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from math import nan
 from typing import Any
 
 import polars as pl
@@ -21,11 +22,13 @@ def online_features(
     """The serving generation's values for ``customer_ids`` (one round trip, one generation),
     decoded: ``source`` is ``online``, or why there is no record (``unknown_customer``,
     ``no_generation``, ``expired``), with the record's ``as_of``. Numbers are the float32 the
-    models read; categorical values by name."""
+    models read, NaN for null (as ``historical_features`` gives them); categorical values by
+    name."""
     feature_set = load_feature_set()
     wanted = resolve_features(feature_set, features)
     store = from_environment().store(feature_set.version)
     ids = [customer_ids] if isinstance(customer_ids, str) else list(customer_ids)
+    numeric = {c.name for c in wanted if c.kind == "numeric"}
     rows = []
     for found in store.get_many(ids):
         row: dict[str, Any] = {"customer_id": found.customer_id}
@@ -35,7 +38,7 @@ def online_features(
             row |= {c.name: values.get(c.name) for c in wanted}
         else:
             row |= {"source": found.reason, "as_of": None} | {c.name: None for c in wanted}
-        rows.append(row)
+        rows.append({k: nan if k in numeric and v is None else v for k, v in row.items()})
     schema = {"customer_id": pl.String, "source": pl.String, "as_of": pl.Datetime("us", "UTC")}
     schema |= {
         c.name: pl.Float32

@@ -8,40 +8,28 @@ theirs. That is an ``ASOF JOIN`` on the partitions' ``available_at`` followed by
 join on customer, which DuckDB runs as written.
 
 A snapshot whose online load ended later than ``as_of + lag`` became available when the load
-ended (the online store serves the one before until then): given the ``loads`` relation
-(``as_of``, ``available_at``), the join uses the later of the two, as serving did.
+ended (the online store serves the one before until then): ``featurestore/historical.py``
+gives each partition's ``available_at`` as the later of the two, as serving did.
 """
-
-from datetime import timedelta
 
 
 def point_in_time_sql(
     snapshot_columns: list[str],
-    lag: timedelta,
-    transactions: str = "transactions",
-    snapshots: str = "snapshots",
-    loads: str | None = None,
+    transactions: str,
+    snapshots: str,
+    partitions: str,
     event_ts: str = "event_ts",
 ) -> str:
-    """SQL over two relations: ``transactions`` (``customer_id``, ``event_ts``: the column
-    named so, ...) and
-    ``snapshots`` (``customer_id``, ``as_of``, the columns), and optionally ``loads`` (when
-    each ``as_of`` was loaded online, ``available_at``). Adds ``snapshot_as_of`` (null before
-    the first usable partition), ``customer_known`` and the snapshot columns."""
-    lag_us = int(lag.total_seconds() * 1_000_000)
+    """SQL over three relations: ``transactions`` (``customer_id`` and the moment, in the
+    column named by ``event_ts``), ``snapshots`` (``customer_id``, ``as_of``, the columns) and
+    ``partitions`` (each ``as_of`` and its ``available_at``). Adds ``snapshot_as_of`` (null
+    before the first available partition), ``customer_known`` and the snapshot columns."""
     picked = ", ".join(f"s.{c}" for c in snapshot_columns)
-    planned = f"p.as_of + to_microseconds({lag_us})"
-    available = f"greatest({planned}, coalesce(l.available_at, {planned}))" if loads else planned
-    loaded = f"left join {loads} as l on l.as_of = p.as_of" if loads else ""
     return f"""
-        with partitions as (
-            select p.as_of, {available} as available_at
-            from (select distinct as_of from {snapshots}) as p {loaded}
-        ),
-        chosen as (
+        with chosen as (
             select t.*, p.as_of as snapshot_as_of
             from {transactions} as t
-            asof left join partitions as p on t.{event_ts} >= p.available_at
+            asof left join {partitions} as p on t.{event_ts} >= p.available_at
         )
         select c.*, s.customer_id is not null as customer_known, {picked}
         from chosen as c

@@ -7,10 +7,10 @@ from redis import RedisError
 
 from assets.features.online import newest_as_of_date, online_customer_features
 from featurestore.registry import load_feature_set
-from assets.partitions import as_of_time
 from resources.lakehouse import Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore.online_store import OnlineStoreError
+from riskcore.timestamps import as_of_time
 from sensors.status import SENSOR_STATUS
 
 

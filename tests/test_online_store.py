@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assets.features.online import snapshot_query
-from assets.partitions import as_of_time
 from resources.local_redis import LocalRedis
 from riskcore.codec import LayoutMismatch, RecordCodec, fingerprint, slot, slots, with_digests
 from riskcore.online_store import (
@@ -25,6 +24,7 @@ from riskcore.online_store import (
     OnlineStoreUnavailable,
     connect,
 )
+from riskcore.timestamps import as_of_time
 from tests.redis_servers import self_signed_certificate, start_cluster, wait_until_gone
 from tests.snapshot_tables import arrow_type, snapshot_table
 
@@ -479,7 +479,7 @@ import sys, time
 from datetime import date
 
 from featurestore.registry import load_feature_set
-from assets.partitions import as_of_time
+from riskcore.timestamps import as_of_time
 from riskcore.codec import with_digests
 from riskcore.online_store import OnlineStore, connect
 from tests.snapshot_tables import snapshot_table

@@ -7,10 +7,10 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, materialize
 
-from featurestore.registry import load_feature_set
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from demo.run import run_partition_range
+from featurestore.registry import load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from riskcore import settings
 from tests.feature_oracle import Label, Txn, snapshot

@@ -73,15 +73,20 @@ def run_sql(
             ]
         ),
     )
-    loaded = pa.Table.from_pylist(  # noqa: F841
-        loads or [],
-        pa.schema(
-            [("as_of", pa.timestamp("us", "UTC")), ("available_at", pa.timestamp("us", "UTC"))]
-        ),
+    loaded_at = {r["as_of"]: r["available_at"] for r in loads or []}
+    as_ofs = sorted({s["as_of"] for s in snapshots})
+    partitions = pa.table(  # noqa: F841  (as featurestore/historical.py computes them)
+        {
+            "as_of": pa.array(as_ofs, pa.timestamp("us", "UTC")),
+            "available_at": pa.array(
+                [max(a + lag, loaded_at.get(a, a + lag)) for a in as_ofs],
+                pa.timestamp("us", "UTC"),
+            ),
+        }
     )
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    sql = point_in_time_sql(["value"], lag, "tx", "snap", loads="loaded" if loads else None)
+    sql = point_in_time_sql(["value"], "tx", "snap", "partitions")
     rows = con.sql(sql).fetchall()
     names = [d[0] for d in con.sql(sql).description]
     got = [dict(zip(names, r, strict=True)) for r in rows]

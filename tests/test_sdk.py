@@ -288,7 +288,7 @@ def test_a_missing_or_mistyped_timestamp_column_is_named(lakehouse, feature_set)
     with pytest.raises(FeatureStoreError, match=r"no .ts. column.*timestamp_column"):
         historical_features(_entities(feature_set), timestamp_column="ts", lakehouse=lakehouse)
     text = pa.table({"customer_id": ["c1"], "event_ts": ["2026-03-02 12:00"]})
-    with pytest.raises(FeatureStoreError, match=r"must be a timestamp.*not VARCHAR"):
+    with pytest.raises(FeatureStoreError, match=r"must be a timestamp.*not string"):
         historical_features(text, lakehouse=lakehouse)
     clash = _entities(feature_set, customer_known=[True])
     with pytest.raises(FeatureStoreError, match=r"already have column.*customer_known"):
@@ -375,7 +375,7 @@ def test_online_features_and_status_read_the_serving_generation(tmp_path, monkey
         assert got[0]["source"] == "online" and got[0]["as_of"] == _midnight(DAYS[0])
         assert got[0][names[0]] == float(np.float32(float(expected[names[0]])))
         assert got[0]["lifecycle_stage"] == expected["lifecycle_stage"]
-        assert got[1]["source"] == "unknown_customer" and got[1][names[0]] is None
+        assert got[1]["source"] == "unknown_customer" and math.isnan(got[1][names[0]])
         status = store_status()
         assert status["serving"]["customers"] == 50 and status["pinned"] is None
         shown = CliRunner().invoke(cli, ["online", "c000000003", "--features", names[0]])
@@ -398,3 +398,60 @@ def test_the_command_line_lists_describes_and_joins(tmp_path, lakehouse, monkeyp
     assert joined.exit_code == 0, joined.output
     assert "1 rows written" in joined.output
     assert pq.read_table(tmp_path / "out.parquet")["customer_known"].to_pylist() == [True]
+
+
+def test_the_partition_in_force_survives_loads_days_late():
+    """Two loads in a row finished days late: the partition in force at the first row is the
+    one before them, and it is kept (pruning by plan alone kept only the two late ones)."""
+    from featurestore.historical import usable_partitions
+
+    d = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
+    available = {
+        d[0]: _midnight(d[0]) + LAG,
+        d[1]: _midnight(d[1]) + LAG,
+        d[2]: _midnight(d[4]) + timedelta(hours=1),  # loaded two days late
+        d[3]: _midnight(d[4]) + timedelta(hours=2),  # and the next one too
+        d[4]: _midnight(d[4]) + LAG,
+    }
+    first = _midnight(d[3]) + timedelta(hours=12)
+    assert usable_partitions(available, first, first + timedelta(days=1)) == [
+        d[1],
+        d[2],
+        d[3],
+        d[4],
+    ]
+    assert usable_partitions(available, first, first) == [d[1]]
+
+
+def test_passthrough_columns_index_and_globs(tmp_path, lakehouse, feature_set):
+    """Other columns come back as they went in (a Paris time stays in Paris, a pandas index
+    stays); a glob reads the files it names, in name order; ids must be text."""
+    import pyarrow.parquet as pq
+
+    paris = pd.Timestamp("2026-03-02 13:00", tz="Europe/Paris")
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["c000000002", "c000000003"],
+            "event_ts": [paris, paris],
+            "seen": [paris, paris],
+        },
+        index=pd.Index([7, 3], name="case"),
+    )
+    got = historical_features(frame, lag=LAG, lakehouse=lakehouse)
+    assert list(got.index) == [7, 3] and got.index.name == "case"
+    assert got["seen"].dt.tz is not None and str(got["seen"].dt.tz) == "Europe/Paris"
+    assert got["event_ts"].iloc[0] == paris and got["customer_known"].tolist() == [True, True]
+    for i in range(3):
+        pq.write_table(_entities(feature_set, n=[i]), tmp_path / f"part-{i}.parquet")
+    globbed = historical_features(str(tmp_path / "part-*.parquet"), lag=LAG, lakehouse=lakehouse)
+    assert globbed["n"].to_list() == [0, 1, 2]
+    with pytest.raises(FeatureStoreError, match="no such Parquet file"):
+        historical_features(str(tmp_path / "nothing-*.parquet"), lakehouse=lakehouse)
+    numbers = pa.table({"customer_id": [1], "event_ts": _entities(feature_set)["event_ts"]})
+    with pytest.raises(FeatureStoreError, match="customer_id must be text"):
+        historical_features(numbers, lakehouse=lakehouse)
+    (tmp_path / "taken.parquet").write_bytes(b"")
+    with pytest.raises(FeatureStoreError, match="exists"):
+        historical_features(
+            _entities(feature_set), lakehouse=lakehouse, output=tmp_path / "taken.parquet"
+        )

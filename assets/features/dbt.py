@@ -13,9 +13,9 @@ from typing import Any
 from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from featurestore.registry import ensure_manifest
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
+from featurestore.registry import ensure_manifest
 from resources import dbt_cli
 
 for _key, _value in dbt_cli.dbt_env().items():

@@ -5,10 +5,10 @@ from datetime import date, timedelta
 import duckdb
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from featurestore.registry import MART, load_feature_set
 from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE
 from assets.partitions import daily_partitions, monthly_batches
+from featurestore.registry import MART, load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
 from riskcore import settings
 

@@ -22,15 +22,16 @@ from dagster import (
 )
 
 from assets.features.export import customer_features_daily
-from featurestore.registry import load_feature_set
 from assets.ingest.raw import run_as_of_date
 from assets.names import ONLINE_STORE
-from assets.partitions import as_of_time, daily_partitions, monthly_batches
+from assets.partitions import daily_partitions, monthly_batches
+from featurestore.registry import load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, ONLINE_LOADS, Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore import settings
 from riskcore.feature_set import FeatureSet
 from riskcore.online_store import MaterializationReport, OnlineStore, OnlineStoreError
+from riskcore.timestamps import as_of_time
 
 
 def snapshot_query(feature_set: FeatureSet, source: str = "batch") -> str:

@@ -26,13 +26,14 @@ from assets.monitoring.performance import (
     weekly_performance,
 )
 from assets.names import AUC_DROP, DRIFT, KEY_FEATURES, MONITORING, PERFORMANCE, PSI, metric_key
-from assets.partitions import as_of_time, daily_partitions, monthly_batches
+from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import load_feature_set
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
 from riskcore import settings
 from riskcore.psi import Reference, psi
 from riskcore.registry import ModelRegistry, model_name
 from riskcore.targets import TARGETS, Thresholds
+from riskcore.timestamps import as_of_time
 
 
 class DriftConfig(Config):

@@ -13,7 +13,6 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from assets.features.export import customer_features_daily
 from assets.features.online import newest_as_of_date, online_customer_features
 from assets.ingest.raw import raw_transactions
-from assets.partitions import as_of_time
 from assets.training.assets import risk_models
 from featurestore.registry import load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
@@ -22,6 +21,7 @@ from riskcore import settings
 from riskcore.online_store import OnlineStoreError
 from riskcore.registry import CHAMPION, ModelRegistry, model_name
 from riskcore.targets import TARGETS
+from riskcore.timestamps import as_of_time
 
 
 def max_age() -> timedelta:

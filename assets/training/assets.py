@@ -18,7 +18,6 @@ from dagster import (
 )
 
 from assets.features.online import newest_as_of_date
-from featurestore.registry import load_feature_set
 from assets.monitoring.drift import snapshot_reference
 from assets.names import TRAINING
 from assets.training.dataset import (
@@ -29,6 +28,7 @@ from assets.training.dataset import (
     read_training_set,
 )
 from assets.training.models import gate, log_and_register, train_bundle
+from featurestore.registry import load_feature_set
 from resources.lakehouse import TRAINING_SET, Lakehouse
 from riskcore import settings
 from riskcore.registry import model_name

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.partitions import as_of_time
 from assets.training.realtime import realtime_sql
 from featurestore.historical import snapshot_join
 from resources.lakehouse import LABELS, TRAINING_SET, TRANSACTIONS, Lakehouse
@@ -28,6 +27,7 @@ from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
 from riskcore.realtime import REALTIME_FEATURES
 from riskcore.targets import TARGETS
+from riskcore.timestamps import as_of_time
 from riskcore.transaction_features import TRANSACTION_FEATURES, transaction_features
 
 TRANSACTION_COLUMNS = [
