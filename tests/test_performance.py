@@ -396,16 +396,23 @@ def test_a_realized_auc_drop_opens_a_retrain():
         assert isinstance(again, SkipReason) and "cooldown" in again.skip_message
 
 
-def test_the_rank_auc_is_sklearns_with_ties():
+def test_delongs_auc_is_sklearns_with_ties_and_its_bound_covers_the_bootstrap():
     from sklearn.metrics import roc_auc_score
 
-    from assets.monitoring.performance import _rank_auc
+    from assets.monitoring.performance import _delong_components, auc_gap_bound
 
     rng = np.random.default_rng(3)
-    y = rng.random(500) < 0.1
-    scores = rng.integers(0, 20, 500).astype(float)  # many ties
-    got = _rank_auc(scores[y][None, :], scores[~y][None, :])[0]
-    assert got == pytest.approx(roc_auc_score(y, scores))
+    y = rng.random(2_000) < 0.05
+    a = rng.integers(0, 20, 2_000) + 3.0 * y  # many ties
+    b = a + rng.normal(0, 4, 2_000)
+    assert _delong_components(y, a)[0] == pytest.approx(roc_auc_score(y, a))
+    gaps = []  # a paired bootstrap of the same gap: DeLong's 99% bound sits near its 99th pct
+    for _ in range(300):
+        pick = np.concatenate(
+            [rng.choice(np.flatnonzero(y), y.sum()), rng.choice(np.flatnonzero(~y), (~y).sum())]
+        )
+        gaps.append(roc_auc_score(y[pick], a[pick]) - roc_auc_score(y[pick], b[pick]))
+    assert auc_gap_bound(y, a, b) == pytest.approx(np.quantile(gaps, 0.99), abs=0.02)
 
 
 def _scores(rng, y, noise):

@@ -371,11 +371,11 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
         out[f"compared/{target}"] = seen.problem or (
             f"realized AUC v{version} {auc(seen.champion_auc)}, v{previous} "
             f"{auc(seen.previous_auc)} on {seen.rows} matured decisions ({seen.bad} bad, "
-            f"{seen.weeks} weeks); the gap's 95% bound {bound}"
+            f"{seen.weeks} weeks); the gap's 99% bound {bound}"
         )
         enough = seen.rows >= config.min_rows and seen.bad >= config.min_bad
         # Worse by more than the margin, and surely so: with a dozen bad outcomes a realized
-        # AUC moves by a few hundredths from noise alone (the paired bootstrap's bound).
+        # AUC moves by a few hundredths from noise alone (DeLong's paired bound, 99%).
         if (
             seen.problem is None
             and enough
@@ -386,7 +386,7 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
             reason = (
                 f"realized AUC {seen.champion_auc:.4f} < v{previous}'s {seen.previous_auc:.4f}"
                 f" - {config.rollback_margin} on the same {seen.rows} matured decisions "
-                f"({seen.bad} bad, {seen.weeks} weeks; the gap's 95% bound {bound})"
+                f"({seen.bad} bad, {seen.weeks} weeks; the gap's 99% bound {bound})"
             )
     if reason and config.rollback:
         registry.roll_back(name, reason)
