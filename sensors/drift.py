@@ -11,16 +11,20 @@ neither replaces a better model unseen. A cooldown kept in the sensor's cursor (
 measurement seen, the last retrain time) prevents retrain storms, and a retrain already queued
 or running is not duplicated.
 
-Drift is measured against the fraud champion's reference snapshot, so once a drift retrain has
-finished against a champion, the gate has answered that drift: it promoted a challenger (a new
-reference, measured afresh) or judged on fair weeks that the champion still wins. The same drift
-against the same champion then opens no further retrain, however long it lasts: the weekly
-retrain learns the new data and ``performance_retrain`` watches what the champion actually
-achieves. A drift retrain that failed answered nothing, and the cooldown alone applies."""
+Drift comes in episodes: a shift in the population crosses the action threshold, and its
+rolling windows keep drifting for weeks after (a 90-day window takes 90 days to fill with the
+new behaviour), against any reference taken meanwhile. One retrain answers an episode: once a
+drift retrain has finished, drift opens no other until the episode has ended (every watched
+PSI back below the warning threshold, which re-arms the sensor), however long it lasts and
+whichever champion it is measured against; the weekly retrain learns the new data and
+``performance_retrain`` watches what the champion actually achieves. A drift retrain that
+failed answered nothing: the cooldown alone applies. (The performance sensor has no episodes:
+each matured week is new evidence.)"""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from dagster import (
     AssetKey,
@@ -39,7 +43,7 @@ from riskcore import settings
 from riskcore.targets import TARGETS
 from sensors.status import SENSOR_STATUS
 
-REFERENCE_TAG = "risk/measured_against"
+EPISODE_TAG = "risk/drift_episode"  # when the episode a drift retrain answers began
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -60,7 +64,7 @@ def build_retrain_sensor(
     cooldown_s: float,
     trigger: str,  # the run's risk/trigger tag
     what: str,  # what is measured, for people
-    against: str | None = None,  # metadata key of what is measured against (see the docstring)
+    episodes: bool = False,  # one retrain per episode (see the module's docstring)
 ) -> SensorDefinition:
     @sensor(
         name=name,
@@ -70,8 +74,8 @@ def build_retrain_sensor(
         description=f"Opens a {job.name} run when a watched {what} passes {act} (warns above "
         f"{warn}); at most one per {cooldown_s / 3600:g} h"
         + (
-            f", and none for a {what} a finished retrain answered against the same {against}."
-            if against
+            f"; one per episode: re-armed once every watched {what} is back below {warn}."
+            if episodes
             else "."
         ),
     )
@@ -91,16 +95,17 @@ def build_retrain_sensor(
         over = {w: v for w, v in values.items() if v > act}
         if not over:
             warned = {w: round(v, 3) for w, v in values.items() if v > warn}
+            if episodes and not warned and cursor.pop("episode", None):
+                context.update_cursor(json.dumps(cursor))  # the episode ended: re-armed
+                return SkipReason(f"every watched {what} below {warn}: the episode ended")
             return SkipReason(
                 f"no watched {what} above {act}" + (f"; warning: {warned}" if warned else "")
             )
-        reference = metadata.get(against) if against else None
-        reference = str(reference.value) if reference is not None else ""
-        if reference and (answer := _answered(context, job.name, trigger, reference)):
+        episode = cursor.get("episode") if episodes else None
+        if episode and (answer := _answered(context, job.name, episode)):
             return SkipReason(
-                f"{what} {over} against {reference}, already answered by {job.name} run "
-                f"{answer.run_id[:8]}: its gate kept {reference}; the weekly retrain and "
-                "performance_retrain carry on from here"
+                f"{what} {over}: the episode that began {episode} was answered by {job.name} "
+                f"run {answer.run_id[:8]}; re-armed once every watched {what} is below {warn}"
             )
         now = settings.load().now().timestamp()
         since = now - cursor.get("retrain_at", 0)
@@ -112,6 +117,8 @@ def build_retrain_sensor(
         if context.instance.get_runs(RunsFilter(job_name=job.name, statuses=IN_FLIGHT), limit=1):
             return SkipReason(f"{what} {over}, and a {job.name} run is already in flight")
         cursor["retrain_at"] = now
+        if episodes:  # a retry after a failed run keeps its episode
+            cursor["episode"] = episode = episode or datetime.fromtimestamp(now, UTC).isoformat()
         context.update_cursor(json.dumps(cursor))
         named = ", ".join(f"{w}={v:.3f}" for w, v in sorted(over.items(), key=lambda kv: -kv[1]))
         as_of = metadata.get("as_of")
@@ -121,20 +128,18 @@ def build_retrain_sensor(
                 "risk/trigger": trigger,
                 f"risk/{metric}": named,
                 "risk/measured_as_of": str(as_of.value) if as_of else "",
-                **({REFERENCE_TAG: reference} if reference else {}),
+                **({EPISODE_TAG: episode} if episodes else {}),
             },
         )
 
     return retrain
 
 
-def _answered(context: SensorEvaluationContext, job_name: str, trigger: str, reference: str):
-    """The newest successful run this sensor opened against ``reference``, if any."""
+def _answered(context: SensorEvaluationContext, job_name: str, episode: str):
+    """The newest successful run opened for ``episode``, if any."""
     runs = context.instance.get_runs(
         RunsFilter(
-            job_name=job_name,
-            tags={"risk/trigger": trigger, REFERENCE_TAG: reference},
-            statuses=[DagsterRunStatus.SUCCESS],
+            job_name=job_name, tags={EPISODE_TAG: episode}, statuses=[DagsterRunStatus.SUCCESS]
         ),
         limit=1,
     )
@@ -160,7 +165,7 @@ def build_drift_sensor(
         cooldown_s=cooldown_s,
         trigger="drift",
         what="PSI",
-        against="champion",
+        episodes=True,
     )
 
 

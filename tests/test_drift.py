@@ -126,27 +126,36 @@ def _finished(instance, request: RunRequest, status=DagsterRunStatus.SUCCESS) ->
     )
 
 
-def test_drift_a_finished_retrain_answered_opens_no_second_run(instance):
+def test_one_retrain_answers_a_drift_episode_until_it_ends(instance):
     _measure(instance, score=0.4, champion="risk_fraud/1")
     first, cursor = _tick(instance)
     assert isinstance(first, RunRequest)
-    assert first.tags["risk/measured_against"] == "risk_fraud/1"
-    _finished(instance, first)  # the gate kept champion v1
-    _measure(instance, score=0.5, champion="risk_fraud/1")
+    episode = first.tags["risk/drift_episode"]
+    _finished(instance, first)  # the retrain promoted v2: the drift goes on against it
+    _measure(instance, score=0.5, champion="risk_fraud/2")
     second, cursor = _tick(instance, cursor, cooldown_s=0)
-    assert isinstance(second, SkipReason) and "already answered" in second.skip_message
-    _measure(instance, score=0.5, champion="risk_fraud/2")  # a new champion: a new reference
-    third, _ = _tick(instance, cursor, cooldown_s=0)
-    assert isinstance(third, RunRequest)
+    assert isinstance(second, SkipReason) and "was answered by" in second.skip_message
+    _measure(instance, score=0.15)  # a warning still: the same episode
+    _, cursor = _tick(instance, cursor, cooldown_s=0)
+    _measure(instance, score=0.3)
+    third, cursor = _tick(instance, cursor, cooldown_s=0)
+    assert isinstance(third, SkipReason) and "was answered by" in third.skip_message
+    _measure(instance, score=0.05)  # every watched PSI below the warning: the episode ended
+    ended, cursor = _tick(instance, cursor, cooldown_s=0)
+    assert isinstance(ended, SkipReason) and "episode ended" in ended.skip_message
+    _measure(instance, score=0.3)  # a new episode
+    fourth, _ = _tick(instance, cursor, cooldown_s=0)
+    assert isinstance(fourth, RunRequest) and fourth.tags["risk/drift_episode"] != episode
 
 
 def test_a_failed_drift_retrain_answered_nothing(instance):
-    _measure(instance, score=0.4, champion="risk_fraud/1")
+    _measure(instance, score=0.4)
     first, cursor = _tick(instance)
     _finished(instance, first, DagsterRunStatus.FAILURE)
-    _measure(instance, score=0.4, champion="risk_fraud/1")
+    _measure(instance, score=0.4)
     second, _ = _tick(instance, cursor, cooldown_s=0)
     assert isinstance(second, RunRequest)
+    assert second.tags["risk/drift_episode"] == first.tags["risk/drift_episode"]
 
 
 @pytest.mark.integration
