@@ -125,8 +125,8 @@ def snapshot_join(
     """Registers in ``con`` the snapshot partitions rows between ``first`` and ``last`` can
     use, and when each became available; returns the point-in-time SQL over the relation
     ``entities`` (``customer_id``, ``event_ts``, ...). What the SDK and the training set run."""
-    dataset = lakehouse.dataset(CUSTOMER_FEATURES)
-    if dataset is None:
+    table = lakehouse.table(CUSTOMER_FEATURES)
+    if table is None:
         raise FeatureStoreError(
             f"no snapshot table at {lakehouse.uri(CUSTOMER_FEATURES)}: build one first "
             "(make demo, or the daily_features job), or point RISK_DATA_DIR at a data folder"
@@ -140,8 +140,23 @@ def snapshot_join(
             "available_at": pa.array([available[d] for d in days], utc),
         }
     )
-    con.register("fs_snapshots", dataset.filter(pc.field("as_of_date").isin(days)))
     con.register("fs_partitions", partitions)
+    # The table's current files of those partitions (its Delta log says which), read by
+    # DuckDB's own Parquet reader: it knows their row counts, so it builds the join's hash
+    # table on the entity rows and streams the snapshots past it (read through a pyarrow
+    # dataset, it built it on 90M snapshot rows: 4x slower, 6x the memory).
+    files = table.file_uris(file_pruning_predicate=[("as_of_date", "in", days)]) if days else []
+    if files:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        wanted = ", ".join(["customer_id", "as_of", *columns])
+        con.execute(
+            f"create temp view fs_snapshots as select {wanted} "
+            f"from read_parquet([{listed}], union_by_name = true)"
+        )
+    else:
+        schema = table.to_pyarrow_dataset().schema  # no partition usable: no snapshot rows
+        empty = pa.schema([schema.field(n) for n in ["customer_id", "as_of", *columns]])
+        con.register("fs_snapshots", empty.empty_table())
     return point_in_time_sql(
         list(columns), entities, "fs_snapshots", "fs_partitions", event_ts=event_ts
     )
