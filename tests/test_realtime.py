@@ -119,9 +119,13 @@ def test_the_redis_state_equals_the_oracle_in_arrival_order(store, arrivals):
     /events would. Every read equals the oracle over the events recorded so far (the first
     recording of an id wins)."""
     store.client.flushall()
+    # A transaction id names one purchase: its second event is the same event again (a
+    # replay), only its arrival differs.
+    first: dict[int, tuple] = {}
     raw = [
         (f"t{tid}", f"c{tid % 2}", T0 + us * US, amount, merchant, device, lateness)
-        for tid, us, amount, merchant, device, lateness in arrivals
+        for tid, *drawn, lateness in arrivals
+        for us, amount, merchant, device in [first.setdefault(tid, tuple(drawn))]
     ]
     # Arrival order: by event time plus lateness, so disorder stays within the tolerance.
     raw.sort(key=lambda r: r[2] + r[6] * US)
