@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         shown="$RISK_DATA_DIR/warehouse.duckdb",
     )
     duckdb_memory_limit: str = _var("3GB", "DuckDB spills past it")
+    dbt_stall_s: float = _var(
+        600.0,
+        "a dbt build that reports nothing for this many seconds is stuck (DuckDB has hung "
+        "inside a query here): it is killed and the step runs once more",
+    )
     dagster_home: Path | None = _var(
         None,
         "Dagster's instance (runs one at a time: DuckDB has one writer)",

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, RetryRequested
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets.ingest.raw import partition_days
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import ensure_manifest
 from resources import dbt_cli
+from riskcore import settings
 
 for _key, _value in dbt_cli.dbt_env().items():
     os.environ.setdefault(_key, _value)  # the dbt project reads these (profiles, sources)
@@ -49,4 +50,15 @@ class FeatureTranslator(DagsterDbtTranslator):
     dagster_dbt_translator=FeatureTranslator(),
 )
 def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(dbt_build_args(partition_days(context)), context=context).stream()
+    invocation = dbt.cli(dbt_build_args(partition_days(context)), context=context)
+    stall_s = settings.load().dbt_stall_s
+    with dbt_cli.StallWatch(invocation.process, stall_s) as watch:
+        try:
+            for event in invocation.stream():
+                watch.seen()
+                yield event
+        except Exception as error:
+            if not watch.stalled:
+                raise
+            context.log.error(f"dbt reported nothing for {stall_s:g} s: killed, running again")
+            raise RetryRequested(max_retries=1) from error
