@@ -3,6 +3,7 @@
 import datetime as dt
 import ipaddress
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -58,10 +59,20 @@ def start_cluster(folder: Path, nodes: int = 3) -> list[LocalRedis]:
 
 
 def _cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is valid too."""
-    while (port := free_port()) > 55535:
+    """A free port whose cluster bus port (+10000) is valid and free too (another redis-server
+    on this machine may hold it)."""
+    while (port := free_port()) > 55535 or not _is_free(port + 10_000):
         pass
     return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
