@@ -215,9 +215,9 @@ def historical_features(
         schema = _result_schema(reader.schema, wanted)
         added = _tallied((_as_served(b, schema) for b in reader), tally, progress)
         if output is not None:
-            written = _write(
-                source.attach_batches(added, schema), source.schema(schema), Path(output), overwrite
-            )
+            batches = source.attach_batches(added, schema)
+            written_as = _write(batches, source.schema(schema), Path(output), overwrite)
+            written = Written(str(output), tally["rows"], written_as)
         else:
             result = source.attach(pa.Table.from_batches(list(added), schema))
     source.warn(tally["early"], stacklevel=2)
@@ -435,19 +435,13 @@ def _tallied(
 
 def _write(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path, overwrite: bool
-) -> Written:
-    rows = [0]
-
-    def counted():
-        for batch in batches:
-            rows[0] += batch.num_rows
-            yield batch
-
+) -> str:
+    """Streams the batches to a Parquet file (``*.parquet``) or a Delta table; its format."""
     if path.suffix == ".parquet":
         with pq.ParquetWriter(path, schema) as writer:
-            for batch in counted():
+            for batch in batches:
                 writer.write_batch(batch)
-        return Written(str(path), rows[0], "parquet")
-    reader = pa.RecordBatchReader.from_batches(schema, counted())
+        return "parquet"
+    reader = pa.RecordBatchReader.from_batches(schema, batches)
     write_deltalake(str(path), reader, mode="overwrite" if overwrite else "error")
-    return Written(str(path), rows[0], "delta")
+    return "delta"

@@ -170,16 +170,15 @@ def compare_on_served_rows(
     def compared(problem: str | None = None, previous_scores=None) -> Comparison:
         scores = rows[f"{target}_score"].to_numpy()
         champion_auc = realized_auc(y, scores) if len(y) else None
-        if previous_scores is None:
-            return Comparison(len(y), int(y.sum()), weeks, champion_auc, None, problem)
+        judged = previous_scores is not None
         return Comparison(
             len(y),
             int(y.sum()),
             weeks,
             champion_auc,
-            realized_auc(y, previous_scores),
+            realized_auc(y, previous_scores) if judged else None,
             problem,
-            auc_gap_bound(y, scores, previous_scores),
+            auc_gap_bound(y, scores, previous_scores) if judged else None,
         )
 
     names = champion.spec.feature_names
