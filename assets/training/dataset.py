@@ -1,13 +1,13 @@
 """The training set: labelled transactions with the snapshot serving had at their time.
 
-Each row is a purchase in the training window, joined point-in-time (``point_in_time.py``)
-with its customer's snapshot, passed through the online codec (float32, as serving decodes
-it), with the transaction-time features computed by serving's own function. Two targets share
-it: ``fraud`` (every purchase) and ``default`` (BNPL purchases, installments > 1). A label is
-1 when a label of that kind is known by the cutoff; a purchase too recent for its label to have
-matured by the cutoff is left out of that target (split null), not counted as a negative. The
-split is by time: the last weeks of each target's matured window are its test weeks, the weeks
-before them its validation weeks.
+Each row is a purchase in the training window, joined point-in-time
+(``featurestore/historical.py``) with its customer's snapshot, passed through the online codec
+(float32, as serving decodes it), with the transaction-time features computed by serving's own
+function. Two targets share it: ``fraud`` (every purchase) and ``default`` (BNPL purchases,
+installments > 1). A label is 1 when a label of that kind is known by the cutoff; a purchase
+too recent for its label to have matured by the cutoff is left out of that target (split null),
+not counted as a negative. The split is by time: the last weeks of each target's matured window
+are its test weeks, the weeks before them its validation weeks.
 """
 
 import hashlib
