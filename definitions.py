@@ -9,7 +9,7 @@ from assets.features.export import customer_features_daily
 from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
-from assets.monitoring.assets import feature_drift, realized_performance
+from assets.monitoring.assets import canary_comparison, feature_drift, realized_performance
 from assets.monitoring.checks import model_quality, snapshot_consistent
 from assets.training.assets import risk_models, training_set, training_set_is_usable
 from resources import dbt_cli
@@ -18,6 +18,7 @@ from resources.lakehouse import Lakehouse
 from resources.online_store import from_environment as online_store_from_environment
 from riskcore import settings
 from sensors.alerts import alert_on_run_failure, alert_on_trouble
+from sensors.canary import canary_check_job, canary_watch
 from sensors.catch_up import catch_up
 from sensors.drift import build_drift_sensor, build_performance_sensor
 from sensors.freshness import freshness
@@ -33,6 +34,7 @@ defs = Definitions(
         online_customer_features,
         feature_drift,
         realized_performance,
+        canary_comparison,
         training_set,
         risk_models,
     ],
@@ -43,13 +45,14 @@ defs = Definitions(
         model_quality,
         *FRESHNESS_CHECKS,
     ],
-    jobs=JOBS,
+    jobs=[*JOBS, canary_check_job],
     schedules=SCHEDULES,
     sensors=[
         online_store_refill,
         build_drift_sensor(train_models_job),
         build_performance_sensor(train_models_job),
         freshness,
+        canary_watch,
         catch_up,
         alert_on_run_failure,
         alert_on_trouble,

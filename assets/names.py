@@ -14,6 +14,7 @@ INGEST, LAKEHOUSE, ONLINE_STORE, TRAINING, MONITORING = (
 
 DRIFT = AssetKey([MONITORING, "feature_drift"])
 PERFORMANCE = AssetKey([MONITORING, "realized_performance"])
+CANARY_CHECK = AssetKey([MONITORING, "canary_comparison"])
 
 # Metadata measured per feature or per target, as f"{metric}/{name}" (plottable in the UI).
 PSI = "psi"  # on feature_drift: PSI of a snapshot feature or of the score

@@ -1,10 +1,12 @@
 """A target's two models, as registered: behavioural (known customers) and transaction-only
-(unknown customers, store outages), each a LightGBM booster with its spec, and the snapshot
+(unknown customers, store outages), each a LightGBM booster with its spec, the snapshot
 feature set the behavioural model reads (its columns, kinds and vocabularies: serving decodes
-online records with it)."""
+online records with it), and the review and decline thresholds chosen by cost on its
+validation weeks (``riskcore/costs.py``; serving decides with them)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,6 +45,8 @@ class ModelBundle:
     target: str
     models: dict[str, ScoringModel]  # behavioural | transaction_only
     feature_set: FeatureSet | None = None
+    # {"review", "decline", "costs", "chosen_on"}; None for a bundle saved before (built-in)
+    thresholds: dict | None = None
 
     @property
     def behavioural(self) -> ScoringModel:
@@ -63,6 +67,8 @@ class ModelBundle:
             model.booster.save_model(str(folder / f"{kind}.lgb.txt"))
         if self.feature_set is not None:
             (folder / "feature_set.json").write_text(self.feature_set.to_json())
+        if self.thresholds is not None:
+            (folder / "thresholds.json").write_text(json.dumps(self.thresholds, indent=1))
         return folder
 
     @classmethod
@@ -76,4 +82,6 @@ class ModelBundle:
         }
         fs_file = folder / "feature_set.json"
         feature_set = FeatureSet.from_json(fs_file.read_text()) if fs_file.exists() else None
-        return cls(models[BEHAVIOURAL].spec.target, models, feature_set)
+        chosen = folder / "thresholds.json"
+        thresholds = json.loads(chosen.read_text()) if chosen.exists() else None
+        return cls(models[BEHAVIOURAL].spec.target, models, feature_set, thresholds)

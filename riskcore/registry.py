@@ -24,10 +24,15 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-CHAMPION, CHALLENGER = "champion", "challenger"  # aliases: serving acts on the champion only
+# Aliases: serving acts on the champion, and on the canary for its share of customers; the
+# challenger is scored in shadow only (docs/architecture.md#rollout).
+CHAMPION, CHALLENGER, CANARY = "champion", "challenger", "canary"
 # Version tags: the version a champion replaced (rollback's way back), why it was rolled back,
 # and the gate's decision on it.
 REPLACES, ROLLED_BACK, GATE = "replaces", "rolled_back", "gate"
+# A canary's: its share of customers, when it started acting, and how it ended (halted with
+# the reason, promoted, or superseded by a newer canary).
+CANARY_SHARE, CANARY_SINCE, CANARY_END = "canary_share", "canary_since", "canary_end"
 
 
 def model_name(target: str) -> str:
@@ -165,6 +170,52 @@ class ModelRegistry:
         self.client.set_model_version_tag(name, version, GATE, decision)
         self.client.update_model_version(name, version, description=decision)
 
+    def canary(self, name: str) -> tuple[str, float, str] | None:
+        """(version, share of customers, since: ISO time) of the canary acting now; None when
+        there is none."""
+        found = self.version(name, CANARY)
+        if found is None:
+            return None
+        tags = found.tags
+        return str(found.version), float(tags.get(CANARY_SHARE, 0)), tags.get(CANARY_SINCE, "")
+
+    def start_canary(self, name: str, version: str, share: float, since: str, why: str) -> None:
+        """``version`` acts on ``share`` of customers beside the champion. A canary already
+        running is superseded (it ends: the newer challenger passed the same gate)."""
+        running = self.canary(name)
+        if running is not None and running[0] != version:
+            self.end_canary(name, f"superseded by v{version}", halted=False)
+        self.client.set_model_version_tag(name, version, CANARY_SHARE, f"{share:g}")
+        self.client.set_model_version_tag(name, version, CANARY_SINCE, since)
+        self.client.set_registered_model_alias(name, CANARY, version)
+        self.record_decision(name, version, f"canary on {share:.0%} of customers: {why}")
+
+    def end_canary(self, name: str, reason: str, *, halted: bool = True) -> str | None:
+        """Take the canary off traffic (share 0: its alias removed), the reason on the version.
+        Returns the version ended, None when there was none."""
+        running = self.canary(name)
+        if running is None:
+            return None
+        version = running[0]
+        self.client.delete_registered_model_alias(name, CANARY)
+        self.client.set_model_version_tag(name, version, CANARY_SHARE, "0")
+        self.client.set_model_version_tag(name, version, CANARY_END, reason)
+        self.record_decision(name, version, f"canary {'halted' if halted else 'ended'}: {reason}")
+        return version
+
+    def promote_canary(self, name: str, reason: str) -> str:
+        """The canary becomes the champion (it takes all traffic); the champion it replaces is
+        remembered, so the rollback path works as after any promotion."""
+        running = self.canary(name)
+        if running is None:
+            raise ValueError(f"{name}: no canary to promote")
+        version = running[0]
+        replaces = self.alias_version(name, CHAMPION)
+        self.client.delete_registered_model_alias(name, CANARY)
+        self.client.set_model_version_tag(name, version, CANARY_END, f"promoted: {reason}")
+        self.promote(name, version, f"canary promoted: {reason}", replaces=replaces)
+        return version
+
     def roll_back(self, name: str, reason: str) -> str:
         """Move the champion alias back to the version the champion replaced, and tag the
         demoted version with the reason (serving picks the alias change up within its poll
@@ -179,4 +230,6 @@ class ModelRegistry:
         self.client.update_model_version(
             name, previous, description=f"champion again: v{version} was rolled back ({reason})"
         )
+        # A canary was judged against the champion just demoted: it stops acting.
+        self.end_canary(name, f"the champion v{version} it was compared with was rolled back")
         return previous

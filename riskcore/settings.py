@@ -238,10 +238,20 @@ class Settings(BaseSettings):
         "`1`: `GET /metrics` is served without an API key (for a scraper on a private "
         "network); default: the key is required",
     )
-    fraud_review: float = _var(0.2, "fraud score at or above which a purchase goes to review")
-    fraud_decline: float = _var(0.6, "fraud score at or above which a purchase is declined")
-    default_review: float = _var(0.3, "default score at or above which a plan goes to review")
-    default_decline: float = _var(0.6, "default score at or above which a plan is declined")
+    fraud_review: float | None = _var(
+        None,
+        "overrides the fraud model's review threshold (chosen by cost with each version)",
+        shown="the model's",
+    )
+    fraud_decline: float | None = _var(
+        None, "overrides the fraud model's decline threshold", shown="the model's"
+    )
+    default_review: float | None = _var(
+        None, "overrides the default model's review threshold", shown="the model's"
+    )
+    default_decline: float | None = _var(
+        None, "overrides the default model's decline threshold", shown="the model's"
+    )
     inference_log_uri: str | None = _var(
         None,
         "the inference log (Delta); empty: off",
@@ -267,6 +277,42 @@ class Settings(BaseSettings):
     )
     promotion_tolerance: float = _var(
         0.005, "test AUC a challenger may lose against the champion and still be promoted"
+    )
+    canary_share: float = _var(
+        0.05,
+        "share of customers a challenger that passed the gate acts on (the canary) before "
+        "it takes all traffic; `0`: promoted at once",
+    )
+    canary_clean_hours: float = _var(
+        24.0, "hours a canary must run within its limits before it is promoted to full"
+    )
+    canary_min_decisions: int = _var(
+        500, "canary decisions needed before it can be promoted (its limits act from 100)"
+    )
+    canary_max_decline_rate_delta: float = _var(
+        0.02, "a canary declining this much more of its purchases than the champion is halted"
+    )
+    canary_max_review_rate_delta: float = _var(
+        0.05, "a canary reviewing this much more of its purchases than the champion is halted"
+    )
+    canary_max_score_psi: float = _var(
+        0.2, "a canary whose score distribution has this PSI against the champion's is halted"
+    )
+    canary_max_bad_rate_delta: float = _var(
+        0.01,
+        "a canary whose approved purchases turn out bad (matured labels) this much more often "
+        "than the champion's is halted",
+    )
+    canary_check_minutes: float = _var(15.0, "how often the canary sensor compares a canary")
+    review_cost: float = _var(5.0, "what a manual review costs (thresholds are chosen by cost)")
+    false_decline_margin: float = _var(
+        0.03, "share of a good purchase's amount lost when it is declined (the margin)"
+    )
+    churn_cost: float = _var(
+        10.0, "fraud: what declining a good customer's purchase costs besides the margin (churn)"
+    )
+    loss_given_default: float = _var(
+        0.7, "default: share of an instalment plan's amount lost when it defaults"
     )
 
     # Monitoring
@@ -298,6 +344,10 @@ class Settings(BaseSettings):
         "dagster_home",
         "card_hash_key",
         "mlflow_artifacts",
+        "fraud_review",
+        "fraud_decline",
+        "default_review",
+        "default_decline",
         mode="before",
     )
     @classmethod

@@ -22,7 +22,7 @@ from assets.monitoring.checks import (
     raw_transactions_fresh,
 )
 from assets.monitoring.log_compaction import compact_inference_log
-from assets.names import TRAINING
+from assets.names import CANARY_CHECK, TRAINING
 from assets.partitions import daily_partitions
 from riskcore import settings
 from sensors.status import SCHEDULE_STATUS
@@ -34,7 +34,8 @@ daily_features_job = define_asset_job(
     # Freshness is judged when the freshness sensor runs, not inside a (back)fill of old days.
     selection=AssetSelection.all()
     - AssetSelection.groups(TRAINING)
-    - AssetSelection.checks(*FRESHNESS_CHECKS),
+    - AssetSelection.checks(*FRESHNESS_CHECKS)
+    - AssetSelection.assets(CANARY_CHECK),
     partitions_def=daily_partitions,
     # One process for the whole run: a step per process would load the project (7-14 s) for
     # each of ~10 steps, and DuckDB runs one writer anyway.

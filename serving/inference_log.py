@@ -60,6 +60,9 @@ class LogRow:
     lookup_ms: float
     inference_ms: float
     total_ms: float
+    # Which model decided: champion, or canary (for the canary's share of customers).
+    fraud_role: str = "champion"
+    default_role: str | None = None
     shadow_fraud_score: float | None = None
     shadow_default_score: float | None = None
     shadow_fraud_model: str | None = None

@@ -220,6 +220,12 @@ class Timing(BaseModel):
     total_ms: float
 
 
+class Thresholds(BaseModel):
+    review: float
+    decline: float = Field(description="Above 1: this target never declines.")
+    source: Literal["model", "environment", "built-in"]
+
+
 class ScoreResponse(BaseModel):
     transaction_id: str
     decision: Decision
@@ -227,7 +233,18 @@ class ScoreResponse(BaseModel):
     default_score: float | None = Field(
         description="Probability of default; BNPL (installments > 1) only."
     )
-    model_version: dict[str, str] = Field(description="Target -> registered model/version.")
+    model_version: dict[str, str] = Field(
+        description="Target -> the registered model/version that decided."
+    )
+    model_role: dict[str, Literal["champion", "canary"]] = Field(
+        description="Target -> which model decided: the champion, or the canary acting on its "
+        "share of customers (a customer always sees the same one)."
+    )
+    thresholds: dict[str, Thresholds] = Field(
+        description="Target -> the review and decline thresholds that applied, and where they "
+        "come from: `model` (chosen by cost with the version), `environment` (an override), "
+        "`built-in` (a version logged before thresholds were chosen)."
+    )
     feature_set_version: str | None = Field(description="The snapshot feature set read.")
     features_as_of: datetime | None
     feature_source: FeatureSource

@@ -10,11 +10,12 @@ customers"). Each model reads records of its own feature-set version only. After
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import TypeVar, get_args
@@ -37,8 +38,15 @@ from riskcore.online_store import (
 from riskcore.realtime import DESCRIPTIONS as REALTIME_DESCRIPTIONS
 from riskcore.realtime import RealtimeStore
 from riskcore.redis_transport import InFlight, Read, RedisTransport
-from riskcore.registry import CHALLENGER, CHAMPION, MODEL_NAMES, ModelRegistry, RegisteredModel
-from riskcore.targets import TARGETS, Thresholds
+from riskcore.registry import (
+    CANARY,
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAMES,
+    ModelRegistry,
+    RegisteredModel,
+)
+from riskcore.targets import TARGETS, TargetThresholds, Thresholds
 from riskcore.timestamps import micros
 from riskcore.transaction_features import DESCRIPTIONS as TRANSACTION_DESCRIPTIONS
 from serving import metrics
@@ -63,15 +71,18 @@ FAST_ROWS = 16
 
 @dataclass(frozen=True)
 class ModelSet:
-    """The models acting (a champion per target) and, when shadowing, the challengers."""
+    """The models acting (a champion per target, and a canary acting on its share of
+    customers) and, when shadowing, the challengers (docs/architecture.md#rollout)."""
 
     champions: dict[str, RegisteredModel]
     shadows: dict[str, RegisteredModel]
+    canaries: dict[str, RegisteredModel] = field(default_factory=dict)
+    canary_shares: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, config: ServingConfig) -> ModelSet:
         registry = ModelRegistry(config.tracking_uri)
-        champions, shadows = {}, {}
+        champions, shadows, canaries, shares = {}, {}, {}, {}
         for target, name in MODEL_NAMES.items():
             champion = registry.load(name, CHAMPION)
             if champion is None:
@@ -80,23 +91,35 @@ class ModelSet:
                     "and register one first (make demo)"
                 )
             champions[target] = champion
+            running = registry.canary(name)
+            if running is not None and running[0] != champion.version and running[1] > 0:
+                version, shares[target], _ = running
+                canaries[target] = RegisteredModel(
+                    name, version, CANARY, registry.load_bundle(name, version)
+                )
             if config.shadow:
                 challenger = registry.load(name, CHALLENGER)
-                if challenger is not None and challenger.version != champion.version:
+                acting = {champion.version, running and running[0]}
+                if challenger is not None and challenger.version not in acting:
                     shadows[target] = challenger
-        return cls(champions, shadows)
+        return cls(champions, shadows, canaries, shares)
 
     def moved(self, config: ServingConfig) -> list[str]:
-        """The aliases that now name another version than the one loaded (a promotion or a
-        rollback): one small registry query per alias."""
+        """The aliases that now name another version than the one loaded (a promotion, a
+        canary started or halted, a rollback): one small registry query per alias."""
         registry = ModelRegistry(config.tracking_uri)
         out = []
         for target, name in MODEL_NAMES.items():
             champion = registry.alias_version(name, CHAMPION)
-            loaded = {CHAMPION: (champion, self.champions[target])}
+            canary = registry.alias_version(name, CANARY)
+            canary = canary if canary != champion else None
+            loaded = {
+                CHAMPION: (champion, self.champions[target]),
+                CANARY: (canary, self.canaries.get(target)),
+            }
             if config.shadow:
                 challenger = registry.alias_version(name, CHALLENGER)
-                shadow = challenger if challenger != champion else None
+                shadow = challenger if challenger not in (champion, canary) else None
                 loaded[CHALLENGER] = (shadow, self.shadows.get(target))
             for alias, (now, model) in loaded.items():
                 if now != (model.version if model else None):
@@ -104,23 +127,64 @@ class ModelSet:
         return out
 
     @cached_property  # a model set never changes (a reload makes a new one)
+    def loaded(self) -> list[RegisteredModel]:
+        return [*self.champions.values(), *self.canaries.values(), *self.shadows.values()]
+
+    @cached_property
     def reads_realtime(self) -> bool:
         """Whether any behavioural model loaded reads real-time features."""
-        models = [*self.champions.values(), *self.shadows.values()]
-        return any(m.bundle.behavioural.spec.realtime_features for m in models)
+        return any(m.bundle.behavioural.spec.realtime_features for m in self.loaded)
 
     @cached_property
     def versions(self) -> list[str]:
         """The feature-set versions to look up (usually one)."""
-        models = [*self.champions.values(), *self.shadows.values()]
-        return list(dict.fromkeys(m.bundle.feature_set_version for m in models))
+        return list(dict.fromkeys(m.bundle.feature_set_version for m in self.loaded))
+
+    def route(self, customer_id: str) -> tuple[bool, ...]:
+        """Per target, whether the canary decides for this customer: when the customer's
+        bucket falls in its share (a customer always sees the same model)."""
+        if not self.canaries:
+            return NO_CANARY
+        bucket = customer_bucket(customer_id)
+        return tuple(
+            target in self.canaries and bucket < self.canary_shares[target] for target in TARGETS
+        )
+
+    def acting(self, route: tuple[bool, ...]) -> dict[str, RegisteredModel]:
+        return {
+            target: self.canaries[target] if canary else self.champions[target]
+            for target, canary in zip(TARGETS, route, strict=True)
+        }
 
     def publish(self) -> None:
         metrics.MODEL_INFO.clear()
-        for role, models in ((CHAMPION, self.champions), ("shadow", self.shadows)):
+        roles = ((CHAMPION, self.champions), (CANARY, self.canaries), ("shadow", self.shadows))
+        for role, models in roles:
             for target, m in models.items():
                 version = m.bundle.feature_set_version
                 metrics.MODEL_INFO.labels(target, role, m.label, version).set(1)
+
+
+NO_CANARY = (False,) * len(TARGETS)
+
+
+@dataclass(frozen=True, slots=True)
+class Acting:
+    """What decides for a route (champion or canary per target), resolved once: the models,
+    the response's model fields and the thresholds that apply."""
+
+    models: dict[str, RegisteredModel]
+    versions: dict[str, str]  # target -> registered model/version
+    roles: dict[str, str]  # target -> champion | canary
+    thresholds: dict[str, TargetThresholds]
+    shown: dict[str, dict]  # the thresholds as the response shows them
+
+
+def customer_bucket(customer_id: str) -> float:
+    """Where a customer falls in [0, 1), the same in every replica and restart: BLAKE2b of
+    the id (not keyed: the bucket is never stored or shown), its first 8 bytes."""
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"risk-canary").digest()
+    return int.from_bytes(digest) / 2**64
 
 
 class Breaker:
@@ -172,6 +236,8 @@ class Scored:
     fraud_score: float
     default_score: float | None
     model_version: dict[str, str]
+    model_role: dict[str, str]
+    thresholds: dict[str, dict]
     feature_set_version: str | None
     features_as_of: datetime | None
     feature_source: str
@@ -197,7 +263,7 @@ class Scorer:
         self.models = models
         self.client = client
         self.config = config
-        self.thresholds: Thresholds = config.thresholds
+        self.thresholds = config.thresholds
         self.breaker = Breaker(config.breaker_failures, config.breaker_cooldown_s)
         self.inference_log = inference_log
         self.where = where
@@ -237,6 +303,35 @@ class Scorer:
             events_client=events,
         )
 
+    @property
+    def thresholds(self) -> Thresholds:
+        """The environment's overrides of the models' thresholds."""
+        return self._overrides
+
+    @thresholds.setter
+    def thresholds(self, overrides: Thresholds) -> None:
+        self._overrides = overrides
+        self._acting_for: ModelSet | None = None  # resolved again on next use
+
+    def _acting(self, models: ModelSet, route: tuple[bool, ...]) -> Acting:
+        """A route's ``Acting``, resolved once per model set (a reload makes a new set)."""
+        if self._acting_for is not models:
+            self._acting_for, self._acting_cache = models, {}
+        found = self._acting_cache.get(route)
+        if found is None:
+            acting = models.acting(route)
+            thresholds = {
+                t: self._overrides.resolve(t, m.bundle.thresholds) for t, m in acting.items()
+            }
+            found = self._acting_cache[route] = Acting(
+                models=acting,
+                versions={t: m.label for t, m in acting.items()},
+                roles={t: m.alias for t, m in acting.items()},
+                thresholds=thresholds,
+                shown={t: th.as_dict() for t, th in thresholds.items()},
+            )
+        return found
+
     # -- the online store -------------------------------------------------------------------
 
     def store(self, version: str) -> OnlineStore:
@@ -254,7 +349,7 @@ class Scorer:
     def _bundled_codec(self, version: str) -> RecordCodec | None:
         """The layout a model was trained with (its bundle carries the feature set), so
         records decode without reading the store's layout key; None for older bundles."""
-        for m in (*self.models.champions.values(), *self.models.shadows.values()):
+        for m in self.models.loaded:
             fs = m.bundle.feature_set
             if fs is not None and fs.version == version:
                 return RecordCodec(fs)
@@ -384,28 +479,32 @@ class Scorer:
             lookups, realtime = {v: [OVERLOAD] * len(requests) for v in models.versions}, None
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
+        acting = [self._acting(models, models.route(r.customer_id)) for r in requests]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}
-        for target, champion in models.champions.items():
-            version = champion.bundle.feature_set_version
+        for target in TARGETS:
             inputs[target] = [
                 None
                 if target == "default" and r.installments <= 1
                 else _model_and_input(
-                    champion, txn, lookups[version][i].record, realtime and realtime[i]
+                    (model := a.models[target]),
+                    txn,
+                    lookups[model.bundle.feature_set_version][i].record,
+                    realtime and realtime[i],
                 )
-                for i, (r, txn) in enumerate(zip(requests, txns, strict=True))
+                for i, (r, txn, a) in enumerate(zip(requests, txns, acting, strict=True))
             ]
         built = time.perf_counter()
         scores = {target: _predict(rows) for target, rows in inputs.items()}
-        fraud_version = models.champions["fraud"].bundle.feature_set_version
         results = []
         for i, r in enumerate(requests):
-            decision, target = self._decide({t: s[i] for t, s in scores.items()})
+            a = acting[i]
+            decision, target = _decide({t: s[i] for t, s in scores.items()}, a.thresholds)
             reasons = None
             if decision != "approve" or r.explain:
                 model, vector = inputs[target][i]
-                record = lookups[models.champions[target].bundle.feature_set_version][i].record
-                reasons = _reasons(target, model, vector, record)
+                version = a.models[target].bundle.feature_set_version
+                reasons = _reasons(target, model, vector, lookups[version][i].record)
+            fraud_version = a.models["fraud"].bundle.feature_set_version
             found = lookups[fraud_version][i]
             results.append(
                 Scored(
@@ -413,7 +512,9 @@ class Scorer:
                     decision=decision,
                     fraud_score=scores["fraud"][i],
                     default_score=scores["default"][i],
-                    model_version={t: m.label for t, m in models.champions.items()},
+                    model_version=a.versions,
+                    model_role=a.roles,
+                    thresholds=a.shown,
                     feature_set_version=fraud_version if found.record is not None else None,
                     features_as_of=found.record.as_of if found.record is not None else None,
                     feature_source=found.source,
@@ -454,24 +555,6 @@ class Scorer:
             _DECISION[decision].inc(n)
         return results
 
-    def _decide(self, scores: dict[str, float | None]) -> tuple[str, str]:
-        """The most severe decision of the targets, and the target that made it (the fraud
-        model explains an approval)."""
-        decision, by = "approve", "fraud"
-        for target, score in scores.items():
-            if score is None:
-                continue
-            level = (
-                "decline"
-                if score >= getattr(self.thresholds, f"{target}_decline")
-                else "review"
-                if score >= getattr(self.thresholds, f"{target}_review")
-                else "approve"
-            )
-            if SEVERITY[level] > SEVERITY[decision]:
-                decision, by = level, target
-        return decision, by
-
     def _log(self, i: int, request, txn, result, fraud_input, models, lookups, realtime) -> None:
         model, vector = fraud_input
         shadow_inputs = None
@@ -492,6 +575,10 @@ class Scorer:
                     result.model_version.get("default")
                     if result.default_score is not None
                     else None
+                ),
+                fraud_role=result.model_role["fraud"],
+                default_role=(
+                    result.model_role.get("default") if result.default_score is not None else None
                 ),
                 model_kind=model.spec.kind,
                 feature_set_version=result.feature_set_version,
@@ -524,6 +611,21 @@ class Scorer:
                 if score is not None:
                     setattr(row, f"shadow_{target}_score", score)
                     setattr(row, f"shadow_{target}_model", shadow.label)
+
+
+def _decide(
+    scores: dict[str, float | None], thresholds: dict[str, TargetThresholds]
+) -> tuple[str, str]:
+    """The most severe decision of the targets (decline if either declines, else review if
+    either reviews), and the target that made it (the fraud model explains an approval)."""
+    decision, by = "approve", "fraud"
+    for target, score in scores.items():
+        if score is None:
+            continue
+        level = thresholds[target].decide(score)
+        if SEVERITY[level] > SEVERITY[decision]:
+            decision, by = level, target
+    return decision, by
 
 
 def waited(steps: Generator[InFlight, None, T]) -> T:

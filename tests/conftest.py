@@ -16,6 +16,9 @@ os.environ.setdefault("RISK_CUSTOMERS", "800")
 os.environ.setdefault("RISK_START_DATE", "2026-01-01")
 # No schedule or sensor runs by itself in a test's Dagster (tests evaluate them directly).
 os.environ.setdefault("RISK_AUTOMATIONS", "0")
+# A challenger that passes the gate is promoted at once, as the tests of the gate, drift and
+# rollback expect; the canary path is tested with a share set (tests/test_canary.py).
+os.environ.setdefault("RISK_CANARY_SHARE", "0")
 
 
 import shutil  # noqa: E402

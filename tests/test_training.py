@@ -137,17 +137,24 @@ def test_the_gate_keeps_a_worse_challenger_and_promotes_a_better_one(
 
     tracking, _ = registry
     client = MlflowClient(tracking)
+    # Promoted at once (no canary): the gate alone. The canary path: the next test.
     v1, noise = _register(training, feature_set, registry, shuffle=True)
-    first = gate("risk_fraud", v1, noise["behavioural"], training, tracking_uri=tracking)
+    first = gate(
+        "risk_fraud", v1, noise["behavioural"], training, tracking_uri=tracking, canary_share=0
+    )
     assert first.promoted and "first model" in first.reason
 
     v2, better = _register(training, feature_set, registry)
-    decision = gate("risk_fraud", v2, better["behavioural"], training, tracking_uri=tracking)
+    decision = gate(
+        "risk_fraud", v2, better["behavioural"], training, tracking_uri=tracking, canary_share=0
+    )
     assert decision.promoted, decision.reason
     assert decision.challenger_auc > decision.champion_auc + 0.1
 
     v3, worse = _register(training, feature_set, registry, shuffle=True)
-    decision = gate("risk_fraud", v3, worse["behavioural"], training, tracking_uri=tracking)
+    decision = gate(
+        "risk_fraud", v3, worse["behavioural"], training, tracking_uri=tracking, canary_share=0
+    )
     assert not decision.promoted and "stays challenger" in decision.reason
     assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
     assert str(client.get_model_version_by_alias("risk_fraud", "challenger").version) == v3
@@ -165,9 +172,43 @@ def test_the_gate_keeps_a_worse_challenger_and_promotes_a_better_one(
         training,
         tracking_uri=tracking,
         checks_passed=False,
+        canary_share=0,
     )
     assert not refused.promoted and "failed its checks" in refused.reason
     assert str(client.get_model_version_by_alias("risk_fraud", "champion").version) == v2
+
+
+def test_a_challenger_that_passes_the_gate_becomes_the_canary_and_a_newer_one_supersedes_it(
+    training, feature_set, registry
+):
+    tracking, _ = registry
+    store = ModelRegistry(tracking)
+    v1, first = _register(training, feature_set, registry)
+    assert gate(
+        "risk_fraud", v1, first["behavioural"], training, tracking_uri=tracking, canary_share=0.05
+    ).promoted
+    assert store.canary("risk_fraud") is None  # the first model: champion directly
+
+    v2, better = _register(training, feature_set, registry)
+    decision = gate(
+        "risk_fraud", v2, better["behavioural"], training, tracking_uri=tracking, canary_share=0.05
+    )
+    assert decision.canary and not decision.promoted
+    assert store.alias_version("risk_fraud") == v1  # the champion still decides for most
+    version, share, since = store.canary("risk_fraud")
+    assert (version, share) == (v2, 0.05) and since
+    assert "canary on 5% of customers" in store.model_version("risk_fraud", v2).description
+
+    v3, newer = _register(training, feature_set, registry)
+    gate("risk_fraud", v3, newer["behavioural"], training, tracking_uri=tracking, canary_share=0.05)
+    assert store.canary("risk_fraud")[0] == v3
+    assert store.model_version("risk_fraud", v2).tags["canary_end"] == f"superseded by v{v3}"
+
+    store.promote_canary("risk_fraud", "clean")
+    assert store.alias_version("risk_fraud") == v3 and store.canary("risk_fraud") is None
+    assert store.previous_champion("risk_fraud") == (v3, v1)  # rollback's way back
+    store.roll_back("risk_fraud", "test")
+    assert store.alias_version("risk_fraud") == v1
 
 
 def test_a_registered_model_carries_its_spec_references_and_plots(training, feature_set, registry):

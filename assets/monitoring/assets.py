@@ -3,7 +3,7 @@ recorded as metadata (the Dagster UI plots each ``psi/<feature>`` over time) wit
 HTML report beside it; ``sensors/drift.py`` turns it into retraining."""
 
 import contextlib
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from assets.features.export import customer_features_daily
 from assets.ingest.raw import raw_labels, run_as_of_date
+from assets.monitoring.canary import CanaryLimits, compare, markdown
 from assets.monitoring.decision_log import read_decisions
 from assets.monitoring.drift import (
     bin_labels,
@@ -25,7 +26,16 @@ from assets.monitoring.performance import (
     labelled_decisions,
     weekly_performance,
 )
-from assets.names import AUC_DROP, DRIFT, KEY_FEATURES, MONITORING, PERFORMANCE, PSI, metric_key
+from assets.names import (
+    AUC_DROP,
+    CANARY_CHECK,
+    DRIFT,
+    KEY_FEATURES,
+    MONITORING,
+    PERFORMANCE,
+    PSI,
+    metric_key,
+)
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import load_feature_set
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
@@ -261,14 +271,14 @@ def realized_performance(
             filter=pc.field("label_date") <= as_of_date,
         )
     )
-    thresholds = Thresholds.from_settings(settings.load())
+    overrides = Thresholds.from_settings(settings.load())
     metadata: dict = {"as_of": as_of_date.isoformat()}
     weekly = []
     for target in TARGETS:
         # A decision counts once its label had time to arrive, as in training (one setting).
         maturity = getattr(settings.load(), f"{target}_maturity_days")
         decisions = labelled_decisions(log, labels, target, cutoff, maturity)
-        table = weekly_performance(decisions, target, getattr(thresholds, f"{target}_decline"))
+        table = weekly_performance(decisions, target, _decline_threshold(target, overrides))
         weekly.append(table)
         judged = _judge_champion(config, target, log, decisions, table, cutoff)
         if judged[f"rollback/{target}"].startswith(("rolled back", "would roll back")):
@@ -290,6 +300,14 @@ def realized_performance(
             "delta_version": version,
         }
     )
+
+
+def _decline_threshold(target: str, overrides: Thresholds) -> float:
+    """The decline threshold the champion decides with (its own, under any override)."""
+    registry, name = ModelRegistry.from_settings(), model_name(target)
+    version = registry.alias_version(name)
+    chosen = registry.load_bundle(name, version).thresholds if version else None
+    return overrides.resolve(target, chosen).decline
 
 
 def _markdown(weeks) -> str:
@@ -395,3 +413,87 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
         reason = f"would roll back v{version} -> v{previous} (rollback off): {reason}"
     out[f"rollback/{target}"] = reason or "none"
     return out
+
+
+class CanaryConfig(Config):
+    act: bool = True  # False: report the verdicts, move no alias
+
+
+CANARY_LOG_COLUMNS = [
+    "transaction_id",
+    "scored_at",
+    "decision",
+    *(f"{target}_{column}" for target in TARGETS for column in ("score", "model", "role")),
+]
+
+
+@asset(
+    key=CANARY_CHECK,
+    group_name=MONITORING,
+    kinds={"mlflow"},
+    description="Each running canary against the champion over the same period (decline and "
+    "review rates, score PSI, bad rate among approved on the labels so far): halts it when a "
+    "limit is crossed (share 0, the reason on the MLflow version), promotes it to full after "
+    "a clean period. Run by the `canary_check` sensor while a canary runs.",
+)
+def canary_comparison(
+    context: AssetExecutionContext, config: CanaryConfig, lakehouse: Lakehouse
+) -> MaterializeResult:
+    import polars as pl
+    import pyarrow.compute as pc
+
+    env, registry = settings.load(), ModelRegistry.from_settings()
+    now, limits = env.now(), CanaryLimits.from_settings(env)
+    metadata: dict = {"now": now.isoformat()}
+    comparisons = []
+    for target in TARGETS:
+        name = model_name(target)
+        running = registry.canary(name)
+        if running is None:
+            metadata[f"canary/{target}"] = "none"
+            continue
+        version, share, since = running
+        started = datetime.fromisoformat(since)
+        log = read_decisions(
+            lakehouse, started, now + timedelta(seconds=1), CANARY_LOG_COLUMNS, by="scored_at"
+        )
+        labels = lakehouse.dataset(LABELS)
+        if log is None or f"{target}_role" not in log.column_names:
+            metadata[f"canary/{target}"] = f"{name}/{version} on {share:.0%}: no decisions yet"
+            continue
+        known = (
+            labels.to_table(
+                columns=["transaction_id", "label", "label_ts"],
+                filter=pc.field("label_date") >= started.date(),
+            )
+            if labels is not None
+            else None
+        )
+        known = (
+            pl.from_arrow(known)
+            if known is not None
+            else pl.DataFrame(
+                schema={"transaction_id": pl.Utf8, "label": pl.Utf8, "label_ts": pl.Datetime}
+            )
+        )
+        judged = compare(pl.from_arrow(log), known, target, started, now, limits)
+        comparisons.append(judged)
+        state = f"{name}/{version} on {share:.0%} since {since}: {judged.verdict}: {judged.reason}"
+        if judged.verdict == "halt" and config.act:
+            registry.end_canary(name, judged.reason)
+            state = f"halted {name}/{version}: {judged.reason}"
+            context.log.warning(state)
+        elif judged.verdict == "promote" and config.act:
+            registry.promote_canary(name, judged.reason)
+            state = f"promoted {name}/{version} to full: {judged.reason}"
+            context.log.info(state)
+        metadata |= {
+            f"canary/{target}": state,
+            f"canary_share/{target}": judged.traffic_share,
+            f"canary_decisions/{target}": judged.canary.decisions,
+        }
+        if judged.score_psi is not None:
+            metadata[f"canary_score_psi/{target}"] = judged.score_psi
+    if comparisons:
+        metadata["comparison"] = MetadataValue.md(markdown(comparisons))
+    return MaterializeResult(metadata=metadata)

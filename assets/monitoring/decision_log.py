@@ -19,10 +19,13 @@ def read_decisions(
     end: datetime,
     columns: list[str] | None = None,
     where: pc.Expression | None = None,
+    *,
+    by: str = "event_ts",
 ) -> pa.Table | None:
-    """Logged decisions on purchases with ``start <= event_ts < end`` (and ``where``); None
-    when serving has logged nothing yet. Only the columns that exist are read (a log written
-    before a column was added lacks it)."""
+    """Logged decisions on purchases with ``start <= event_ts < end`` (``by="scored_at"``:
+    decisions made in that range, whenever the purchase was) and ``where``; None when serving
+    has logged nothing yet. Only the columns that exist are read (a log written before a
+    column was added lacks it)."""
     uri = settings.load().inference_log(lakehouse.root)  # where serving writes it
     try:
         log = DeltaTable(uri).to_pyarrow_dataset() if uri else None
@@ -34,8 +37,8 @@ def read_decisions(
     # A decision is scored after its purchase: the scored_date partitions before start prune.
     window = (
         (pc.field("scored_date") >= start.date())
-        & (pc.field("event_ts") >= at(start))
-        & (pc.field("event_ts") < at(end))
+        & (pc.field(by) >= at(start))
+        & (pc.field(by) < at(end))
     )
     names = [c for c in columns if c in log.schema.names] if columns else None
     return log.to_table(columns=names, filter=window if where is None else window & where)

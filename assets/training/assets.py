@@ -179,6 +179,30 @@ def training_set_is_usable(lakehouse: Lakehouse) -> AssetCheckResult:
     )
 
 
+def thresholds_table(chosen: dict) -> str:
+    """The thresholds chosen by cost against the built-in constants, on the same test weeks."""
+
+    def row(name: str, result: dict) -> str:
+        bad = result["bad_rate_approved"]
+        return (
+            f"| {name} | {result['review']:.3f} | {result['decline']:.3f} | "
+            f"{result['approval_rate']:.2%} | {'-' if bad is None else f'{bad:.3%}'} | "
+            f"{result['expected_cost']:.3f} |"
+        )
+
+    return "\n".join(
+        [
+            f"Chosen on the {chosen['chosen_on']}; judged on the test weeks.",
+            "",
+            "| thresholds | review | decline | approval rate | bad rate among approved | "
+            "expected cost / purchase |",
+            "|---|---|---|---|---|---|",
+            row("chosen by cost", chosen["test"]),
+            row("built-in constants", chosen["test_built_in"]),
+        ]
+    )
+
+
 class ModelConfig(Config):
     promotion_tolerance: float | None = None  # default: RISK_PROMOTION_TOLERANCE
 
@@ -253,10 +277,13 @@ def risk_models(
                 for m in names
             )
         )
+        if bundle.thresholds is not None:
+            metadata[f"{target}_thresholds"] = MetadataValue.md(thresholds_table(bundle.thresholds))
         metadata |= {
             f"{target}_version": version,
             f"{target}_run_id": run_id,
             f"{target}_promoted": decision.promoted,
+            f"{target}_canary": decision.canary,
             f"{target}_gate": decision.reason,
             f"{target}_judged_on": decision.judged_on or "-",
             f"{target}_auc_behavioural": trained["behavioural"].metrics["roc_auc"],

@@ -15,11 +15,13 @@ import pyarrow.compute as pc
 
 from assets.training.metrics import calibration_bins, evaluate, margins
 from riskcore import settings
+from riskcore.costs import CostModel, choose_thresholds, outcome, trade_off
 from riskcore.feature_set import FeatureSet
 from riskcore.model_bundle import ModelBundle, ScoringModel
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 from riskcore.psi import Reference
 from riskcore.registry import CHAMPION, ModelRegistry
+from riskcore.targets import BUILT_IN
 from riskcore.transaction_features import REQUEST_FEATURES
 
 PARAMS = {
@@ -152,7 +154,52 @@ def train_bundle(
     trained[TRANSACTION_ONLY].on_known_customers = evaluate(
         labels(known, fallback.spec), fallback.predict(matrix(known, fallback.spec))
     )
-    return ModelBundle(target, {k: t.model for k, t in trained.items()}, feature_set), trained
+    models = {k: t.model for k, t in trained.items()}
+    thresholds = cost_thresholds(table, target, models)
+    return ModelBundle(target, models, feature_set, thresholds), trained
+
+
+def served_scores(
+    table: pa.Table, target: str, models: dict[str, ScoringModel], split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Table]:
+    """(scores, labels, amounts, rows) of a split's purchases as serving would score them: the
+    behavioural model for customers the snapshot knew, the transaction-only model for the
+    rest."""
+    fallback = models[TRANSACTION_ONLY]
+    part = rows(table, fallback.spec, split)
+    scores = fallback.predict(matrix(part, fallback.spec))
+    known = part["customer_known"].to_numpy(zero_copy_only=False).astype(bool)
+    if known.any():
+        behavioural = models[BEHAVIOURAL]
+        scores[known] = behavioural.predict(matrix(part.filter(pa.array(known)), behavioural.spec))
+    amounts = part["amount"].to_numpy(zero_copy_only=False).astype(np.float64)
+    return scores, labels(part, fallback.spec), amounts, part
+
+
+def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel]) -> dict:
+    """The review and decline thresholds of least expected cost on the validation weeks
+    (``riskcore/costs.py``), and what they do on the test weeks next to the built-in
+    constants on the same purchases: approval rate, bad rate among approved, expected cost.
+    Saved with the bundle; serving decides with ``review`` and ``decline``."""
+    costs = CostModel.from_settings(target, settings.load())
+    valid_scores, valid_bad, valid_amount, valid = served_scores(table, target, models, "valid")
+    chosen = choose_thresholds(valid_scores, valid_bad, valid_amount, costs)
+    test_scores, test_bad, test_amount, _ = served_scores(table, target, models, "test")
+    at = lambda review, decline: outcome(  # noqa: E731
+        test_scores, test_bad, test_amount, costs, review, decline
+    ).as_dict()
+    first, last = (t.as_py() for t in pc.min_max(valid["event_ts"]).values())
+    return {
+        "review": chosen.review,
+        "decline": chosen.decline,
+        "chosen_on": f"validation weeks {first:%Y-%m-%d}..{last:%Y-%m-%d}, "
+        f"{valid.num_rows:,} purchases ({int(valid_bad.sum())} bad)",
+        "costs": costs.as_dict(),
+        "valid": chosen.as_dict(),
+        "test": at(chosen.review, chosen.decline),
+        "test_built_in": at(*BUILT_IN[target]),
+        "curve": [o.as_dict() for o in trade_off(valid_scores, valid_bad, valid_amount, costs)],
+    }
 
 
 # -- MLflow ----------------------------------------------------------------------------------
@@ -201,6 +248,42 @@ def _plots(trained: dict[str, TrainedModel], folder: Path) -> None:
     behavioural = trained.get(BEHAVIOURAL)
     if behavioural is not None and behavioural.test_matrix is not None:
         _shap_summary(behavioural, folder)
+
+
+def threshold_metrics(chosen: dict) -> dict[str, float]:
+    """The chosen thresholds and, on the test weeks, what they and the built-in constants do."""
+    out = {"thresholds.review": chosen["review"], "thresholds.decline": chosen["decline"]}
+    for name, key in (("chosen", "test"), ("built_in", "test_built_in")):
+        result = chosen[key]
+        for metric in ("approval_rate", "bad_rate_approved", "expected_cost"):
+            if result[metric] is not None:
+                out[f"cost.test.{name}.{metric}"] = result[metric]
+    return out
+
+
+def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
+    """Expected cost and approval rate against the decline threshold on the validation weeks,
+    the chosen point marked: the trade-off a risk team reads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = chosen["curve"]
+    x = [min(p["decline"], 1.0) for p in curve]
+    fig, cost = plt.subplots(figsize=(7.5, 4.5))
+    cost.plot(x, [p["expected_cost"] for p in curve], "C0.-", label="expected cost / purchase")
+    cost.axvline(min(chosen["decline"], 1.0), color="C3", ls="--", label="chosen decline")
+    cost.set(xlabel="decline threshold (review at the chosen one)", ylabel="expected cost")
+    approval = cost.twinx()
+    approval.plot(x, [p["approval_rate"] for p in curve], "C2.-", label="approval rate")
+    approval.set_ylabel("approval rate")
+    fig.legend(loc="upper center", ncols=3, fontsize=8)
+    cost.set_title(f"{target}: cost trade-off, validation weeks", pad=24)
+    fig.tight_layout()
+    fig.savefig(folder / "cost_tradeoff.png", dpi=110)
+    plt.close(fig)
+    (folder / "thresholds.json").write_text(json.dumps(chosen, indent=1))
 
 
 def shap_sample(t: TrainedModel, good: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -318,6 +401,9 @@ def log_and_register(
         if snapshot_reference is not None:  # the snapshot it learned from, for drift
             (folder / "reference_snapshot.json").write_text(json.dumps(snapshot_reference))
         _plots(trained, folder)
+        if bundle.thresholds is not None:
+            mlflow.log_metrics(threshold_metrics(bundle.thresholds))
+            _cost_curve(bundle.thresholds, bundle.target, folder)
         mlflow.log_artifacts(str(folder), "evaluation")
         bundle_dir = bundle.save(folder / "bundle")
         info = mlflow.pyfunc.log_model(
@@ -339,6 +425,7 @@ class GateDecision:
     champion_auc: float | None
     replaces: str | None = None  # the champion a promoted challenger replaces
     judged_on: str = ""  # the test purchases both models were judged on
+    canary: bool = False  # passed, and acting on a share of customers as the canary
 
 
 def gate(
@@ -350,14 +437,23 @@ def gate(
     tracking_uri: str,
     tolerance: float = 0.005,
     checks_passed: bool = True,
+    canary_share: float | None = None,
 ) -> GateDecision:
-    """Promote the challenger to champion when the training set passed its checks and its
-    behavioural test AUC is not worse than the champion's on the same test rows (within
-    ``tolerance``). The first model becomes champion directly. The decision is recorded on the
-    version (tag and description), promoted or not."""
+    """Pass the challenger when the training set passed its checks and its behavioural test
+    AUC is not worse than the champion's on the same test rows (within ``tolerance``). The
+    first model becomes champion directly; a later one becomes the canary, acting on
+    ``canary_share`` of customers (default RISK_CANARY_SHARE; 0: champion at once). The
+    decision is recorded on the version (tag and description), passed or not."""
     registry = ModelRegistry(tracking_uri)
     decision = _judge(registry, model_name, challenger, table, tolerance, checks_passed)
-    if decision.promoted:
+    share = settings.load().canary_share if canary_share is None else canary_share
+    if decision.promoted and decision.replaces is not None and share > 0:
+        # A champion serves: the challenger first acts on a share of customers, and the
+        # canary sensor promotes it to full or halts it (docs/architecture.md#rollout).
+        since = settings.load().now().isoformat()
+        registry.start_canary(model_name, version, share, since, decision.reason)
+        decision.promoted, decision.canary = False, True
+    elif decision.promoted:
         registry.promote(model_name, version, decision.reason, replaces=decision.replaces)
     else:
         registry.record_decision(model_name, version, f"stays challenger: {decision.reason}")

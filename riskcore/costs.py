@@ -1,0 +1,173 @@
+"""What a decision costs, and the thresholds that cost least (docs/architecture.md#thresholds).
+
+Per purchase, in the settlement currency:
+
+==========  ===================================  ==========================================
+decision    fraud                                default (instalment plans)
+==========  ===================================  ==========================================
+approve     the amount, when it is fraud         amount x loss-given-default, when it
+                                                 defaults
+review      a fixed review cost (the analyst      the same review cost
+            stops a bad purchase, passes a good
+            one)
+decline     margin x amount + churn cost, when   margin x amount, when it would have
+            it was good                          been repaid
+==========  ===================================  ==========================================
+
+``choose_thresholds`` finds the (review, decline) pair that minimises the total over a set of
+scored, labelled purchases exactly (every distinct score is a candidate), in O(n log n). Each
+target's thresholds are chosen on its own purchases; serving combines the two decisions as
+before (decline if either declines, else review if either reviews).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from riskcore.settings import Settings
+
+
+@dataclass(frozen=True)
+class CostModel:
+    target: str
+    review_cost: float  # a manual review, whatever its outcome
+    false_decline_margin: float  # share of a good purchase's amount lost when declined
+    churn_cost: float = 0.0  # fraud: a good customer declined may leave
+    loss_given_default: float = 1.0  # default: share of the amount lost when a plan defaults
+
+    @classmethod
+    def from_settings(cls, target: str, env: Settings) -> CostModel:
+        """RISK_REVIEW_COST, RISK_FALSE_DECLINE_MARGIN, RISK_CHURN_COST (fraud),
+        RISK_LOSS_GIVEN_DEFAULT (default)."""
+        return cls(
+            target,
+            review_cost=env.review_cost,
+            false_decline_margin=env.false_decline_margin,
+            churn_cost=env.churn_cost if target == "fraud" else 0.0,
+            loss_given_default=env.loss_given_default if target == "default" else 1.0,
+        )
+
+    def per_decision(self, bad: np.ndarray, amount: np.ndarray) -> np.ndarray:
+        """Each purchase's cost if approved, reviewed, declined: an (n, 3) array."""
+        bad = np.asarray(bad, dtype=bool)
+        amount = np.asarray(amount, dtype=np.float64)
+        loss = amount if self.target == "fraud" else amount * self.loss_given_default
+        approve = np.where(bad, loss, 0.0)
+        review = np.full(len(bad), self.review_cost)
+        decline = np.where(bad, 0.0, amount * self.false_decline_margin + self.churn_cost)
+        return np.column_stack([approve, review, decline])
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a pair of thresholds does to a set of purchases."""
+
+    review: float
+    decline: float
+    rows: int
+    approval_rate: float
+    review_rate: float
+    decline_rate: float
+    bad_rate_approved: float | None  # None when nothing is approved
+    expected_cost: float  # per purchase
+    total_cost: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def decisions(scores: np.ndarray, review: float, decline: float) -> np.ndarray:
+    """0 approve, 1 review, 2 decline: at or above ``decline`` declines, else at or above
+    ``review`` reviews (serving's rule)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.where(scores >= decline, 2, np.where(scores >= review, 1, 0))
+
+
+def outcome(
+    scores: np.ndarray, bad: np.ndarray, amount: np.ndarray, costs: CostModel, review, decline
+) -> Outcome:
+    taken = decisions(scores, review, decline)
+    per = costs.per_decision(bad, amount)
+    total = float(per[np.arange(len(taken)), taken].sum())
+    bad = np.asarray(bad, dtype=bool)
+    approved = taken == 0
+    n = max(len(taken), 1)
+    return Outcome(
+        review=float(review),
+        decline=float(decline),
+        rows=len(taken),
+        approval_rate=float(approved.sum() / n),
+        review_rate=float((taken == 1).sum() / n),
+        decline_rate=float((taken == 2).sum() / n),
+        bad_rate_approved=float(bad[approved].mean()) if approved.any() else None,
+        expected_cost=total / n,
+        total_cost=total,
+    )
+
+
+def _candidates(scores: np.ndarray, per: np.ndarray):
+    """Distinct scores ascending, each one's summed costs per decision, and the threshold
+    that puts exactly the scores from the k-th distinct one up on the high side: halfway
+    between neighbours (robust to a new score falling between them), 0 for the lowest, and
+    above every score (nothing on the high side: can exceed 1) for k = m."""
+    order = np.argsort(scores, kind="stable")
+    values, first = np.unique(scores[order], return_index=True)
+    sums = np.add.reduceat(per[order], first, axis=0) if len(order) else np.zeros((0, 3))
+    cuts = np.empty(len(values) + 1)
+    cuts[0] = 0.0 if len(values) == 0 or values[0] > 0 else values[0]
+    cuts[1:-1] = (values[:-1] + values[1:]) / 2
+    cuts[-1] = values[-1] + max(1e-9, abs(values[-1]) * 1e-9) if len(values) else 1.0
+    return values, sums, cuts
+
+
+def choose_thresholds(
+    scores: np.ndarray, bad: np.ndarray, amount: np.ndarray, costs: CostModel
+) -> Outcome:
+    """The (review, decline) pair of least total cost on these purchases, exact: with the
+    distinct scores sorted and i <= j the first review and the first decline index, the total
+    is ``A[i] + R[j] - R[i] + D[m] - D[j]`` (prefix sums of each decision's cost), so for each
+    j the best i is a running minimum of ``A[i] - R[i]``. Ties go to fewer reviews and
+    declines (the higher thresholds)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) == 0:
+        raise ValueError("no purchases to choose thresholds on")
+    if np.isnan(scores).any():
+        raise ValueError("scores hold NaN")
+    per = costs.per_decision(bad, amount)
+    values, sums, cuts = _candidates(scores, per)
+    m = len(values)
+    prefix = np.vstack([np.zeros(3), np.cumsum(sums, axis=0)])  # (m + 1, 3)
+    approve, review, decline = prefix[:, 0], prefix[:, 1], prefix[:, 2]
+    # Running minimum of A[i] - R[i] over i <= j, taking the highest i among equals.
+    key = approve - review
+    best_i = np.zeros(m + 1, dtype=np.int64)
+    low = 0
+    for j in range(m + 1):
+        if key[j] <= key[low]:
+            low = j
+        best_i[j] = low
+    total = key[best_i] + review + decline[m] - decline
+    j = int(np.flatnonzero(total <= total.min() + 1e-9 * max(1.0, abs(total.min())))[-1])
+    i = int(best_i[j])
+    return outcome(scores, bad, amount, costs, cuts[i], cuts[j])
+
+
+def trade_off(
+    scores: np.ndarray, bad: np.ndarray, amount: np.ndarray, costs: CostModel, points: int = 41
+) -> list[Outcome]:
+    """Expected cost and approval rate as the decline threshold moves (at each score
+    quantile), with the review threshold fixed at the cost-minimising one: the curve a risk
+    team reads the chosen point off."""
+    best = choose_thresholds(scores, bad, amount, costs)
+    grid = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, points)))
+    return [
+        outcome(scores, bad, amount, costs, min(best.review, d), d)
+        for d in sorted({*grid.tolist(), best.decline})
+    ]

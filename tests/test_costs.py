@@ -1,0 +1,92 @@
+"""Thresholds chosen by cost (riskcore/costs.py) against a brute-force search."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from riskcore.costs import CostModel, choose_thresholds, decisions, outcome
+from riskcore.targets import BUILT_IN, TargetThresholds, Thresholds
+
+FRAUD = CostModel("fraud", review_cost=5.0, false_decline_margin=0.03, churn_cost=10.0)
+DEFAULT = CostModel("default", review_cost=5.0, false_decline_margin=0.05, loss_given_default=0.7)
+
+
+def brute_force(scores, bad, amount, costs):
+    """Every pair of thresholds worth trying (each distinct score, and one above them all),
+    each purchase's cost summed by the rule serving applies."""
+    candidates = sorted({*scores.tolist(), 2.0})
+    best = None
+    for review in candidates:
+        for decline in candidates:
+            if review > decline:
+                continue
+            total = 0.0
+            for s, b, a in zip(scores, bad, amount, strict=True):
+                if s >= decline:
+                    total += 0.0 if b else a * costs.false_decline_margin + costs.churn_cost
+                elif s >= review:
+                    total += costs.review_cost
+                elif b:
+                    total += a if costs.target == "fraud" else a * costs.loss_given_default
+            if best is None or total < best - 1e-9:
+                best = total
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99]),  # ties happen
+            st.booleans(),
+            st.floats(1, 2000),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    target=st.sampled_from(["fraud", "default"]),
+)
+def test_the_chosen_thresholds_cost_what_the_brute_force_minimum_costs(rows, target):
+    scores, bad, amount = (np.array(c) for c in zip(*rows, strict=True))
+    costs = FRAUD if target == "fraud" else DEFAULT
+    chosen = choose_thresholds(scores, bad, amount, costs)
+    assert chosen.total_cost == pytest.approx(brute_force(scores, bad, amount, costs), abs=1e-6)
+    # The thresholds reported are the ones that cost it, by serving's rule.
+    again = outcome(scores, bad, amount, costs, chosen.review, chosen.decline)
+    assert again.total_cost == pytest.approx(chosen.total_cost, abs=1e-6)
+    assert 0 <= chosen.review <= chosen.decline
+
+
+def test_known_costs_give_the_known_thresholds():
+    """Fraud scores 0.1 good, 0.5 mixed, 0.9 fraud; a review costs less than the mixed band's
+    expected loss, a decline of a 0.9 purchase saves its amount: review from the middle band,
+    decline the top band."""
+    scores = np.array([0.1] * 50 + [0.5] * 10 + [0.9] * 10)
+    bad = np.array([0] * 50 + [1, 1, 1] + [0] * 7 + [1] * 9 + [0])
+    amount = np.full(len(scores), 100.0)
+    chosen = choose_thresholds(scores, bad, amount, FRAUD)
+    assert decisions(np.array([0.1, 0.5, 0.9]), chosen.review, chosen.decline).tolist() == [0, 1, 2]
+    # Reviews 10 x 5, one false decline 3 + 10, nothing missed.
+    assert chosen.total_cost == pytest.approx(50 + 13)
+    assert chosen.approval_rate == pytest.approx(50 / 70)
+    assert chosen.bad_rate_approved == 0.0
+
+
+def test_expensive_reviews_are_never_chosen():
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(size=500)
+    bad = rng.uniform(size=500) < scores / 4
+    costs = CostModel("fraud", review_cost=1e6, false_decline_margin=0.03, churn_cost=10.0)
+    chosen = choose_thresholds(scores, bad, np.full(500, 50.0), costs)
+    assert chosen.review_rate == 0.0
+
+
+def test_the_environment_overrides_only_what_is_set():
+    chosen = {"review": 0.1, "decline": 0.4}
+    assert Thresholds().resolve("fraud", chosen) == TargetThresholds(0.1, 0.4, "model")
+    assert Thresholds().resolve("fraud", None) == TargetThresholds(*BUILT_IN["fraud"], "built-in")
+    overridden = Thresholds(fraud_decline=0.8).resolve("fraud", chosen)
+    assert overridden == TargetThresholds(0.1, 0.8, "environment")
+    assert Thresholds(fraud_decline=0.8).resolve("default", chosen).source == "model"
+    assert TargetThresholds(0.1, 1.5, "model").decide(0.999) == "review"  # never declines
