@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo canary-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -48,6 +48,10 @@ simulate: setup
 # Drift from the day after the demo's data: the sensor fires, the retrain meets the gate.
 drift-demo: setup
 	$(BIN)/python -m demo.drift
+
+# A release through shadow -> canary -> full: a worse one halted, a good one promoted.
+canary-demo: setup
+	$(BIN)/python -m demo.canary
 
 test: setup
 	$(BIN)/pytest -m "not benchmark"
@@ -105,7 +109,7 @@ bench-sdk: setup $(FEAST_VENV)/bin/python
 	FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m benchmarks.sdk
 
 bench-serving: setup
-	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.serving $(SERVING_ARGS)
 
 bench-realtime: setup
 	$(BIN)/python -m benchmarks.realtime

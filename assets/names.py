@@ -4,17 +4,18 @@ them), the monitoring assets' keys, and the metadata keys the retrain sensors re
 from dagster import AssetKey
 
 # Asset groups, as the UI shows them.
-INGEST, LAKEHOUSE, ONLINE_STORE, TRAINING, MONITORING = (
+INGEST, LAKEHOUSE, ONLINE_STORE, TRAINING, MONITORING, ROLLOUT = (
     "ingest",
     "lakehouse",
     "online_store",
     "training",
     "monitoring",
+    "rollout",  # a release's way from canary to full (not partitioned: it runs on a timer)
 )
 
 DRIFT = AssetKey([MONITORING, "feature_drift"])
 PERFORMANCE = AssetKey([MONITORING, "realized_performance"])
-CANARY_CHECK = AssetKey([MONITORING, "canary_comparison"])
+CANARY_CHECK = AssetKey([ROLLOUT, "canary_comparison"])
 
 # Metadata measured per feature or per target, as f"{metric}/{name}" (plottable in the UI).
 PSI = "psi"  # on feature_drift: PSI of a snapshot feature or of the score

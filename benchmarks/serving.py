@@ -15,6 +15,7 @@ customers, devices and amounts are realistic (~10% unknown to the snapshot).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -150,7 +151,48 @@ def main() -> None:
         help="offered load in the overload phase, as a "
         "multiple of the production server's closed-loop rate (0: skip the phase)",
     )
+    parser.add_argument(
+        "--canary",
+        type=float,
+        default=0.0,
+        help="run with a canary per target on this share of customers (a new version of each "
+        "champion's artifacts; ended afterwards)",
+    )
     args = parser.parse_args()
+    with canary(args.canary):
+        run(args)
+
+
+@contextlib.contextmanager
+def canary(share: float):
+    """A canary per target during the benchmark: the champion's artifacts registered again as
+    a new version, acting on ``share`` of customers (routing, a second model set and its fast
+    predictors are what a canary costs serving); ended afterwards."""
+    if not share:
+        yield
+        return
+    from datetime import UTC, datetime
+
+    from riskcore.registry import MODEL_NAMES, ModelRegistry
+
+    registry = ModelRegistry.from_settings()
+    for name in MODEL_NAMES.values():
+        champion = registry.version(name)
+        copy = registry.client.create_model_version(name, champion.source, champion.run_id)
+        registry.start_canary(
+            name, str(copy.version), share, datetime.now(UTC).isoformat(), "serving benchmark"
+        )
+        print(
+            f"canary: {name}/{copy.version} on {share:.0%} of customers beside v{champion.version}"
+        )
+    try:
+        yield
+    finally:
+        for name in MODEL_NAMES.values():
+            registry.end_canary(name, "serving benchmark over", halted=False)
+
+
+def run(args) -> None:
     rates = [float(r) for r in args.rates.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     bodies = recent_requests()

@@ -22,6 +22,7 @@ from definitions import defs
 from resources.lakehouse import Lakehouse
 from riskcore import settings
 from riskcore.registry import CHAMPION, MODEL_NAMES, ModelRegistry
+from riskcore.targets import BUILT_IN
 
 TRANSACTION_COLUMNS = TRANSACTIONS_SCHEMA.names
 
@@ -185,7 +186,32 @@ def champions() -> str:
             f"included: ROC AUC {alone['roc_auc']:.3f}, top-decile lift "
             f"{alone['top_decile_lift']:.1f}x)"
         )
+        lines += _thresholds(name.removeprefix("risk_"), metrics)
     return "\n".join(lines)
+
+
+def _thresholds(target: str, metrics: dict[str, float]) -> list[str]:
+    """The thresholds chosen by cost against the built-in constants, on the same test weeks
+    (every purchase, scored as serving scores it)."""
+    if "thresholds.decline" not in metrics:
+        return []
+    chosen = (metrics["thresholds.review"], metrics["thresholds.decline"])
+
+    def row(label: str, ours: str, theirs: str) -> str:
+        return f"    {label:<52}{ours:>16}{theirs:>14}"
+
+    def measured(metric: str, form: str) -> tuple[str, str]:
+        found = [metrics.get(f"cost.test.{side}.{metric}") for side in ("chosen", "built_in")]
+        return tuple("-" if v is None else form.format(v) for v in found)
+
+    pair = lambda r, d: f"{r:.3f} / {d:.3f}" if d <= 1 else f"{r:.3f} / never"  # noqa: E731
+    return [
+        row("decisions on the test weeks, every purchase", "chosen by cost", "built-in"),
+        row("review / decline thresholds", pair(*chosen), pair(*BUILT_IN[target])),
+        row("approval rate", *measured("approval_rate", "{:.2%}")),
+        row("bad rate among approved", *measured("bad_rate_approved", "{:.3%}")),
+        row("expected cost per purchase", *measured("expected_cost", "{:.3f}")),
+    ]
 
 
 def score_sample(n: int = 2000) -> str:

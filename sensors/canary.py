@@ -1,5 +1,5 @@
 """While a canary runs, compare it with the champion every RISK_CANARY_CHECK_MINUTES: a run of
-`canary_check` (``monitoring/canary_comparison``), which halts the canary when a limit is
+`canary_check` (``rollout/canary_comparison``), which halts the canary when a limit is
 crossed or promotes it to full after its clean period (docs/architecture.md#rollout)."""
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def _check(env, monkeypatch, log_uri: str) -> dict:
         result = materialize(
             [canary_comparison], instance=instance, resources={"lakehouse": env.lakehouse}
         )
-    event = result.asset_materializations_for_node("monitoring__canary_comparison")[0]
+    event = result.asset_materializations_for_node("rollout__canary_comparison")[0]
     return {k: v.value for k, v in event.metadata.items()}
 
 

@@ -25,6 +25,7 @@ EXPECTED_ASSETS = {
     "risk_models",
     "monitoring/feature_drift",
     "monitoring/realized_performance",
+    "rollout/canary_comparison",
 }
 
 

@@ -34,6 +34,7 @@ from assets.names import (
     MONITORING,
     PERFORMANCE,
     PSI,
+    ROLLOUT,
     metric_key,
 )
 from assets.partitions import daily_partitions, monthly_batches
@@ -429,7 +430,7 @@ CANARY_LOG_COLUMNS = [
 
 @asset(
     key=CANARY_CHECK,
-    group_name=MONITORING,
+    group_name=ROLLOUT,
     kinds={"mlflow"},
     description="Each running canary against the champion over the same period (decline and "
     "review rates, score PSI, bad rate among approved on the labels so far): halts it when a "
