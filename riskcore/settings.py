@@ -252,6 +252,14 @@ class Settings(BaseSettings):
     default_decline: float | None = _var(
         None, "overrides the default model's decline threshold", shown="the model's"
     )
+    holdout_share: float = _var(
+        0.0,
+        "share of would-be declines approved anyway and marked (`holdout`), so outcomes behind "
+        "the decline line are observed; `0`: off",
+    )
+    holdout_max_amount: float = _var(
+        100.0, "a purchase above this amount is never held out, whatever the share"
+    )
     inference_log_uri: str | None = _var(
         None,
         "the inference log (Delta); empty: off",
@@ -274,6 +282,12 @@ class Settings(BaseSettings):
     test_weeks: int = _var(2, "test weeks of each target: its newest matured weeks")
     availability_lag_h: float = _var(
         6.0, "hours after its as_of a snapshot is usable (the 02:00-06:00 batch window)"
+    )
+    censor_declines: bool = _var(
+        False,
+        "`1`: train as production must, without the outcomes of purchases serving declined "
+        "(the synthetic source labels them anyway), the random holdout's weighted by 1 / its "
+        "share",
     )
     promotion_tolerance: float = _var(
         0.005, "test AUC a challenger may lose against the champion and still be promoted"

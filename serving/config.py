@@ -23,7 +23,9 @@ class ServingConfig:
     breaker_cooldown_s: float = 1.0  # ... for this long (no lookups), then one probe
     tracking_uri: str = ""
     shadow: bool = False  # score with the challenger too, after the response, log only
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    thresholds: Thresholds = field(default_factory=Thresholds)  # the environment's overrides
+    holdout_share: float = 0.0  # of would-be declines, approved and marked
+    holdout_max_amount: float = 100.0  # never held out above this amount
     max_batch: int = 500
     queue_budget_ms: float = 10.0  # waited longer: transaction-only at once (overload)
     shed_after_ms: float = 50.0  # the oldest waiting longer: new scores get a 503 (overload)
@@ -47,6 +49,8 @@ class ServingConfig:
             tracking_uri=env.tracking_uri(),
             shadow=env.serving_shadow,
             thresholds=Thresholds.from_settings(env),
+            holdout_share=env.holdout_share,
+            holdout_max_amount=env.holdout_max_amount,
             alias_poll_s=env.serving_alias_poll_s,
             max_batch=env.serving_max_batch,
             queue_budget_ms=env.serving_queue_budget_ms,

@@ -63,6 +63,10 @@ class LogRow:
     # Which model decided: champion, or canary (for the canary's share of customers).
     fraud_role: str = "champion"
     default_role: str | None = None
+    # A would-be decline approved by the random holdout, and its weight (1 / the share held out:
+    # how many would-be declines it stands for).
+    holdout: bool = False
+    holdout_weight: float | None = None
     shadow_fraud_score: float | None = None
     shadow_default_score: float | None = None
     shadow_fraud_model: str | None = None
@@ -88,6 +92,8 @@ _TYPES = {
     "inference_ms": pa.float32(),
     "total_ms": pa.float32(),
     "shadow_fraud_score": pa.float64(),
+    "holdout": pa.bool_(),
+    "holdout_weight": pa.float64(),
     "shadow_default_score": pa.float64(),
 }
 

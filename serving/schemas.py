@@ -245,6 +245,11 @@ class ScoreResponse(BaseModel):
         "come from: `model` (chosen by cost with the version), `environment` (an override), "
         "`built-in` (a version logged before thresholds were chosen)."
     )
+    holdout: bool = Field(
+        False,
+        description="The models would decline this purchase; it was approved as part of the "
+        "random holdout (RISK_HOLDOUT_SHARE), so its outcome is observed.",
+    )
     feature_set_version: str | None = Field(description="The snapshot feature set read.")
     features_as_of: datetime | None
     feature_source: FeatureSource

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from functools import cached_property
 from typing import TypeVar, get_args
 
@@ -238,6 +239,7 @@ class Scored:
     model_version: dict[str, str]
     model_role: dict[str, str]
     thresholds: dict[str, dict]
+    holdout: bool
     feature_set_version: str | None
     features_as_of: datetime | None
     feature_source: str
@@ -265,6 +267,7 @@ class Scorer:
         self.config = config
         self.thresholds = config.thresholds
         self.breaker = Breaker(config.breaker_failures, config.breaker_cooldown_s)
+        self._holdout_ceiling = Decimal(str(config.holdout_max_amount))
         self.inference_log = inference_log
         self.where = where
         self._hash_customer = CustomerHasher(config.hash_key)
@@ -499,6 +502,7 @@ class Scorer:
         for i, r in enumerate(requests):
             a = acting[i]
             decision, target = _decide({t: s[i] for t, s in scores.items()}, a.thresholds)
+            holdout = decision == "decline" and self._held_out(r)
             reasons = None
             if decision != "approve" or r.explain:
                 model, vector = inputs[target][i]
@@ -515,13 +519,16 @@ class Scorer:
                     model_version=a.versions,
                     model_role=a.roles,
                     thresholds=a.shown,
+                    holdout=holdout,
                     feature_set_version=fraud_version if found.record is not None else None,
                     features_as_of=found.record.as_of if found.record is not None else None,
                     feature_source=found.source,
                     timing_ms={},
-                    reasons=reasons,
+                    reasons=reasons,  # a held-out decline keeps them: why it would decline
                 )
             )
+            if holdout:
+                results[-1].decision = "approve"
         done = time.perf_counter()
         stages = {
             "lookup_ms": (looked_up - began) * 1e3,
@@ -555,6 +562,18 @@ class Scorer:
             _DECISION[decision].inc(n)
         return results
 
+    def _held_out(self, request: ScoreRequest) -> bool:
+        """Whether a would-be decline is approved as part of the random holdout: under the
+        amount ceiling, and drawn by the transaction id's hash (a retried request draws the
+        same; the customer's bucket is the canary's)."""
+        share = self.config.holdout_share
+        if share <= 0 or request.amount > self._holdout_ceiling:
+            return False
+        digest = hashlib.blake2b(
+            request.transaction_id.encode(), digest_size=8, person=b"risk-holdout"
+        ).digest()
+        return int.from_bytes(digest) / 2**64 < share
+
     def _log(self, i: int, request, txn, result, fraud_input, models, lookups, realtime) -> None:
         model, vector = fraud_input
         shadow_inputs = None
@@ -580,6 +599,8 @@ class Scorer:
                 default_role=(
                     result.model_role.get("default") if result.default_score is not None else None
                 ),
+                holdout=result.holdout,
+                holdout_weight=1 / self.config.holdout_share if result.holdout else None,
                 model_kind=model.spec.kind,
                 feature_set_version=result.feature_set_version,
                 features_as_of=as_of and micros(as_of),

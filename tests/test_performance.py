@@ -50,6 +50,7 @@ rows = st.lists(
         st.sampled_from(DECISIONS),
         st.sampled_from(["risk_fraud/1", "risk_fraud/2"]),
         st.sampled_from([None, 0.2, 0.8]),  # shadow score
+        st.booleans(),  # held out: a would-be decline approved (when the decision is approve)
     ),
     min_size=1,
     max_size=60,
@@ -80,8 +81,10 @@ def test_weekly_performance_matches_a_brute_force_oracle(rows, labels):
                 "model_kind": "behavioural",
                 "shadow_fraud_score": shadow,
                 "shadow_fraud_model": None if shadow is None else "risk_fraud/3",
+                "holdout": held and decision == "approve",
+                "holdout_weight": 20.0 if held and decision == "approve" else None,
             }
-            for i, (tx, _, hours, score, decision, model, shadow) in enumerate(rows)
+            for i, (tx, _, hours, score, decision, model, shadow, held) in enumerate(rows)
         ],
     )
     label_rows = pl.DataFrame(
@@ -111,11 +114,11 @@ def test_weekly_performance_matches_a_brute_force_oracle(rows, labels):
         week = week.replace(hour=0, minute=0, second=0, microsecond=0)
         bad = int(r["transaction_id"] in known_bad)
         groups.setdefault((week, "served", r["fraud_model"]), []).append(
-            (r["fraud_score"], bad, r["decision"])
+            (r["fraud_score"], bad, r["decision"], r["holdout"])
         )
         if r["shadow_fraud_score"] is not None:
             groups.setdefault((week, "shadow", "risk_fraud/3"), []).append(
-                (r["shadow_fraud_score"], bad, None)
+                (r["shadow_fraud_score"], bad, None, False)
             )
     assert got.height == len(groups)
     for row in got.iter_rows(named=True):
@@ -135,6 +138,51 @@ def test_weekly_performance_matches_a_brute_force_oracle(rows, labels):
             assert row[f"bad_rate_{d}"] == (
                 pytest.approx(sum(taken) / len(taken)) if taken else None
             )
+        if row["role"] == "shadow":
+            continue
+        # What production would see: no outcome behind a decline, the holdout weighted.
+        held = [m[1] for m in members if m[3]]
+        assert row["holdout_rows"] == len(held)
+        assert row["bad_rate_behind_decline"] == (
+            pytest.approx(sum(held) / len(held)) if held else None
+        )
+        ahead = [(m[0], m[1], 20.0 if m[3] else 1.0) for m in members if m[2] != "decline"]
+        expected = _oracle_weighted_auc(ahead)
+        assert (row["auc_observed"] is None) == (expected is None)
+        if expected is not None:
+            assert row["auc_observed"] == pytest.approx(expected)
+
+
+def _oracle_weighted_auc(rows: list[tuple[float, int, float]]) -> float | None:
+    """P(a bad purchase outscores a good one), each pair counted by its two weights."""
+    pos = [(s, w) for s, b, w in rows if b]
+    neg = [(s, w) for s, b, w in rows if not b]
+    if not pos or not neg:
+        return None
+    wins = sum(wp * wn * ((p > n) + 0.5 * (p == n)) for p, wp in pos for n, wn in neg)
+    return wins / (sum(w for _, w in pos) * sum(w for _, w in neg))
+
+
+def test_a_held_out_decline_stands_for_every_decline_it_represents():
+    """One bad approved purchase at 0.5; three good approved at 0.1 and one good would-be
+    decline at 0.7 approved by a 5% holdout (weight 20): production's AUC counts that good
+    purchase 20 times, 3 / 23; unweighted it would be 3 / 4."""
+    week = datetime(2026, 4, 6, tzinfo=UTC)
+    decisions = pl.DataFrame(
+        {
+            "week": [week] * 6,
+            "fraud_model": ["risk_fraud/1"] * 6,
+            "model_kind": ["behavioural"] * 6,
+            "fraud_score": [0.1, 0.1, 0.1, 0.5, 0.7, 0.9],
+            "bad": [0, 0, 0, 1, 0, 1],
+            "decision": ["approve"] * 5 + ["decline"],
+            "holdout": [False] * 4 + [True, False],
+            "holdout_weight": [None] * 4 + [20.0, None],
+        }
+    )
+    row = weekly_performance(decisions, "fraud", decline_at=0.6).row(0, named=True)
+    assert row["auc_observed"] == pytest.approx(3 / 23)
+    assert row["holdout_rows"] == 1 and row["bad_rate_behind_decline"] == 0.0
 
 
 def test_realized_auc_needs_both_classes():

@@ -181,6 +181,36 @@ def test_reasons_come_with_reviews_declines_and_explain_and_are_exact(client, en
     assert top["code"] == top["feature"].upper() and top["description"]
 
 
+def test_the_random_holdout_approves_a_share_of_would_be_declines_under_the_ceiling(client, env):
+    from serving.schemas import ScoreRequest
+    from serving.scorer import Scorer
+
+    served = client.app.state.scorer
+    everything_declines = Thresholds(0.0, 0.0, 0.0, 0.0)
+
+    def scorer(share: float) -> Scorer:
+        config = env.config(
+            holdout_share=share, holdout_max_amount=100.0, thresholds=everything_declines
+        )
+        return Scorer(served.models, served.client, config)
+
+    txn = env.transaction("t000002")
+    small = ScoreRequest.model_validate(txn | {"amount": "99.99", "installments": 1})
+    large = ScoreRequest.model_validate(txn | {"amount": "100.01", "installments": 1})
+    held = scorer(1.0).score(small)
+    assert held.decision == "approve" and held.holdout and len(held.reasons) == 5
+    assert scorer(1.0).score(large).decision == "decline"  # over the ceiling: never held out
+    assert scorer(0.0).score(small).decision == "decline"  # off
+    half = scorer(0.5)
+    many = [
+        ScoreRequest.model_validate(txn | {"transaction_id": f"h{i}", "amount": "20.00"})
+        for i in range(2000)
+    ]
+    first = [half.score(r).holdout for r in many]
+    assert 0.45 < np.mean(first) < 0.55
+    assert first == [half.score(r).holdout for r in many]  # a retry draws the same
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -280,3 +280,81 @@ def test_the_gate_judges_only_on_purchases_after_both_models_validation_weeks(
     assert decision.promoted and decision.judged_on in decision.reason
     version = client.get_model_version("risk_fraud", v3)
     assert decision.judged_on in version.description and version.tags["replaces"] == v1
+
+
+def test_declined_purchases_have_no_outcome_and_the_holdout_stands_for_them(
+    env, monkeypatch, tmp_path
+):
+    """With RISK_CENSOR_DECLINES, a purchase serving declined leaves the training set (its
+    outcome is never seen in production) and a held-out would-be decline weighs 1 / the share;
+    without, the training set is the one every purchase labelled gives."""
+    from deltalake import write_deltalake
+
+    from assets.training.dataset import TrainingWindow, build_training_set
+    from serving.inference_log import LogRow, to_table
+    from tests import serving_env
+
+    ids = env.training["transaction_id"].to_pylist()
+    declined, held, approved = ids[100], ids[200], ids[300]
+
+    def row(transaction_id: str, decision: str, holdout: bool, scored: int) -> LogRow:
+        return LogRow(
+            transaction_id=transaction_id,
+            customer_hash="h",
+            event_ts=0,
+            scored_at=scored,
+            decision=decision,
+            fraud_score=0.9,
+            default_score=None,
+            fraud_model="risk_fraud/1",
+            default_model=None,
+            model_kind="behavioural",
+            feature_set_version=None,
+            features_as_of=None,
+            feature_source="online",
+            lookup_ms=0.1,
+            inference_ms=0.1,
+            total_ms=0.2,
+            holdout=holdout,
+            holdout_weight=20.0 if holdout else None,
+        )
+
+    purchases = {
+        r["transaction_id"]: r
+        for r in env.training.select(["transaction_id", "event_ts"]).to_pylist()
+    }
+    at = lambda t, later=0: int(purchases[t]["event_ts"].timestamp() * 1e6) + later  # noqa: E731
+    rows = [
+        row(declined, "decline", False, at(declined, 1000)),
+        row(declined, "approve", False, at(declined, 9000)),  # a retry decides nothing new
+        row(held, "approve", True, at(held, 1000)),
+        row(approved, "approve", False, at(approved, 1000)),
+    ]
+    for r in rows:
+        r.event_ts = at(r.transaction_id)
+    log_uri = str(tmp_path / "inference_log")
+    write_deltalake(log_uri, to_table(rows), mode="append", partition_by=["scored_date"])
+    monkeypatch.setenv("RISK_INFERENCE_LOG_URI", log_uri)
+    start = serving_env.START
+    window = TrainingWindow(
+        start,
+        start + timedelta(days=serving_env.DAYS - 2),
+        datetime(2026, 6, 1, tzinfo=UTC),
+        maturity_days={"fraud": 2, "default": 2},
+        valid_weeks=1,
+        test_weeks=1,
+    )
+    everything = build_training_set(env.lakehouse, env.feature_set, window)
+    assert everything.num_rows == env.training.num_rows
+    assert set(everything["sample_weight"].to_pylist()) == {1.0}
+    monkeypatch.setenv("RISK_CENSOR_DECLINES", "1")
+    censored = build_training_set(env.lakehouse, env.feature_set, window)
+    weight = dict(
+        zip(
+            censored["transaction_id"].to_pylist(),
+            censored["sample_weight"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert declined not in weight and censored.num_rows == everything.num_rows - 1
+    assert weight[held] == 20.0 and weight[approved] == 1.0

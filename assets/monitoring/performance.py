@@ -7,7 +7,10 @@ of decisions, per model (served or shadow) and kind: realized ROC AUC, precision
 decline threshold, decline rate, and for served models the bad rate by decision.
 
 Caveat: in production a declined purchase's outcome is censored (it never happened); the
-synthetic source labels every purchase, so here the declined weeks are measured too.
+synthetic source labels every purchase, so here the declined ones are measured too. What
+production would see is reported beside it: ``auc_observed`` on the purchases that went ahead,
+the random holdout's would-be declines weighted by 1 / the share held out (inverse propensity),
+and ``bad_rate_behind_decline`` from the holdout (docs/architecture.md#thresholds).
 """
 
 from __future__ import annotations
@@ -117,8 +120,38 @@ def weekly_performance(decisions: pl.DataFrame, target: str, decline_at: float) 
                 row[f"bad_rate_{decision}"] = (
                     float(y[taken].mean()) if taken is not None and taken.any() else None
                 )
+            row |= _behind_the_decline(group, y, s) if role == "served" else {}
             out.append(row)
     return pl.DataFrame(out, schema=PERFORMANCE_SCHEMA).sort("week", "role", "model")
+
+
+def _behind_the_decline(group: pl.DataFrame, y: np.ndarray, s: np.ndarray) -> dict:
+    """What production would measure, where a declined purchase never gets an outcome: the
+    realized AUC on the purchases that went ahead (approved or reviewed, and the would-be
+    declines the random holdout approved, each weighted by how many would-be declines it
+    stands for), and the bad rate behind the decline line, from the holdout alone."""
+    held = (
+        group["holdout"].fill_null(False).to_numpy()
+        if "holdout" in group.columns
+        else np.zeros(len(y), dtype=bool)
+    )
+    weight = (
+        group["holdout_weight"].fill_null(1.0).to_numpy()
+        if "holdout_weight" in group.columns
+        else np.ones(len(y))
+    )
+    went_ahead = (group["decision"] != "decline").to_numpy()
+    seen_y, seen_s, seen_w = y[went_ahead], s[went_ahead], weight[went_ahead]
+    observed = (
+        float(roc_auc_score(seen_y, seen_s, sample_weight=seen_w))
+        if 0 < seen_y.sum() < len(seen_y)
+        else None
+    )
+    return {
+        "auc_observed": observed,
+        "holdout_rows": int(held.sum()),
+        "bad_rate_behind_decline": float(y[held].mean()) if held.any() else None,
+    }
 
 
 PERFORMANCE_SCHEMA = {
@@ -133,6 +166,9 @@ PERFORMANCE_SCHEMA = {
     "precision_at_decline": pl.Float64,
     "decline_rate": pl.Float64,
     **{f"bad_rate_{d}": pl.Float64 for d in DECISIONS},
+    "auc_observed": pl.Float64,
+    "holdout_rows": pl.Int64,
+    "bad_rate_behind_decline": pl.Float64,
 }
 
 

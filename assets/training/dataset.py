@@ -17,12 +17,15 @@ from datetime import date, datetime, timedelta
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.monitoring.decision_log import read_decisions
 from assets.training.realtime import realtime_sql
 from featurestore.historical import snapshot_join
 from resources.lakehouse import LABELS, TRAINING_SET, TRANSACTIONS, Lakehouse
+from riskcore import settings
 from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
 from riskcore.realtime import REALTIME_FEATURES
@@ -107,16 +110,54 @@ def joined_purchases(
             {"first": window.first_day, "last": window.last_day},
         )
         realtime = realtime_sql("window_purchases", "recent_events")
+        decided = first_decisions(lakehouse, window)  # noqa: F841  (DuckDB reads it by name)
+        censor = settings.load().censor_declines
         return con.sql(
             f"with joined as ({sql}), known as ({known}), realtime as ({realtime}) "
             "select joined.*, realtime.* exclude (transaction_id), "
             "coalesce(known.fraud, false) as fraud_label, "
             "case when joined.installments > 1 then coalesce(known.default_, false) end "
-            "as default_label "
+            "as default_label, "
+            + ("coalesce(decided.holdout_weight, 1.0)" if censor else "1.0")
+            + " as sample_weight "
             "from joined join realtime using (transaction_id) "
-            "left join known using (transaction_id) order by event_ts, transaction_id",
+            "left join known using (transaction_id) "
+            "left join decided using (transaction_id) "
+            + ("where decided.decision is distinct from 'decline' " if censor else "")
+            + "order by event_ts, transaction_id",
             params={"cutoff": window.cutoff},
         ).to_arrow_table()
+
+
+def first_decisions(lakehouse: Lakehouse, window: TrainingWindow) -> pa.Table:
+    """Serving's first decision on each purchase of the window (the inference log), with the
+    holdout's weight on a would-be decline it approved: with RISK_CENSOR_DECLINES, a declined
+    purchase has no outcome (it never happened), so it is left out, and each held-out one
+    stands for 1 / the share held out (docs/architecture.md#thresholds)."""
+    empty = pa.table(
+        {
+            "transaction_id": pa.array([], pa.string()),
+            "decision": pa.array([], pa.string()),
+            "holdout_weight": pa.array([], pa.float64()),
+        }
+    )
+    log = read_decisions(
+        lakehouse,
+        as_of_time(window.first_day),
+        as_of_time(window.last_day + timedelta(days=1)),
+        ["transaction_id", "scored_at", "decision", "holdout_weight"],
+    )
+    if log is None or not log.num_rows:
+        return empty
+    if "holdout_weight" not in log.column_names:
+        log = log.append_column("holdout_weight", pa.nulls(log.num_rows, pa.float64()))
+    return (
+        pl.from_arrow(log)
+        .sort("scored_at")
+        .unique("transaction_id", keep="first", maintain_order=True)
+        .select("transaction_id", "decision", pl.col("holdout_weight").cast(pl.Float64))
+        .to_arrow()
+    )
 
 
 def build_training_set(
@@ -156,6 +197,7 @@ def build_training_set(
     columns |= {  # NaN for null, as serving decodes them
         name: pc.fill_null(joined[name], np.nan).to_numpy() for name in REALTIME_FEATURES
     }
+    columns["sample_weight"] = joined["sample_weight"]
     for target in TARGETS:
         columns[f"{target}_label"] = joined[f"{target}_label"]
         columns[f"{target}_split"] = _split(joined, window, target)

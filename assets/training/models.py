@@ -88,6 +88,15 @@ def labels(table: pa.Table, spec: ModelSpec) -> np.ndarray:
     return table[f"{spec.target}_label"].to_numpy(zero_copy_only=False).astype(int)
 
 
+def weights(table: pa.Table) -> np.ndarray | None:
+    """Each purchase's weight (a held-out would-be decline stands for 1 / the share held out,
+    with RISK_CENSOR_DECLINES); None when every weight is 1 (or the set predates them)."""
+    if "sample_weight" not in table.column_names:
+        return None
+    w = table["sample_weight"].to_numpy(zero_copy_only=False).astype(np.float64)
+    return None if (w == 1.0).all() else w
+
+
 def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) -> TrainedModel:
     parts = {split: rows(table, spec, split) for split in ("train", "valid", "test")}
     for split, part in parts.items():
@@ -98,11 +107,17 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
     train = lgb.Dataset(
         matrix(parts["train"], spec),
         labels(parts["train"], spec),
+        weight=weights(parts["train"]),
         feature_name=names,
         categorical_feature=categorical,
         free_raw_data=False,
     )
-    valid = lgb.Dataset(matrix(parts["valid"], spec), labels(parts["valid"], spec), reference=train)
+    valid = lgb.Dataset(
+        matrix(parts["valid"], spec),
+        labels(parts["valid"], spec),
+        weight=weights(parts["valid"]),
+        reference=train,
+    )
     booster = lgb.train(
         {**PARAMS, **(params or {})},
         train,
