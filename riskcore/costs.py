@@ -10,8 +10,8 @@ approve     the amount, when it is fraud         amount x loss-given-default, wh
 review      a fixed review cost (the analyst      the same review cost
             stops a bad purchase, passes a good
             one)
-decline     margin x amount + churn cost, when   margin x amount, when it would have
-            it was good                          been repaid
+decline     margin x amount + churn cost, when   BNPL margin x amount, when it would
+            it was good                          have been repaid
 ==========  ===================================  ==========================================
 
 ``choose_thresholds`` finds the (review, decline) pair that minimises the total over a set of
@@ -41,12 +41,14 @@ class CostModel:
 
     @classmethod
     def from_settings(cls, target: str, env: Settings) -> CostModel:
-        """RISK_REVIEW_COST, RISK_FALSE_DECLINE_MARGIN, RISK_CHURN_COST (fraud),
-        RISK_LOSS_GIVEN_DEFAULT (default)."""
+        """RISK_REVIEW_COST; fraud: RISK_FALSE_DECLINE_MARGIN, RISK_CHURN_COST; default:
+        RISK_BNPL_MARGIN, RISK_LOSS_GIVEN_DEFAULT."""
         return cls(
             target,
             review_cost=env.review_cost,
-            false_decline_margin=env.false_decline_margin,
+            false_decline_margin=(
+                env.false_decline_margin if target == "fraud" else env.bnpl_margin
+            ),
             churn_cost=env.churn_cost if target == "fraud" else 0.0,
             loss_given_default=env.loss_given_default if target == "default" else 1.0,
         )

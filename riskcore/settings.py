@@ -320,7 +320,12 @@ class Settings(BaseSettings):
     canary_check_minutes: float = _var(15.0, "how often the canary sensor compares a canary")
     review_cost: float = _var(5.0, "what a manual review costs (thresholds are chosen by cost)")
     false_decline_margin: float = _var(
-        0.03, "share of a good purchase's amount lost when it is declined (the margin)"
+        0.03, "fraud: share of a good purchase's amount lost when it is declined (the margin)"
+    )
+    bnpl_margin: float = _var(
+        0.06,
+        "default: share of an instalment plan's amount earned (the merchant fee), lost when a "
+        "plan that would have been repaid is declined",
     )
     churn_cost: float = _var(
         10.0, "fraud: what declining a good customer's purchase costs besides the margin (churn)"
