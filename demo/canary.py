@@ -10,7 +10,8 @@ After `make demo`'s data (run first when missing):
    version;
 2. the `train_models` job retrains on the same data: the challenger passes the gate and
    becomes the canary by itself; after more traffic, the check promotes it to champion (the
-   demo's clean period is 0 hours, RISK_CANARY_CLEAN_HOURS; the default waits 24).
+   demo's clean period is 0 hours and 300 canary decisions, RISK_CANARY_CLEAN_HOURS and
+   RISK_CANARY_MIN_DECISIONS; the defaults wait 24 hours and 500).
 
 Then the inference log shows the share of traffic each model acted on. Runs are recorded in
 DAGSTER_HOME: `make dev` shows `rollout/canary_comparison` with each verdict."""
@@ -95,6 +96,7 @@ def traffic(n: int) -> list:
     requests = [ScoreRequest.model_validate(b) for b in recent_requests(n)]
     results = scorer.score_many(requests)
     inference_log.close()
+    log.info("scored %d recent purchases into the inference log", len(results))
     return results
 
 
@@ -117,10 +119,13 @@ def report(step: str, measured: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000, help="purchases per step")
+    parser.add_argument(
+        "--requests", type=int, default=10_000, help="purchases per step (at most two days')"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.environ["RISK_CANARY_CLEAN_HOURS"] = "0"  # the demo does not wait a day
+    os.environ["RISK_CANARY_CLEAN_HOURS"] = "0"  # the demo does not wait a day ...
+    os.environ["RISK_CANARY_MIN_DECISIONS"] = "300"  # ... nor for 500 canary decisions
     began = time.perf_counter()
     instance = demo.dagster_instance()
     if drift_demo.newest_raw_day() is None or not drift_demo.has_champion():

@@ -63,6 +63,9 @@ class LogRow:
     # Which model decided: champion, or canary (for the canary's share of customers).
     fraud_role: str = "champion"
     default_role: str | None = None
+    # Each target's own decision by its thresholds (``decision`` is the most severe of them).
+    fraud_decision: str | None = None
+    default_decision: str | None = None
     # A would-be decline approved by the random holdout, and its weight (1 / the share held out:
     # how many would-be declines it stands for).
     holdout: bool = False

@@ -498,10 +498,11 @@ class Scorer:
             ]
         built = time.perf_counter()
         scores = {target: _predict(rows) for target, rows in inputs.items()}
-        results = []
+        results, per_target = [], []
         for i, r in enumerate(requests):
             a = acting[i]
-            decision, target = _decide({t: s[i] for t, s in scores.items()}, a.thresholds)
+            decision, target, levels = _decide({t: s[i] for t, s in scores.items()}, a.thresholds)
+            per_target.append(levels)
             holdout = decision == "decline" and self._held_out(r)
             reasons = None
             if decision != "approve" or r.explain:
@@ -554,6 +555,7 @@ class Scorer:
                     models,
                     lookups,
                     realtime and realtime[i],
+                    per_target[i],
                 )
         # Counted once a batch (a counter's increment takes a lock)
         for source, n in Counter(r.feature_source for r in results).items():
@@ -574,7 +576,9 @@ class Scorer:
         ).digest()
         return int.from_bytes(digest) / 2**64 < share
 
-    def _log(self, i: int, request, txn, result, fraud_input, models, lookups, realtime) -> None:
+    def _log(
+        self, i: int, request, txn, result, fraud_input, models, lookups, realtime, levels
+    ) -> None:
         model, vector = fraud_input
         shadow_inputs = None
         if models.shadows:  # the shadows' inputs are built later, in the log's thread
@@ -595,6 +599,8 @@ class Scorer:
                     if result.default_score is not None
                     else None
                 ),
+                fraud_decision=levels["fraud"],
+                default_decision=levels["default"],
                 fraud_role=result.model_role["fraud"],
                 default_role=(
                     result.model_role.get("default") if result.default_score is not None else None
@@ -636,17 +642,19 @@ class Scorer:
 
 def _decide(
     scores: dict[str, float | None], thresholds: dict[str, TargetThresholds]
-) -> tuple[str, str]:
+) -> tuple[str, str, dict[str, str | None]]:
     """The most severe decision of the targets (decline if either declines, else review if
-    either reviews), and the target that made it (the fraud model explains an approval)."""
+    either reviews), the target that made it (the fraud model explains an approval), and each
+    target's own decision (None where it did not score)."""
     decision, by = "approve", "fraud"
+    levels: dict[str, str | None] = dict.fromkeys(scores)
     for target, score in scores.items():
         if score is None:
             continue
-        level = thresholds[target].decide(score)
+        level = levels[target] = thresholds[target].decide(score)
         if SEVERITY[level] > SEVERITY[decision]:
             decision, by = level, target
-    return decision, by
+    return decision, by, levels
 
 
 def waited(steps: Generator[InFlight, None, T]) -> T:

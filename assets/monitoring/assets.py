@@ -424,7 +424,11 @@ CANARY_LOG_COLUMNS = [
     "transaction_id",
     "scored_at",
     "decision",
-    *(f"{target}_{column}" for target in TARGETS for column in ("score", "model", "role")),
+    *(
+        f"{target}_{column}"
+        for target in TARGETS
+        for column in ("score", "model", "role", "decision")
+    ),
 ]
 
 

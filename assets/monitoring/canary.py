@@ -70,16 +70,16 @@ class CanaryComparison:
         return asdict(self)
 
 
-def _side(rows: pl.DataFrame, model_column: str) -> Side:
+def _side(rows: pl.DataFrame, model_column: str, decision: str) -> Side:
     n = rows.height
     if not n:
         return Side(None, 0, None, None, 0, None)
-    approved = rows.filter(pl.col("decision") == "approve")
+    approved = rows.filter(pl.col("decision") == "approve")  # went ahead: the outcome is seen
     return Side(
         model=rows[model_column].mode().sort()[0],
         decisions=n,
-        decline_rate=float((rows["decision"] == "decline").mean()),
-        review_rate=float((rows["decision"] == "review").mean()),
+        decline_rate=float((rows[decision] == "decline").mean()),
+        review_rate=float((rows[decision] == "review").mean()),
         approved_labelled_bad=int(approved["bad"].sum()),
         bad_rate_approved=float(approved["bad"].mean()) if approved.height else None,
     )
@@ -94,9 +94,10 @@ def compare(
     limits: CanaryLimits,
 ) -> CanaryComparison:
     """Judge a canary on the decisions logged from ``since`` to ``now``. ``log``: the inference
-    log's rows (``transaction_id``, ``scored_at``, ``decision``, ``<target>_score``,
-    ``<target>_model``, ``<target>_role``); ``labels``: ``transaction_id``, ``label``,
-    ``label_ts``."""
+    log's rows (``transaction_id``, ``scored_at``, ``decision``, ``<target>_decision``,
+    ``<target>_score``, ``<target>_model``, ``<target>_role``); ``labels``: ``transaction_id``,
+    ``label``, ``label_ts``. Decline and review rates are the target's own decisions; the bad
+    rate counts purchases that went ahead (the final decision approved them)."""
     score, role = f"{target}_score", f"{target}_role"
     bad = (
         labels.filter((pl.col("label") == target) & (pl.col("label_ts") <= now))
@@ -117,10 +118,11 @@ def compare(
     )
     canary_rows = rows.filter(pl.col(role) == CANARY)
     champion_rows = rows.filter(pl.col(role) == CHAMPION)
-    canary, champion = (
-        _side(canary_rows, f"{target}_model"),
-        _side(champion_rows, f"{target}_model"),
-    )
+    # The target's own decisions (the other target's model does not blur them); a log
+    # written before they were recorded has the combined one only.
+    decision = f"{target}_decision" if f"{target}_decision" in log.columns else "decision"
+    canary = _side(canary_rows, f"{target}_model", decision)
+    champion = _side(champion_rows, f"{target}_model", decision)
     hours = (now - since).total_seconds() / 3600
     share = canary.decisions / rows.height if rows.height else 0.0
     score_psi = None
