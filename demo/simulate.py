@@ -79,7 +79,14 @@ from serving.scorer import Scorer
 log = logging.getLogger("simulate")
 # A season compresses a chargeback's weeks into days, so a release's decisions mature within
 # its week (see the module's docstring); set unless the environment sets them.
-SIMULATION_SETTINGS = {"RISK_CHARGEBACK_DELAY_DAYS": "1,3", "RISK_FRAUD_MATURITY_DAYS": "3"}
+# A retrain that passes the gate is promoted at once (RISK_CANARY_SHARE=0): the season scores
+# with the simulated clock's purchases but logs real scoring times, which a canary's period is
+# measured in; the canary path is `make canary-demo` and tests/test_canary.py.
+SIMULATION_SETTINGS = {
+    "RISK_CHARGEBACK_DELAY_DAYS": "1,3",
+    "RISK_FRAUD_MATURITY_DAYS": "3",
+    "RISK_CANARY_SHARE": "0",
+}
 SENSORS = ("catch_up", "online_store_refill", "drift_retrain", "performance_retrain", "freshness")
 REQUEST_FIELDS = tuple(ScoreRequest.model_fields)
 
@@ -107,6 +114,10 @@ def apply_simulation_settings() -> list[str]:
     stated.append(
         f"RISK_DEFAULT_MATURITY_DAYS={env.default_maturity_days} "
         f"(default {defaults['default_maturity_days'].default})"
+    )
+    stated.append(
+        f"RISK_CANARY_SHARE={env.canary_share:g} (default "
+        f"{defaults['canary_share'].default:g}: promoted at once, no canary)"
     )
     return stated
 

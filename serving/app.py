@@ -107,8 +107,11 @@ async def reload_models(app: FastAPI) -> dict:
         models.publish()
         after = {t: m.label for t, m in models.champions.items()}
         shadows = {t: m.label for t, m in models.shadows.items()}
-        log.info("models reloaded: %s -> %s (shadow %s)", before, after, shadows)
-        return {"before": before, "after": after, "shadow": shadows}
+        canaries = models.canary_labels()
+        log.info(
+            "models reloaded: %s -> %s (canary %s, shadow %s)", before, after, canaries, shadows
+        )
+        return {"before": before, "after": after, "canary": canaries, "shadow": shadows}
 
 
 async def watch_aliases(app: FastAPI, every_s: float) -> None:
@@ -156,8 +159,9 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             asyncio.create_task(watch_aliases(app, cfg.alias_poll_s)) if cfg.alias_poll_s else None
         )
         log.info(
-            "serving %s (shadow %s), store %s, inference log %s",
+            "serving %s (canary %s, shadow %s), store %s, inference log %s",
             {t: m.label for t, m in models.champions.items()},
+            models.canary_labels() or "none",
             {t: m.label for t, m in models.shadows.items()} or "off",
             safe_url(cfg.redis_url),
             cfg.inference_log_uri or "off",
@@ -239,6 +243,7 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             "problems": problems,
             "store": store,
             "models": {t: m.label for t, m in scorer.models.champions.items()},
+            "canary": scorer.models.canary_labels(),
             "shadow": {t: m.label for t, m in scorer.models.shadows.items()},
         }
         return _json(body, 200 if not problems else 503)

@@ -112,8 +112,8 @@ class ModelSet:
         out = []
         for target, name in MODEL_NAMES.items():
             champion = registry.alias_version(name, CHAMPION)
-            canary = registry.alias_version(name, CANARY)
-            canary = canary if canary != champion else None
+            running = registry.canary(name)  # acting only off the champion, with a share
+            canary = running[0] if running and running[0] != champion and running[1] > 0 else None
             loaded = {
                 CHAMPION: (champion, self.champions[target]),
                 CANARY: (canary, self.canaries.get(target)),
@@ -156,6 +156,10 @@ class ModelSet:
             target: self.canaries[target] if canary else self.champions[target]
             for target, canary in zip(TARGETS, route, strict=True)
         }
+
+    def canary_labels(self) -> dict[str, str]:
+        """Target -> the canary's label and its share, e.g. ``risk_fraud/3 on 5%``."""
+        return {t: f"{m.label} on {self.canary_shares[t]:.0%}" for t, m in self.canaries.items()}
 
     def publish(self) -> None:
         metrics.MODEL_INFO.clear()
