@@ -178,7 +178,10 @@ def canary(share: float):
     registry = ModelRegistry.from_settings()
     for name in MODEL_NAMES.values():
         champion = registry.version(name)
-        copy = registry.client.create_model_version(name, champion.source, champion.run_id)
+        # The artifacts' location, not the champion's ``models:/`` source: MLflow resolves
+        # that through its global tracking URI, which the project never sets.
+        location = registry.client.get_model_version_download_uri(name, champion.version)
+        copy = registry.client.create_model_version(name, location, champion.run_id)
         registry.start_canary(
             name, str(copy.version), share, datetime.now(UTC).isoformat(), "serving benchmark"
         )

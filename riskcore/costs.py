@@ -15,13 +15,15 @@ decline     margin x amount + churn cost, when   BNPL margin x amount, when it w
 ==========  ===================================  ==========================================
 
 ``choose_thresholds`` finds the (review, decline) pair that minimises the total over a set of
-scored, labelled purchases exactly (every distinct score is a candidate), in O(n log n). Each
+scored, labelled purchases exactly (every distinct score is a candidate), in O(n log n), with
+at most a given share sent to review (a review team's capacity, RISK_MAX_REVIEW_RATE). Each
 target's thresholds are chosen on its own purchases; serving combines the two decisions as
 before (decline if either declines, else review if either reviews).
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -115,46 +117,60 @@ def outcome(
 
 
 def _candidates(scores: np.ndarray, per: np.ndarray):
-    """Distinct scores ascending, each one's summed costs per decision, and the threshold
+    """Distinct scores ascending, each one's summed costs per decision and count, and the
+    threshold
     that puts exactly the scores from the k-th distinct one up on the high side: halfway
     between neighbours (robust to a new score falling between them), 0 for the lowest, and
     above every score (nothing on the high side: can exceed 1) for k = m."""
     order = np.argsort(scores, kind="stable")
-    values, first = np.unique(scores[order], return_index=True)
+    values, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
     sums = np.add.reduceat(per[order], first, axis=0) if len(order) else np.zeros((0, 3))
     cuts = np.empty(len(values) + 1)
     cuts[0] = 0.0 if len(values) == 0 or values[0] > 0 else values[0]
     cuts[1:-1] = (values[:-1] + values[1:]) / 2
     cuts[-1] = values[-1] + max(1e-9, abs(values[-1]) * 1e-9) if len(values) else 1.0
-    return values, sums, cuts
+    return values, sums, counts, cuts
 
 
 def choose_thresholds(
-    scores: np.ndarray, bad: np.ndarray, amount: np.ndarray, costs: CostModel
+    scores: np.ndarray,
+    bad: np.ndarray,
+    amount: np.ndarray,
+    costs: CostModel,
+    max_review_rate: float = 1.0,
 ) -> Outcome:
-    """The (review, decline) pair of least total cost on these purchases, exact: with the
-    distinct scores sorted and i <= j the first review and the first decline index, the total
-    is ``A[i] + R[j] - R[i] + D[m] - D[j]`` (prefix sums of each decision's cost), so for each
-    j the best i is a running minimum of ``A[i] - R[i]``. Ties go to fewer reviews and
-    declines (the higher thresholds)."""
+    """The (review, decline) pair of least total cost on these purchases that sends at most
+    ``max_review_rate`` of them to review (a review team's capacity), exact: with the distinct
+    scores sorted and i <= j the first review and the first decline index, the total is
+    ``A[i] + R[j] - R[i] + D[m] - D[j]`` (prefix sums of each decision's cost), so for each j
+    the best i is the minimum of ``A[i] - R[i]`` over the i whose review count fits, a window
+    that only moves up as j does (a monotonic queue). Ties go to fewer reviews and declines
+    (the higher thresholds)."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) == 0:
         raise ValueError("no purchases to choose thresholds on")
     if np.isnan(scores).any():
         raise ValueError("scores hold NaN")
     per = costs.per_decision(bad, amount)
-    values, sums, cuts = _candidates(scores, per)
+    values, sums, counts, cuts = _candidates(scores, per)
     m = len(values)
     prefix = np.vstack([np.zeros(3), np.cumsum(sums, axis=0)])  # (m + 1, 3)
     approve, review, decline = prefix[:, 0], prefix[:, 1], prefix[:, 2]
-    # Running minimum of A[i] - R[i] over i <= j, taking the highest i among equals.
+    below = np.concatenate([[0], np.cumsum(counts)])  # purchases under each candidate
+    capacity = int(np.floor(max_review_rate * len(scores) + 1e-9))
     key = approve - review
     best_i = np.zeros(m + 1, dtype=np.int64)
+    window: collections.deque[int] = collections.deque()
     low = 0
     for j in range(m + 1):
-        if key[j] <= key[low]:
-            low = j
-        best_i[j] = low
+        while window and key[j] <= key[window[-1]]:
+            window.pop()
+        window.append(j)
+        while below[j] - below[low] > capacity:  # reviews from low to j exceed the capacity
+            low += 1
+        while window[0] < low:
+            window.popleft()
+        best_i[j] = window[0]
     total = key[best_i] + review + decline[m] - decline
     j = int(np.flatnonzero(total <= total.min() + 1e-9 * max(1.0, abs(total.min())))[-1])
     i = int(best_i[j])
@@ -162,12 +178,17 @@ def choose_thresholds(
 
 
 def trade_off(
-    scores: np.ndarray, bad: np.ndarray, amount: np.ndarray, costs: CostModel, points: int = 41
+    scores: np.ndarray,
+    bad: np.ndarray,
+    amount: np.ndarray,
+    costs: CostModel,
+    max_review_rate: float = 1.0,
+    points: int = 41,
 ) -> list[Outcome]:
     """Expected cost and approval rate as the decline threshold moves (at each score
     quantile), with the review threshold fixed at the cost-minimising one: the curve a risk
     team reads the chosen point off."""
-    best = choose_thresholds(scores, bad, amount, costs)
+    best = choose_thresholds(scores, bad, amount, costs, max_review_rate)
     grid = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, points)))
     return [
         outcome(scores, bad, amount, costs, min(best.review, d), d)

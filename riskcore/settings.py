@@ -319,6 +319,9 @@ class Settings(BaseSettings):
     )
     canary_check_minutes: float = _var(15.0, "how often the canary sensor compares a canary")
     review_cost: float = _var(5.0, "what a manual review costs (thresholds are chosen by cost)")
+    max_review_rate: float = _var(
+        0.01, "most of a target's purchases the chosen thresholds send to review (team capacity)"
+    )
     false_decline_margin: float = _var(
         0.03, "fraud: share of a good purchase's amount lost when it is declined (the margin)"
     )

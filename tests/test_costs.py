@@ -12,14 +12,16 @@ FRAUD = CostModel("fraud", review_cost=5.0, false_decline_margin=0.03, churn_cos
 DEFAULT = CostModel("default", review_cost=5.0, false_decline_margin=0.05, loss_given_default=0.7)
 
 
-def brute_force(scores, bad, amount, costs):
-    """Every pair of thresholds worth trying (each distinct score, and one above them all),
-    each purchase's cost summed by the rule serving applies."""
+def brute_force(scores, bad, amount, costs, max_review_rate=1.0):
+    """Every pair of thresholds worth trying (each distinct score, and one above them all)
+    that reviews at most ``max_review_rate`` of the purchases, each purchase's cost summed by
+    the rule serving applies."""
     candidates = sorted({*scores.tolist(), 2.0})
     best = None
     for review in candidates:
         for decline in candidates:
-            if review > decline:
+            reviewed = sum(review <= s < decline for s in scores)
+            if review > decline or reviewed > max_review_rate * len(scores) + 1e-9:
                 continue
             total = 0.0
             for s, b, a in zip(scores, bad, amount, strict=True):
@@ -34,7 +36,7 @@ def brute_force(scores, bad, amount, costs):
     return best
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     rows=st.lists(
         st.tuples(
@@ -46,12 +48,15 @@ def brute_force(scores, bad, amount, costs):
         max_size=30,
     ),
     target=st.sampled_from(["fraud", "default"]),
+    capacity=st.sampled_from([1.0, 0.25, 0.1, 0.0]),
 )
-def test_the_chosen_thresholds_cost_what_the_brute_force_minimum_costs(rows, target):
+def test_the_chosen_thresholds_cost_what_the_brute_force_minimum_costs(rows, target, capacity):
     scores, bad, amount = (np.array(c) for c in zip(*rows, strict=True))
     costs = FRAUD if target == "fraud" else DEFAULT
-    chosen = choose_thresholds(scores, bad, amount, costs)
-    assert chosen.total_cost == pytest.approx(brute_force(scores, bad, amount, costs), abs=1e-6)
+    chosen = choose_thresholds(scores, bad, amount, costs, capacity)
+    minimum = brute_force(scores, bad, amount, costs, capacity)
+    assert chosen.total_cost == pytest.approx(minimum, abs=1e-6)
+    assert chosen.review_rate <= capacity + 1e-9
     # The thresholds reported are the ones that cost it, by serving's rule.
     again = outcome(scores, bad, amount, costs, chosen.review, chosen.decline)
     assert again.total_cost == pytest.approx(chosen.total_cost, abs=1e-6)

@@ -198,7 +198,8 @@ def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel
     Saved with the bundle; serving decides with ``review`` and ``decline``."""
     costs = CostModel.from_settings(target, settings.load())
     valid_scores, valid_bad, valid_amount, valid = served_scores(table, target, models, "valid")
-    chosen = choose_thresholds(valid_scores, valid_bad, valid_amount, costs)
+    capacity = settings.load().max_review_rate
+    chosen = choose_thresholds(valid_scores, valid_bad, valid_amount, costs, capacity)
     test_scores, test_bad, test_amount, _ = served_scores(table, target, models, "test")
     at = lambda review, decline: outcome(  # noqa: E731
         test_scores, test_bad, test_amount, costs, review, decline
@@ -213,7 +214,10 @@ def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel
         "valid": chosen.as_dict(),
         "test": at(chosen.review, chosen.decline),
         "test_built_in": at(*BUILT_IN[target]),
-        "curve": [o.as_dict() for o in trade_off(valid_scores, valid_bad, valid_amount, costs)],
+        "max_review_rate": capacity,
+        "curve": [
+            o.as_dict() for o in trade_off(valid_scores, valid_bad, valid_amount, costs, capacity)
+        ],
     }
 
 
