@@ -191,27 +191,34 @@ def champions() -> str:
 
 
 def _thresholds(target: str, metrics: dict[str, float]) -> list[str]:
-    """The thresholds chosen by cost against the built-in constants, on the same test weeks
-    (every purchase, scored as serving scores it)."""
-    if "thresholds.decline" not in metrics:
+    """Each model's thresholds chosen by cost against the built-in constants, on the same test
+    weeks (the rows the model scores)."""
+    if "thresholds.behavioural.decline" not in metrics:
         return []
-    chosen = (metrics["thresholds.review"], metrics["thresholds.decline"])
 
     def row(label: str, ours: str, theirs: str) -> str:
         return f"    {label:<52}{ours:>16}{theirs:>14}"
 
-    def measured(metric: str, form: str) -> tuple[str, str]:
-        found = [metrics.get(f"cost.test.{side}.{metric}") for side in ("chosen", "built_in")]
-        return tuple("-" if v is None else form.format(v) for v in found)
-
     pair = lambda r, d: f"{r:.3f} / {d:.3f}" if d <= 1 else f"{r:.3f} / never"  # noqa: E731
-    return [
-        row("decisions on the test weeks, every purchase", "chosen by cost", "built-in"),
-        row("review / decline thresholds", pair(*chosen), pair(*BUILT_IN[target])),
-        row("approval rate", *measured("approval_rate", "{:.2%}")),
-        row("bad rate among approved", *measured("bad_rate_approved", "{:.3%}")),
-        row("expected cost per purchase", *measured("expected_cost", "{:.3f}")),
-    ]
+    lines = []
+    for kind in ("behavioural", "transaction_only"):
+
+        def measured(metric: str, form: str, kind=kind) -> tuple[str, str]:
+            found = [
+                metrics.get(f"cost.test.{kind}.{side}.{metric}") for side in ("chosen", "built_in")
+            ]
+            return tuple("-" if v is None else form.format(v) for v in found)
+
+        chosen = (metrics[f"thresholds.{kind}.review"], metrics[f"thresholds.{kind}.decline"])
+        lines += [
+            row(f"{kind} model, test weeks", "chosen by cost", "built-in"),
+            row("  review / decline thresholds", pair(*chosen), pair(*BUILT_IN[target])),
+            row("  approval rate", *measured("approval_rate", "{:.2%}")),
+            row("  review rate", *measured("review_rate", "{:.2%}")),
+            row("  bad rate among approved", *measured("bad_rate_approved", "{:.3%}")),
+            row("  expected cost per purchase", *measured("expected_cost", "{:.3f}")),
+        ]
+    return lines
 
 
 def score_sample(n: int = 2000) -> str:

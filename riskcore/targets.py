@@ -2,7 +2,8 @@
 shared by training (chosen by cost, ``riskcore/costs.py``), serving (decisions) and monitoring
 (realized performance).
 
-A model version carries the thresholds chosen on its validation weeks; serving uses them. An
+A model version carries, per model of its bundle, the thresholds chosen on its validation weeks;
+serving decides with those of the model that scored. An
 environment variable (RISK_FRAUD_REVIEW ...) overrides a value only when it is set; a model
 logged before thresholds were chosen falls back to the built-in constants. Every decision says
 which applied (``TargetThresholds.source``)."""
@@ -58,8 +59,9 @@ class Thresholds:
         return cls(**{name: getattr(env, name) for name in asdict(cls())})
 
     def resolve(self, target: str, chosen: dict | None) -> TargetThresholds:
-        """A target's thresholds: the model's (``chosen``: its bundle's ``review``/``decline``,
-        None for a model logged without) under the environment's overrides."""
+        """A target's thresholds for one model: the model's own (``chosen``: its ``review`` and
+        ``decline`` from the bundle, None for a model logged without) under the environment's
+        overrides."""
         review, decline = (chosen["review"], chosen["decline"]) if chosen else BUILT_IN[target]
         source = "model" if chosen else "built-in"
         set_review = getattr(self, f"{target}_review")

@@ -27,7 +27,7 @@ from redis.retry import Retry
 
 from riskcore.codec import LayoutMismatch, OnlineRecord, RecordCodec
 from riskcore.model_bundle import ScoringModel
-from riskcore.model_spec import model_input
+from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, model_input
 from riskcore.online_store import (
     Missing,
     OnlineStore,
@@ -173,7 +173,7 @@ class ModelSet:
 NO_CANARY = (False,) * len(TARGETS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Acting:
     """What decides for a route (champion or canary per target), resolved once: the models,
     the response's model fields and the thresholds that apply."""
@@ -181,8 +181,22 @@ class Acting:
     models: dict[str, RegisteredModel]
     versions: dict[str, str]  # target -> registered model/version
     roles: dict[str, str]  # target -> champion | canary
-    thresholds: dict[str, TargetThresholds]
-    shown: dict[str, dict]  # the thresholds as the response shows them
+    # Per target, per model kind (behavioural | transaction_only): each model decides with
+    # its own thresholds, chosen on the purchases it scores.
+    thresholds: dict[str, dict[str, TargetThresholds]]
+    shown: dict[tuple[str | None, ...], dict] = field(default_factory=dict)
+
+    def thresholds_of(self, kinds: tuple[str | None, ...]) -> dict[str, TargetThresholds]:
+        return {t: self.thresholds[t][k] for t, k in zip(TARGETS, kinds, strict=True) if k}
+
+    def response_thresholds(self, kinds: tuple[str | None, ...]) -> dict:
+        """The thresholds that applied, as the response shows them (one dict per kinds)."""
+        found = self.shown.get(kinds)
+        if found is None:
+            found = self.shown[kinds] = {
+                t: th.as_dict() for t, th in self.thresholds_of(kinds).items()
+            }
+        return found
 
 
 def customer_bucket(customer_id: str) -> float:
@@ -327,15 +341,18 @@ class Scorer:
         found = self._acting_cache.get(route)
         if found is None:
             acting = models.acting(route)
-            thresholds = {
-                t: self._overrides.resolve(t, m.bundle.thresholds) for t, m in acting.items()
-            }
+            chosen = {t: m.bundle.thresholds or {} for t, m in acting.items()}
             found = self._acting_cache[route] = Acting(
                 models=acting,
                 versions={t: m.label for t, m in acting.items()},
                 roles={t: m.alias for t, m in acting.items()},
-                thresholds=thresholds,
-                shown={t: th.as_dict() for t, th in thresholds.items()},
+                thresholds={
+                    t: {
+                        kind: self._overrides.resolve(t, chosen[t].get(kind))
+                        for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
+                    }
+                    for t in acting
+                },
             )
         return found
 
@@ -505,7 +522,12 @@ class Scorer:
         results, per_target = [], []
         for i, r in enumerate(requests):
             a = acting[i]
-            decision, target, levels = _decide({t: s[i] for t, s in scores.items()}, a.thresholds)
+            kinds = tuple(
+                row[0].spec.kind if row else None for row in (inputs[t][i] for t in TARGETS)
+            )
+            decision, target, levels = _decide(
+                {t: s[i] for t, s in scores.items()}, a.thresholds_of(kinds)
+            )
             per_target.append(levels)
             holdout = decision == "decline" and self._held_out(r)
             reasons = None
@@ -523,7 +545,7 @@ class Scorer:
                     default_score=scores["default"][i],
                     model_version=a.versions,
                     model_role=a.roles,
-                    thresholds=a.shown,
+                    thresholds=a.response_thresholds(kinds),
                     holdout=holdout,
                     feature_set_version=fraud_version if found.record is not None else None,
                     features_as_of=found.record.as_of if found.record is not None else None,
@@ -655,7 +677,7 @@ def _decide(
     for target, score in scores.items():
         if score is None:
             continue
-        level = levels[target] = thresholds[target].decide(score)
+        level = levels[target] = thresholds[target].decide(score)  # the scoring model's
         if SEVERITY[level] > SEVERITY[decision]:
             decision, by = level, target
     return decision, by, levels

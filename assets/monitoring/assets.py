@@ -41,6 +41,7 @@ from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import load_feature_set
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
 from riskcore import settings
+from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY
 from riskcore.psi import Reference, psi
 from riskcore.registry import ModelRegistry, model_name
 from riskcore.targets import TARGETS, Thresholds
@@ -303,12 +304,16 @@ def realized_performance(
     )
 
 
-def _decline_threshold(target: str, overrides: Thresholds) -> float:
-    """The decline threshold the champion decides with (its own, under any override)."""
+def _decline_threshold(target: str, overrides: Thresholds) -> dict[str, float]:
+    """The decline threshold each of the champion's models decides with (its own, under any
+    override), by model kind."""
     registry, name = ModelRegistry.from_settings(), model_name(target)
     version = registry.alias_version(name)
-    chosen = registry.load_bundle(name, version).thresholds if version else None
-    return overrides.resolve(target, chosen).decline
+    chosen = (registry.load_bundle(name, version).thresholds if version else None) or {}
+    return {
+        kind: overrides.resolve(target, chosen.get(kind)).decline
+        for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
+    }
 
 
 def _markdown(weeks) -> str:

@@ -91,8 +91,11 @@ def labelled_decisions(
     )
 
 
-def weekly_performance(decisions: pl.DataFrame, target: str, decline_at: float) -> pl.DataFrame:
-    """One row per (week, role, model, kind) of ``labelled_decisions``."""
+def weekly_performance(
+    decisions: pl.DataFrame, target: str, decline_at: float | dict[str, float]
+) -> pl.DataFrame:
+    """One row per (week, role, model, kind) of ``labelled_decisions``; ``decline_at``: the
+    decline threshold, or one per model kind."""
     out = []
     for role, prefix in ROLES.items():
         score, model = f"{prefix}{target}_score", f"{prefix}{target}_model"
@@ -102,7 +105,7 @@ def weekly_performance(decisions: pl.DataFrame, target: str, decline_at: float) 
         keys = ["week", model, "model_kind"]
         for (week, name, kind), group in scored.group_by(keys, maintain_order=True):
             y, s = group["bad"].to_numpy(), group[score].to_numpy()
-            declined = s >= decline_at
+            declined = s >= (decline_at[kind] if isinstance(decline_at, dict) else decline_at)
             row = {
                 "week": week,
                 "target": target,

@@ -180,27 +180,24 @@ def training_set_is_usable(lakehouse: Lakehouse) -> AssetCheckResult:
 
 
 def thresholds_table(chosen: dict) -> str:
-    """The thresholds chosen by cost against the built-in constants, on the same test weeks."""
-
-    def row(name: str, result: dict) -> str:
-        bad = result["bad_rate_approved"]
-        return (
-            f"| {name} | {result['review']:.3f} | {result['decline']:.3f} | "
-            f"{result['approval_rate']:.2%} | {'-' if bad is None else f'{bad:.3%}'} | "
-            f"{result['expected_cost']:.3f} |"
-        )
-
-    return "\n".join(
-        [
-            f"Chosen on the {chosen['chosen_on']}; judged on the test weeks.",
-            "",
-            "| thresholds | review | decline | approval rate | bad rate among approved | "
-            "expected cost / purchase |",
-            "|---|---|---|---|---|---|",
-            row("chosen by cost", chosen["test"]),
-            row("built-in constants", chosen["test_built_in"]),
-        ]
-    )
+    """Each model's thresholds chosen by cost against the built-in constants, on the same
+    test weeks."""
+    lines = [
+        "| model | thresholds | review | decline | approval rate | review rate | "
+        "bad rate among approved | expected cost / purchase |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("behavioural", "transaction_only"):
+        for name, key in (("chosen by cost", "test"), ("built-in", "test_built_in")):
+            r = chosen[kind][key]
+            bad = "-" if r["bad_rate_approved"] is None else f"{r['bad_rate_approved']:.3%}"
+            lines.append(
+                f"| {kind} | {name} | {r['review']:.3f} | {r['decline']:.3f} | "
+                f"{r['approval_rate']:.2%} | {r['review_rate']:.2%} | {bad} | "
+                f"{r['expected_cost']:.3f} |"
+            )
+    chosen_on = chosen["behavioural"]["chosen_on"]
+    return f"Chosen on the {chosen_on}; judged on the test weeks.\n\n" + "\n".join(lines)
 
 
 class ModelConfig(Config):

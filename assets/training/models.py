@@ -174,51 +174,45 @@ def train_bundle(
     return ModelBundle(target, models, feature_set, thresholds), trained
 
 
-def served_scores(
-    table: pa.Table, target: str, models: dict[str, ScoringModel], split: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Table]:
-    """(scores, labels, amounts, rows) of a split's purchases as serving would score them: the
-    behavioural model for customers the snapshot knew, the transaction-only model for the
-    rest."""
-    fallback = models[TRANSACTION_ONLY]
-    part = rows(table, fallback.spec, split)
-    scores = fallback.predict(matrix(part, fallback.spec))
-    known = part["customer_known"].to_numpy(zero_copy_only=False).astype(bool)
-    if known.any():
-        behavioural = models[BEHAVIOURAL]
-        scores[known] = behavioural.predict(matrix(part.filter(pa.array(known)), behavioural.spec))
-    amounts = part["amount"].to_numpy(zero_copy_only=False).astype(np.float64)
-    return scores, labels(part, fallback.spec), amounts, part
-
-
 def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel]) -> dict:
-    """The review and decline thresholds of least expected cost on the validation weeks
-    (``riskcore/costs.py``), and what they do on the test weeks next to the built-in
-    constants on the same purchases: approval rate, bad rate among approved, expected cost.
-    Saved with the bundle; serving decides with ``review`` and ``decline``."""
-    costs = CostModel.from_settings(target, settings.load())
-    valid_scores, valid_bad, valid_amount, valid = served_scores(table, target, models, "valid")
-    capacity = settings.load().max_review_rate
-    chosen = choose_thresholds(valid_scores, valid_bad, valid_amount, costs, capacity)
-    test_scores, test_bad, test_amount, _ = served_scores(table, target, models, "test")
-    at = lambda review, decline: outcome(  # noqa: E731
-        test_scores, test_bad, test_amount, costs, review, decline
-    ).as_dict()
-    first, last = (t.as_py() for t in pc.min_max(valid["event_ts"]).values())
-    return {
-        "review": chosen.review,
-        "decline": chosen.decline,
-        "chosen_on": f"validation weeks {first:%Y-%m-%d}..{last:%Y-%m-%d}, "
-        f"{valid.num_rows:,} purchases ({int(valid_bad.sum())} bad)",
-        "costs": costs.as_dict(),
-        "valid": chosen.as_dict(),
-        "test": at(chosen.review, chosen.decline),
-        "test_built_in": at(*BUILT_IN[target]),
-        "max_review_rate": capacity,
-        "curve": [
-            o.as_dict() for o in trade_off(valid_scores, valid_bad, valid_amount, costs, capacity)
-        ],
-    }
+    """Per model of the bundle, the review and decline thresholds of least expected cost on
+    the validation weeks, sending at most RISK_MAX_REVIEW_RATE to review (``riskcore/costs.py``),
+    each on the rows that model learned from and scores (the behavioural model: customers a
+    snapshot knew; the transaction-only model: every purchase, as during an outage); and what
+    they do on the test weeks next to the built-in constants on the same purchases: approval
+    rate, bad rate among approved, expected cost. Saved with the bundle; serving decides with
+    the thresholds of the model that scored."""
+    env = settings.load()
+    costs = CostModel.from_settings(target, env)
+    out: dict = {"costs": costs.as_dict(), "max_review_rate": env.max_review_rate}
+    for kind, model in models.items():
+        v_scores, v_bad, v_amount, valid = _scored(table, model, "valid")
+        test = _scored(table, model, "test")[:3]
+        chosen = choose_thresholds(v_scores, v_bad, v_amount, costs, env.max_review_rate)
+        first, last = (t.as_py() for t in pc.min_max(valid["event_ts"]).values())
+        out[kind] = {
+            "review": chosen.review,
+            "decline": chosen.decline,
+            "chosen_on": f"validation weeks {first:%Y-%m-%d}..{last:%Y-%m-%d}, "
+            f"{valid.num_rows:,} purchases ({int(v_bad.sum())} bad)",
+            "valid": chosen.as_dict(),
+            "test": outcome(*test, costs, chosen.review, chosen.decline).as_dict(),
+            "test_built_in": outcome(*test, costs, *BUILT_IN[target]).as_dict(),
+            "curve": [
+                o.as_dict()
+                for o in trade_off(v_scores, v_bad, v_amount, costs, env.max_review_rate)
+            ],
+        }
+    return out
+
+
+def _scored(
+    table: pa.Table, model: ScoringModel, split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Table]:
+    """(scores, labels, amounts, rows) of a model's rows of a split."""
+    part = rows(table, model.spec, split)
+    amounts = part["amount"].to_numpy(zero_copy_only=False).astype(np.float64)
+    return model.predict(matrix(part, model.spec)), labels(part, model.spec), amounts, part
 
 
 # -- MLflow ----------------------------------------------------------------------------------
@@ -270,35 +264,40 @@ def _plots(trained: dict[str, TrainedModel], folder: Path) -> None:
 
 
 def threshold_metrics(chosen: dict) -> dict[str, float]:
-    """The chosen thresholds and, on the test weeks, what they and the built-in constants do."""
-    out = {"thresholds.review": chosen["review"], "thresholds.decline": chosen["decline"]}
-    for name, key in (("chosen", "test"), ("built_in", "test_built_in")):
-        result = chosen[key]
-        for metric in ("approval_rate", "bad_rate_approved", "expected_cost"):
-            if result[metric] is not None:
-                out[f"cost.test.{name}.{metric}"] = result[metric]
+    """Each model's chosen thresholds and, on the test weeks, what they and the built-in
+    constants do."""
+    out = {}
+    for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
+        mine = chosen[kind]
+        out |= {f"thresholds.{kind}.review": mine["review"]}
+        out |= {f"thresholds.{kind}.decline": mine["decline"]}
+        for name, key in (("chosen", "test"), ("built_in", "test_built_in")):
+            for metric in ("approval_rate", "review_rate", "bad_rate_approved", "expected_cost"):
+                if mine[key][metric] is not None:
+                    out[f"cost.test.{kind}.{name}.{metric}"] = mine[key][metric]
     return out
 
 
 def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
-    """Expected cost and approval rate against the decline threshold on the validation weeks,
-    the chosen point marked: the trade-off a risk team reads."""
+    """Per model, expected cost and approval rate against the decline threshold on the
+    validation weeks, the chosen point marked: the trade-off a risk team reads."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = chosen["curve"]
-    x = [min(p["decline"], 1.0) for p in curve]
-    fig, cost = plt.subplots(figsize=(7.5, 4.5))
-    cost.plot(x, [p["expected_cost"] for p in curve], "C0.-", label="expected cost / purchase")
-    cost.axvline(min(chosen["decline"], 1.0), color="C3", ls="--", label="chosen decline")
-    cost.set(xlabel="decline threshold (review at the chosen one)", ylabel="expected cost")
-    approval = cost.twinx()
-    approval.plot(x, [p["approval_rate"] for p in curve], "C2.-", label="approval rate")
-    approval.set_ylabel("approval rate")
-    fig.legend(loc="upper center", ncols=3, fontsize=8)
-    cost.set_title(f"{target}: cost trade-off, validation weeks", pad=24)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for ax, kind in zip(axes, (BEHAVIOURAL, TRANSACTION_ONLY), strict=True):
+        curve = chosen[kind]["curve"]
+        x = [min(p["decline"], 1.0) for p in curve]
+        ax.plot(x, [p["expected_cost"] for p in curve], "C0.-", label="expected cost / purchase")
+        ax.axvline(min(chosen[kind]["decline"], 1.0), color="C3", ls="--", label="chosen")
+        ax.set(xlabel="decline threshold (review at the chosen one)", ylabel="expected cost")
+        approval = ax.twinx()
+        approval.plot(x, [p["approval_rate"] for p in curve], "C2.-", label="approval rate")
+        approval.set_ylabel("approval rate")
+        ax.set_title(f"{target} {kind}: cost trade-off, validation weeks")
+        ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "cost_tradeoff.png", dpi=110)
     plt.close(fig)
