@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 import numpy as np
@@ -36,7 +37,7 @@ from demo import run as demo
 from featurestore.registry import load_feature_set
 from resources.lakehouse import TRAINING_SET, Lakehouse
 from riskcore import settings
-from riskcore.registry import ModelRegistry, model_name
+from riskcore.registry import MODEL_NAMES, ModelRegistry, model_name
 
 log = logging.getLogger("canary_demo")
 NAME = model_name("fraud")
@@ -94,9 +95,12 @@ def traffic(n: int) -> list:
     inference_log = InferenceLog(config.inference_log_uri, flush_s=1.0).start()
     scorer = Scorer.open(config, inference_log=inference_log)
     requests = [ScoreRequest.model_validate(b) for b in recent_requests(n)]
-    results = scorer.score_many(requests)
+    results = []
+    for start in range(0, len(requests), 64):  # batches as the service forms them under load
+        results += scorer.score_many(requests[start : start + 64])
     inference_log.close()
-    log.info("scored %d recent purchases into the inference log", len(results))
+    sources = Counter(r.feature_source for r in results)
+    log.info("scored %d recent purchases into the inference log: %s", len(results), dict(sources))
     return results
 
 
@@ -133,6 +137,8 @@ def main() -> None:
         demo.run_features(settings.load().last_demo_day())
         demo.train_models(instance)
     registry = ModelRegistry.from_settings()
+    for name in MODEL_NAMES.values():  # the demo starts with no canary (an earlier run's ends)
+        registry.end_canary(name, "ended by make canary-demo's start", halted=False)
     share = settings.load().canary_share
     if share <= 0:
         raise SystemExit("RISK_CANARY_SHARE is 0: promotions go to full at once, no canary")
