@@ -14,7 +14,7 @@ from dagster import (
     run_status_sensor,
 )
 
-from assets.names import PERFORMANCE
+from assets.names import CANARY_CHECK, PERFORMANCE
 from resources.alerts import AlertWebhook
 from riskcore.registry import model_name
 from riskcore.targets import TARGETS
@@ -22,7 +22,7 @@ from sensors.status import SENSOR_STATUS
 
 
 def trouble_in_run(instance: DagsterInstance, run_id: str) -> list[tuple[str, str]]:
-    """(kind, text) for every failed check and every rollback a run recorded."""
+    """(kind, text) for every failed check, rollback and halted canary a run recorded."""
     found = []
     for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
@@ -31,14 +31,21 @@ def trouble_in_run(instance: DagsterInstance, run_id: str) -> list[tuple[str, st
             kind = "stale" if evaluation.check_name == "fresh" else "check_failed"
             what = evaluation.description or "failed"
             found.append((kind, f"check {check} failed: {what}"))
+    # A rollback (realized performance) and a halted canary (the canary check) change what
+    # decides for customers without a person: both are told.
+    acted = {
+        PERFORMANCE: ("rollback/", "rolled back", "rollback"),
+        CANARY_CHECK: ("canary/", "halted", "canary_halted"),
+    }
     for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = record.dagster_event.event_specific_data.materialization
-        if materialization.asset_key != PERFORMANCE:
+        if materialization.asset_key not in acted:
             continue
+        prefix, verb, kind = acted[materialization.asset_key]
         for target in TARGETS:
-            verdict = materialization.metadata.get(f"rollback/{target}")
-            if verdict is not None and str(verdict.value).startswith("rolled back"):
-                found.append(("rollback", f"{model_name(target)}: {verdict.value}"))
+            verdict = materialization.metadata.get(f"{prefix}{target}")
+            if verdict is not None and str(verdict.value).startswith(verb):
+                found.append((kind, f"{model_name(target)}: {verdict.value}"))
     return found
 
 
@@ -68,7 +75,7 @@ def alert_on_run_failure(context: RunFailureSensorContext, alerts: AlertWebhook)
     monitor_all_code_locations=False,
     default_status=SENSOR_STATUS,
     description="A run that succeeded but recorded a failed check (stale data, a stale online "
-    "store) or a rollback posts an alert to RISK_ALERT_WEBHOOK.",
+    "store), a rollback or a halted canary posts an alert to RISK_ALERT_WEBHOOK.",
 )
 def alert_on_trouble(context: RunStatusSensorContext, alerts: AlertWebhook):
     run = context.dagster_run

@@ -17,7 +17,7 @@ from dagster import (
     materialize,
 )
 
-from assets.names import PERFORMANCE
+from assets.names import CANARY_CHECK, PERFORMANCE
 from resources.alerts import AlertWebhook
 from sensors.alerts import alert_on_run_failure, alert_on_trouble
 
@@ -46,6 +46,16 @@ def rolled_back():
     return MaterializeResult(metadata={"rollback/fraud": "rolled back v3 -> v2: realized AUC"})
 
 
+@asset(key=CANARY_CHECK)
+def canary_halted():
+    return MaterializeResult(
+        metadata={
+            "canary/fraud": "halted risk_fraud/4: score PSI 7.7 against the champion's",
+            "canary/default": "risk_default/3 on 5% since ...: continue: within every limit",
+        }
+    )
+
+
 @asset_check(asset=rolled_back, name="fresh")
 def stale():
     return AssetCheckResult(passed=False, description="newest snapshot as_of is 50.0 h old")
@@ -62,10 +72,10 @@ def _context(instance, result, status_event):
     return run, event
 
 
-def test_a_stale_check_and_a_rollback_reach_the_webhook(receiver):
+def test_a_stale_check_a_rollback_and_a_halted_canary_reach_the_webhook(receiver):
     url, received = receiver
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([rolled_back, stale], instance=instance)
+        result = materialize([rolled_back, stale, canary_halted], instance=instance)
         run, event = _context(instance, result, DagsterEventType.RUN_SUCCESS)
         alert_on_trouble(
             build_run_status_sensor_context(
@@ -77,7 +87,8 @@ def test_a_stale_check_and_a_rollback_reach_the_webhook(receiver):
             )
         )
     kinds = {a["kind"]: a for a in received}
-    assert set(kinds) == {"stale", "rollback"}
+    assert set(kinds) == {"stale", "rollback", "canary_halted"}
+    assert "risk_fraud: halted risk_fraud/4" in kinds["canary_halted"]["text"]
     assert "50.0 h old" in kinds["stale"]["text"] and kinds["stale"]["run_id"] == result.run_id
     assert "rolled back v3 -> v2" in kinds["rollback"]["text"]
 

@@ -421,6 +421,20 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
     return out
 
 
+def _labels_since(lakehouse: Lakehouse, day: date):
+    """The labels that arrived from ``day`` on (a canary's purchases' labels come after it
+    started), as polars: transaction_id, label, label_ts."""
+    import polars as pl
+    import pyarrow.compute as pc
+
+    labels = lakehouse.dataset(LABELS)
+    if labels is None:
+        schema = {"transaction_id": pl.Utf8, "label": pl.Utf8, "label_ts": pl.Datetime("us", "UTC")}
+        return pl.DataFrame(schema=schema)
+    columns = ["transaction_id", "label", "label_ts"]
+    return pl.from_arrow(labels.to_table(columns=columns, filter=pc.field("label_date") >= day))
+
+
 class CanaryConfig(Config):
     act: bool = True  # False: report the verdicts, move no alias
 
@@ -450,7 +464,6 @@ def canary_comparison(
     context: AssetExecutionContext, config: CanaryConfig, lakehouse: Lakehouse
 ) -> MaterializeResult:
     import polars as pl
-    import pyarrow.compute as pc
 
     env, registry = settings.load(), ModelRegistry.from_settings()
     now, limits = env.now(), CanaryLimits.from_settings(env)
@@ -467,25 +480,10 @@ def canary_comparison(
         log = read_decisions(
             lakehouse, started, now + timedelta(seconds=1), CANARY_LOG_COLUMNS, by="scored_at"
         )
-        labels = lakehouse.dataset(LABELS)
         if log is None or f"{target}_role" not in log.column_names:
             metadata[f"canary/{target}"] = f"{name}/{version} on {share:.0%}: no decisions yet"
             continue
-        known = (
-            labels.to_table(
-                columns=["transaction_id", "label", "label_ts"],
-                filter=pc.field("label_date") >= started.date(),
-            )
-            if labels is not None
-            else None
-        )
-        known = (
-            pl.from_arrow(known)
-            if known is not None
-            else pl.DataFrame(
-                schema={"transaction_id": pl.Utf8, "label": pl.Utf8, "label_ts": pl.Datetime}
-            )
-        )
+        known = _labels_since(lakehouse, started.date())
         judged = compare(pl.from_arrow(log), known, target, started, now, limits)
         comparisons.append(judged)
         state = f"{name}/{version} on {share:.0%} since {since}: {judged.verdict}: {judged.reason}"
