@@ -185,11 +185,13 @@ def trade_off(
     max_review_rate: float = 1.0,
     points: int = 41,
 ) -> list[Outcome]:
-    """Expected cost and approval rate as the decline threshold moves (at each score
-    quantile), with the review threshold fixed at the cost-minimising one: the curve a risk
-    team reads the chosen point off."""
+    """Expected cost and approval rate as the decline threshold moves, from declining 0.01% to
+    half of the purchases (log-spaced shares: risk scores crowd near 0), with the review
+    threshold fixed at the cost-minimising one: the curve a risk team reads the chosen point
+    off."""
     best = choose_thresholds(scores, bad, amount, costs, max_review_rate)
-    grid = np.unique(np.quantile(scores, np.linspace(0.5, 1.0, points)))
+    shares = np.geomspace(1e-4, 0.5, points)
+    grid = np.unique(np.quantile(scores, 1 - shares))
     return [
         outcome(scores, bad, amount, costs, min(best.review, d), d)
         for d in sorted({*grid.tolist(), best.decline})

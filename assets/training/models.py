@@ -279,7 +279,7 @@ def threshold_metrics(chosen: dict) -> dict[str, float]:
 
 
 def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
-    """Per model, expected cost and approval rate against the decline threshold on the
+    """Per model, expected cost and approval rate against the share declined on the
     validation weeks, the chosen point marked: the trade-off a risk team reads."""
     import matplotlib
 
@@ -288,15 +288,21 @@ def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for ax, kind in zip(axes, (BEHAVIOURAL, TRANSACTION_ONLY), strict=True):
-        curve = chosen[kind]["curve"]
-        x = [min(p["decline"], 1.0) for p in curve]
+        curve = [p for p in chosen[kind]["curve"] if p["decline_rate"] > 0]
+        x = [p["decline_rate"] for p in curve]
         ax.plot(x, [p["expected_cost"] for p in curve], "C0.-", label="expected cost / purchase")
-        ax.axvline(min(chosen[kind]["decline"], 1.0), color="C3", ls="--", label="chosen")
-        ax.set(xlabel="decline threshold (review at the chosen one)", ylabel="expected cost")
+        picked = chosen[kind]["valid"]["decline_rate"]
+        if picked > 0:
+            ax.axvline(picked, color="C3", ls="--", label="chosen thresholds")
+        else:
+            ax.set_title("the chosen thresholds decline none of these purchases", fontsize=8)
+        ax.set_xscale("log")
+        ax.set(xlabel="share of purchases declined (review at the chosen threshold)")
+        ax.set(ylabel="expected cost per purchase")
         approval = ax.twinx()
         approval.plot(x, [p["approval_rate"] for p in curve], "C2.-", label="approval rate")
         approval.set_ylabel("approval rate")
-        ax.set_title(f"{target} {kind}: cost trade-off, validation weeks")
+        ax.set_title(f"{target} {kind}: cost trade-off, validation weeks", loc="left")
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "cost_tradeoff.png", dpi=110)
