@@ -158,8 +158,12 @@ class ModelRegistry:
 
     def promote(self, name: str, version: str, decision: str, replaces: str | None) -> None:
         """Make ``version`` the champion; it remembers the version it replaced (the rollback's
-        way back) and why the gate promoted it."""
+        way back) and why the gate promoted it. A canary of another version stops acting: it
+        was compared with the champion now replaced."""
         self.client.set_registered_model_alias(name, CHAMPION, version)
+        running = self.canary(name)
+        if running is not None and running[0] != version:
+            self.end_canary(name, f"superseded: v{version} promoted", halted=False)
         if replaces is not None:
             self.client.set_model_version_tag(name, version, REPLACES, replaces)
         self.record_decision(name, version, f"champion: {decision}")
@@ -190,11 +194,14 @@ class ModelRegistry:
         self.client.set_registered_model_alias(name, CANARY, version)
         self.record_decision(name, version, f"canary on {share:.0%} of customers: {why}")
 
-    def end_canary(self, name: str, reason: str, *, halted: bool = True) -> str | None:
+    def end_canary(
+        self, name: str, reason: str, *, halted: bool = True, version: str | None = None
+    ) -> str | None:
         """Take the canary off traffic (share 0: its alias removed), the reason on the version.
-        Returns the version ended, None when there was none."""
+        ``version``: only that one (a check judged it; a newer canary is left alone). Returns
+        the version ended, None when there was none."""
         running = self.canary(name)
-        if running is None:
+        if running is None or (version is not None and running[0] != version):
             return None
         version = running[0]
         self.client.delete_registered_model_alias(name, CANARY)
@@ -203,18 +210,21 @@ class ModelRegistry:
         self.record_decision(name, version, f"canary {'halted' if halted else 'ended'}: {reason}")
         return version
 
-    def promote_canary(self, name: str, reason: str) -> str:
-        """The canary becomes the champion (it takes all traffic); the champion it replaces is
-        remembered, so the rollback path works as after any promotion."""
+    def promote_canary(self, name: str, version: str, reason: str) -> bool:
+        """The canary ``version`` becomes the champion (it takes all traffic); the champion it
+        replaces is remembered, so the rollback path works as after any promotion. False, and
+        nothing changed, when the canary is no longer that version (a newer one superseded
+        it, or another check acted first)."""
         running = self.canary(name)
-        if running is None:
-            raise ValueError(f"{name}: no canary to promote")
-        version = running[0]
+        if running is None or running[0] != version:
+            return False
         replaces = self.alias_version(name, CHAMPION)
+        # The champion moves first: serving ignores a canary equal to the champion, so its
+        # customers never fall back to the old champion in between.
+        self.promote(name, version, f"canary promoted: {reason}", replaces=replaces)
         self.client.delete_registered_model_alias(name, CANARY)
         self.client.set_model_version_tag(name, version, CANARY_END, f"promoted: {reason}")
-        self.promote(name, version, f"canary promoted: {reason}", replaces=replaces)
-        return version
+        return True
 
     def roll_back(self, name: str, reason: str) -> str:
         """Move the champion alias back to the version the champion replaced, and tag the
@@ -231,5 +241,6 @@ class ModelRegistry:
             name, previous, description=f"champion again: v{version} was rolled back ({reason})"
         )
         # A canary was judged against the champion just demoted: it stops acting.
-        self.end_canary(name, f"the champion v{version} it was compared with was rolled back")
+        reason = f"the champion v{version} it was compared with was rolled back"
+        self.end_canary(name, reason, halted=False)
         return previous

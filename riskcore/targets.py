@@ -70,4 +70,7 @@ class Thresholds:
             source = "environment"
             review = review if set_review is None else set_review
             decline = decline if set_decline is None else set_decline
+            # One value overridden may cross the model's other: a decline threshold set below
+            # the model's review one reviews nothing (never an error on the request path).
+            review = min(review, decline)
         return TargetThresholds(review, decline, source)

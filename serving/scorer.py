@@ -79,6 +79,10 @@ class ModelSet:
     shadows: dict[str, RegisteredModel]
     canaries: dict[str, RegisteredModel] = field(default_factory=dict)
     canary_shares: dict[str, float] = field(default_factory=dict)
+    # (overrides, route) -> Acting, resolved once per model set: kept here, not on the scorer,
+    # so a batch scoring in a thread during a reload never files an old set's Acting under
+    # the new one.
+    acting_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, config: ServingConfig) -> ModelSet:
@@ -332,23 +336,22 @@ class Scorer:
     @thresholds.setter
     def thresholds(self, overrides: Thresholds) -> None:
         self._overrides = overrides
-        self._acting_for: ModelSet | None = None  # resolved again on next use
 
     def _acting(self, models: ModelSet, route: tuple[bool, ...]) -> Acting:
-        """A route's ``Acting``, resolved once per model set (a reload makes a new set)."""
-        if self._acting_for is not models:
-            self._acting_for, self._acting_cache = models, {}
-        found = self._acting_cache.get(route)
+        """A route's ``Acting``, resolved once per model set (a reload makes a new set) and
+        overrides."""
+        overrides = self._overrides
+        found = models.acting_cache.get((overrides, route))
         if found is None:
             acting = models.acting(route)
             chosen = {t: m.bundle.thresholds or {} for t, m in acting.items()}
-            found = self._acting_cache[route] = Acting(
+            found = models.acting_cache[overrides, route] = Acting(
                 models=acting,
                 versions={t: m.label for t, m in acting.items()},
                 roles={t: m.alias for t, m in acting.items()},
                 thresholds={
                     t: {
-                        kind: self._overrides.resolve(t, chosen[t].get(kind))
+                        kind: overrides.resolve(t, chosen[t].get(kind))
                         for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
                     }
                     for t in acting

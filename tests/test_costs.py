@@ -95,3 +95,6 @@ def test_the_environment_overrides_only_what_is_set():
     assert overridden == TargetThresholds(0.1, 0.8, "environment")
     assert Thresholds(fraud_decline=0.8).resolve("default", chosen).source == "model"
     assert TargetThresholds(0.1, 1.5, "model").decide(0.999) == "review"  # never declines
+    # A decline threshold set below the model's review one: nothing reviewed, never an error.
+    crossed = Thresholds(fraud_decline=0.3).resolve("fraud", {"review": 0.45, "decline": 0.9})
+    assert crossed == TargetThresholds(0.3, 0.3, "environment")

@@ -204,11 +204,23 @@ def test_a_challenger_that_passes_the_gate_becomes_the_canary_and_a_newer_one_su
     assert store.canary("risk_fraud")[0] == v3
     assert store.model_version("risk_fraud", v2).tags["canary_end"] == f"superseded by v{v3}"
 
-    store.promote_canary("risk_fraud", "clean")
+    assert not store.promote_canary("risk_fraud", v2, "judged v2, but v3 runs now")
+    assert store.end_canary("risk_fraud", "judged v2", version=v2) is None
+    assert store.promote_canary("risk_fraud", v3, "clean")
     assert store.alias_version("risk_fraud") == v3 and store.canary("risk_fraud") is None
     assert store.previous_champion("risk_fraud") == (v3, v1)  # rollback's way back
     store.roll_back("risk_fraud", "test")
     assert store.alias_version("risk_fraud") == v1
+
+    # Promoted at once (share 0) while a canary runs: the canary stops acting.
+    v4, fourth = _register(training, feature_set, registry)
+    gate(
+        "risk_fraud", v4, fourth["behavioural"], training, tracking_uri=tracking, canary_share=0.05
+    )
+    assert store.canary("risk_fraud")[0] == v4
+    v5, fifth = _register(training, feature_set, registry)
+    gate("risk_fraud", v5, fifth["behavioural"], training, tracking_uri=tracking, canary_share=0)
+    assert store.alias_version("risk_fraud") == v5 and store.canary("risk_fraud") is None
 
 
 def test_a_registered_model_carries_its_spec_references_and_plots(training, feature_set, registry):

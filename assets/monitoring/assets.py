@@ -443,6 +443,7 @@ CANARY_LOG_COLUMNS = [
     "transaction_id",
     "scored_at",
     "decision",
+    "holdout",
     *(
         f"{target}_{column}"
         for target in TARGETS
@@ -476,6 +477,9 @@ def canary_comparison(
             metadata[f"canary/{target}"] = "none"
             continue
         version, share, since = running
+        if not since:  # an alias set by hand, without the gate's tags
+            metadata[f"canary/{target}"] = f"{name}/{version}: no canary_since tag, not judged"
+            continue
         started = datetime.fromisoformat(since)
         log = read_decisions(
             lakehouse, started, now + timedelta(seconds=1), CANARY_LOG_COLUMNS, by="scored_at"
@@ -487,14 +491,15 @@ def canary_comparison(
         judged = compare(pl.from_arrow(log), known, target, started, now, limits)
         comparisons.append(judged)
         state = f"{name}/{version} on {share:.0%} since {since}: {judged.verdict}: {judged.reason}"
+        # Acting on the version judged only: a newer canary started meanwhile is left alone.
         if judged.verdict == "halt" and config.act:
-            registry.end_canary(name, judged.reason)
-            state = f"halted {name}/{version}: {judged.reason}"
-            context.log.warning(state)
+            if registry.end_canary(name, judged.reason, version=version):
+                state = f"halted {name}/{version}: {judged.reason}"
+                context.log.warning(state)
         elif judged.verdict == "promote" and config.act:
-            registry.promote_canary(name, judged.reason)
-            state = f"promoted {name}/{version} to full: {judged.reason}"
-            context.log.info(state)
+            if registry.promote_canary(name, version, judged.reason):
+                state = f"promoted {name}/{version} to full: {judged.reason}"
+                context.log.info(state)
         metadata |= {
             f"canary/{target}": state,
             f"canary_share/{target}": judged.traffic_share,

@@ -74,7 +74,11 @@ def _side(rows: pl.DataFrame, model_column: str, decision: str) -> Side:
     n = rows.height
     if not n:
         return Side(None, 0, None, None, 0, None)
-    approved = rows.filter(pl.col("decision") == "approve")  # went ahead: the outcome is seen
+    # Went ahead, so the outcome is seen; a held-out would-be decline is left out (there are
+    # more of them on the side that declines more).
+    approved = rows.filter(pl.col("decision") == "approve")
+    if "holdout" in rows.columns:
+        approved = approved.filter(~pl.col("holdout").fill_null(False))
     return Side(
         model=rows[model_column].mode().sort()[0],
         decisions=n,
