@@ -132,20 +132,20 @@ def _candidates(scores: np.ndarray, per: np.ndarray):
     return values, sums, counts, cuts
 
 
-def choose_thresholds(
+def _search(
     scores: np.ndarray,
     bad: np.ndarray,
     amount: np.ndarray,
     costs: CostModel,
-    max_review_rate: float = 1.0,
-) -> Outcome:
-    """The (review, decline) pair of least total cost on these purchases that sends at most
-    ``max_review_rate`` of them to review (a review team's capacity), exact: with the distinct
-    scores sorted and i <= j the first review and the first decline index, the total is
-    ``A[i] + R[j] - R[i] + D[m] - D[j]`` (prefix sums of each decision's cost), so for each j
-    the best i is the minimum of ``A[i] - R[i]`` over the i whose review count fits, a window
-    that only moves up as j does (a monotonic queue). Ties go to fewer reviews and declines
-    (the higher thresholds)."""
+    max_review_rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every decline cut j (``cuts``), the review cut ``best_i[j]`` of least total cost
+    that sends at most ``max_review_rate`` of the purchases to review (a review team's
+    capacity), and that ``total``, exact: with the distinct scores sorted and i <= j the first
+    review and the first decline index, the total is ``A[i] + R[j] - R[i] + D[m] - D[j]``
+    (prefix sums of each decision's cost), so for each j the best i is the minimum of
+    ``A[i] - R[i]`` over the i whose review count fits, a window that only moves up as j does
+    (a monotonic queue). Ties go to fewer reviews and declines (the higher thresholds)."""
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) == 0:
         raise ValueError("no purchases to choose thresholds on")
@@ -172,9 +172,21 @@ def choose_thresholds(
             window.popleft()
         best_i[j] = window[0]
     total = key[best_i] + review + decline[m] - decline
+    return cuts, best_i, total
+
+
+def choose_thresholds(
+    scores: np.ndarray,
+    bad: np.ndarray,
+    amount: np.ndarray,
+    costs: CostModel,
+    max_review_rate: float = 1.0,
+) -> Outcome:
+    """The (review, decline) pair of least total cost that sends at most ``max_review_rate``
+    of the purchases to review (``_search``)."""
+    cuts, best_i, total = _search(scores, bad, amount, costs, max_review_rate)
     j = int(np.flatnonzero(total <= total.min() + 1e-9 * max(1.0, abs(total.min())))[-1])
-    i = int(best_i[j])
-    return outcome(scores, bad, amount, costs, cuts[i], cuts[j])
+    return outcome(scores, bad, amount, costs, cuts[best_i[j]], cuts[j])
 
 
 def trade_off(
@@ -186,13 +198,12 @@ def trade_off(
     points: int = 41,
 ) -> list[Outcome]:
     """Expected cost and approval rate as the decline threshold moves, from declining 0.01% to
-    half of the purchases (log-spaced shares: risk scores crowd near 0), with the review
-    threshold fixed at the cost-minimising one: the curve a risk team reads the chosen point
-    off."""
-    best = choose_thresholds(scores, bad, amount, costs, max_review_rate)
-    shares = np.geomspace(1e-4, 0.5, points)
-    grid = np.unique(np.quantile(scores, 1 - shares))
-    return [
-        outcome(scores, bad, amount, costs, min(best.review, d), d)
-        for d in sorted({*grid.tolist(), best.decline})
-    ]
+    half of the purchases (log-spaced shares: risk scores crowd near 0), each with its best
+    review threshold within the review capacity, and the chosen point: the curve a risk team
+    reads the choice off."""
+    scores = np.asarray(scores, dtype=np.float64)
+    cuts, best_i, total = _search(scores, bad, amount, costs, max_review_rate)
+    chosen = int(np.flatnonzero(total <= total.min() + 1e-9 * max(1.0, abs(total.min())))[-1])
+    grid = np.quantile(scores, 1 - np.geomspace(1e-4, 0.5, points))
+    js = {*np.searchsorted(cuts, grid).clip(0, len(cuts) - 1).tolist(), chosen}
+    return [outcome(scores, bad, amount, costs, cuts[best_i[j]], cuts[j]) for j in sorted(js)]

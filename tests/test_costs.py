@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskcore.costs import CostModel, choose_thresholds, decisions, outcome
+from riskcore.costs import CostModel, choose_thresholds, decisions, outcome, trade_off
 from riskcore.targets import BUILT_IN, TargetThresholds, Thresholds
 
 FRAUD = CostModel("fraud", review_cost=5.0, false_decline_margin=0.03, churn_cost=10.0)
@@ -76,6 +76,18 @@ def test_known_costs_give_the_known_thresholds():
     assert chosen.total_cost == pytest.approx(50 + 13)
     assert chosen.approval_rate == pytest.approx(50 / 70)
     assert chosen.bad_rate_approved == 0.0
+
+
+def test_the_trade_off_curve_keeps_the_capacity_and_its_lowest_point_is_the_choice():
+    rng = np.random.default_rng(5)
+    scores = rng.beta(0.5, 20, size=20_000)
+    bad = rng.uniform(size=20_000) < scores
+    amount = rng.lognormal(4, 1, size=20_000)
+    chosen = choose_thresholds(scores, bad, amount, FRAUD, 0.01)
+    curve = trade_off(scores, bad, amount, FRAUD, 0.01)
+    assert all(point.review_rate <= 0.01 + 1e-9 for point in curve)
+    assert min(point.expected_cost for point in curve) == pytest.approx(chosen.expected_cost)
+    assert chosen.decline in {point.decline for point in curve}
 
 
 def test_expensive_reviews_are_never_chosen():
