@@ -18,11 +18,11 @@ from dagster import DagsterInstance
 from assets.ingest.contract import TRANSACTIONS_SCHEMA
 from assets.names import DRIFT
 from assets.partitions import missing_ranges, partition_range_tags
+from assets.training.models import thresholds_table
 from definitions import defs
 from resources.lakehouse import Lakehouse
 from riskcore import settings
 from riskcore.registry import CHAMPION, MODEL_NAMES, ModelRegistry
-from riskcore.targets import BUILT_IN
 
 TRANSACTION_COLUMNS = TRANSACTIONS_SCHEMA.names
 
@@ -186,39 +186,10 @@ def champions() -> str:
             f"included: ROC AUC {alone['roc_auc']:.3f}, top-decile lift "
             f"{alone['top_decile_lift']:.1f}x)"
         )
-        lines += _thresholds(name.removeprefix("risk_"), metrics)
+        chosen = registry.load_bundle(name, str(champion.version)).thresholds
+        if chosen is not None:  # the training asset's table, as its page in the UI shows it
+            lines += [f"    {line}" for line in thresholds_table(chosen).splitlines()]
     return "\n".join(lines)
-
-
-def _thresholds(target: str, metrics: dict[str, float]) -> list[str]:
-    """Each model's thresholds chosen by cost against the built-in constants, on the same test
-    weeks (the rows the model scores)."""
-    if "thresholds.behavioural.decline" not in metrics:
-        return []
-
-    def row(label: str, ours: str, theirs: str) -> str:
-        return f"    {label:<52}{ours:>16}{theirs:>14}"
-
-    pair = lambda r, d: f"{r:.3f} / {d:.3f}" if d <= 1 else f"{r:.3f} / never"  # noqa: E731
-    lines = []
-    for kind in ("behavioural", "transaction_only"):
-
-        def measured(metric: str, form: str, kind=kind) -> tuple[str, str]:
-            found = [
-                metrics.get(f"cost.test.{kind}.{side}.{metric}") for side in ("chosen", "built_in")
-            ]
-            return tuple("-" if v is None else form.format(v) for v in found)
-
-        chosen = (metrics[f"thresholds.{kind}.review"], metrics[f"thresholds.{kind}.decline"])
-        lines += [
-            row(f"{kind} model, test weeks", "chosen by cost", "built-in"),
-            row("  review / decline thresholds", pair(*chosen), pair(*BUILT_IN[target])),
-            row("  approval rate", *measured("approval_rate", "{:.2%}")),
-            row("  review rate", *measured("review_rate", "{:.2%}")),
-            row("  bad rate among approved", *measured("bad_rate_approved", "{:.3%}")),
-            row("  expected cost per purchase", *measured("expected_cost", "{:.3f}")),
-        ]
-    return lines
 
 
 def score_sample(n: int = 2000) -> str:

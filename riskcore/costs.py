@@ -118,10 +118,9 @@ def outcome(
 
 def _candidates(scores: np.ndarray, per: np.ndarray):
     """Distinct scores ascending, each one's summed costs per decision and count, and the
-    threshold
-    that puts exactly the scores from the k-th distinct one up on the high side: halfway
-    between neighbours (robust to a new score falling between them), 0 for the lowest, and
-    above every score (nothing on the high side: can exceed 1) for k = m."""
+    threshold that puts exactly the scores from the k-th distinct one up on the high side:
+    halfway between neighbours (robust to a new score falling between them), 0 for the
+    lowest, and above every score (nothing on the high side: can exceed 1) for k = m."""
     order = np.argsort(scores, kind="stable")
     values, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
     sums = np.add.reduceat(per[order], first, axis=0) if len(order) else np.zeros((0, 3))

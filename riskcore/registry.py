@@ -161,9 +161,7 @@ class ModelRegistry:
         way back) and why the gate promoted it. A canary of another version stops acting: it
         was compared with the champion now replaced."""
         self.client.set_registered_model_alias(name, CHAMPION, version)
-        running = self.canary(name)
-        if running is not None and running[0] != version:
-            self.end_canary(name, f"superseded: v{version} promoted", halted=False)
+        self._supersede_canary(name, version, f"superseded: v{version} promoted")
         if replaces is not None:
             self.client.set_model_version_tag(name, version, REPLACES, replaces)
         self.record_decision(name, version, f"champion: {decision}")
@@ -186,9 +184,7 @@ class ModelRegistry:
     def start_canary(self, name: str, version: str, share: float, since: str, why: str) -> None:
         """``version`` acts on ``share`` of customers beside the champion. A canary already
         running is superseded (it ends: the newer challenger passed the same gate)."""
-        running = self.canary(name)
-        if running is not None and running[0] != version:
-            self.end_canary(name, f"superseded by v{version}", halted=False)
+        self._supersede_canary(name, version, f"superseded by v{version}")
         self.client.set_model_version_tag(name, version, CANARY_SHARE, f"{share:g}")
         self.client.set_model_version_tag(name, version, CANARY_SINCE, since)
         self.client.set_registered_model_alias(name, CANARY, version)
@@ -209,6 +205,12 @@ class ModelRegistry:
         self.client.set_model_version_tag(name, version, CANARY_END, reason)
         self.record_decision(name, version, f"canary {'halted' if halted else 'ended'}: {reason}")
         return version
+
+    def _supersede_canary(self, name: str, version: str, reason: str) -> None:
+        """End a canary of another version than ``version`` (not halted: replaced)."""
+        running = self.canary(name)
+        if running is not None and running[0] != version:
+            self.end_canary(name, reason, halted=False)
 
     def promote_canary(self, name: str, version: str, reason: str) -> bool:
         """The canary ``version`` becomes the champion (it takes all traffic); the champion it

@@ -314,8 +314,8 @@ class Settings(BaseSettings):
     )
     canary_max_bad_rate_delta: float = _var(
         0.01,
-        "a canary whose approved purchases turn out bad (matured labels) this much more often "
-        "than the champion's is halted",
+        "a canary whose approved purchases turn out bad (on the labels so far) this much more "
+        "often than the champion's is halted",
     )
     canary_check_minutes: float = _var(15.0, "how often the canary sensor compares a canary")
     review_cost: float = _var(5.0, "what a manual review costs (thresholds are chosen by cost)")

@@ -3,10 +3,10 @@ shared by training (chosen by cost, ``riskcore/costs.py``), serving (decisions) 
 (realized performance).
 
 A model version carries, per model of its bundle, the thresholds chosen on its validation weeks;
-serving decides with those of the model that scored. An
-environment variable (RISK_FRAUD_REVIEW ...) overrides a value only when it is set; a model
-logged before thresholds were chosen falls back to the built-in constants. Every decision says
-which applied (``TargetThresholds.source``)."""
+serving decides with those of the model that scored. An environment variable
+(RISK_FRAUD_REVIEW ...) overrides a value only when it is set; a model logged before thresholds
+were chosen falls back to the built-in constants. Every decision says which applied
+(``TargetThresholds.source``)."""
 
 from __future__ import annotations
 

@@ -97,15 +97,15 @@ class ModelSet:
                 )
             champions[target] = champion
             running = registry.canary(name)
-            if running is not None and running[0] != champion.version and running[1] > 0:
-                version, shares[target], _ = running
+            canary = _acting_canary(running, champion.version)
+            if canary is not None:
+                shares[target] = running[1]
                 canaries[target] = RegisteredModel(
-                    name, version, CANARY, registry.load_bundle(name, version)
+                    name, canary, CANARY, registry.load_bundle(name, canary)
                 )
             if config.shadow:
                 challenger = registry.load(name, CHALLENGER)
-                acting = {champion.version, running and running[0]}
-                if challenger is not None and challenger.version not in acting:
+                if challenger is not None and challenger.version not in (champion.version, canary):
                     shadows[target] = challenger
         return cls(champions, shadows, canaries, shares)
 
@@ -116,8 +116,7 @@ class ModelSet:
         out = []
         for target, name in MODEL_NAMES.items():
             champion = registry.alias_version(name, CHAMPION)
-            running = registry.canary(name)  # acting only off the champion, with a share
-            canary = running[0] if running and running[0] != champion and running[1] > 0 else None
+            canary = _acting_canary(registry.canary(name), champion)
             loaded = {
                 CHAMPION: (champion, self.champions[target]),
                 CANARY: (canary, self.canaries.get(target)),
@@ -177,6 +176,13 @@ class ModelSet:
 NO_CANARY = (False,) * len(TARGETS)
 
 
+def _acting_canary(running: tuple[str, float, str] | None, champion: str | None) -> str | None:
+    """The canary version that acts: one with a share, other than the champion."""
+    if running is None or running[0] == champion or running[1] <= 0:
+        return None
+    return running[0]
+
+
 @dataclass(frozen=True)
 class Acting:
     """What decides for a route (champion or canary per target), resolved once: the models,
@@ -203,11 +209,17 @@ class Acting:
         return found
 
 
-def customer_bucket(customer_id: str) -> float:
-    """Where a customer falls in [0, 1), the same in every replica and restart: BLAKE2b of
-    the id (not keyed: the bucket is never stored or shown), its first 8 bytes."""
-    digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"risk-canary").digest()
+def unit_hash(value: str, purpose: bytes) -> float:
+    """Where ``value`` falls in [0, 1), the same in every replica and restart: BLAKE2b of it
+    (not keyed: the draw is never stored or shown), personalised by ``purpose`` so draws for
+    different purposes are independent."""
+    digest = hashlib.blake2b(value.encode(), digest_size=8, person=purpose).digest()
     return int.from_bytes(digest) / 2**64
+
+
+def customer_bucket(customer_id: str) -> float:
+    """The customer's place in [0, 1): the canary decides below its share."""
+    return unit_hash(customer_id, b"risk-canary")
 
 
 class Breaker:
@@ -287,7 +299,7 @@ class Scorer:
         self.models = models
         self.client = client
         self.config = config
-        self.thresholds = config.thresholds
+        self.thresholds: Thresholds = config.thresholds  # the environment's overrides
         self.breaker = Breaker(config.breaker_failures, config.breaker_cooldown_s)
         self._holdout_ceiling = Decimal(str(config.holdout_max_amount))
         self.inference_log = inference_log
@@ -328,19 +340,10 @@ class Scorer:
             events_client=events,
         )
 
-    @property
-    def thresholds(self) -> Thresholds:
-        """The environment's overrides of the models' thresholds."""
-        return self._overrides
-
-    @thresholds.setter
-    def thresholds(self, overrides: Thresholds) -> None:
-        self._overrides = overrides
-
     def _acting(self, models: ModelSet, route: tuple[bool, ...]) -> Acting:
         """A route's ``Acting``, resolved once per model set (a reload makes a new set) and
         overrides."""
-        overrides = self._overrides
+        overrides = self.thresholds
         found = models.acting_cache.get((overrides, route))
         if found is None:
             acting = models.acting(route)
@@ -600,10 +603,7 @@ class Scorer:
         share = self.config.holdout_share
         if share <= 0 or request.amount > self._holdout_ceiling:
             return False
-        digest = hashlib.blake2b(
-            request.transaction_id.encode(), digest_size=8, person=b"risk-holdout"
-        ).digest()
-        return int.from_bytes(digest) / 2**64 < share
+        return unit_hash(request.transaction_id, b"risk-holdout") < share
 
     def _log(
         self, i: int, request, txn, result, fraud_input, models, lookups, realtime, levels

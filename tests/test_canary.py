@@ -39,6 +39,7 @@ def _log(n: int, canary_share: float, canary_declines: float, *, seed: int = 0) 
     return pl.DataFrame(
         {
             "transaction_id": [f"t{i}" for i in range(n)],
+            "event_ts": [START + timedelta(minutes=i) for i in range(n)],
             "scored_at": [START + timedelta(minutes=i) for i in range(n)],
             "decision": decision,
             "fraud_score": rng.uniform(size=n),

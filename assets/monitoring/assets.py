@@ -441,6 +441,7 @@ class CanaryConfig(Config):
 
 CANARY_LOG_COLUMNS = [
     "transaction_id",
+    "event_ts",
     "scored_at",
     "decision",
     "holdout",

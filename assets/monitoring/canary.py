@@ -11,11 +11,12 @@ to full.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 import polars as pl
 
+from assets.monitoring.performance import labelled_decisions
 from riskcore.psi import Reference, psi
 from riskcore.registry import CANARY, CHAMPION
 
@@ -33,14 +34,8 @@ class CanaryLimits:
 
     @classmethod
     def from_settings(cls, env) -> CanaryLimits:
-        return cls(
-            clean_hours=env.canary_clean_hours,
-            min_decisions=env.canary_min_decisions,
-            max_decline_rate_delta=env.canary_max_decline_rate_delta,
-            max_review_rate_delta=env.canary_max_review_rate_delta,
-            max_score_psi=env.canary_max_score_psi,
-            max_bad_rate_delta=env.canary_max_bad_rate_delta,
-        )
+        """RISK_CANARY_<FIELD> for each field (RISK_CANARY_CLEAN_HOURS ...)."""
+        return cls(**{f.name: getattr(env, f"canary_{f.name}") for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -98,27 +93,17 @@ def compare(
     limits: CanaryLimits,
 ) -> CanaryComparison:
     """Judge a canary on the decisions logged from ``since`` to ``now``. ``log``: the inference
-    log's rows (``transaction_id``, ``scored_at``, ``decision``, ``<target>_decision``,
-    ``<target>_score``, ``<target>_model``, ``<target>_role``); ``labels``: ``transaction_id``,
-    ``label``, ``label_ts``. Decline and review rates are the target's own decisions; the bad
-    rate counts purchases that went ahead (the final decision approved them)."""
+    log's rows (``transaction_id``, ``event_ts``, ``scored_at``, ``decision``,
+    ``<target>_decision``, ``<target>_score``, ``<target>_model``, ``<target>_role``);
+    ``labels``: ``transaction_id``, ``label``, ``label_ts``. Decline and review rates are the
+    target's own decisions; the bad rate counts purchases that went ahead (the final decision
+    approved them)."""
     score, role = f"{target}_score", f"{target}_role"
-    bad = (
-        labels.filter((pl.col("label") == target) & (pl.col("label_ts") <= now))
-        .select("transaction_id")
-        .unique()
-        .with_columns(bad=pl.lit(1, pl.Int8))
-    )
-    rows = (
-        log.filter(
-            (pl.col("scored_at") >= since)
-            & (pl.col("scored_at") <= now)
-            & pl.col(score).is_not_null()
-        )
-        .sort("scored_at")
-        .unique("transaction_id", keep="first", maintain_order=True)
-        .join(bad, on="transaction_id", how="left")
-        .with_columns(pl.col("bad").fill_null(0))
+    in_period = (pl.col("scored_at") >= since) & (pl.col("scored_at") <= now)
+    # Realized performance's join: the first decision per purchase, bad when a label came in
+    # before now (no maturity: the labels so far).
+    rows = labelled_decisions(
+        log.filter(in_period & pl.col(score).is_not_null()), labels, target, now, maturity_days=0
     )
     canary_rows = rows.filter(pl.col(role) == CANARY)
     champion_rows = rows.filter(pl.col(role) == CHAMPION)

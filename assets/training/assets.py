@@ -27,7 +27,7 @@ from assets.training.dataset import (
     content_hash,
     read_training_set,
 )
-from assets.training.models import gate, log_and_register, train_bundle
+from assets.training.models import gate, log_and_register, thresholds_table, train_bundle
 from featurestore.registry import load_feature_set
 from resources.lakehouse import TRAINING_SET, Lakehouse
 from riskcore import settings
@@ -177,27 +177,6 @@ def training_set_is_usable(lakehouse: Lakehouse) -> AssetCheckResult:
     return AssetCheckResult(
         passed=not problems, metadata={"problems": "\n".join(problems) or "none"}
     )
-
-
-def thresholds_table(chosen: dict) -> str:
-    """Each model's thresholds chosen by cost against the built-in constants, on the same
-    test weeks."""
-    lines = [
-        "| model | thresholds | review | decline | approval rate | review rate | "
-        "bad rate among approved | expected cost / purchase |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for kind in ("behavioural", "transaction_only"):
-        for name, key in (("chosen by cost", "test"), ("built-in", "test_built_in")):
-            r = chosen[kind][key]
-            bad = "-" if r["bad_rate_approved"] is None else f"{r['bad_rate_approved']:.3%}"
-            lines.append(
-                f"| {kind} | {name} | {r['review']:.3f} | {r['decline']:.3f} | "
-                f"{r['approval_rate']:.2%} | {r['review_rate']:.2%} | {bad} | "
-                f"{r['expected_cost']:.3f} |"
-            )
-    chosen_on = chosen["behavioural"]["chosen_on"]
-    return f"Chosen on the {chosen_on}; judged on the test weeks.\n\n" + "\n".join(lines)
 
 
 class ModelConfig(Config):

@@ -110,8 +110,9 @@ def joined_purchases(
             {"first": window.first_day, "last": window.last_day},
         )
         realtime = realtime_sql("window_purchases", "recent_events")
-        decided = first_decisions(lakehouse, window)  # noqa: F841  (DuckDB reads it by name)
         censor = settings.load().censor_declines
+        # DuckDB reads it by name; the log is read only when its decisions are used.
+        decided = first_decisions(lakehouse, window) if censor else _NO_DECISIONS  # noqa: F841
         return con.sql(
             f"with joined as ({sql}), known as ({known}), realtime as ({realtime}) "
             "select joined.*, realtime.* exclude (transaction_id), "
@@ -129,18 +130,20 @@ def joined_purchases(
         ).to_arrow_table()
 
 
+_NO_DECISIONS = pa.table(
+    {
+        "transaction_id": pa.array([], pa.string()),
+        "decision": pa.array([], pa.string()),
+        "holdout_weight": pa.array([], pa.float64()),
+    }
+)
+
+
 def first_decisions(lakehouse: Lakehouse, window: TrainingWindow) -> pa.Table:
     """Serving's first decision on each purchase of the window (the inference log), with the
     holdout's weight on a would-be decline it approved: with RISK_CENSOR_DECLINES, a declined
     purchase has no outcome (it never happened), so it is left out, and each held-out one
     stands for 1 / the share held out (docs/architecture.md#thresholds)."""
-    empty = pa.table(
-        {
-            "transaction_id": pa.array([], pa.string()),
-            "decision": pa.array([], pa.string()),
-            "holdout_weight": pa.array([], pa.float64()),
-        }
-    )
     log = read_decisions(
         lakehouse,
         as_of_time(window.first_day),
@@ -148,7 +151,7 @@ def first_decisions(lakehouse: Lakehouse, window: TrainingWindow) -> pa.Table:
         ["transaction_id", "scored_at", "decision", "holdout_weight"],
     )
     if log is None or not log.num_rows:
-        return empty
+        return _NO_DECISIONS
     if "holdout_weight" not in log.column_names:
         log = log.append_column("holdout_weight", pa.nulls(log.num_rows, pa.float64()))
     return (

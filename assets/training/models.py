@@ -278,6 +278,27 @@ def threshold_metrics(chosen: dict) -> dict[str, float]:
     return out
 
 
+def thresholds_table(chosen: dict) -> str:
+    """Each model's thresholds chosen by cost against the built-in constants, on the same
+    test weeks."""
+    lines = [
+        "| model | thresholds | review | decline | approval rate | review rate | "
+        "bad rate among approved | expected cost / purchase |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
+        for name, key in (("chosen by cost", "test"), ("built-in", "test_built_in")):
+            r = chosen[kind][key]
+            bad = "-" if r["bad_rate_approved"] is None else f"{r['bad_rate_approved']:.3%}"
+            lines.append(
+                f"| {kind} | {name} | {r['review']:.3f} | {r['decline']:.3f} | "
+                f"{r['approval_rate']:.2%} | {r['review_rate']:.2%} | {bad} | "
+                f"{r['expected_cost']:.3f} |"
+            )
+    chosen_on = chosen["behavioural"]["chosen_on"]
+    return f"Chosen on the {chosen_on}; judged on the test weeks.\n\n" + "\n".join(lines)
+
+
 def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
     """Per model, expected cost and approval rate against the share declined on the
     validation weeks, the chosen point marked: the trade-off a risk team reads."""
@@ -307,7 +328,6 @@ def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "cost_tradeoff.png", dpi=110)
     plt.close(fig)
-    (folder / "thresholds.json").write_text(json.dumps(chosen, indent=1))
 
 
 def shap_sample(t: TrainedModel, good: int = 4000) -> tuple[np.ndarray, np.ndarray]:
