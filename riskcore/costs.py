@@ -16,7 +16,9 @@ decline     margin x amount + churn cost, when   BNPL margin x amount, when it w
 
 ``choose_thresholds`` finds the (review, decline) pair that minimises the total over a set of
 scored, labelled purchases exactly (every distinct score is a candidate), in O(n log n), with
-at most a given share sent to review (a review team's capacity, RISK_MAX_REVIEW_RATE). Each
+at most a given share sent to review (a review team's capacity, RISK_MAX_REVIEW_RATE). A
+purchase may carry a weight (with RISK_CENSOR_DECLINES, a held-out would-be decline stands for
+1 / the share held out): it counts as that many purchases in costs, rates and the capacity. Each
 target's thresholds are chosen on its own purchases; serving combines the two decisions as
 before (decline if either declines, else review if either reviews).
 """
@@ -94,36 +96,50 @@ def decisions(scores: np.ndarray, review: float, decline: float) -> np.ndarray:
     return np.where(scores >= decline, 2, np.where(scores >= review, 1, 0))
 
 
+def _weights(scores: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    return np.ones(len(scores)) if weight is None else np.asarray(weight, dtype=np.float64)
+
+
 def outcome(
-    scores: np.ndarray, bad: np.ndarray, amount: np.ndarray, costs: CostModel, review, decline
+    scores: np.ndarray,
+    bad: np.ndarray,
+    amount: np.ndarray,
+    costs: CostModel,
+    review,
+    decline,
+    weight: np.ndarray | None = None,
 ) -> Outcome:
     taken = decisions(scores, review, decline)
-    per = costs.per_decision(bad, amount)
+    w = _weights(taken, weight)
+    per = costs.per_decision(bad, amount) * w[:, None]
     total = float(per[np.arange(len(taken)), taken].sum())
     bad = np.asarray(bad, dtype=bool)
     approved = taken == 0
-    n = max(len(taken), 1)
+    n = max(float(w.sum()), 1e-12)
     return Outcome(
         review=float(review),
         decline=float(decline),
         rows=len(taken),
-        approval_rate=float(approved.sum() / n),
-        review_rate=float((taken == 1).sum() / n),
-        decline_rate=float((taken == 2).sum() / n),
-        bad_rate_approved=float(bad[approved].mean()) if approved.any() else None,
+        approval_rate=float(w[approved].sum() / n),
+        review_rate=float(w[taken == 1].sum() / n),
+        decline_rate=float(w[taken == 2].sum() / n),
+        bad_rate_approved=float(w[approved & bad].sum() / w[approved].sum())
+        if approved.any()
+        else None,
         expected_cost=total / n,
         total_cost=total,
     )
 
 
-def _candidates(scores: np.ndarray, per: np.ndarray):
-    """Distinct scores ascending, each one's summed costs per decision and count, and the
+def _candidates(scores: np.ndarray, per: np.ndarray, w: np.ndarray):
+    """Distinct scores ascending, each one's summed costs per decision and weight, and the
     threshold that puts exactly the scores from the k-th distinct one up on the high side:
     halfway between neighbours (robust to a new score falling between them), 0 for the
     lowest, and above every score (nothing on the high side: can exceed 1) for k = m."""
     order = np.argsort(scores, kind="stable")
     values, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
     sums = np.add.reduceat(per[order], first, axis=0) if len(order) else np.zeros((0, 3))
+    counts = np.add.reduceat(w[order], first) if len(order) else counts
     cuts = np.empty(len(values) + 1)
     cuts[0] = 0.0 if len(values) == 0 or values[0] > 0 else values[0]
     cuts[1:-1] = (values[:-1] + values[1:]) / 2
@@ -137,6 +153,7 @@ def _search(
     amount: np.ndarray,
     costs: CostModel,
     max_review_rate: float,
+    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every decline cut j (``cuts``), the review cut ``best_i[j]`` of least total cost
     that sends at most ``max_review_rate`` of the purchases to review (a review team's
@@ -150,13 +167,14 @@ def _search(
         raise ValueError("no purchases to choose thresholds on")
     if np.isnan(scores).any():
         raise ValueError("scores hold NaN")
-    per = costs.per_decision(bad, amount)
-    values, sums, counts, cuts = _candidates(scores, per)
+    w = _weights(scores, weight)
+    per = costs.per_decision(bad, amount) * w[:, None]
+    values, sums, counts, cuts = _candidates(scores, per, w)
     m = len(values)
     prefix = np.vstack([np.zeros(3), np.cumsum(sums, axis=0)])  # (m + 1, 3)
     approve, review, decline = prefix[:, 0], prefix[:, 1], prefix[:, 2]
     below = np.concatenate([[0], np.cumsum(counts)])  # purchases under each candidate
-    capacity = int(np.floor(max_review_rate * len(scores) + 1e-9))
+    capacity = max_review_rate * w.sum() + 1e-9
     key = approve - review
     best_i = np.zeros(m + 1, dtype=np.int64)
     window: collections.deque[int] = collections.deque()
@@ -180,12 +198,13 @@ def choose_thresholds(
     amount: np.ndarray,
     costs: CostModel,
     max_review_rate: float = 1.0,
+    weight: np.ndarray | None = None,
 ) -> Outcome:
     """The (review, decline) pair of least total cost that sends at most ``max_review_rate``
     of the purchases to review (``_search``)."""
-    cuts, best_i, total = _search(scores, bad, amount, costs, max_review_rate)
+    cuts, best_i, total = _search(scores, bad, amount, costs, max_review_rate, weight)
     j = int(np.flatnonzero(total <= total.min() + 1e-9 * max(1.0, abs(total.min())))[-1])
-    return outcome(scores, bad, amount, costs, cuts[best_i[j]], cuts[j])
+    return outcome(scores, bad, amount, costs, cuts[best_i[j]], cuts[j], weight)
 
 
 def trade_off(
@@ -195,14 +214,17 @@ def trade_off(
     costs: CostModel,
     max_review_rate: float = 1.0,
     points: int = 41,
+    weight: np.ndarray | None = None,
 ) -> list[Outcome]:
     """Expected cost and approval rate as the decline threshold moves, from declining 0.01% to
     half of the purchases (log-spaced shares: risk scores crowd near 0), each with its best
     review threshold within the review capacity, and the chosen point: the curve a risk team
     reads the choice off."""
     scores = np.asarray(scores, dtype=np.float64)
-    cuts, best_i, total = _search(scores, bad, amount, costs, max_review_rate)
+    cuts, best_i, total = _search(scores, bad, amount, costs, max_review_rate, weight)
     chosen = int(np.flatnonzero(total <= total.min() + 1e-9 * max(1.0, abs(total.min())))[-1])
     grid = np.quantile(scores, 1 - np.geomspace(1e-4, 0.5, points))
     js = {*np.searchsorted(cuts, grid).clip(0, len(cuts) - 1).tolist(), chosen}
-    return [outcome(scores, bad, amount, costs, cuts[best_i[j]], cuts[j]) for j in sorted(js)]
+    return [
+        outcome(scores, bad, amount, costs, cuts[best_i[j]], cuts[j], weight) for j in sorted(js)
+    ]

@@ -44,18 +44,32 @@ class SettingsError(ValueError):
     """A variable of the environment has a value the project cannot use."""
 
 
-def _var(default: Any, description: str, *, env: str | None = None, shown: str | None = None):
-    """A setting: its default, what it means, its variable when not ``RISK_<FIELD>``, and the
-    default as the README shows it when it is derived from another setting."""
+def _var(
+    default: Any,
+    description: str,
+    *,
+    env: str | None = None,
+    shown: str | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+):
+    """A setting: its default, what it means, its variable when not ``RISK_<FIELD>``, the
+    default as the README shows it when it is derived from another setting, and its range
+    (a value outside it names the variable, as a bad type does)."""
     extra: dict[str, Any] = {}
     if shown is not None:
         extra["shown"] = shown
     return Field(
         default,
         description=description,
+        ge=ge,
+        le=le,
         validation_alias=AliasChoices(env) if env else None,
         json_schema_extra=extra or None,
     )
+
+
+SHARE: dict[str, float] = {"ge": 0.0, "le": 1.0}  # the range of a share or a rate
 
 
 class Settings(BaseSettings):
@@ -256,9 +270,10 @@ class Settings(BaseSettings):
         0.0,
         "share of would-be declines approved anyway and marked (`holdout`), so outcomes behind "
         "the decline line are observed; `0`: off",
+        **SHARE,
     )
     holdout_max_amount: float = _var(
-        100.0, "a purchase above this amount is never held out, whatever the share"
+        100.0, "a purchase above this amount is never held out, whatever the share", ge=0
     )
     inference_log_uri: str | None = _var(
         None,
@@ -296,6 +311,7 @@ class Settings(BaseSettings):
         0.05,
         "share of customers a challenger that passed the gate acts on (the canary) before "
         "it takes all traffic; `0`: promoted at once",
+        **SHARE,
     )
     canary_clean_hours: float = _var(
         24.0, "hours a canary must run within its limits before it is promoted to full"
@@ -318,23 +334,34 @@ class Settings(BaseSettings):
         "often than the champion's is halted",
     )
     canary_check_minutes: float = _var(15.0, "how often the canary sensor compares a canary")
-    review_cost: float = _var(5.0, "what a manual review costs (thresholds are chosen by cost)")
+    review_cost: float = _var(
+        5.0, "what a manual review costs (thresholds are chosen by cost)", ge=0
+    )
     max_review_rate: float = _var(
-        0.01, "most of a target's purchases the chosen thresholds send to review (team capacity)"
+        0.01,
+        "most of a target's purchases the chosen thresholds send to review (team capacity)",
+        **SHARE,
     )
     false_decline_margin: float = _var(
-        0.03, "fraud: share of a good purchase's amount lost when it is declined (the margin)"
+        0.03,
+        "fraud: share of a good purchase's amount lost when it is declined (the margin)",
+        **SHARE,
     )
     bnpl_margin: float = _var(
         0.06,
         "default: share of an instalment plan's amount earned (the merchant fee), lost when a "
         "plan that would have been repaid is declined",
+        **SHARE,
     )
     churn_cost: float = _var(
-        10.0, "fraud: what declining a good customer's purchase costs besides the margin (churn)"
+        10.0,
+        "fraud: what declining a good customer's purchase costs besides the margin (churn)",
+        ge=0,
     )
     loss_given_default: float = _var(
-        0.7, "default: share of an instalment plan's amount lost when it defaults"
+        0.7,
+        "default: share of an instalment plan's amount lost when it defaults",
+        **SHARE,
     )
 
     # Monitoring

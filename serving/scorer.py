@@ -16,7 +16,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import TypeVar, get_args
@@ -111,12 +111,17 @@ class ModelSet:
 
     def moved(self, config: ServingConfig) -> list[str]:
         """The aliases that now name another version than the one loaded (a promotion, a
-        canary started or halted, a rollback): one small registry query per alias."""
+        canary started or halted, a rollback), and a canary whose share was changed: one
+        small registry query per alias."""
         registry = ModelRegistry(config.tracking_uri)
         out = []
         for target, name in MODEL_NAMES.items():
             champion = registry.alias_version(name, CHAMPION)
-            canary = _acting_canary(registry.canary(name), champion)
+            running = registry.canary(name)
+            canary = _acting_canary(running, champion)
+            share = self.canary_shares.get(target)
+            if canary is not None and share is not None and running[1] != share:
+                out.append(f"{name}@{CANARY} share {share:g} -> {running[1]:g}")
             loaded = {
                 CHAMPION: (champion, self.champions[target]),
                 CANARY: (canary, self.canaries.get(target)),
@@ -209,11 +214,11 @@ class Acting:
         return found
 
 
-def unit_hash(value: str, purpose: bytes) -> float:
-    """Where ``value`` falls in [0, 1), the same in every replica and restart: BLAKE2b of it
-    (not keyed: the draw is never stored or shown), personalised by ``purpose`` so draws for
-    different purposes are independent."""
-    digest = hashlib.blake2b(value.encode(), digest_size=8, person=purpose).digest()
+def unit_hash(value: str, purpose: bytes, key: bytes = b"") -> float:
+    """Where ``value`` falls in [0, 1), the same in every replica and restart: BLAKE2b of it,
+    personalised by ``purpose`` so draws for different purposes are independent; ``key`` (up
+    to 64 bytes) where a caller must not be able to predict the draw."""
+    digest = hashlib.blake2b(value.encode(), digest_size=8, person=purpose, key=key).digest()
     return int.from_bytes(digest) / 2**64
 
 
@@ -598,12 +603,15 @@ class Scorer:
 
     def _held_out(self, request: ScoreRequest) -> bool:
         """Whether a would-be decline is approved as part of the random holdout: under the
-        amount ceiling, and drawn by the transaction id's hash (a retried request draws the
-        same; the customer's bucket is the canary's)."""
+        amount ceiling, drawn once per customer and UTC day by a keyed hash. A declined
+        fraudster who retries with new transaction ids draws the same, and cannot pick ids
+        that draw a holdout without the service's key."""
         share = self.config.holdout_share
         if share <= 0 or request.amount > self._holdout_ceiling:
             return False
-        return unit_hash(request.transaction_id, b"risk-holdout") < share
+        day = request.event_ts.astimezone(UTC).date().isoformat()
+        draw = unit_hash(f"{request.customer_id}|{day}", b"risk-holdout", self._hash_customer.key)
+        return draw < share
 
     def _log(
         self, i: int, request, txn, result, fraud_input, models, lookups, realtime, levels

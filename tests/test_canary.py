@@ -14,7 +14,7 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 from deltalake import DeltaTable
 
 from assets.monitoring.canary import CanaryLimits, compare
-from riskcore.registry import CANARY_END, ModelRegistry
+from riskcore.registry import CANARY_END, CANARY_SHARE, ModelRegistry
 from serving.scorer import customer_bucket
 
 LIMITS = CanaryLimits(
@@ -199,6 +199,10 @@ def test_a_worse_canary_is_halted_and_a_good_one_promoted_after_its_clean_period
             )
             assert registry.canary("risk_fraud")[0] == good
             _wait_for(client, lambda m: "fraud" in m.canaries, "the new canary")
+            # The share widened by hand (the version's tag, e.g. in MLflow's UI) reaches
+            # serving without a restart.
+            registry.client.set_model_version_tag("risk_fraud", good, CANARY_SHARE, "0.5")
+            _wait_for(client, lambda m: m.canary_shares.get("fraud") == 0.5, "the new share")
             _traffic(client, env)
             measured = _check(env, monkeypatch, log_uri)
             assert measured["canary/fraud"].startswith(f"promoted risk_fraud/{good} to full"), (

@@ -63,6 +63,33 @@ def test_the_chosen_thresholds_cost_what_the_brute_force_minimum_costs(rows, tar
     assert 0 <= chosen.review <= chosen.decline
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([0.01, 0.1, 0.3, 0.5, 0.9]),
+            st.booleans(),
+            st.floats(1, 2000),
+            st.integers(1, 4),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    capacity=st.sampled_from([1.0, 0.2, 0.0]),
+)
+def test_a_weighted_purchase_counts_as_that_many_purchases(rows, capacity):
+    """A held-out decline of weight k costs, counts towards the rates and fills the review
+    capacity as k copies of itself would."""
+    scores, bad, amount, weight = (np.array(c) for c in zip(*rows, strict=True))
+    weighted = choose_thresholds(scores, bad, amount, FRAUD, capacity, weight.astype(float))
+    copies = [np.repeat(c, weight) for c in (scores, bad, amount)]
+    repeated = choose_thresholds(*copies, FRAUD, capacity)
+    assert weighted.total_cost == pytest.approx(repeated.total_cost, abs=1e-6)
+    assert (weighted.review, weighted.decline) == (repeated.review, repeated.decline)
+    for rate in ("approval_rate", "review_rate", "decline_rate", "expected_cost"):
+        assert getattr(weighted, rate) == pytest.approx(getattr(repeated, rate))
+
+
 def test_known_costs_give_the_known_thresholds():
     """Fraud scores 0.1 good, 0.5 mixed, 0.9 fraud; a review costs less than the mixed band's
     expected loss, a decline of a 0.9 purchase saves its amount: review from the middle band,

@@ -203,12 +203,29 @@ def test_the_random_holdout_approves_a_share_of_would_be_declines_under_the_ceil
     assert scorer(0.0).score(small).decision == "decline"  # off
     half = scorer(0.5)
     many = [
-        ScoreRequest.model_validate(txn | {"transaction_id": f"h{i}", "amount": "20.00"})
+        ScoreRequest.model_validate(
+            txn | {"transaction_id": f"h{i}", "customer_id": f"c{i}", "amount": "20.00"}
+        )
         for i in range(2000)
     ]
     first = [half.score(r).holdout for r in many]
     assert 0.45 < np.mean(first) < 0.55
     assert first == [half.score(r).holdout for r in many]  # a retry draws the same
+    # A new transaction id the same day draws the same: a declined customer cannot re-roll.
+    retried = [r.model_copy(update={"transaction_id": f"r{i}"}) for i, r in enumerate(many)]
+    assert first == [half.score(r).holdout for r in retried]
+    # Another key, another draw: ids that draw a holdout cannot be found without the key.
+    other = Scorer(
+        served.models,
+        served.client,
+        env.config(
+            holdout_share=0.5,
+            holdout_max_amount=100.0,
+            thresholds=everything_declines,
+            hash_key=b"another key",
+        ),
+    )
+    assert first != [other.score(r).holdout for r in many]
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,9 @@ def test_defaults_follow_the_data_folder(monkeypatch, tmp_path):
         ("RISK_START_DATE", "2026-13-01"),
         ("RISK_CHARGEBACK_DELAY_DAYS", "60,2"),
         ("RISK_DEFAULT_DELAY_DAYS", "30 days"),
+        ("RISK_CANARY_SHARE", "5"),  # a share is in [0, 1]: 5 is not 5%
+        ("RISK_HOLDOUT_SHARE", "-0.1"),
+        ("RISK_REVIEW_COST", "-5"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(monkeypatch, variable, value):

@@ -186,33 +186,50 @@ def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel
     costs = CostModel.from_settings(target, env)
     out: dict = {"costs": costs.as_dict(), "max_review_rate": env.max_review_rate}
     for kind, model in models.items():
-        v_scores, v_bad, v_amount, valid = _scored(table, model, "valid")
-        test = _scored(table, model, "test")[:3]
-        chosen = choose_thresholds(v_scores, v_bad, v_amount, costs, env.max_review_rate)
-        first, last = (t.as_py() for t in pc.min_max(valid["event_ts"]).values())
+        valid, test = (_scored(table, model, split) for split in ("valid", "test"))
+        chosen = choose_thresholds(*valid.columns, costs, env.max_review_rate, valid.weight)
+        first, last = (t.as_py() for t in pc.min_max(valid.rows["event_ts"]).values())
         out[kind] = {
             "review": chosen.review,
             "decline": chosen.decline,
             "chosen_on": f"validation weeks {first:%Y-%m-%d}..{last:%Y-%m-%d}, "
-            f"{valid.num_rows:,} purchases ({int(v_bad.sum())} bad)",
+            f"{valid.rows.num_rows:,} purchases ({int(valid.bad.sum())} bad)",
             "valid": chosen.as_dict(),
-            "test": outcome(*test, costs, chosen.review, chosen.decline).as_dict(),
-            "test_built_in": outcome(*test, costs, *BUILT_IN[target]).as_dict(),
+            "test": test.outcome(costs, chosen.review, chosen.decline).as_dict(),
+            "test_built_in": test.outcome(costs, *BUILT_IN[target]).as_dict(),
             "curve": [
                 o.as_dict()
-                for o in trade_off(v_scores, v_bad, v_amount, costs, env.max_review_rate)
+                for o in trade_off(
+                    *valid.columns, costs, env.max_review_rate, weight=valid.weight
+                )
             ],
         }
     return out
 
 
-def _scored(
-    table: pa.Table, model: ScoringModel, split: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Table]:
-    """(scores, labels, amounts, rows) of a model's rows of a split."""
+@dataclass(frozen=True)
+class ScoredRows:
+    """A model's rows of a split, scored: what the cost of thresholds is computed on."""
+
+    scores: np.ndarray
+    bad: np.ndarray
+    amount: np.ndarray
+    weight: np.ndarray | None  # held-out declines weighted, with RISK_CENSOR_DECLINES
+    rows: pa.Table
+
+    @property
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.scores, self.bad, self.amount
+
+    def outcome(self, costs: CostModel, review: float, decline: float):
+        return outcome(*self.columns, costs, review, decline, self.weight)
+
+
+def _scored(table: pa.Table, model: ScoringModel, split: str) -> ScoredRows:
     part = rows(table, model.spec, split)
     amounts = part["amount"].to_numpy(zero_copy_only=False).astype(np.float64)
-    return model.predict(matrix(part, model.spec)), labels(part, model.spec), amounts, part
+    scores = model.predict(matrix(part, model.spec))
+    return ScoredRows(scores, labels(part, model.spec), amounts, weights(part), part)
 
 
 # -- MLflow ----------------------------------------------------------------------------------
