@@ -199,9 +199,7 @@ def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel
             "test_built_in": test.outcome(costs, *BUILT_IN[target]).as_dict(),
             "curve": [
                 o.as_dict()
-                for o in trade_off(
-                    *valid.columns, costs, env.max_review_rate, weight=valid.weight
-                )
+                for o in trade_off(*valid.columns, costs, env.max_review_rate, weight=valid.weight)
             ],
         }
     return out
