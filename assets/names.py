@@ -13,6 +13,13 @@ INGEST, LAKEHOUSE, ONLINE_STORE, TRAINING, MONITORING, ROLLOUT = (
     "rollout",  # a release's way from canary to full (not partitioned: it runs on a timer)
 )
 
+# Concurrency pools (resources/dagster.yaml: one run at a time holds a pool; runs that hold
+# none, or another, run beside it):
+# the warehouse's writers: DuckDB has one writer, and the daily tables one day's run at a time;
+WAREHOUSE_POOL = "warehouse"
+# what trains models and moves their aliases (the gate, the canary's promotion or halt).
+REGISTRY_POOL = "registry"
+
 DRIFT = AssetKey([MONITORING, "feature_drift"])
 PERFORMANCE = AssetKey([MONITORING, "realized_performance"])
 CANARY_CHECK = AssetKey([ROLLOUT, "canary_comparison"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,9 +100,18 @@ class Lakehouse(ConfigurableResource):
         data = data.append_column(column, pa.array([day] * data.num_rows, pa.date32()))
         return self.replace_partitions(table, data, [column], f"{column} = '{day.isoformat()}'")
 
-    def column_except_day(self, table: str, column: str, day_column: str, day: date) -> pa.Table:
-        """One column of every partition but ``day`` (e.g. ids already stored elsewhere)."""
+    def column_near_day(
+        self, table: str, column: str, day_column: str, day: date, within_days: int
+    ) -> pa.Table:
+        """One column of the partitions within ``within_days`` of ``day`` on either side, but
+        not ``day`` itself (e.g. ids already stored on other days): a bounded read, whatever
+        the table's history (the partition filter prunes the other days' files)."""
         ds = self.dataset(table)
         if ds is None:
             return pa.table({column: pa.array([], pa.string())})
-        return ds.to_table(columns=[column], filter=pc.field(day_column) != pa.scalar(day))
+        near = (
+            (pc.field(day_column) >= pa.scalar(day - timedelta(days=within_days)))
+            & (pc.field(day_column) <= pa.scalar(day + timedelta(days=within_days)))
+            & (pc.field(day_column) != pa.scalar(day))
+        )
+        return ds.to_table(columns=[column], filter=near)

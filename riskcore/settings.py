@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "landing files: `<table>/<YYYY-MM-DD>/` with `*.parquet` or `*.csv` files",
         shown="$RISK_DATA_DIR/landing",
     )
+    duplicate_window_days: int = _var(
+        30,
+        "a transaction id already stored within this many days of a day being ingested is a "
+        "duplicate (quarantined); the check reads only those days, so its cost does not grow "
+        "with the history: a repeat from further away is stored twice",
+        ge=0,
+    )
     duckdb_path: Path | None = _var(
         None,
         "dbt-duckdb's database (rolled-up days, snapshots being built)",
@@ -107,7 +114,7 @@ class Settings(BaseSettings):
     )
     dagster_home: Path | None = _var(
         None,
-        "Dagster's instance (runs one at a time: DuckDB has one writer)",
+        "Dagster's instance (concurrency pools: one warehouse writer, one registry changer)",
         env="DAGSTER_HOME",
         shown="$RISK_DATA_DIR/dagster_home (make)",
     )

@@ -1,6 +1,7 @@
 """The Dagster definitions load, and every asset, check, job, schedule and sensor resolves."""
 
 import json
+from pathlib import Path
 
 from dagster import Definitions
 
@@ -55,6 +56,34 @@ def test_every_daily_asset_is_partitioned_with_batched_backfills():
         node = graph.get(key)
         assert node.partitions_def is not None, key
         assert node.backfill_policy.max_partitions_per_run == 31, key
+
+
+def test_the_daily_job_and_training_hold_different_pools(tmp_path):
+    """One run at a time writes the warehouse and one changes the registry; a training run or a
+    canary check does not wait behind the daily job (resources/dagster.yaml)."""
+    from dagster import DagsterInstance
+
+    from assets.names import REGISTRY_POOL, WAREHOUSE_POOL
+
+    graph = defs.resolve_asset_graph()
+
+    def pools(job: str) -> set[str]:
+        keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        return {pool for key in keys for pool in graph.get(key).pools}
+
+    assert pools("daily_features") == {WAREHOUSE_POOL}
+    assert pools("train_models") == pools("canary_check") == {REGISTRY_POOL}
+    daily = defs.resolve_job_def("daily_features").asset_layer.executable_asset_keys
+    assert all(graph.get(key).pools == {WAREHOUSE_POOL} for key in daily)
+    # The instance's configuration as `make setup` installs it is valid and says so.
+    (tmp_path / "dagster.yaml").write_text(
+        (Path(__file__).parents[1] / "resources" / "dagster.yaml").read_text()
+    )
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        settings = instance.get_concurrency_config()
+        assert settings.pool_config.pool_granularity.value == "run"
+        assert settings.pool_config.default_pool_limit == 1
+        assert settings.run_queue_config.max_concurrent_runs > 1
 
 
 def test_schedule_runs_the_previous_day_at_two():

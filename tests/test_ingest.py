@@ -2,7 +2,7 @@
 is lost or crashes, no card number is stored, and re-running a day changes nothing."""
 
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -157,6 +157,28 @@ def test_a_day_of_synthetic_data_and_landing_files_is_ingested_idempotently(lake
     )
     assert (resent.rows, resent.quarantined) == (0, 1)
     assert "already in another partition" in next(iter(resent.reasons))
+
+
+def test_the_duplicate_check_reads_a_bounded_window_of_days_on_either_side(lake, monkeypatch):
+    """Within RISK_DUPLICATE_WINDOW_DAYS of a stored day (later or, for a backfill, earlier)
+    a repeated id is quarantined; beyond it, it is stored again: the documented price of a
+    check whose cost does not grow with the history."""
+    lakehouse, landing = lake
+    monkeypatch.setenv("RISK_DUPLICATE_WINDOW_DAYS", "5")
+
+    def resend(day: date) -> tuple[int, int]:
+        folder = landing / "transactions" / day.isoformat()
+        folder.mkdir(parents=True)
+        event = {"transaction_id": "p1", "event_ts": f"{day.isoformat()}T09:00:00Z"}
+        pacsv.write_csv(_rows(event), folder / "resent.csv")
+        sources = RawSources(synthetic=False, landing_dir=str(landing))
+        report = ingest_day("transactions", day, sources, lakehouse)
+        return report.rows, report.quarantined
+
+    assert resend(DAY) == (1, 0)
+    assert resend(DAY + timedelta(days=5)) == (0, 1)  # at the window's edge
+    assert resend(DAY - timedelta(days=5)) == (0, 1)  # a backfill of an earlier day
+    assert resend(DAY + timedelta(days=6)) == (1, 0)  # past it: stored again
 
 
 def test_labels_day_is_ingested(lake):

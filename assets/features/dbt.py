@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext, RetryRequested
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from assets.ingest.raw import partition_days
+from assets.names import WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import ensure_manifest
 from resources import dbt_cli
@@ -48,6 +49,7 @@ class FeatureTranslator(DagsterDbtTranslator):
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
     dagster_dbt_translator=FeatureTranslator(),
+    pool=WAREHOUSE_POOL,
 )
 def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource):
     invocation = dbt.cli(dbt_build_args(partition_days(context)), context=context)

@@ -6,7 +6,7 @@ import duckdb
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from assets.ingest.raw import partition_days
-from assets.names import LAKEHOUSE
+from assets.names import LAKEHOUSE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import MART, load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
@@ -48,6 +48,7 @@ def export_snapshots(lakehouse: Lakehouse, first: date, last: date) -> tuple[lis
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
     group_name=LAKEHOUSE,
+    pool=WAREHOUSE_POOL,
     kinds={"delta", "duckdb"},
     description="Point-in-time customer snapshots as a Delta table partitioned by as_of_date "
     "(= partition day + 1): what the online store, training and drift read.",

@@ -23,7 +23,7 @@ from dagster import (
 
 from assets.features.export import customer_features_daily
 from assets.ingest.raw import run_as_of_date
-from assets.names import ONLINE_STORE
+from assets.names import ONLINE_STORE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, ONLINE_LOADS, Lakehouse
@@ -156,6 +156,7 @@ class OnlineLoadConfig(Config):
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
     group_name=ONLINE_STORE,
+    pool=WAREHOUSE_POOL,
     kinds={"redis"},
     description="The newest snapshot of the run's partitions in Redis, as a new generation "
     "behind one pointer: readers switch when every record is written. An older snapshot "

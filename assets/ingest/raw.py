@@ -17,9 +17,10 @@ from assets.ingest.contract import (
 )
 from assets.ingest.sources import RawSources, RejectedRows, UnreadableFile
 from assets.ingest.validate import validate_labels, validate_transactions
-from assets.names import INGEST
+from assets.names import INGEST, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from resources.lakehouse import LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
+from riskcore import settings
 
 # source table -> (Delta table, partition column, schema)
 _TABLES = {
@@ -108,8 +109,12 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
     bad: list[pa.Table] = []
     known = None
     if table == "transactions":
-        known = lakehouse.column_except_day(
-            TRANSACTIONS, "transaction_id", TRANSACTIONS_PARTITION, day
+        known = lakehouse.column_near_day(  # bounded: its cost does not grow with history
+            TRANSACTIONS,
+            "transaction_id",
+            TRANSACTIONS_PARTITION,
+            day,
+            settings.load().duplicate_window_days,
         )
     for source, rows in sources.batches(table, day):
         if isinstance(rows, UnreadableFile):
@@ -158,6 +163,7 @@ def _raw_asset(table: str, description: str):
         partitions_def=daily_partitions,
         backfill_policy=monthly_batches,
         group_name=INGEST,
+        pool=WAREHOUSE_POOL,
         kinds={"delta", "python"},
         description=description,
     )

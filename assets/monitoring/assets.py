@@ -34,7 +34,9 @@ from assets.names import (
     MONITORING,
     PERFORMANCE,
     PSI,
+    REGISTRY_POOL,
     ROLLOUT,
+    WAREHOUSE_POOL,
     metric_key,
 )
 from assets.partitions import daily_partitions, monthly_batches
@@ -60,6 +62,7 @@ class DriftConfig(Config):
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
     group_name=MONITORING,
+    pool=WAREHOUSE_POOL,
     kinds={"evidently"},
     description="PSI of every snapshot feature against the snapshot the fraud champion was "
     "trained on (one row per customer); of the live scores against its test-week scores and of "
@@ -247,6 +250,7 @@ class PerformanceConfig(Config):
     partitions_def=daily_partitions,
     backfill_policy=monthly_batches,
     group_name=MONITORING,
+    pool=WAREHOUSE_POOL,
     kinds={"delta", "mlflow"},
     description="The inference log's decisions joined with the labels known by the as_of: per "
     "week of matured decisions, realized AUC, precision at the decline threshold and bad rate "
@@ -456,6 +460,7 @@ CANARY_LOG_COLUMNS = [
 @asset(
     key=CANARY_CHECK,
     group_name=ROLLOUT,
+    pool=REGISTRY_POOL,
     kinds={"mlflow"},
     description="Each running canary against the champion over the same period (decline and "
     "review rates, score PSI, bad rate among approved on the labels so far): halts it when a "

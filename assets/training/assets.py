@@ -19,7 +19,7 @@ from dagster import (
 
 from assets.features.online import newest_as_of_date
 from assets.monitoring.drift import snapshot_reference
-from assets.names import TRAINING
+from assets.names import REGISTRY_POOL, TRAINING
 from assets.training.dataset import (
     TARGETS,
     TrainingWindow,
@@ -122,6 +122,7 @@ def training_set_problems(table: pa.Table) -> list[str]:
     key=["training", "training_set"],
     deps=[AssetKey(["lakehouse", "customer_features_daily"]), AssetKey(["raw", "labels"])],
     group_name=TRAINING,
+    pool=REGISTRY_POOL,
     kinds={"delta", "duckdb"},
     description="Labelled purchases with the snapshot serving had at their time (ASOF on "
     "availability), as serving decodes it, plus the transaction-time features; time split.",
@@ -186,6 +187,7 @@ class ModelConfig(Config):
 @asset(
     deps=[training_set],
     group_name=TRAINING,
+    pool=REGISTRY_POOL,
     kinds={"lightgbm", "mlflow"},
     description="Per target (fraud, default): a behavioural and a transaction-only LightGBM "
     "model, logged to MLflow, registered as challenger; the gate promotes it to champion.",
