@@ -51,6 +51,7 @@ def _var(
     env: str | None = None,
     shown: str | None = None,
     ge: float | None = None,
+    gt: float | None = None,
     le: float | None = None,
 ):
     """A setting: its default, what it means, its variable when not ``RISK_<FIELD>``, the
@@ -63,6 +64,7 @@ def _var(
         default,
         description=description,
         ge=ge,
+        gt=gt,
         le=le,
         validation_alias=AliasChoices(env) if env else None,
         json_schema_extra=extra or None,
@@ -311,6 +313,16 @@ class Settings(BaseSettings):
         "(the synthetic source labels them anyway), the random holdout's weighted by 1 / its "
         "share",
     )
+    negative_share: float = _var(
+        1.0,
+        "share of the training weeks' negatives a model learns from, each weighted by 1 / "
+        "the share so scores stay calibrated (every positive is kept; validation and test "
+        "weeks are never sampled); `1`: all. At millions of purchases, `0.1` trains ~10x "
+        "faster on fraud's 0.3% bad rate",
+        gt=0.0,
+        le=1.0,
+    )
+    negative_seed: int = _var(7, "the seed of the negative sampling draw (logged in MLflow)")
     promotion_tolerance: float = _var(
         0.005, "test AUC a challenger may lose against the champion and still be promoted"
     )

@@ -12,6 +12,7 @@ import pytest
 
 from assets.training.dataset import TrainingWindow, build_training_set, table_vocabularies
 from assets.training.models import gate, log_and_register, train_bundle, train_model
+from assets.training.sampling import NegativeSampling
 from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from riskcore.model_spec import BEHAVIOURAL, ModelSpec
 from riskcore.registry import ModelRegistry
@@ -102,6 +103,24 @@ def test_the_leakage_canary_carries_no_signal(training, feature_set):
     trained = train_model(training, spec)
     assert trained.importance[CANARY] == 0
     assert trained.metrics["roc_auc"] > 0.7  # it learned the real signal (amounts)
+
+
+def test_negative_sampling_keeps_the_scores_calibrated_and_the_test_weeks_whole(
+    training, feature_set
+):
+    """Every positive and a fifth of the negatives, weighted by 5: the model's mean score on
+    the (unsampled) test weeks stays at the bad rate. Unweighted, a fifth of the negatives
+    would have it predict about four times as much fraud."""
+    spec = ModelSpec.build("fraud", BEHAVIOURAL, feature_set, table_vocabularies(training), 6)
+    full = train_model(training, spec, sampling=NegativeSampling(1.0))
+    sampled = train_model(training, spec, sampling=NegativeSampling(0.2, seed=3))
+    assert sampled.train_rows["sampled"] < 0.3 * sampled.train_rows["full"]
+    assert full.train_rows["sampled"] == full.train_rows["full"] == sampled.train_rows["full"]
+    assert len(sampled.test_labels) == len(full.test_labels)  # the test weeks are never sampled
+    bad_rate = full.test_labels.mean()
+    assert sampled.test_scores.mean() == pytest.approx(bad_rate, abs=0.02)
+    assert abs(sampled.test_scores.mean() - full.test_scores.mean()) < 0.02
+    assert sampled.metrics["roc_auc"] > full.metrics["roc_auc"] - 0.05
 
 
 @pytest.fixture

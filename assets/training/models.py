@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.training.metrics import calibration_bins, evaluate, margins
+from assets.training.sampling import NegativeSampling
 from riskcore import settings
 from riskcore.costs import CostModel, choose_thresholds, outcome, trade_off
 from riskcore.feature_set import FeatureSet
@@ -52,6 +53,8 @@ class TrainedModel:
     reference: dict  # PSI references of every feature and of the score
     splits: dict[str, str]  # first and last purchase time of each split (split_bounds)
     on_known_customers: dict[str, float] | None = None  # transaction-only, behavioural's rows
+    # The training weeks' rows before and after negative sampling (assets/training/sampling.py)
+    train_rows: dict[str, int] = field(default_factory=dict)
     test_matrix: np.ndarray | None = field(default=None, repr=False)  # for SHAP values
 
 
@@ -97,12 +100,22 @@ def weights(table: pa.Table) -> np.ndarray | None:
     return None if (w == 1.0).all() else w
 
 
-def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) -> TrainedModel:
+def train_model(
+    table: pa.Table,
+    spec: ModelSpec,
+    params: dict | None = None,
+    sampling: NegativeSampling | None = None,
+) -> TrainedModel:
+    """``sampling``: of the training weeks' negatives (default: RISK_NEGATIVE_SHARE); the
+    validation and test weeks are never sampled."""
     parts = {split: rows(table, spec, split) for split in ("train", "valid", "test")}
     for split, part in parts.items():
         y = labels(part, spec)
         if len(y) == 0 or y.min() == y.max():
             raise ValueError(f"{spec.target}/{spec.kind}: the {split} weeks hold one class only")
+    splits, full_train = split_bounds(parts), parts["train"]
+    sampling = sampling or NegativeSampling.from_settings()
+    parts["train"] = sampling.apply(full_train, f"{spec.target}_label")
     names, categorical = list(spec.feature_names), list(spec.categorical)
     train = lgb.Dataset(
         matrix(parts["train"], spec),
@@ -126,7 +139,8 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
         callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)],
     )
     model = ScoringModel(spec, booster)
-    x_train, x_test = matrix(parts["train"], spec), matrix(parts["test"], spec)
+    # Drift's reference is the full training weeks: what serving will see, unsampled.
+    x_train, x_test = matrix(full_train, spec), matrix(parts["test"], spec)
     y_test = labels(parts["test"], spec)
     scores = booster.predict(x_test, num_iteration=booster.best_iteration)
     gains = booster.feature_importance("gain", iteration=booster.best_iteration)
@@ -139,8 +153,9 @@ def train_model(table: pa.Table, spec: ModelSpec, params: dict | None = None) ->
         test_scores=scores,
         test_labels=y_test,
         reference=reference,
-        splits=split_bounds(parts),
+        splits=splits,
         test_matrix=x_test,
+        train_rows={"full": full_train.num_rows, "sampled": parts["train"].num_rows},
     )
 
 
@@ -429,6 +444,7 @@ def log_and_register(
                 "max_rounds": MAX_ROUNDS,
                 "early_stopping": EARLY_STOPPING,
                 "availability_lag_hours": spec.availability_lag_hours,
+                **NegativeSampling.from_settings().params(),
             }
         )
         mlflow.set_tags(
@@ -443,6 +459,7 @@ def log_and_register(
         for kind, t in trained.items():
             mlflow.log_metrics({f"{kind}.{k}": v for k, v in t.metrics.items()})
             mlflow.log_metric(f"{kind}.best_iteration", t.model.booster.best_iteration)
+            mlflow.log_metrics({f"{kind}.train_rows.{k}": n for k, n in t.train_rows.items()})
             if t.on_known_customers:
                 mlflow.log_metrics(
                     {f"{kind}.known_customers.{k}": v for k, v in t.on_known_customers.items()}
