@@ -254,6 +254,21 @@ class _Ragged:
         return cls(lengths.astype(np.uint8), np.arange(len(lengths)), np.ones(len(lengths), int))
 
 
+def list_fingerprints(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A text-list column's items as the record stores them: their fingerprints, flat
+    (uint32), and each row's item count (0 for a null list)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    items = pc.list_flatten(values)
+    if pa.types.is_binary(items.type):  # already SHA-256 digests (DuckDB computes them)
+        prints = _fixed_width_bytes(items, 32)[:, :4].copy().view("<u4").ravel()
+    else:  # each distinct item hashed once
+        encoded = pc.dictionary_encode(items)
+        distinct = np.array([fingerprint(x) for x in encoded.dictionary.to_pylist()], "<u4")
+        prints = distinct[encoded.indices.to_numpy(zero_copy_only=False)]
+    lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+    return prints, lengths.astype(np.int64)
+
+
 def _context_parts(column: FeatureColumn, values: pa.ChunkedArray | pa.Array) -> list[_Ragged]:
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
@@ -263,12 +278,7 @@ def _context_parts(column: FeatureColumn, values: pa.ChunkedArray | pa.Array) ->
         flat = np.frombuffer(data.buffers()[2] or b"", np.uint8)
         starts = np.frombuffer(data.buffers()[1], np.int32)[data.offset : data.offset + len(data)]
     else:
-        items = pc.list_flatten(values)
-        if pa.types.is_binary(items.type):  # already SHA-256 digests (DuckDB computes them)
-            prints = _fixed_width_bytes(items, 32)[:, :4].copy().view("<u4").ravel()
-        else:
-            prints = np.array([fingerprint(x) for x in items.to_pylist()], "<u4")
-        lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+        prints, lengths = list_fingerprints(values)
         flat = prints.view(np.uint8)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) * 4
         lengths = lengths * 4

@@ -31,7 +31,12 @@ from riskcore.feature_set import FeatureSet
 from riskcore.realtime import REALTIME_FEATURES
 from riskcore.targets import TARGETS
 from riskcore.timestamps import as_of_time
-from riskcore.transaction_features import TRANSACTION_FEATURES, transaction_features
+from riskcore.transaction_features import (
+    TRANSACTION_FEATURES,
+    Purchases,
+    Snapshots,
+    transaction_feature_columns,
+)
 
 TRANSACTION_COLUMNS = [
     "transaction_id",
@@ -169,25 +174,15 @@ def build_training_set(
     joined = joined_purchases(lakehouse, feature_set, window)
     codec = RecordCodec(feature_set)
     vocab = vocabularies(joined)
-    # The snapshot as serving decodes it: encode the known rows' snapshots and decode them.
     known = pc.fill_null(joined["customer_known"], False).to_numpy(zero_copy_only=False)
-    snapshots = joined.filter(pa.array(known)).rename_columns(
-        [("as_of" if n == "snapshot_as_of" else n) for n in joined.column_names]
-    )
-    records = iter(
-        codec.decode(cid, value)
-        for cid, value in zip(
-            snapshots["customer_id"].to_pylist(), codec.encode(snapshots), strict=True
-        )
-    )
-    txns = joined.select(TRANSACTION_COLUMNS).to_pylist()
-    txn_matrix = np.array(
-        [
-            transaction_features(txn, next(records) if is_known else None, vocab)
-            for txn, is_known in zip(txns, known, strict=True)
-        ]
-    ).reshape(len(txns), len(TRANSACTION_FEATURES))
+    # The snapshot as serving decodes it (float32), and the transaction-time features by the
+    # one function serving calls for its batch, over every purchase at once.
     snapshot_matrix = codec.feature_matrix(joined)
+    txn_matrix = transaction_feature_columns(
+        Purchases.of_table(joined),
+        Snapshots.of_table(joined, snapshot_matrix, codec),
+        vocab,
+    )
     columns = {
         "transaction_id": joined["transaction_id"],
         "customer_id": joined["customer_id"],
