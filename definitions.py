@@ -58,7 +58,8 @@ defs = Definitions(
         alert_on_trouble,
     ],
     resources={
-        "lakehouse": Lakehouse(root_uri=settings.load().lakehouse_uri),
+        # The root is read when a run uses it (RISK_LAKEHOUSE_URI), as dbt's sources read it.
+        "lakehouse": Lakehouse(),
         "raw_sources": RawSources.from_settings(),
         "online_store": online_store_from_environment(),
         "alerts": AlertWebhook(url=settings.load().alert_webhook.get_secret_value()),

@@ -124,7 +124,7 @@ def outcome(
         review_rate=float(w[taken == 1].sum() / n),
         decline_rate=float(w[taken == 2].sum() / n),
         bad_rate_approved=float(w[approved & bad].sum() / w[approved].sum())
-        if approved.any()
+        if w[approved].sum() > 0
         else None,
         expected_cost=total / n,
         total_cost=total,

@@ -160,10 +160,11 @@ class ModelRegistry:
         """Make ``version`` the champion; it remembers the version it replaced (the rollback's
         way back) and why the gate promoted it. A canary of another version stops acting: it
         was compared with the champion now replaced."""
-        self.client.set_registered_model_alias(name, CHAMPION, version)
-        self._supersede_canary(name, version, f"superseded: v{version} promoted")
+        # The way back first: a rollback that reads the new champion finds what it replaced.
         if replaces is not None:
             self.client.set_model_version_tag(name, version, REPLACES, replaces)
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        self._supersede_canary(name, version, f"superseded: v{version} promoted")
         self.record_decision(name, version, f"champion: {decision}")
 
     def record_decision(self, name: str, version: str, decision: str) -> None:
@@ -228,11 +229,16 @@ class ModelRegistry:
         self.client.set_model_version_tag(name, version, CANARY_END, f"promoted: {reason}")
         return True
 
-    def roll_back(self, name: str, reason: str) -> str:
+    def roll_back(self, name: str, reason: str, judged: str | None = None) -> str | None:
         """Move the champion alias back to the version the champion replaced, and tag the
         demoted version with the reason (serving picks the alias change up within its poll
-        interval). Returns the version now champion."""
+        interval). Returns the version now champion. ``judged``: the champion the reason is
+        about; if another version became champion meanwhile (a promotion from a training or
+        the canary check, which run beside the daily job), nothing moves and None is returned:
+        the next check judges the new one."""
         current = self.previous_champion(name)
+        if judged is not None and (current is None or current[0] != judged):
+            return None
         if current is None or current[1] is None:
             raise ValueError(f"{name}: no champion that replaced a version: nothing to roll back")
         version, previous = current

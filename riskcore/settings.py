@@ -53,6 +53,7 @@ def _var(
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
+    lt: float | None = None,
 ):
     """A setting: its default, what it means, its variable when not ``RISK_<FIELD>``, the
     default as the README shows it when it is derived from another setting, and its range
@@ -66,6 +67,7 @@ def _var(
         ge=ge,
         gt=gt,
         le=le,
+        lt=lt,
         validation_alias=AliasChoices(env) if env else None,
         json_schema_extra=extra or None,
     )
@@ -100,8 +102,10 @@ class Settings(BaseSettings):
         30,
         "a transaction id already stored within this many days of a day being ingested is a "
         "duplicate (quarantined); the check reads only those days, so its cost does not grow "
-        "with the history: a repeat from further away is stored twice",
+        "with the history: a repeat from further away is stored twice (the training set keeps "
+        "its first)",
         ge=0,
+        le=3650,
     )
     duckdb_path: Path | None = _var(
         None,
@@ -329,8 +333,10 @@ class Settings(BaseSettings):
     canary_share: float = _var(
         0.05,
         "share of customers a challenger that passed the gate acts on (the canary) before "
-        "it takes all traffic; `0`: promoted at once",
-        **SHARE,
+        "it takes all traffic; `0`: promoted at once; below 1 (the champion must serve some "
+        "customers to be compared with)",
+        ge=0.0,
+        lt=1.0,
     )
     canary_clean_hours: float = _var(
         24.0, "hours a canary must run within its limits before it is promoted to full"

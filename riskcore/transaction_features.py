@@ -111,7 +111,9 @@ class Snapshots:
     def of_table(cls, table: pa.Table, features: np.ndarray, codec: RecordCodec) -> Snapshots:
         """From point-in-time joined rows (training): ``customer_known``, ``snapshot_as_of``,
         the context columns, and ``features`` as ``codec.feature_matrix`` decodes them."""
-        as_of = pc.cast(table["snapshot_as_of"], pa.timestamp("us", "UTC")).cast(pa.int64())
+        # Whole seconds, as a record stores its as_of (snapshots are at midnight anyway)
+        as_of = pc.cast(table["snapshot_as_of"], pa.timestamp("s", "UTC"), safe=False)
+        as_of = pc.cast(as_of, pa.timestamp("us", "UTC")).cast(pa.int64())
         devices, lengths = list_fingerprints(table["known_devices"])
         return cls(
             known=pc.fill_null(table["customer_known"], False).to_numpy(zero_copy_only=False),

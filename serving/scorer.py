@@ -603,13 +603,15 @@ class Scorer:
 
     def _held_out(self, request: ScoreRequest) -> bool:
         """Whether a would-be decline is approved as part of the random holdout: under the
-        amount ceiling, drawn once per customer and UTC day by a keyed hash. A declined
-        fraudster who retries with new transaction ids draws the same, and cannot pick ids
-        that draw a holdout without the service's key."""
+        amount ceiling, drawn once per customer and UTC day (the service's clock: a request's
+        own time could be backdated for a new draw) by a keyed hash. A declined fraudster who
+        retries with new transaction ids or times draws the same, and cannot find ids that
+        draw a holdout without the service's key. The price: a customer held out is held out
+        for the rest of the day, each of those approvals under the ceiling."""
         share = self.config.holdout_share
         if share <= 0 or request.amount > self._holdout_ceiling:
             return False
-        day = request.event_ts.astimezone(UTC).date().isoformat()
+        day = datetime.now(UTC).date().isoformat()
         draw = unit_hash(f"{request.customer_id}|{day}", b"risk-holdout", self._hash_customer.key)
         return draw < share
 

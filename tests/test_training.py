@@ -228,7 +228,11 @@ def test_a_challenger_that_passes_the_gate_becomes_the_canary_and_a_newer_one_su
     assert store.promote_canary("risk_fraud", v3, "clean")
     assert store.alias_version("risk_fraud") == v3 and store.canary("risk_fraud") is None
     assert store.previous_champion("risk_fraud") == (v3, v1)  # rollback's way back
-    store.roll_back("risk_fraud", "test")
+    # A rollback judged on an earlier champion (a promotion landed while the daily job judged
+    # it: they run beside each other) moves nothing.
+    assert store.roll_back("risk_fraud", "judged v1", judged=v1) is None
+    assert store.alias_version("risk_fraud") == v3
+    assert store.roll_back("risk_fraud", "test", judged=v3) == v1
     assert store.alias_version("risk_fraud") == v1
 
     # Promoted at once (share 0) while a canary runs: the canary stops acting.

@@ -417,8 +417,10 @@ def _judge_champion(config: PerformanceConfig, target, log, decisions, weekly, c
                 f"({seen.bad} bad, {seen.weeks} weeks; the gap's 99% bound {bound})"
             )
     if reason and config.rollback:
-        registry.roll_back(name, reason)
-        reason = f"rolled back v{version} -> v{previous}: {reason}"
+        if registry.roll_back(name, reason, judged=version) is None:
+            reason = f"not rolled back: v{version} is no longer champion ({reason})"
+        else:
+            reason = f"rolled back v{version} -> v{previous}: {reason}"
     elif reason:
         reason = f"would roll back v{version} -> v{previous} (rollback off): {reason}"
     out[f"rollback/{target}"] = reason or "none"

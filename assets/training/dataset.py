@@ -86,10 +86,14 @@ def joined_purchases(
         con.execute("set TimeZone = 'UTC'")
         transactions = lakehouse.dataset(TRANSACTIONS)  # noqa: F841  (DuckDB reads it by name)
         labels = lakehouse.dataset(LABELS)  # noqa: F841
+        # An id stored twice (a repeat from beyond RISK_DUPLICATE_WINDOW_DAYS) names one
+        # purchase: its first copy, so labels and real-time features join to one row.
         con.execute(
             "create temp table window_purchases as select "
             + ", ".join(TRANSACTION_COLUMNS)
-            + " from transactions where event_date between $first and $last",
+            + " from transactions where event_date between $first and $last "
+            "qualify row_number() over (partition by transaction_id "
+            "order by event_ts, customer_id) = 1",
             {"first": window.first_day, "last": window.last_day},
         )
         known = (

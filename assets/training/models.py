@@ -53,8 +53,10 @@ class TrainedModel:
     reference: dict  # PSI references of every feature and of the score
     splits: dict[str, str]  # first and last purchase time of each split (split_bounds)
     on_known_customers: dict[str, float] | None = None  # transaction-only, behavioural's rows
-    # The training weeks' rows before and after negative sampling (assets/training/sampling.py)
+    # The training weeks' rows before and after negative sampling, and how it was drawn
+    # (assets/training/sampling.py)
     train_rows: dict[str, int] = field(default_factory=dict)
+    sampling: dict[str, float | int] = field(default_factory=dict)
     test_matrix: np.ndarray | None = field(default=None, repr=False)  # for SHAP values
 
 
@@ -156,6 +158,7 @@ def train_model(
         splits=splits,
         test_matrix=x_test,
         train_rows={"full": full_train.num_rows, "sampled": parts["train"].num_rows},
+        sampling=sampling.params(),
     )
 
 
@@ -444,7 +447,7 @@ def log_and_register(
                 "max_rounds": MAX_ROUNDS,
                 "early_stopping": EARLY_STOPPING,
                 "availability_lag_hours": spec.availability_lag_hours,
-                **NegativeSampling.from_settings().params(),
+                **trained[BEHAVIOURAL].sampling,
             }
         )
         mlflow.set_tags(
