@@ -137,9 +137,9 @@ def _candidates(scores: np.ndarray, per: np.ndarray, w: np.ndarray):
     halfway between neighbours (robust to a new score falling between them), 0 for the
     lowest, and above every score (nothing on the high side: can exceed 1) for k = m."""
     order = np.argsort(scores, kind="stable")
-    values, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    values, first = np.unique(scores[order], return_index=True)
     sums = np.add.reduceat(per[order], first, axis=0) if len(order) else np.zeros((0, 3))
-    counts = np.add.reduceat(w[order], first) if len(order) else counts
+    counts = np.add.reduceat(w[order], first) if len(order) else np.zeros(0)
     cuts = np.empty(len(values) + 1)
     cuts[0] = 0.0 if len(values) == 0 or values[0] > 0 else values[0]
     cuts[1:-1] = (values[:-1] + values[1:]) / 2

@@ -41,13 +41,7 @@ def s3(tmp_path_factory):
         # conditional writes or a lock (docs/architecture.md#scaling-out).
         "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
     }
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test-key",
-        aws_secret_access_key="test-secret",
-    ).create_bucket(Bucket=BUCKET)
+    _client(credentials).create_bucket(Bucket=BUCKET)
     yield credentials
     server.stop()
 
@@ -58,19 +52,21 @@ def on_s3(s3, monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RISK_LAKEHOUSE_URI", f"s3://{BUCKET}/lake")
     monkeypatch.setenv("RISK_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
-    monkeypatch.setenv("RISK_CUSTOMERS", "300")
     return Lakehouse()
 
 
-def _objects(s3: dict, prefix: str) -> list[str]:
-    client = boto3.client(
+def _client(s3: dict):
+    return boto3.client(
         "s3",
         endpoint_url=s3["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="test-key",
-        aws_secret_access_key="test-secret",
+        region_name=s3["AWS_REGION"],
+        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
     )
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+
+
+def _objects(s3: dict, prefix: str) -> list[str]:
+    pages = _client(s3).get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 

@@ -179,8 +179,8 @@ def build_training_set(
     codec = RecordCodec(feature_set)
     vocab = vocabularies(joined)
     known = pc.fill_null(joined["customer_known"], False).to_numpy(zero_copy_only=False)
-    # The snapshot as serving decodes it (float32), and the transaction-time features by the
-    # one function serving calls for its batch, over every purchase at once.
+    # The snapshot as serving decodes it (float32), and the transaction-time features over
+    # every purchase at once (equal, bit for bit, to what /score computes for one).
     snapshot_matrix = codec.feature_matrix(joined)
     txn_matrix = transaction_feature_columns(
         Purchases.of_table(joined),
