@@ -18,7 +18,7 @@ EXPECTED_ASSETS = {
     "int_customer_categories_rolled_up",
     "int_customer_countries_rolled_up",
     "int_customer_devices_rolled_up",
-    "int_transactions_labelled",
+    "int_labelled_purchases",
     "fct_customer_features_daily",
     "lakehouse/customer_features_daily",
     "online_customer_features",

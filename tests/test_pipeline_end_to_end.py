@@ -3,7 +3,10 @@ re-run idempotently."""
 
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -77,9 +80,19 @@ def test_delta_snapshot_equals_the_oracle_on_generated_data(built):
 
 
 def test_days_ingested_without_features_are_rolled_up_later(built):
-    """Raw days loaded on their own (no dbt run for them) still count in a later snapshot."""
+    """Raw days loaded on their own (no dbt run for them) still count in a later snapshot;
+    so do the labels of those days (late chargebacks of earlier purchases, in landing files)."""
     instance, _ = built
-    for day in ("2026-01-21", "2026-01-22", "2026-01-23"):
+    purchases = Lakehouse().dataset(TRANSACTIONS).to_table(columns=["transaction_id"])
+    for i, day in enumerate(("2026-01-21", "2026-01-22", "2026-01-23")):
+        folder = settings.load().landing_dir / "labels" / day
+        folder.mkdir(parents=True, exist_ok=True)
+        ids = purchases["transaction_id"].to_pylist()[i * 40 : i * 40 + 3]
+        label_ts = datetime.fromisoformat(f"{day}T10:00:00+00:00")
+        pq.write_table(
+            pa.table({"transaction_id": ids, "label": ["fraud"] * 3, "label_ts": [label_ts] * 3}),
+            folder / "late_chargebacks.parquet",
+        )
         result = materialize(
             [raw_transactions, raw_labels],
             partition_key=day,
@@ -92,6 +105,24 @@ def test_days_ingested_without_features_are_rolled_up_later(built):
         assert result.success
     _run(instance, date(2026, 1, 24), date(2026, 1, 24))
     _assert_matches_oracle(datetime(2026, 1, 25, tzinfo=UTC))
+    # The labels of those days were joined by the run of the 24th (labels go in by the day
+    # they became known, each day once: a day loaded without a run is caught up).
+    with duckdb.connect(str(settings.load().duckdb_path), read_only=True) as con:
+        joined = con.sql(
+            "select label_date, count(*) from int_labelled_purchases "
+            "where label_date between '2026-01-21' and '2026-01-24' group by all order by 1"
+        ).fetchall()
+    stored = (
+        Lakehouse()
+        .dataset(LABELS)
+        .to_table(filter=pc.field("label_date") >= date(2026, 1, 21))
+        .group_by("label_date")
+        .aggregate([("transaction_id", "count")])
+        .sort_by("label_date")
+    )
+    counts = stored.to_pydict()
+    expected = list(zip(counts["label_date"], counts["transaction_id_count"], strict=True))
+    assert joined == expected and len(joined) >= 3
 
 
 def test_rematerializing_a_partition_gives_an_identical_snapshot(built):

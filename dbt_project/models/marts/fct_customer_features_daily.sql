@@ -180,7 +180,7 @@ prior_labels as (
         count(distinct l.transaction_id) filter (where l.label = 'default')::integer
             as prior_default_count_90d
     from as_of_dates as a
-    join {{ ref('int_transactions_labelled') }} as l
+    join {{ ref('int_labelled_purchases') }} as l
         on l.event_date < a.as_of_date
         and l.event_date >= a.as_of_date - 90
         and l.label_ts < a.as_of

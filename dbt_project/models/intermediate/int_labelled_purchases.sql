@@ -1,0 +1,47 @@
+-- Labelled purchases with their customer and time, one row per label, kept by the day the
+-- label became known. Each run adds only its own label days (and any earlier label day never
+-- added), so its cost follows the day's labels, not the history's: a label of day L can only
+-- count in snapshots after L, whose 90-day windows start after L - 90, so it is joined to
+-- purchases from L - 89 on and the scan of raw transactions is pruned to those days.
+{{ config(unique_key='label_date') }}
+{%- set start, end = snapshot_start_date(), snapshot_end_date() %}
+{%- set missing = [] %}
+{%- if is_incremental() and execute %}
+    {%- set query -%}
+        select distinct label_date::varchar from {{ ref('stg_raw__labels') }}
+        where label_date < '{{ start }}'::date
+        except
+        select distinct label_date::varchar from {{ this }}
+    {%- endset -%}
+    {%- set missing = run_query(query).columns[0].values() | list | sort %}
+{%- endif %}
+{%- set first = (missing | first) if missing else start %}
+
+with labels as (
+    select * from {{ ref('stg_raw__labels') }}
+    {%- if is_incremental() %}
+    where label_date between '{{ start }}'::date and '{{ end }}'::date
+        {%- for day in missing %} or label_date = '{{ day }}'::date{% endfor %}
+    {%- endif %}
+),
+
+transactions as (
+    select transaction_id, customer_id, event_date, event_ts
+    from {{ ref('stg_raw__transactions') }}
+    {%- if is_incremental() %}
+    where event_date >= '{{ first }}'::date - 89
+    {%- endif %}
+)
+
+select
+    l.transaction_id,
+    t.customer_id,
+    t.event_date,
+    t.event_ts,
+    l.label,
+    l.label_ts,
+    l.label_date
+from labels as l
+join transactions as t
+    on t.transaction_id = l.transaction_id
+    and t.event_date >= l.label_date - 89
