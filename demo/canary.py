@@ -92,7 +92,7 @@ def traffic(n: int) -> list:
         hash_key=env.hash_key(),
         inference_log_uri=env.inference_log(),
     )
-    inference_log = InferenceLog(config.inference_log_uri, flush_s=1.0).start()
+    inference_log = InferenceLog(config.inference_log_uri, flush_s=1.0, commit_s=1.0).start()
     scorer = Scorer.open(config, inference_log=inference_log)
     requests = [ScoreRequest.model_validate(b) for b in recent_requests(n)]
     results = []

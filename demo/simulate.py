@@ -318,7 +318,9 @@ def simulate(days: int, drift_day: int, worse_day: int | None) -> Season:
     # The service's configuration, on the online store the pipeline loads (embedded by default).
     url = online_store_from_environment().url or ensure_running(env.embedded_redis_dir)
     config = dataclasses.replace(ServingConfig.from_environment(), redis_url=url)
-    inference_log = InferenceLog(config.inference_log_uri, flush_s=config.log_flush_s).start()
+    inference_log = InferenceLog(
+        config.inference_log_uri, flush_s=config.log_flush_s, commit_s=config.log_commit_s
+    ).start()
     scorer = Scorer.open(config, inference_log=inference_log)
     try:
         for offset in range(days):

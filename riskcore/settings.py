@@ -293,7 +293,21 @@ class Settings(BaseSettings):
         "the inference log (Delta); empty: off",
         shown="$RISK_LAKEHOUSE_URI/serving/inference_log",
     )
-    inference_log_flush_s: float = _var(2.0, "seconds between the inference log's commits")
+    inference_log_flush_s: float = _var(
+        2.0, "seconds between hand-offs of decisions to the inference log's writer (spooled)", gt=0
+    )
+    inference_log_commit_s: float = _var(
+        60.0,
+        "seconds between the inference log's Delta commits (one file per day partition each: "
+        "1,440 a day at 60 s); what is spooled meanwhile is on local disk, not lost",
+        gt=0,
+    )
+    inference_log_spool_dir: Path | None = _var(
+        None,
+        "local folder where the log's writer spools decisions until their commit (a spool left "
+        "by a writer that died is committed by the next)",
+        shown="$RISK_DATA_DIR/serving/log_spool",
+    )
     events_stream: str = _var("risk:events", "the Redis Stream `make consume` reads events from")
     events_group: str = _var("realtime", "the stream's consumer group")
 
@@ -453,6 +467,7 @@ class Settings(BaseSettings):
             "landing_dir": data / "landing",
             "duckdb_path": data / "warehouse.duckdb",
             "mlflow_artifacts": data / "mlflow" / "artifacts",
+            "inference_log_spool_dir": data / "serving" / "log_spool",
         }
         derived |= {name: path for name, path in under_data.items() if getattr(self, name) is None}
         if not self.mlflow_tracking_uri:

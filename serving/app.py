@@ -139,7 +139,10 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
         inference_log = None
         if cfg.inference_log_uri:
             inference_log = InferenceLog(
-                cfg.inference_log_uri, flush_s=cfg.log_flush_s, max_pending=cfg.log_max_pending
+                cfg.inference_log_uri,
+                flush_s=cfg.log_flush_s,
+                commit_s=cfg.log_commit_s,
+                max_pending=cfg.log_max_pending,
             )
         # Loading from MLflow takes seconds: off the event loop.
         scorer = await run_in_threadpool(Scorer.open, cfg, inference_log=inference_log)

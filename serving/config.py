@@ -31,7 +31,8 @@ class ServingConfig:
     shed_after_ms: float = 50.0  # the oldest waiting longer: new scores get a 503 (overload)
     max_future_s: float = 300.0  # event_ts later than now + this is rejected
     inference_log_uri: str = ""  # Delta table; empty: no inference log (tests of other parts)
-    log_flush_s: float = 2.0
+    log_flush_s: float = 2.0  # hand-offs to the log's writer (spooled)
+    log_commit_s: float = 60.0  # the writer's Delta commits
     log_max_pending: int = 2_000_000  # rows held while the table is unwritable, then dropped
     hash_key: bytes = b""  # keyed hash of customer ids in the inference log
     alias_poll_s: float = 0.0  # reload when an alias moves (a rollback); 0: SIGHUP/admin only
@@ -58,6 +59,7 @@ class ServingConfig:
             metrics_public=env.serving_metrics_public,
             inference_log_uri=env.inference_log(),
             log_flush_s=env.inference_log_flush_s,
+            log_commit_s=env.inference_log_commit_s,
             hash_key=env.hash_key(),
         )
 

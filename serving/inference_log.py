@@ -1,8 +1,9 @@
 """The inference log: every decision appended to a Delta table, in batches, off the request path.
 
 A request appends one ``LogRow`` to an in-memory queue (~1 us); a background thread converts
-the queue to Arrow and, every ``flush_s`` seconds, a writer process commits it as one Delta
-append, partitioned by ``scored_date``. The
+the queue to Arrow and, every ``flush_s`` seconds, hands it to a writer process, which spools it
+to local disk and commits the spool to Delta every ``commit_s`` seconds as one append,
+partitioned by ``scored_date`` (``serving/log_writer.py``). The
 row holds what drift monitoring and realized-performance reports need: the model input vector
 (one column per feature, named as in the training set), scores, decision, model versions,
 feature source and latency. The customer is a keyed hash; no card data, device id or other
@@ -30,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from riskcore import settings
 from riskcore.settings import PROJECT_ROOT
 from serving import metrics
 from serving.log_writer import LENGTH
@@ -143,20 +145,25 @@ def to_table(rows: list[LogRow]) -> pa.Table:
 class InferenceLog:
     """Rows are turned into Arrow slices every ``convert_s`` (small slices: each conversion
     holds the GIL for about a millisecond) and handed, every ``flush_s``, as one batch to the
-    writer process (``serving/log_writer.py``), which commits it as one Delta append. A batch
-    stays queued until the writer acknowledges it; a writer that died is started again."""
+    writer process (``serving/log_writer.py``), which spools it and commits its spool every
+    ``commit_s`` as one Delta append. A batch stays queued until the writer acknowledges it; a
+    writer that died is started again (and commits the spool the dead one left)."""
 
     def __init__(
         self,
         uri: str,
         *,
         flush_s: float = 2.0,
+        commit_s: float = 60.0,
+        spool_dir: str = "",
         convert_s: float = 0.25,
         max_pending: int = 2_000_000,
         shadow: Callable[[list[LogRow]], None] | None = None,
     ):
         self.uri = uri
-        self.flush_s, self.convert_s = flush_s, convert_s
+        self.flush_s, self.commit_s, self.convert_s = flush_s, commit_s, convert_s
+        self.spool_dir = spool_dir or str(settings.load().inference_log_spool_dir)
+        self._spooled = 0  # rows the writer holds, not yet committed
         self.max_pending = max_pending
         self.shadow = shadow  # fills the rows' shadow scores before they are converted
         self._rows: collections.deque[LogRow] = collections.deque()
@@ -171,7 +178,7 @@ class InferenceLog:
 
     @property
     def pending(self) -> int:
-        return len(self._rows) + sum(t.num_rows for t in self._slices)
+        return len(self._rows) + sum(t.num_rows for t in self._slices) + self._spooled
 
     def start(self) -> InferenceLog:
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
@@ -184,7 +191,7 @@ class InferenceLog:
             with self._lock:
                 self._convert()
                 if time.monotonic() >= commit_at:
-                    self._commit()
+                    self._hand_off()
                     commit_at = time.monotonic() + self.flush_s
 
     def close(self) -> None:
@@ -198,11 +205,24 @@ class InferenceLog:
             self._writer.wait(timeout=60)
             self._writer = None
 
-    def flush(self) -> int:
-        """Convert and commit everything queued now; returns the rows written."""
+    def hand_off(self) -> int:
+        """Convert and hand everything queued now to the writer's spool (the thread does this
+        every ``flush_s``); returns the rows handed over."""
         with self._lock:
             self._convert()
-            return self._commit()
+            return self._hand_off()
+
+    def flush(self) -> int:
+        """Convert and commit everything queued now, to Delta; returns the rows committed."""
+        with self._lock:
+            self._convert()
+            self._hand_off()
+            before = self._spooled  # all the writer holds, this hand-off's rows included
+            try:
+                self._send(None)
+            except Exception as exc:
+                log.error("inference log: %d rows not committed yet (%s)", self._spooled, exc)
+            return before - self._spooled
 
     def _convert(self) -> None:
         rows = [self._rows.popleft() for _ in range(len(self._rows))]
@@ -215,7 +235,7 @@ class InferenceLog:
                 log.exception("shadow scoring failed for %d rows", len(rows))
         self._slices.append(to_table(rows))
 
-    def _commit(self) -> int:
+    def _hand_off(self) -> int:
         if not self._slices:
             return 0
         table = pa.concat_tables(self._slices, promote_options="default")
@@ -232,25 +252,33 @@ class InferenceLog:
         metrics.LOG_ROWS.labels("written").inc(table.num_rows)
         return table.num_rows
 
-    def _send(self, table: pa.Table) -> None:
-        """One batch to the writer, and its acknowledgement."""
+    def _send(self, table: pa.Table | None) -> None:
+        """One batch to the writer's spool (None: commit the spool now), and its answer."""
         if self._writer is None or self._writer.poll() is not None:
+            self._spooled = 0  # a writer that died left its spool: the new one commits it
             self._writer = subprocess.Popen(
-                [sys.executable, "-m", "serving.log_writer", self.uri],
+                [
+                    *(sys.executable, "-m", "serving.log_writer"),
+                    *(self.uri, self.spool_dir, str(self.commit_s)),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 cwd=PROJECT_ROOT,
             )
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as stream:
-            stream.write_table(table)
-        payload = sink.getvalue()
+        payload = b""
+        if table is not None:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as stream:
+                stream.write_table(table)
+            payload = sink.getvalue()
         try:
-            self._writer.stdin.write(LENGTH.pack(payload.size))
+            self._writer.stdin.write(LENGTH.pack(len(payload)))  # 0: commit now
             self._writer.stdin.write(payload)
             self._writer.stdin.flush()
-            ack = self._writer.stdout.read(1)
+            ack, spooled = self._writer.stdout.read(1), self._writer.stdout.read(LENGTH.size)
         except (BrokenPipeError, ValueError) as exc:
             raise RuntimeError("the log writer exited") from exc
+        if len(spooled) == LENGTH.size:
+            self._spooled = LENGTH.unpack(spooled)[0]
         if ack != b"1":
-            raise RuntimeError("the log writer could not commit the batch (see its stderr)")
+            raise RuntimeError("the log writer could not write the batch (see its stderr)")

@@ -173,7 +173,11 @@ def test_a_worse_canary_is_halted_and_a_good_one_promoted_after_its_clean_period
         )
         assert registry.alias_version("risk_fraud") == champion
         registry.start_canary("risk_fraud", worse, 0.3, datetime.now(UTC).isoformat(), "test")
-        app = create_app(env.config(inference_log_uri=log_uri, alias_poll_s=0.1, log_flush_s=0.5))
+        app = create_app(
+            env.config(
+                inference_log_uri=log_uri, alias_poll_s=0.1, log_flush_s=0.5, log_commit_s=0.5
+            )
+        )
         with TestClient(app) as client:
             scored = _traffic(client, env)
             roles = {r["customer_id"]: r["model_role"]["fraud"] for r in scored}

@@ -15,33 +15,36 @@ from sensors.jobs import inference_log_maintenance
 from serving.inference_log import LogRow, to_table
 
 
-def _rows(day: datetime, n: int, start: int) -> pa.Table:
+def log_rows(day: datetime, n: int, start: int) -> list[LogRow]:
+    """Decisions as serving records them (one feature), scored a second apart from ``day``."""
     rng = np.random.default_rng(start)
-    return to_table(
-        [
-            LogRow(
-                transaction_id=f"t{start + i}",
-                customer_hash="h",
-                event_ts=micros(day),
-                scored_at=micros(day + timedelta(seconds=i)),
-                decision="approve",
-                fraud_score=float(rng.random()),
-                default_score=None,
-                fraud_model="risk_fraud/1",
-                default_model=None,
-                model_kind="behavioural",
-                feature_set_version="fs",
-                features_as_of=None,
-                feature_source="online",
-                lookup_ms=0.1,
-                inference_ms=0.05,
-                total_ms=0.2,
-                feature_names=("amount",),
-                vector=np.array([rng.random()]),
-            )
-            for i in range(n)
-        ]
-    )
+    return [
+        LogRow(
+            transaction_id=f"t{start + i}",
+            customer_hash="h",
+            event_ts=micros(day),
+            scored_at=micros(day + timedelta(seconds=i)),
+            decision="approve",
+            fraud_score=float(rng.random()),
+            default_score=None,
+            fraud_model="risk_fraud/1",
+            default_model=None,
+            model_kind="behavioural",
+            feature_set_version="fs",
+            features_as_of=None,
+            feature_source="online",
+            lookup_ms=0.1,
+            inference_ms=0.05,
+            total_ms=0.2,
+            feature_names=("amount",),
+            vector=np.array([rng.random()]),
+        )
+        for i in range(n)
+    ]
+
+
+def _rows(day: datetime, n: int, start: int) -> pa.Table:
+    return to_table(log_rows(day, n, start))
 
 
 @pytest.mark.integration

@@ -103,7 +103,7 @@ def test_serving_logs_to_object_storage_and_monitoring_reads_and_compacts_it(on_
     from tests.serving_env import API_KEY
 
     uri = f"s3://{BUCKET}/lake/serving/inference_log"
-    app = create_app(env.config(inference_log_uri=uri, log_flush_s=0.2))
+    app = create_app(env.config(inference_log_uri=uri, log_flush_s=0.2, log_commit_s=0.2))
     ids = env.purchases["transaction_id"].to_pylist()[:40]
     with TestClient(app) as client:
         for transaction_id in ids:
