@@ -125,17 +125,28 @@ def champion(cache: Path) -> Path:
 
 
 def build_world(folder: Path, customers: int, days: int) -> None:
-    """Raw history of all but the last day, and its rollups: what earlier nightly runs left."""
-    from benchmarks.snapshot_partition import generate, history
+    """What earlier nightly runs left: the raw history of all but the last day and its rollups
+    (marker ``ready``), and the day before's snapshot, which the consistency check compares
+    with (marker ``previous``)."""
+    from assets.features.export import export_snapshots
+    from benchmarks.snapshot_partition import _dbt, generate, history
+    from resources.lakehouse import Lakehouse
 
     workdir = folder / "build"
     day = START + timedelta(days=days - 1)  # the cycle's day
     began = time.perf_counter()
-    generate(customers, START, days - 1)
-    history(START, day - timedelta(days=1), workdir)
+    if not (folder / "ready").exists():
+        generate(customers, START, days - 1)
+        history(START, day - timedelta(days=1), workdir)
+        (folder / "ready").write_text(json.dumps({"customers": customers, "days": days}))
+    if not (folder / "previous").exists():
+        before = str(day - timedelta(days=1))
+        variables = json.dumps({"start_date": before, "end_date": before})
+        _dbt(["build", "--select", "fct_customer_features_daily", "--vars", variables], workdir)
+        export_snapshots(Lakehouse(), day, day)
+        (folder / "previous").write_text(before)
     shutil.rmtree(workdir, ignore_errors=True)
     took = time.perf_counter() - began
-    (folder / "ready").write_text(json.dumps({"customers": customers, "days": days, "s": took}))
     _log(f"world built in {took / 60:.1f} min: {_folder_bytes(folder / 'data') / 1e9:.1f} GB")
 
 
@@ -198,6 +209,27 @@ def _redis_memory(url: str) -> tuple[int, int]:
     return info["used_memory"], info["used_memory_peak"]
 
 
+def _dbt_nodes(since: float) -> dict[str, float]:
+    """Seconds per dbt model (and its tests together) of the dbt build that ran after ``since``,
+    from the run_results.json dagster-dbt leaves in its target folder."""
+    from resources import dbt_cli
+
+    found = [
+        p
+        for p in (dbt_cli.DBT_PROJECT_DIR / "target").glob("dbt_features-*/run_results.json")
+        if p.stat().st_mtime >= since
+    ]
+    if not found:
+        return {}
+    results = json.loads(max(found, key=lambda p: p.stat().st_mtime).read_text())["results"]
+    nodes: dict[str, float] = {}
+    for r in results:
+        kind, name = r["unique_id"].split(".")[0], r["unique_id"].split(".")[-1]
+        key = name if kind == "model" else f"dbt {kind}s"
+        nodes[key] = nodes.get(key, 0.0) + r["execution_time"]
+    return nodes
+
+
 def run_cycle(day: date, redis_url: str, sampler: RssSampler) -> dict:
     from dagster import DagsterEventType, DagsterInstance
 
@@ -231,6 +263,7 @@ def run_cycle(day: date, redis_url: str, sampler: RssSampler) -> dict:
     }
     return {
         "wall_s": wall,
+        "dbt_nodes": _dbt_nodes(began_wall),
         "peak_rss": sampler.peak(began_wall, time.time()),
         "steps": steps,
         "redis_used": used,
@@ -238,17 +271,29 @@ def run_cycle(day: date, redis_url: str, sampler: RssSampler) -> dict:
     }
 
 
-def one(customers: int, days: int, cache: Path, repeats: int, out: Path) -> None:
-    """One N in this process: build or reuse its world, then run the cycle."""
-    folder = cache / f"{customers}x{days}"
-    mlflow = champion(cache)
-    os.environ.update(_world_env(folder, customers, mlflow))
+def _use_world(folder: Path, customers: int, cache: Path) -> None:
+    """This process's settings: the world's folder, the champion's registry, nothing else."""
+    for inherited in ("RISK_LAKEHOUSE_URI", "RISK_DUCKDB_PATH", "RISK_LANDING_DIR", "REDIS_URL"):
+        os.environ.pop(inherited, None)  # the user's own stores stay out of it
+    os.environ.update(_world_env(folder, customers, champion(cache)))
     os.environ.setdefault("RISK_DUCKDB_MEMORY_LIMIT", "3GB")
-    if not (folder / "ready").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+
+
+def one(customers: int, days: int, cache: Path, repeats: int, out: Path) -> None:
+    """One N in this process: build its world (in a process of its own, so the generator's
+    memory is not counted in the cycle's), then run the cycle."""
+    folder = cache / f"{customers}x{days}"
+    _use_world(folder, customers, cache)
+    if not ((folder / "ready").exists() and (folder / "previous").exists()):
         _log(f"building the world of {customers:,} customers x {days} days in {folder}")
-        build_world(folder, customers, days)
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "benchmarks.scale", "--build", "--customers"),
+                *(str(customers), "--days", str(days), "--cache", str(cache)),
+            ],
+            cwd=ROOT,
+            check=True,
+        )
     day = START + timedelta(days=days - 1)
     from resources.local_redis import LocalRedis
 
@@ -272,14 +317,14 @@ def one(customers: int, days: int, cache: Path, repeats: int, out: Path) -> None
     rows = _rows(day)
     steps = {}
     for step in runs[0]["steps"]:
-        seconds = statistics.median(r["steps"][step]["s"] for r in runs)
+        seconds = statistics.median(r["steps"][step]["s"] for r in runs if step in r["steps"])
         label, unit = STAGES.get(step, (step, "customers"))
         steps[step] = {
             "label": label,
             "s": seconds,
             "rows": rows[unit],
             "unit": unit,
-            "peak_rss": max(r["steps"][step]["peak_rss"] for r in runs),
+            "peak_rss": max(r["steps"][step]["peak_rss"] for r in runs if step in r["steps"]),
             "written": _written(step, data, runs[0]["redis_used"]),
         }
     result = {
@@ -295,6 +340,10 @@ def one(customers: int, days: int, cache: Path, repeats: int, out: Path) -> None
         "redis_rss": redis_rss,
         "disk": _folder_bytes(data),
         "steps": steps,
+        "dbt_nodes": {
+            name: statistics.median(r["dbt_nodes"].get(name, 0.0) for r in runs)
+            for name in runs[0]["dbt_nodes"]
+        },
     }
     out.write_text(json.dumps(result, indent=1))
 
@@ -303,7 +352,7 @@ def one(customers: int, days: int, cache: Path, repeats: int, out: Path) -> None
 
 
 def _gb(b: int | None) -> str:
-    return "-" if b is None else f"{b / 1e9:.2f}"
+    return "-" if not b else f"{b / 1e9:.2f}"  # no sample: a stage shorter than 50 ms
 
 
 def report(results: list[dict]) -> None:
@@ -314,13 +363,17 @@ def report(results: list[dict]) -> None:
             f"{r['rows']['customers']:,} customers in the snapshot; "
             f"runs {', '.join(f'{s:.0f}' for s in r['cycle_runs_s'])} s"
         )
-        print("| stage | wall s | rows/s | peak RSS GB | writes to, GB |\n|---|--:|--:|--:|--:|")
+        print("| stage | wall s | rows/s | peak RSS GB | its table, GB |\n|---|--:|--:|--:|--:|")
         for step in r["steps"].values():
             rate = step["rows"] / step["s"] if step["s"] else 0
             print(
                 f"| {step['label']} | {step['s']:.1f} | {rate:,.0f} {step['unit']}/s | "
                 f"{_gb(step['peak_rss'])} | {_gb(step['written'])} |"
             )
+            if step["label"].startswith("dbt"):
+                for name, seconds in sorted(r.get("dbt_nodes", {}).items(), key=lambda x: -x[1]):
+                    if seconds >= 0.5:
+                        print(f"| &nbsp; {name} | {seconds:.1f} | | | |")
         print(
             f"| **cycle** (goal <= {GOALS['cycle_s'] / 60:.0f} min) | {r['cycle_s']:.1f} | "
             f"{r['rows']['customers'] / r['cycle_s']:,.0f} customers/s | "
@@ -360,8 +413,16 @@ def main() -> None:
         ),
     )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build:
+        folder = args.cache / f"{args.customers[0]}x{args.days}"
+        if not (folder / "ready").exists():  # a build cut short starts again
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        _use_world(folder, args.customers[0], args.cache)
+        return build_world(folder, args.customers[0], args.days)
     if args.one:
         return one(args.customers[0], args.days, args.cache, args.repeats, args.out)
     results = []
