@@ -202,7 +202,7 @@ class InferenceLog:
         self.flush()
         if self._writer is not None:
             self._writer.stdin.close()
-            self._writer.wait(timeout=60)
+            self._writer.wait(timeout=600)  # its last commit
             self._writer = None
 
     def hand_off(self) -> int:
@@ -249,7 +249,7 @@ class InferenceLog:
                 metrics.LOG_ROWS.labels("dropped").inc(self._slices.pop(0).num_rows)
             return 0
         self._slices = []
-        metrics.LOG_ROWS.labels("written").inc(table.num_rows)
+        metrics.LOG_ROWS.labels("spooled").inc(table.num_rows)  # on local disk
         return table.num_rows
 
     def _send(self, table: pa.Table | None) -> None:
@@ -258,8 +258,8 @@ class InferenceLog:
             self._spooled = 0  # a writer that died left its spool: the new one commits it
             self._writer = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "serving.log_writer"),
-                    *(self.uri, self.spool_dir, str(self.commit_s)),
+                    *(sys.executable, "-m", "serving.log_writer", self.uri, self.spool_dir),
+                    *(str(self.commit_s), str(self.max_pending)),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

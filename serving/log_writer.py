@@ -6,9 +6,10 @@ Batches arrive every couple of seconds; each is appended to a spool file on loca
 and acknowledged, and the spool is committed to Delta as one append every ``commit_s`` seconds:
 one file per partition a minute instead of one every two seconds (1,440 a day, not 43,200),
 without losing what was acknowledged. A writer that died leaves its spool behind; the next
-writer of the same table commits it first (a spool is locked by its living writer). A crash
-between a commit and the spool's truncation commits that spool twice (at least once, not
-exactly once: docs/design-notes.md).
+writer of the same table commits it first (a spool is locked by its living writer). At least
+once, not exactly once: a writer that dies after a commit and before the spool's truncation, or
+after spooling a batch and before acknowledging it, writes those rows twice
+(docs/design-notes.md).
 
 Protocol on stdin/stdout: the parent sends a message as an 8-byte little-endian length and an
 Arrow IPC stream (length 0: commit the spool now); the child answers one byte, ``1`` done or
@@ -82,43 +83,58 @@ def _table(payloads: list[bytes]) -> pa.Table:
 
 
 class SpooledAppender:
-    """Batches spooled to local disk, committed to Delta together."""
+    """Batches spooled to local disk, committed to Delta together. At most ``max_rows`` wait in
+    the spool: past them a batch is refused (the service keeps it, then drops the oldest), so a
+    table that cannot be written fills neither this process's memory nor the disk."""
 
-    def __init__(self, uri: str, spool_dir: Path, commit_s: float):
+    def __init__(self, uri: str, spool_dir: Path, commit_s: float, max_rows: int):
         self.delta = DeltaAppender(uri)
-        self.commit_s = commit_s
+        self.commit_s, self.max_rows = commit_s, max_rows
         self.folder = spool_folder(spool_dir, uri)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.spool"
-        self.file = self.path.open("ab")
+        # Locked before it takes its name: another writer's recovery never sees it unlocked.
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        opening = self.folder / f"{name}.opening"
+        self.file = opening.open("ab")
         fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = opening.rename(self.folder / f"{name}.spool")
         self.payloads: list[bytes] = []
         self.rows = 0
         self.since: float | None = None  # when the oldest spooled batch arrived
         self.recover()
 
     def recover(self) -> None:
-        """Commit the spools of writers of this table that died (their lock is free)."""
+        """Commit the spools of writers of this table that died (their lock is free); one that
+        cannot be committed now is tried again at the next commit."""
         for path in sorted(self.folder.glob("*.spool")):
             if path == self.path:
                 continue
-            with path.open("rb+") as f:
+            with contextlib.suppress(FileNotFoundError), path.open("rb+") as f:
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a living writer's
+                if os.fstat(f.fileno()).st_nlink == 0:
+                    continue  # committed and removed by another writer meanwhile
                 try:
                     if payloads := _messages(f.read()):
                         self.delta.append(_table(payloads))
-                except Exception as exc:  # left for a later writer; this one takes new rows
+                except Exception as exc:
                     print(f"inference log: spool {path} not committed: {exc!r}", file=sys.stderr)
                     continue
-            path.unlink()
+                path.unlink()  # under the lock: no other writer commits it again
 
     def spool(self, payload: bytes, rows: int) -> None:
-        self.file.write(LENGTH.pack(len(payload)) + payload)
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.rows + rows > self.max_rows:
+            raise RuntimeError(f"{self.rows} rows already wait for a commit (the most allowed)")
+        at = self.file.tell()
+        try:
+            self.file.write(LENGTH.pack(len(payload)) + payload)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError:
+            self.file.truncate(at)  # no half message for a recovery to stumble on
+            raise
         self.payloads.append(payload)
         self.rows += rows
         self.since = self.since or time.monotonic()
@@ -135,6 +151,7 @@ class SpooledAppender:
         self.payloads, self.rows, self.since = [], 0, None
         self.file.truncate(0)
         self.file.seek(0)
+        self.recover()
 
 
 def _read_exact(source, size: int) -> bytes:
@@ -148,10 +165,10 @@ def _read_exact(source, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def main(uri: str, spool_dir: str, commit_s: str) -> None:
+def main(uri: str, spool_dir: str, commit_s: str, max_rows: str) -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # below the scoring service
-    appender = SpooledAppender(uri, Path(spool_dir), float(commit_s))
+    appender = SpooledAppender(uri, Path(spool_dir), float(commit_s), int(max_rows))
     # Unbuffered: select() must see every message that has arrived, none hidden in a buffer.
     source, sink = sys.stdin.buffer.raw, sys.stdout.buffer
     while True:
@@ -183,4 +200,4 @@ def main(uri: str, spool_dir: str, commit_s: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -4,6 +4,7 @@ A real writer process, a real Delta table."""
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
@@ -15,8 +16,11 @@ from tests.test_log_compaction import log_rows
 pytestmark = pytest.mark.integration
 
 
+NOON = datetime(2026, 1, 1, 12, tzinfo=UTC)  # rows a second apart stay in one day partition
+
+
 def _handed_off(log: InferenceLog, start: int, n: int = 20) -> None:
-    for row in log_rows(datetime.now(UTC), n, start):
+    for row in log_rows(NOON, n, start):
         log.append(row)
     assert log.hand_off() == n
 
@@ -43,7 +47,26 @@ def test_hand_offs_are_committed_as_one_append_and_a_dead_writers_spool_is_not_l
     )
     fresh.close()
     log._writer = None
-    assert not list(spool_folder(spool, uri).glob("*.spool"))  # a closed writer leaves none
+    assert not list(spool_folder(spool, uri).glob("*"))  # a closed writer leaves nothing
+
+
+def test_a_full_spool_refuses_batches_and_the_service_keeps_them(tmp_path):
+    """A table that cannot be written: the spool takes up to max_pending rows, then refuses; the
+    service holds the rest in memory within the same bound (the oldest slices dropped)."""
+    blocked = tmp_path / "not_a_dir"
+    blocked.write_text("a file where the table should be")
+    uri = str(blocked / "log")
+    log = InferenceLog(uri, commit_s=3600, spool_dir=str(tmp_path / "spool"), max_pending=50)
+    _handed_off(log, 0, 40)
+    for row in log_rows(NOON, 30, 100):
+        log.append(row)
+    assert log.hand_off() == 0 and log.pending == 40  # refused: 70 > 50, the 30 dropped
+    assert log.flush() == 0
+    blocked.unlink()
+    blocked.mkdir()
+    assert log.flush() == 40 and log.pending == 0
+    assert DeltaTable(uri).to_pyarrow_table().num_rows == 40
+    log.close()
 
 
 def test_the_spool_is_committed_every_commit_interval_without_a_flush(tmp_path):
@@ -52,11 +75,12 @@ def test_the_spool_is_committed_every_commit_interval_without_a_flush(tmp_path):
     try:
         began = time.monotonic()
         while time.monotonic() - began < 2.5:  # ~20 hand-offs
-            for row in log_rows(datetime.now(UTC), 5, int(time.monotonic() * 1e6)):
+            for row in log_rows(NOON, 5, int(time.monotonic() * 1e6)):
                 log.append(row)
             time.sleep(0.1)
+        first_commit = Path(uri) / "_delta_log" / f"{0:020d}.json"
         deadline = time.monotonic() + 10
-        while not (tmp_path / "log").exists() and time.monotonic() < deadline:
+        while not first_commit.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         table = DeltaTable(uri)
         assert table.to_pyarrow_table().num_rows > 0

@@ -1,6 +1,7 @@
 """The daily job end to end: raw Delta -> dbt -> Delta snapshots, checked against the oracle,
 re-run idempotently."""
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
@@ -87,10 +88,11 @@ def test_days_ingested_without_features_are_rolled_up_later(built):
     for i, day in enumerate(("2026-01-21", "2026-01-22", "2026-01-23")):
         folder = settings.load().landing_dir / "labels" / day
         folder.mkdir(parents=True, exist_ok=True)
-        ids = purchases["transaction_id"].to_pylist()[i * 40 : i * 40 + 3]
+        # Three of its purchases, and one purchase never stored (kept, with no customer).
+        ids = [*purchases["transaction_id"].to_pylist()[i * 40 : i * 40 + 3], f"tx_gone_{i}"]
         label_ts = datetime.fromisoformat(f"{day}T10:00:00+00:00")
         pq.write_table(
-            pa.table({"transaction_id": ids, "label": ["fraud"] * 3, "label_ts": [label_ts] * 3}),
+            pa.table({"transaction_id": ids, "label": ["fraud"] * 4, "label_ts": [label_ts] * 4}),
             folder / "late_chargebacks.parquet",
         )
         result = materialize(
@@ -103,10 +105,14 @@ def test_days_ingested_without_features_are_rolled_up_later(built):
             },
         )
         assert result.success
-    _run(instance, date(2026, 1, 24), date(2026, 1, 24))
+    try:
+        _run(instance, date(2026, 1, 24), date(2026, 1, 24))
+    finally:  # the landing files are this test's alone
+        shutil.rmtree(settings.load().landing_dir / "labels")
     _assert_matches_oracle(datetime(2026, 1, 25, tzinfo=UTC))
     # The labels of those days were joined by the run of the 24th (labels go in by the day
-    # they became known, each day once: a day loaded without a run is caught up).
+    # they became known, each day once: a day loaded without a run is caught up), those whose
+    # purchase is not stored (before the first day) with no customer.
     with duckdb.connect(str(settings.load().duckdb_path), read_only=True) as con:
         joined = con.sql(
             "select label_date, count(*) from int_labelled_purchases "

@@ -1,8 +1,11 @@
--- Labelled purchases with their customer and time, one row per label, kept by the day the
--- label became known. Each run adds only its own label days (and any earlier label day never
--- added), so its cost follows the day's labels, not the history's: a label of day L can only
--- count in snapshots after L, whose 90-day windows start after L - 90, so it is joined to
--- purchases from L - 89 on and the scan of raw transactions is pruned to those days.
+-- Labels with their purchase's customer and time, one row per label, kept by the day the label
+-- became known. Each run adds only the label days it can change (and any label day never
+-- added), so its cost follows the days it builds, not the history: a label of day L counts
+-- only in snapshots after L, whose 90-day windows start after L - 90, so it is joined to
+-- purchases from L - 89 on and the scan of raw transactions is pruned to those days. A label
+-- whose purchase is not there (not loaded yet, or older) is kept without one: its day is added
+-- once, and a backfill that loads the purchase joins it again (label days up to 89 after the
+-- run's last day are rebuilt with it).
 {{ config(unique_key='label_date') }}
 {%- set start, end = snapshot_start_date(), snapshot_end_date() %}
 {%- set missing = [] %}
@@ -20,7 +23,7 @@
 with labels as (
     select * from {{ ref('stg_raw__labels') }}
     {%- if is_incremental() %}
-    where label_date between '{{ start }}'::date and '{{ end }}'::date
+    where label_date between '{{ start }}'::date and '{{ end }}'::date + 89
         {%- for day in missing %} or label_date = '{{ day }}'::date{% endfor %}
     {%- endif %}
 ),
@@ -42,6 +45,6 @@ select
     l.label_ts,
     l.label_date
 from labels as l
-join transactions as t
+left join transactions as t
     on t.transaction_id = l.transaction_id
     and t.event_date >= l.label_date - 89
