@@ -169,7 +169,7 @@ STAGES = {
     "dbt_features": ("dbt: rollups, snapshot, tests", "customers"),
     "lakehouse__customer_features_daily": ("Delta export", "customers"),
     "online_customer_features": ("Redis load + check", "customers"),
-    "monitoring__feature_drift": ("drift (PSI + evidently)", "customers"),
+    "monitoring__feature_drift": ("drift (PSI of every feature)", "customers"),
     "monitoring__realized_performance": ("realized performance", "customers"),
 }
 

@@ -203,6 +203,11 @@ def _report(lakehouse, feature_set, reference: dict, current: np.ndarray, as_of_
 
     names = [c.name for c in feature_set.features]
     past = snapshot_matrix(lakehouse, feature_set, date.fromisoformat(reference["as_of_date"]))
+    if not len(past):
+        raise ValueError(
+            f"the champion's reference snapshot (as_of {reference['as_of_date']}) is not in "
+            "this lakehouse: the model was trained on another one, or the snapshot was removed"
+        )
     rng = np.random.default_rng(0)
 
     def sample(matrix: np.ndarray) -> pd.DataFrame:
