@@ -14,7 +14,7 @@ against a fresh ``redis-server`` (one process per N, so each N's peak RSS is its
 validation of the day's ~0.2 purchases a customer and its labels, the day's rollups, the customer
 snapshot and dbt's tests, the Delta export, the Redis load, drift, realized performance and the
 asset checks. Per stage (a Dagster step, timed from its event log): wall, rows/s, peak RSS of
-this process and its children (dbt's DuckDB), and the size of what the stage writes. Redis memory
+this process and its children (dbt's DuckDB), and the size of the table it writes. Redis memory
 after the first run is the steady state (one generation); after the second, two generations are
 held (the rollback window): the generation switch.
 """
@@ -154,7 +154,7 @@ def build_world(folder: Path, customers: int, days: int) -> None:
 
 # --- the cycle ---------------------------------------------------------------------------------
 
-# What each step writes (to size it) and what its rows are.
+# Each Dagster step's name in the report, and what its rows/s counts.
 STAGES = {
     "online_customer_features_online_store_serves_newest_snapshot": (
         "check: Redis serves the newest snapshot",
@@ -445,9 +445,10 @@ def main() -> None:
             )
             results.append(json.loads(out.read_text()))
             report(results[-1:])
+            # Kept after each N: a larger N that fails leaves the smaller ones' figures.
+            (args.cache / "last_report.json").write_text(json.dumps(results, indent=1))
     if len(results) > 1:
         report(results)
-    (args.cache / "last_report.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -65,18 +65,6 @@ def spool_folder(spool_dir: Path, uri: str) -> Path:
     return spool_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
-def _messages(data: bytes) -> list[bytes]:
-    """The payloads of a spool file; a message cut short by a crash was never acknowledged."""
-    payloads, at = [], 0
-    while at + LENGTH.size <= len(data):
-        (size,) = LENGTH.unpack_from(data, at)
-        if at + LENGTH.size + size > len(data):
-            break
-        payloads.append(data[at + LENGTH.size : at + LENGTH.size + size])
-        at += LENGTH.size + size
-    return payloads
-
-
 def _table(payloads: list[bytes]) -> pa.Table:
     tables = [pa.ipc.open_stream(p).read_all() for p in payloads]
     return pa.concat_tables(tables, promote_options="default")
@@ -117,7 +105,7 @@ class SpooledAppender:
                 if os.fstat(f.fileno()).st_nlink == 0:
                     continue  # committed and removed by another writer meanwhile
                 try:
-                    if payloads := _messages(f.read()):
+                    if payloads := list(iter(lambda f=f: _read_message(f), None)):
                         self.delta.append(_table(payloads))
                 except Exception as exc:
                     print(f"inference log: spool {path} not committed: {exc!r}", file=sys.stderr)
@@ -165,6 +153,17 @@ def _read_exact(source, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _read_message(source) -> bytes | None:
+    """One length-prefixed message from the parent's pipe or a spool file; None at the end, or
+    at a message cut short (by a crash: it was never acknowledged)."""
+    header = _read_exact(source, LENGTH.size)
+    if len(header) < LENGTH.size:
+        return None
+    size = LENGTH.unpack(header)[0]
+    payload = _read_exact(source, size)
+    return payload if len(payload) == size else None
+
+
 def main(uri: str, spool_dir: str, commit_s: str, max_rows: str) -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # below the scoring service
@@ -180,10 +179,9 @@ def main(uri: str, spool_dir: str, commit_s: str, max_rows: str) -> None:
                 print(f"inference log: not committed to {uri}: {exc!r}", file=sys.stderr)
                 appender.since = time.monotonic()
             continue
-        header = _read_exact(source, LENGTH.size)
-        if len(header) < LENGTH.size:
+        payload = _read_message(source)
+        if payload is None:
             break  # the parent closed the pipe
-        payload = _read_exact(source, LENGTH.unpack(header)[0])
         try:
             if payload:
                 appender.spool(payload, pa.ipc.open_stream(payload).read_all().num_rows)

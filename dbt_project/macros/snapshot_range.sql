@@ -14,6 +14,21 @@
     {%- endif -%}
 {% endmacro %}
 
+{#- The days of `source` before the run's first day that this incremental model has no row
+    of (its `date_column` day never added), oldest first; [] when not incremental. -#}
+{% macro days_never_added(source, date_column) %}
+    {%- if not (is_incremental() and execute) -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set query -%}
+        select distinct {{ date_column }}::varchar from {{ source }}
+        where {{ date_column }} < '{{ snapshot_start_date() }}'::date
+        except
+        select distinct {{ date_column }}::varchar from {{ this }}
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values() | list | sort) }}
+{% endmacro %}
+
 {#- Rolled-up days to (re)build: the requested days, plus any earlier raw day never rolled up
     (so a partition built out of order still sees its whole history). The missing days are
     looked up first and written as literals, so the scan of the raw Delta table is pruned to
@@ -23,16 +38,7 @@
     {%- if not is_incremental() -%}
         ({{ date_column }} <= '{{ end }}'::date)
     {%- else -%}
-        {%- set missing = [] -%}
-        {%- if execute -%}
-            {%- set query -%}
-                select distinct event_date::varchar from {{ ref('stg_raw__transactions') }}
-                where event_date < '{{ start }}'::date
-                except
-                select distinct event_date::varchar from {{ this }}
-            {%- endset -%}
-            {%- set missing = run_query(query).columns[0].values() | list -%}
-        {%- endif -%}
+        {%- set missing = days_never_added(ref('stg_raw__transactions'), 'event_date') -%}
         ({{ date_column }} between '{{ start }}'::date and '{{ end }}'::date
         {%- for day in missing %} or {{ date_column }} = '{{ day }}'::date{% endfor %})
     {%- endif -%}

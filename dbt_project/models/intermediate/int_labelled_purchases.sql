@@ -8,16 +8,7 @@
 -- run's last day are rebuilt with it).
 {{ config(unique_key='label_date') }}
 {%- set start, end = snapshot_start_date(), snapshot_end_date() %}
-{%- set missing = [] %}
-{%- if is_incremental() and execute %}
-    {%- set query -%}
-        select distinct label_date::varchar from {{ ref('stg_raw__labels') }}
-        where label_date < '{{ start }}'::date
-        except
-        select distinct label_date::varchar from {{ this }}
-    {%- endset -%}
-    {%- set missing = run_query(query).columns[0].values() | list | sort %}
-{%- endif %}
+{%- set missing = days_never_added(ref('stg_raw__labels'), 'label_date') %}
 {%- set first = (missing | first) if missing else start %}
 
 with labels as (
