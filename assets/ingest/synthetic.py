@@ -13,8 +13,12 @@ planted patterns"); no column names a pattern, they show only through behaviour:
 * account takeover: bursts of spending by a fraudster; crude ones from a new device, often
   abroad, in resale-friendly categories; others imitate the victim (own device, home country,
   own tastes, spread over the day), more and more of them from a scheduled day;
-* card testing: a handful of small digital purchases from a stranger's device, spaced out over
-  hours from a scheduled day;
+* card testing: a handful of small digital purchases from a tester's device, spaced out over
+  hours from a scheduled day; one tester works through many accounts;
+* fraud rings: accounts opened by a ring, run from a few shared devices, that bust out together
+  with a pool of stolen cards, each card on several accounts;
+* compromised merchants: for a few weeks a merchant's purchases include fraud on its
+  customers' cards, from their own devices;
 * disputes: ordinary purchases charged back (friendly fraud, merchant errors), a few customers
   doing it again and again;
 * BNPL stress: in the ~45 days before a default, a customer spends more, more erratically,
@@ -75,6 +79,7 @@ _PLANS = np.array([3, 4, 6, 12])
 _DAY_KEY_BIAS = 1 << 19
 _US_PER_DAY = 86_400_000_000
 _BACKGROUND, _TAKEOVER, _DEFAULT_RAMP, _CARD_TEST, _DRIFT, _SPREE, _DISPUTE = 1, 2, 3, 4, 5, 6, 7
+_RING, _COMPROMISE = 8, 9
 _MERCHANT_PICK = 99
 # The injected drift: amounts x e^0.6 (~1.8), a third of purchases moved to resale categories,
 # and a third of card-present purchases moved online.
@@ -92,6 +97,12 @@ _NEVER = 1 << 40
 _NEW_PHONE_SLOT, _SPREE_SLOT, _CARD_TEST_SLOT, _TAKEOVER_SLOT = 16, 32, 62, 63
 
 # Scheduled pattern shifts, in days from the start: fraudsters adapt on a date, not in reaction.
+# Cross-customer fraud, visible only through devices, cards and merchants (the entities):
+# a year brings a ring per 1,250 customers, 4-10 accounts each, opened 3-20 days before their
+# bust-out of 5-12 days from 1-3 shared devices with 2-5 stolen cards, and a compromised
+# merchant per 1,250 merchants, for 21 days; a card tester works through a fortnight's tests.
+_RING_SIZE, _RING_DEVICES, _RING_CARDS = (4, 11), (1, 4), (2, 6)
+_RING_WARMUP, _RING_DAYS, _COMPROMISE_DAYS, _TESTER_DAYS = (3, 21), (5, 13), 21, 14
 _MIMIC_FROM = 56  # takeovers imitating their victim: 35% of them before, 50% from here
 _MIMIC_SHARE = (0.35, 0.5)
 _SLOW_TESTING_FROM = 63  # card testers space their tries over hours instead of one hour
@@ -202,9 +213,17 @@ class Population:
     defaults: np.ndarray  # ... a default when True, a cure otherwise
     ramp: np.ndarray  # how visible the ramp is (0: a default without warning)
     disputers: np.ndarray  # indices of customers who dispute purchases again and again
+    merchant_category: np.ndarray
     merchant_by_category: tuple[np.ndarray, ...]
     customer_ids: pa.Array
-    card_hashes: pa.Array
+    card_hashes: pa.Array  # the customers' own cards, then the rings' stolen ones
+    ring: np.ndarray  # each customer's ring, -1 for none
+    ring_day: np.ndarray  # each ring's first day of bust-out ...
+    ring_days: np.ndarray  # ... and how many days it lasts
+    ring_devices: np.ndarray  # how many devices each ring shares
+    ring_cards: np.ndarray  # each ring's stolen cards: (first index into card_hashes, count)
+    compromised: np.ndarray  # merchants compromised for a while ...
+    compromise_day: np.ndarray  # ... from this day on
 
 
 @lru_cache(maxsize=4)
@@ -238,6 +257,8 @@ def population(config: GeneratorConfig) -> Population:
     pans = _luhn_pans(n, rng)
     home = rng.choice(len(COUNTRIES), size=n, p=_HOME_WEIGHTS / _HOME_WEIGHTS.sum())
     key = config.card_hash_key or settings.load().hash_key()
+    rings = _rings(config, join_day, churn_day, takeover_day, stress_day)
+    stolen = _luhn_pans(rings["cards"], np.random.default_rng([config.seed, 0xCA4D]))
     return Population(
         config=config,
         join_day=join_day,
@@ -265,14 +286,75 @@ def population(config: GeneratorConfig) -> Population:
         defaults=defaulter,
         ramp=ramp,
         disputers=np.flatnonzero(rng.random(n) < 0.01),
+        merchant_category=merchant_category,
         merchant_by_category=tuple(
             np.flatnonzero(merchant_category == c) for c in range(len(CATEGORIES))
         ),
         customer_ids=pc.binary_join_element_wise(
             "cus_", pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 8, "0"), ""
         ),
-        card_hashes=pa.array(card_hash(pans, key)),
+        card_hashes=pa.array(card_hash(pans + stolen, key)),
+        ring=rings["ring"],
+        ring_day=rings["day"],
+        ring_days=rings["days"],
+        ring_devices=rings["devices"],
+        ring_cards=rings["card_sets"],
+        compromised=rings["compromised"],
+        compromise_day=rings["compromise_day"],
     )
+
+
+def _spread(rng: np.random.Generator, count: int, first: int, end: int) -> np.ndarray:
+    """``count`` days in [first, end), one at random in each of ``count`` equal stretches: any
+    few months of the year see some."""
+    step = (end - first) // count
+    return first + np.arange(count) * step + rng.integers(0, step, count)
+
+
+def _rings(
+    config: GeneratorConfig,
+    join_day: np.ndarray,
+    churn_day: np.ndarray,
+    takeover_day: np.ndarray,
+    stress_day: np.ndarray,
+) -> dict:
+    """The rings and compromised merchants, from a stream of their own (the rest of the
+    population is drawn as before). Ring accounts are customers who join during the year: their
+    join day moves to a few days before their ring's bust-out, and they leave when it ends;
+    they take no part in takeovers or BNPL stress. ``join_day`` and ``churn_day`` are updated
+    in place."""
+    rng = np.random.default_rng([config.seed, 0x121A6])
+    n = len(join_day)
+    ring = np.full(n, -1)
+    count = max(2, n // 1_250)
+    day = _spread(rng, count, 7, 365)
+    days = rng.integers(*_RING_DAYS, count)
+    eligible = np.flatnonzero((join_day >= 0) & (takeover_day < 0) & (stress_day < 0))
+    sizes = rng.integers(*_RING_SIZE, count)
+    members = rng.permutation(eligible)[: sizes.sum()]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    devices, card_sets, cards = [], [], n
+    for r in range(count):
+        accounts = members[starts[r] : starts[r] + sizes[r]]
+        ring[accounts] = r
+        join_day[accounts] = day[r] - rng.integers(*_RING_WARMUP, len(accounts))
+        churn_day[accounts] = day[r] + days[r]
+        devices.append(rng.integers(*_RING_DEVICES))
+        k = rng.integers(*_RING_CARDS)
+        card_sets.append((cards, k))
+        cards += k
+    compromised = rng.choice(config.merchants, max(2, config.merchants // 1_250), replace=False)
+    compromise_day = _spread(rng, len(compromised), 14, 365)
+    return {
+        "ring": ring,
+        "day": day,
+        "days": days,
+        "devices": np.array(devices),
+        "card_sets": np.array(card_sets).reshape(-1, 2),
+        "cards": cards - n,
+        "compromised": compromised,
+        "compromise_day": compromise_day,
+    }
 
 
 @dataclass
@@ -290,6 +372,8 @@ class _Batch:
     installments: np.ndarray
     label: np.ndarray  # 0 none, 1 fraud, 2 default
     label_delay_us: np.ndarray
+    card: np.ndarray  # index into card_hashes: the customer's own card unless stolen
+    merchant: np.ndarray  # a merchant index, or -1: drawn from the category's merchants
 
 
 def _day_start_us(pop: Population, offset: int) -> int:
@@ -304,10 +388,24 @@ def _device_key(pop: Population, customer: np.ndarray, slot: np.ndarray) -> np.n
 
 
 def _own_device(pop: Population, offset: int, customer: np.ndarray, slot: np.ndarray) -> np.ndarray:
-    """One of the customer's own devices; slot 0 is the phone, replaced on its new-phone day."""
+    """One of the customer's own devices; slot 0 is the phone, replaced on its new-phone day.
+    A ring's accounts are all run from the ring's devices."""
     slot = slot.astype(np.uint64)
     replaced = (slot == 0) & (offset >= pop.new_phone_day[customer])
-    return _device_key(pop, customer, np.where(replaced, np.uint64(_NEW_PHONE_SLOT), slot))
+    device = _device_key(pop, customer, np.where(replaced, np.uint64(_NEW_PHONE_SLOT), slot))
+    member = pop.ring[customer] >= 0
+    if member.any():
+        device[member] = _ring_device(
+            pop, pop.ring[customer[member]], customer[member] + slot[member]
+        )
+    return device
+
+
+def _ring_device(pop: Population, ring: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """One of each ring's shared devices (keyed beyond every customer's: a ring is device
+    owner ``customers + ring``)."""
+    slot = pick.astype(np.uint64) % pop.ring_devices[ring].astype(np.uint64)
+    return _device_key(pop, len(pop.ring) + ring, slot)
 
 
 def _on_trip(pop: Population, offset: int, customer: np.ndarray) -> np.ndarray:
@@ -375,6 +473,8 @@ def _purchases(
         installments=installments,
         label=np.zeros(k, np.int8),
         label_delay_us=np.zeros(k, np.int64),
+        card=customer.astype(np.int64),
+        merchant=np.full(k, -1, np.int64),
     )
 
 
@@ -558,7 +658,8 @@ def _default_ramp(pop: Population, offset: int) -> _Batch:
 
 
 def _card_test(pop: Population, offset: int) -> _Batch:
-    """Card testing: a few small digital purchases from a stranger's device."""
+    """Card testing: a few small digital purchases from a tester's device; a tester works
+    through the tests of a fortnight (one per 40,000 customers), on many accounts."""
     rng = _rng(pop, offset, _CARD_TEST)
     tested = _sample_active(pop, rng, offset, 3e-5)
     counts = rng.integers(2, 6, len(tested))
@@ -578,10 +679,77 @@ def _card_test(pop: Population, offset: int) -> _Batch:
     )
     batch.cents[:] = np.exp(rng.normal(6.2, 0.8, k)).astype(np.int64) + 50  # ~$5, $0.5-$50
     batch.channel[:] = _ONLINE
-    batch.device[:] = _device_key(pop, customer, np.full(k, _CARD_TEST_SLOT))
+    testers = max(1, len(pop.rate) // 40_000)
+    tester = np.repeat(rng.integers(0, testers, len(tested)), counts)
+    # Device owners beyond the customers and the rings: one per tester and fortnight
+    owner = len(pop.rate) + len(pop.ring_day) + (offset // _TESTER_DAYS + 1_000) * testers + tester
+    batch.device[:] = _device_key(pop, owner, np.full(k, _CARD_TEST_SLOT))
     batch.installments[:] = 1
     batch.label[:] = _FRAUD
     batch.label_delay_us[:] = _delays_us(rng, k, pop.config.chargeback_delay_days)
+    return batch
+
+
+def _ring_bust_out(pop: Population, offset: int) -> _Batch:
+    """Fraud rings: each account of a ring in its bust-out buys ~0.8 times a day, online or in
+    the app, half in resale-friendly categories, from the ring's devices, with a stolen card of
+    the ring's (each card on several of its accounts)."""
+    rng = _rng(pop, offset, _RING)
+    since = offset - pop.ring_day
+    busy = np.flatnonzero((since >= 0) & (since < pop.ring_days))
+    members = np.flatnonzero(np.isin(pop.ring, busy)) if len(busy) else busy
+    counts = rng.poisson(0.8, len(members))
+    customer = np.repeat(members, counts)
+    k = len(customer)
+    own_taste = (rng.random((k, 1), dtype=np.float32) > pop.category_cdf[customer]).sum(axis=1)
+    resale = rng.random(k) < 0.5
+    batch = _purchases(
+        pop,
+        rng,
+        offset,
+        _RING,
+        customer,
+        hours=_daytime_hours(pop, rng, customer),
+        mu_shift=0.4,
+        category=np.where(resale, rng.choice(_RESALE_CATEGORIES, k), own_taste),
+    )
+    ring = pop.ring[customer]
+    batch.channel[:] = np.where(rng.random(k) < 0.7, _ONLINE, _APP)
+    batch.device[:] = _ring_device(pop, ring, rng.integers(0, 1 << 20, k))
+    first, count = pop.ring_cards[ring, 0], pop.ring_cards[ring, 1]
+    batch.card[:] = first + rng.integers(0, 1 << 20, k) % count
+    batch.installments[:] = 1
+    batch.label[:] = _FRAUD
+    batch.label_delay_us[:] = _delays_us(rng, k, pop.config.chargeback_delay_days)
+    return batch
+
+
+def _compromise(pop: Population, offset: int) -> _Batch:
+    """Compromised merchants: for three weeks, purchases at the merchant on ordinary
+    customers' stolen card details (a breached checkout): the merchant's category, the
+    customer's own device and country, ~1 in 5,000 customers a day per merchant."""
+    rng = _rng(pop, offset, _COMPROMISE)
+    since = offset - pop.compromise_day
+    live = pop.compromised[(since >= 0) & (since < _COMPROMISE_DAYS)]
+    n = len(pop.rate)
+    merchant = np.repeat(live, rng.poisson(n * 2e-4, len(live)))
+    customer = rng.integers(0, n, len(merchant))
+    active = _active(pop, offset)[customer]
+    merchant, customer = merchant[active], customer[active]
+    batch = _purchases(
+        pop,
+        rng,
+        offset,
+        _COMPROMISE,
+        customer,
+        hours=_daytime_hours(pop, rng, customer),
+        mu_shift=0.3,
+        category=pop.merchant_category[merchant],
+    )
+    batch.merchant[:] = merchant
+    batch.installments[:] = 1
+    batch.label[:] = _FRAUD
+    batch.label_delay_us[:] = _delays_us(rng, len(customer), pop.config.chargeback_delay_days)
     return batch
 
 
@@ -610,6 +778,8 @@ def _incidents(pop: Population, offset: int) -> list[_Batch]:
         _default_ramp(pop, offset),
         _card_test(pop, offset),
         _dispute(pop, offset),
+        _ring_bust_out(pop, offset),
+        _compromise(pop, offset),
     ]
 
 
@@ -656,9 +826,9 @@ def generate_transactions(config: GeneratorConfig, day: date) -> pa.Table:
     customer = pa.array(cols["customer"])
     merchants = pop.merchant_by_category
     pick = _rng(pop, dn, _MERCHANT_PICK).random(len(order))
-    merchant = np.empty(len(order), np.int64)
+    merchant = cols["merchant"].copy()
     for c, pool in enumerate(merchants):
-        mask = cols["category"] == c
+        mask = (cols["category"] == c) & (merchant < 0)
         merchant[mask] = pool[(pick[mask] * len(pool)).astype(np.int64)]
     device = cols["device"]
     return pa.table(
@@ -678,7 +848,7 @@ def generate_transactions(config: GeneratorConfig, day: date) -> pa.Table:
             ),
             "country": pc.take(pa.array(COUNTRIES), pa.array(cols["country"])),
             "installments": pa.array(cols["installments"], pa.int16()),
-            "card_hash": pc.take(pop.card_hashes, customer),
+            "card_hash": pc.take(pop.card_hashes, pa.array(cols["card"])),
         },
         schema=TRANSACTIONS_SCHEMA,
     )
