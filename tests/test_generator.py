@@ -4,6 +4,8 @@ whole world dated from the configured start."""
 from dataclasses import replace
 from datetime import date, timedelta
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -142,7 +144,8 @@ def test_planted_patterns_show_in_behaviour():
     assert 0.1 < share(resale, pc.invert(is_fraud)) < share(resale, is_fraud) / 2
     plan = pc.greater(tx["installments"], 1)
     assert share(plan, is_default) == 1.0  # defaults are instalment purchases
-    assert 0.001 < len(fraud) / tx.num_rows < 0.004  # as rare as public card-fraud rates
+    # As rare as public card-fraud rates (this small world's window holds a ring's bust-out)
+    assert 0.001 < len(fraud) / tx.num_rows < 0.005
     # Label noise and imitation: part of the fraud comes from the customer's own device.
     devices = tx.filter(is_fraud)["device_id"]
     assert 0 < pc.count(devices).as_py() < len(fraud)
@@ -177,3 +180,36 @@ def test_injected_drift_starts_on_its_day_and_leaves_earlier_days_alone():
         ).quarantined.num_rows
         == 0
     )
+
+
+def test_rings_and_compromised_merchants_show_only_across_customers():
+    """A ring's accounts share devices and stolen cards (no customer's own card is on another
+    account); a compromised merchant's purchases turn fraudulent for three weeks."""
+    pop = population(CONFIG)
+    ring_day = int(pop.ring_day[0])
+    days = [CONFIG.start + timedelta(days=ring_day + i) for i in range(-20, 15)]
+    tx = pl.from_arrow(pa.concat_tables(generate_transactions(CONFIG, d) for d in days))
+    members = set(pc.take(pop.customer_ids, np.flatnonzero(pop.ring == 0)).to_pylist())
+    per_card = tx.group_by("card_hash").agg(pl.col("customer_id").unique())
+    shared = per_card.filter(pl.col("customer_id").list.len() > 1)
+    assert shared.height >= 2  # stolen cards, each on several of the ring's accounts
+    assert set(shared["customer_id"].explode().to_list()) <= members
+    by_device = tx.drop_nulls("device_id").group_by("device_id").agg(pl.col("customer_id").unique())
+    ring_devices = by_device.filter(
+        pl.col("customer_id").list.eval(pl.element().is_in(members)).list.all()
+    )
+    assert ring_devices["customer_id"].list.len().max() >= 4  # one device, many accounts
+
+    merchant = f"mer_{pop.compromised[0]:06d}"
+    first = CONFIG.start + timedelta(days=int(pop.compromise_day[0]))
+    window = [first + timedelta(days=i) for i in range(-21, 21)]
+    sales = pa.concat_tables(generate_transactions(CONFIG, d) for d in window)
+    sales = pl.from_arrow(sales).filter(pl.col("merchant_id") == merchant)
+    label_days = [window[0] + timedelta(days=i) for i in range(len(window) + 61)]
+    labels = pa.concat_tables(generate_labels(CONFIG, d) for d in label_days)
+    fraud = pc.filter(labels["transaction_id"], pc.equal(labels["label"], "fraud")).to_pylist()
+    labelled = sales.with_columns(
+        fraud=pl.col("transaction_id").is_in(fraud), during=pl.col("event_ts").dt.date() >= first
+    )
+    rates = labelled.group_by("during").agg(pl.col("fraud").mean()).sort("during")["fraud"]
+    assert rates[0] < 0.05 < 0.3 < rates[1]
