@@ -15,7 +15,8 @@ renamed as (
         channel,
         device_id,
         country,
-        installments::smallint as installments
+        installments::smallint as installments,
+        card_hash
     from source
 )
 
