@@ -29,7 +29,15 @@ MODELS = (
     "int_customer_devices_rolled_up",
     "int_labelled_purchases",
     "fct_customer_features_daily",
+    "fct_device_features_daily",
+    "fct_merchant_features_daily",
+    "fct_card_features_daily",
 )
+ENTITY_MARTS = {
+    "device": "fct_device_features_daily",
+    "merchant": "fct_merchant_features_daily",
+    "card": "fct_card_features_daily",
+}
 
 
 def compile_models(workdir: Path, start: date, end: date, retention_days: int = 365) -> dict:
@@ -67,9 +75,13 @@ def _category_risk() -> pa.Table:
 
 
 def build_snapshots(
-    compiled: dict, transactions: list[Txn], labels: list[Label]
+    compiled: dict,
+    transactions: list[Txn],
+    labels: list[Label],
+    mart: str = "fct_customer_features_daily",
 ) -> dict[tuple[str, date], dict]:
-    """The mart's rows keyed by (customer_id, as_of_date), computed by the compiled SQL."""
+    """A mart's rows (the customer snapshot's unless ``mart`` names an entity's) keyed by
+    (its key, as_of_date), computed by the compiled SQL."""
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"attach ':memory:' as {DATABASE}")
@@ -87,6 +99,8 @@ def build_snapshots(
                 ("device_id", pa.string()),
                 ("country", pa.string()),
                 ("installments", pa.int16()),
+                ("merchant_id", pa.string()),
+                ("card_hash", pa.string()),
             ]
         ),
     )
@@ -110,7 +124,7 @@ def build_snapshots(
     con.execute("create table category_risk as select * from seed")
     for model in MODELS:
         con.execute(f"create table {model} as {compiled[model]}")
-    result = con.sql("select * from fct_customer_features_daily")
+    result = con.sql(f"select * from {mart}")
     names = result.columns
     return {
         (r[0], r[names.index("as_of_date")]): dict(zip(names, r, strict=True))

@@ -29,6 +29,8 @@ class Txn:
     device_id: str | None
     country: str
     installments: int
+    merchant_id: str = "m0"
+    card_hash: str = "k0"
 
 
 @dataclass(frozen=True)
@@ -153,3 +155,67 @@ def snapshot(
         by_customer.setdefault(t.customer_id, []).append(t)
     rows = {c: customer_snapshot(h, labels, as_of, retention_days) for c, h in by_customer.items()}
     return {c: r for c, r in rows.items() if r is not None}
+
+
+ENTITY_KEYS = {"device": "device_id", "merchant": "merchant_id", "card": "card_hash"}
+MIN_RATE_COUNT = 30  # a merchant rate needs this many purchases (plan purchases for defaults)
+
+
+def entity_snapshot(
+    entity: str, transactions: list[Txn], labels: list[Label], as_of: datetime
+) -> dict[str, dict]:
+    """Every device's, merchant's or card's snapshot row at ``as_of``, keyed by its id: the
+    entities with a purchase in the 90 days before ``as_of``."""
+    key = ENTITY_KEYS[entity]
+    known = {
+        kind: {lab.transaction_id for lab in labels if lab.label == kind and lab.label_ts < as_of}
+        for kind in ("fraud", "default")
+    }
+    rows = {}
+    for value in {getattr(t, key) for t in transactions} - {None}:
+        hist = [t for t in transactions if getattr(t, key) == value and t.event_ts < as_of]
+
+        def window(days: int, hist=hist) -> list[Txn]:
+            return [t for t in hist if t.event_ts >= as_of - days * DAY]
+
+        w1, w7, w30, w90 = window(1), window(7), window(30), window(90)
+        if not w90:
+            continue
+        fraud_90 = sum(1 for t in w90 if t.transaction_id in known["fraud"])
+        first_seen = _days(as_of - min(t.event_ts for t in hist))
+        if entity == "device":
+            f = {
+                "distinct_customers_1d": len({t.customer_id for t in w1}),
+                "distinct_customers_7d": len({t.customer_id for t in w7}),
+                "distinct_customers_30d": len({t.customer_id for t in w30}),
+                "distinct_cards_30d": len({t.card_hash for t in w30}),
+                "txn_count_7d": len(w7),
+                "txn_count_90d": len(w90),
+                "fraud_share_90d": fraud_90 / len(w90),
+                "days_since_first_seen": first_seen,
+            }
+        elif entity == "merchant":
+            plans = [t for t in w90 if t.installments > 1]
+            defaults = sum(1 for t in plans if t.transaction_id in known["default"])
+            f = {
+                "txn_count_7d": len(w7),
+                "txn_count_30d": len(w30),
+                "txn_count_90d": len(w90),
+                "amount_sum_7d": sum((t.amount for t in w7), Decimal(0)),
+                "amount_sum_30d": sum((t.amount for t in w30), Decimal(0)),
+                "distinct_customers_30d": len({t.customer_id for t in w30}),
+                "fraud_rate_90d": fraud_90 / len(w90) if len(w90) >= MIN_RATE_COUNT else None,
+                "default_rate_90d": (
+                    defaults / len(plans) if len(plans) >= MIN_RATE_COUNT else None
+                ),
+            }
+        else:
+            f = {
+                "distinct_customers_30d": len({t.customer_id for t in w30}),
+                "distinct_devices_30d": len({t.device_id for t in w30} - {None}),
+                "txn_count_7d": len(w7),
+                "txn_count_90d": len(w90),
+                "days_since_first_seen": first_seen,
+            }
+        rows[value] = f
+    return rows
