@@ -5,7 +5,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
 from assets.features.dbt import dbt_features, dbt_project
-from assets.features.export import customer_features_daily
+from assets.features.export import customer_features_daily, entity_features_daily
 from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
@@ -31,6 +31,7 @@ defs = Definitions(
         raw_labels,
         dbt_features,
         customer_features_daily,
+        *entity_features_daily,
         online_customer_features,
         feature_drift,
         realized_performance,

@@ -17,6 +17,12 @@ TRANSACTIONS = "raw/transactions"
 LABELS = "raw/labels"
 QUARANTINE = "raw/quarantine"
 CUSTOMER_FEATURES = "features/customer_features_daily"
+# The other entities' snapshots (docs/architecture.md#entities), by entity
+ENTITY_FEATURES = {
+    "device": "features/device_features_daily",
+    "merchant": "features/merchant_features_daily",
+    "card": "features/card_features_daily",
+}
 TRAINING_SET = "training/training_set"
 REALIZED_PERFORMANCE = "monitoring/realized_performance"
 # When each snapshot became available online (as_of + lag, or later when its load ended later):

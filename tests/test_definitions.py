@@ -21,6 +21,8 @@ EXPECTED_ASSETS = {
     "int_labelled_purchases",
     "fct_customer_features_daily",
     "lakehouse/customer_features_daily",
+    *(f"fct_{e}_features_daily" for e in ("device", "merchant", "card")),
+    *(f"lakehouse/{e}_features_daily" for e in ("device", "merchant", "card")),
     "online_customer_features",
     "training/training_set",
     "risk_models",

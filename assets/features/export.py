@@ -1,4 +1,5 @@
-"""Export the snapshot partitions from DuckDB to the lakehouse's Delta table."""
+"""Export the snapshot partitions from DuckDB to the lakehouse's Delta tables: the customers',
+and each other entity's (device, merchant, card)."""
 
 from datetime import date, timedelta
 
@@ -9,32 +10,47 @@ from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import MART, load_feature_set
-from resources.lakehouse import CUSTOMER_FEATURES, Lakehouse
+from resources.lakehouse import CUSTOMER_FEATURES, ENTITY_FEATURES, Lakehouse
 from riskcore import settings
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
 
 
-def export_snapshots(lakehouse: Lakehouse, first: date, last: date) -> tuple[list, int]:
-    """Replace the as_of_date partitions first..last of the Delta table with DuckDB's rows.
+ENTITY_MARTS = {
+    "device": ("fct_device_features_daily", "device_id"),
+    "merchant": ("fct_merchant_features_daily", "merchant_id"),
+    "card": ("fct_card_features_daily", "card_hash"),
+}
+
+
+def export_snapshots(
+    lakehouse: Lakehouse,
+    first: date,
+    last: date,
+    mart: str = MART,
+    table: str = CUSTOMER_FEATURES,
+    key: str = "customer_id",
+) -> tuple[list, int]:
+    """Replace the as_of_date partitions first..last of a Delta table (the customer
+    snapshots' by default) with the mart's rows in DuckDB.
 
     One Delta commit: readers see the old partitions or the new ones, never a mix. Returns
-    the customers per as_of_date and the new table version.
+    the rows per as_of_date and the new table version.
     """
     with duckdb.connect(str(settings.load().duckdb_path), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         counts = con.sql(
-            f"select as_of_date, count(*) from main.{MART} "
+            f"select as_of_date, count(*) from main.{mart} "
             "where as_of_date between $1 and $2 group by 1 order by 1",
             params=[first, last],
         ).fetchall()
         reader = con.sql(
-            f"select * from main.{MART} where as_of_date between $1 and $2 "
-            "order by as_of_date, customer_id",
+            f"select * from main.{mart} where as_of_date between $1 and $2 "
+            f"order by as_of_date, {key}",
             params=[first, last],
         ).to_arrow_reader(_BATCH_ROWS)
         version = lakehouse.replace_partitions(
-            CUSTOMER_FEATURES,
+            table,
             reader,
             ["as_of_date"],
             f"as_of_date >= '{first}' AND as_of_date <= '{last}'",
@@ -76,3 +92,44 @@ def customer_features_daily(
             "delta_version": version,
         }
     )
+
+
+def _entity_export(entity: str):
+    mart, key = ENTITY_MARTS[entity]
+    table = ENTITY_FEATURES[entity]
+
+    @asset(
+        name=f"{entity}_features_daily",
+        key_prefix=["lakehouse"],
+        deps=[AssetKey(mart)],
+        partitions_def=daily_partitions,
+        backfill_policy=monthly_batches,
+        group_name=LAKEHOUSE,
+        pool=WAREHOUSE_POOL,
+        kinds={"delta", "duckdb"},
+        description=f"Point-in-time {entity} snapshots (by {key}) as a Delta table partitioned "
+        "by as_of_date (= partition day + 1).",
+    )
+    def export(context: AssetExecutionContext, lakehouse: Lakehouse) -> MaterializeResult:
+        days = partition_days(context)
+        first, last = days[0] + timedelta(days=1), days[-1] + timedelta(days=1)
+        counts, version = export_snapshots(lakehouse, first, last, mart, table, key)
+        rows = sum(n for _, n in counts)
+        context.log.info(f"exported {rows} {entity} snapshot rows for as_of {first}..{last}")
+        return MaterializeResult(
+            metadata={
+                "rows": rows,
+                f"{entity}s_per_snapshot": MetadataValue.md(
+                    f"| as_of_date | {entity}s |\n|---|---|\n"
+                    + "\n".join(f"| {d} | {n} |" for d, n in counts)
+                ),
+                "as_of_dates": f"{first} .. {last}",
+                "table_uri": MetadataValue.path(lakehouse.uri(table)),
+                "delta_version": version,
+            }
+        )
+
+    return export
+
+
+entity_features_daily = [_entity_export(entity) for entity in ENTITY_MARTS]
