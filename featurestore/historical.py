@@ -36,7 +36,13 @@ from deltalake import DeltaTable, write_deltalake
 
 from featurestore.point_in_time import point_in_time_sql
 from featurestore.registry import load_feature_set
-from resources.lakehouse import CUSTOMER_FEATURES, ONLINE_LOADS, Lakehouse
+from resources.lakehouse import (
+    CUSTOMER_FEATURES,
+    ENTITY_FEATURES,
+    ENTITY_KEYS,
+    ONLINE_LOADS,
+    Lakehouse,
+)
 from riskcore import settings
 from riskcore.feature_set import FeatureColumn, FeatureSet
 from riskcore.timestamps import as_of_time
@@ -85,12 +91,13 @@ def resolve_features(feature_set: FeatureSet, names: Sequence[str] | None) -> li
     return [servable[n] for n in dict.fromkeys(names)]
 
 
-def partition_availability(lakehouse: Lakehouse, lag: timedelta) -> dict[date, datetime]:
-    """When each snapshot partition became usable: ``as_of + lag``, or when its first online
-    load ended if that was later (the ``serving/online_loads`` table, a row an as_of)."""
-    planned = {
-        d: as_of_time(d) + lag for d in lakehouse.partition_dates(CUSTOMER_FEATURES, "as_of_date")
-    }
+def partition_availability(
+    lakehouse: Lakehouse, lag: timedelta, table: str = CUSTOMER_FEATURES
+) -> dict[date, datetime]:
+    """When each snapshot partition of ``table`` became usable: ``as_of + lag``, or when its
+    first online load ended if that was later (the ``serving/online_loads`` table, a row an
+    as_of; every entity's snapshots of an as_of are built by the same daily run)."""
+    planned = {d: as_of_time(d) + lag for d in lakehouse.partition_dates(table, "as_of_date")}
     loads = lakehouse.dataset(ONLINE_LOADS)
     if loads is not None:
         for row in loads.to_table(columns=["as_of", "available_at"]).to_pylist():
@@ -121,17 +128,24 @@ def snapshot_join(
     first: datetime,
     last: datetime,
     event_ts: str = "event_ts",
+    entity: str = "customer",
 ) -> str:
     """Registers in ``con`` the snapshot partitions rows between ``first`` and ``last`` can
     use, and when each became available; returns the point-in-time SQL over the relation
-    ``entities`` (``customer_id``, ``event_ts``, ...). What the SDK and the training set run."""
-    table = lakehouse.table(CUSTOMER_FEATURES)
+    ``entities`` (``customer_id``, ``event_ts``, ...). What the SDK and the training set run.
+    ``entity``: another entity's snapshots (``device``, ``merchant``, ``card``), joined on its
+    key (``ENTITY_KEYS``), their columns prefixed with the entity's name."""
+    name = CUSTOMER_FEATURES if entity == "customer" else ENTITY_FEATURES[entity]
+    key, prefix = (
+        ("customer_id", "") if entity == "customer" else (ENTITY_KEYS[entity], f"{entity}_")
+    )
+    table = lakehouse.table(name)
     if table is None:
         raise FeatureStoreError(
-            f"no snapshot table at {lakehouse.uri(CUSTOMER_FEATURES)}: build one first "
+            f"no snapshot table at {lakehouse.uri(name)}: build one first "
             "(make demo, or the daily_features job), or point RISK_DATA_DIR at a data folder"
         )
-    available = partition_availability(lakehouse, lag)
+    available = partition_availability(lakehouse, lag, name)
     days = usable_partitions(available, first, last)
     utc = pa.timestamp("us", "UTC")
     partitions = pa.table(
@@ -140,7 +154,7 @@ def snapshot_join(
             "available_at": pa.array([available[d] for d in days], utc),
         }
     )
-    con.register("fs_partitions", partitions)
+    con.register(f"fs_{prefix}partitions", partitions)
     # The table's current files of those partitions (its Delta log says which), read by
     # DuckDB's own Parquet reader: it knows their row counts, so it builds the join's hash
     # table on the entity rows and streams the snapshots past it (read through a pyarrow
@@ -148,17 +162,23 @@ def snapshot_join(
     files = table.file_uris(file_pruning_predicate=[("as_of_date", "in", days)]) if days else []
     if files:
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        wanted = ", ".join(["customer_id", "as_of", *columns])
+        wanted = ", ".join([key, "as_of", *columns])
         con.execute(
-            f"create temp view fs_snapshots as select {wanted} "
+            f"create temp view fs_{prefix}snapshots as select {wanted} "
             f"from read_parquet([{listed}], union_by_name = true)"
         )
     else:
         schema = table.to_pyarrow_dataset().schema  # no partition usable: no snapshot rows
-        empty = pa.schema([schema.field(n) for n in ["customer_id", "as_of", *columns]])
-        con.register("fs_snapshots", empty.empty_table())
+        empty = pa.schema([schema.field(n) for n in [key, "as_of", *columns]])
+        con.register(f"fs_{prefix}snapshots", empty.empty_table())
     return point_in_time_sql(
-        list(columns), entities, "fs_snapshots", "fs_partitions", event_ts=event_ts
+        list(columns),
+        entities,
+        f"fs_{prefix}snapshots",
+        f"fs_{prefix}partitions",
+        event_ts=event_ts,
+        key=key,
+        prefix=prefix,
     )
 
 

@@ -19,20 +19,25 @@ def point_in_time_sql(
     snapshots: str,
     partitions: str,
     event_ts: str = "event_ts",
+    key: str = "customer_id",
+    prefix: str = "",
 ) -> str:
-    """SQL over three relations: ``transactions`` (``customer_id`` and the moment, in the
-    column named by ``event_ts``), ``snapshots`` (``customer_id``, ``as_of``, the columns) and
-    ``partitions`` (each ``as_of`` and its ``available_at``). Adds ``snapshot_as_of`` (null
-    before the first available partition), ``customer_known`` and the snapshot columns."""
-    picked = ", ".join(f"s.{c}" for c in snapshot_columns)
+    """SQL over three relations: ``transactions`` (the entity ``key``, ``customer_id`` by
+    default, and the moment, in the column named by ``event_ts``), ``snapshots`` (``key``,
+    ``as_of``, the columns) and ``partitions`` (each ``as_of`` and its ``available_at``). Adds
+    ``snapshot_as_of`` (null before the first available partition), ``customer_known`` and the
+    snapshot columns; for another entity's snapshots (``prefix`` e.g. ``device_``) the added
+    columns are ``device_snapshot_as_of``, ``device_known`` and ``device_<column>``."""
+    picked = ", ".join(f"s.{c} as {prefix}{c}" for c in snapshot_columns)
+    known = f"{prefix}known" if prefix else "customer_known"
     return f"""
         with chosen as (
-            select t.*, p.as_of as snapshot_as_of
+            select t.*, p.as_of as {prefix}snapshot_as_of
             from {transactions} as t
             asof left join {partitions} as p on t.{event_ts} >= p.available_at
         )
-        select c.*, s.customer_id is not null as customer_known, {picked}
+        select c.*, s.{key} is not null as {known}, {picked}
         from chosen as c
         left join {snapshots} as s
-            on s.as_of = c.snapshot_as_of and s.customer_id = c.customer_id
+            on s.as_of = c.{prefix}snapshot_as_of and s.{key} = c.{key}
     """

@@ -23,6 +23,7 @@ ENTITY_FEATURES = {
     "merchant": "features/merchant_features_daily",
     "card": "features/card_features_daily",
 }
+ENTITY_KEYS = {"device": "device_id", "merchant": "merchant_id", "card": "card_hash"}
 TRAINING_SET = "training/training_set"
 REALIZED_PERFORMANCE = "monitoring/realized_performance"
 # When each snapshot became available online (as_of + lag, or later when its load ended later):

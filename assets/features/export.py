@@ -10,17 +10,13 @@ from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import MART, load_feature_set
-from resources.lakehouse import CUSTOMER_FEATURES, ENTITY_FEATURES, Lakehouse
+from resources.lakehouse import CUSTOMER_FEATURES, ENTITY_FEATURES, ENTITY_KEYS, Lakehouse
 from riskcore import settings
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
 
 
-ENTITY_MARTS = {
-    "device": ("fct_device_features_daily", "device_id"),
-    "merchant": ("fct_merchant_features_daily", "merchant_id"),
-    "card": ("fct_card_features_daily", "card_hash"),
-}
+ENTITY_MARTS = {entity: f"fct_{entity}_features_daily" for entity in ENTITY_FEATURES}
 
 
 def export_snapshots(
@@ -95,8 +91,7 @@ def customer_features_daily(
 
 
 def _entity_export(entity: str):
-    mart, key = ENTITY_MARTS[entity]
-    table = ENTITY_FEATURES[entity]
+    mart, key, table = ENTITY_MARTS[entity], ENTITY_KEYS[entity], ENTITY_FEATURES[entity]
 
     @asset(
         name=f"{entity}_features_daily",
