@@ -20,6 +20,7 @@ them would buy. It prints ROC AUC, PR AUC and recall at 1% FPR, both ways.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -31,12 +32,12 @@ import pyarrow as pa
 
 from assets.ingest.sources import RawSources
 from assets.ingest.synthetic import population
-from assets.training.dataset import read_training_set, table_vocabularies
+from assets.training.dataset import read_training_set
 from assets.training.metrics import evaluate
 from assets.training.models import matrix, rows, train_model
 from featurestore.historical import snapshot_join
 from featurestore.registry import load_feature_set
-from resources.lakehouse import ENTITY_FEATURES, ENTITY_KEYS, TRANSACTIONS, Lakehouse
+from resources.lakehouse import ENTITY_FEATURES, ENTITY_KEYS, TRAINING_SET, TRANSACTIONS, Lakehouse
 from riskcore import settings
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 from riskcore.timestamps import as_of_time
@@ -90,10 +91,11 @@ def with_entity_features(lakehouse: Lakehouse, table: pa.Table) -> tuple[pa.Tabl
     return out.with_columns(pl.col(names).fill_null(np.nan)).to_arrow(), names
 
 
-def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str]) -> dict:
+def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str], commit: dict) -> dict:
+    """The training set's commit says how it was built (vocabularies, availability lag)."""
     feature_set = load_feature_set()
-    vocab = table_vocabularies(table)
-    lag = settings.load().availability_lag_h
+    vocab = json.loads(commit["risk.vocabularies"])
+    lag = float(commit["risk.availability_lag_hours"])
     results: dict[str, dict] = {}
     routed: dict[str, np.ndarray] = {}
     for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
@@ -151,7 +153,8 @@ def main() -> None:
     began = time.perf_counter()
     table, names = with_entity_features(lakehouse, table)
     _log(f"joined {len(names)} entity features in {time.perf_counter() - began:.1f} s")
-    results = compare(table, names, ring_purchase_ids(lakehouse))
+    commit = lakehouse.last_commit(TRAINING_SET)
+    results = compare(table, names, ring_purchase_ids(lakehouse), commit)
     print("\nfraud, test weeks      ROC AUC   PR AUC  recall@1%FPR  rows (bad)")
     for name, m in results.items():
         print(
