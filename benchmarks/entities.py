@@ -2,11 +2,11 @@
 (after `make demo`).
 
 The stored training set (`training/training_set`), each purchase joined point in time to the
-device, merchant and card snapshots of its device, merchant and card (the SDK's road,
-`featurestore.historical.snapshot_join`: the partition in force at the purchase, nulls for an
-entity the snapshot does not hold). Then the fraud models are trained twice with the project's
-own training (`assets.training.models.train_model`: same parameters, sampling, splits), without
-and with the entity features, and compared on the same test rows:
+device, merchant and card snapshots of its device, merchant and card by the SDK
+(`historical_features` with the entities' features: the partition in force at the purchase,
+nulls for an entity the snapshot does not hold). Then the fraud models are trained twice with
+the project's own training (`assets.training.models.train_model`: same parameters, sampling,
+splits), without and with the entity features, and compared on the same test rows:
 
 * each model on its own rows (behavioural: customers the snapshot knew; transaction-only: all);
 * overall, as serving routes (behavioural for a known customer, transaction-only otherwise);
@@ -23,26 +23,22 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from datetime import timedelta
 
 import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assets.ingest.sources import RawSources
 from assets.ingest.synthetic import population
 from assets.training.dataset import read_training_set
 from assets.training.metrics import evaluate
 from assets.training.models import matrix, rows, train_model
-from featurestore.historical import snapshot_join
+from featurestore import historical_features
 from featurestore.registry import load_feature_set
-from resources.lakehouse import ENTITY_FEATURES, ENTITY_KEYS, TRAINING_SET, TRANSACTIONS, Lakehouse
-from riskcore import settings
+from resources.lakehouse import ENTITY_KEYS, TRAINING_SET, TRANSACTIONS, Lakehouse
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
-from riskcore.timestamps import as_of_time
-
-NOT_FEATURES = {"as_of", "as_of_date", *ENTITY_KEYS.values()}
 
 
 def _log(message: str) -> None:
@@ -51,44 +47,28 @@ def _log(message: str) -> None:
 
 def with_entity_features(lakehouse: Lakehouse, table: pa.Table) -> tuple[pa.Table, list[str]]:
     """The training set with every entity's snapshot features (``device_*``, ``merchant_*``,
-    ``card_*``; NaN where the entity's snapshot has no row), and their names."""
-    lag = timedelta(hours=settings.load().availability_lag_h)
-    first = table["event_ts"][0].as_py()
-    last = table["event_ts"][-1].as_py()
-    names: list[str] = []
-    with duckdb.connect() as con:
-        con.execute("set TimeZone = 'UTC'")
-        purchases = table.select(["transaction_id", "event_ts"])  # noqa: F841 (DuckDB reads it)
-        raw = lakehouse.dataset(TRANSACTIONS)  # noqa: F841
-        con.execute(
-            "create temp table keyed as select p.transaction_id, p.event_ts, "
-            + ", ".join(f"r.{k}" for k in ENTITY_KEYS.values())
-            + " from purchases as p join raw as r using (transaction_id) "
-            "where r.event_date between $first and $last "
-            "qualify row_number() over (partition by p.transaction_id order by r.event_ts) = 1",
-            {"first": first.date(), "last": last.date()},
-        )
-        for entity, path in ENTITY_FEATURES.items():
-            schema = lakehouse.dataset(path).schema
-            columns = [f.name for f in schema if f.name not in NOT_FEATURES]
-            sql = snapshot_join(
-                con, lakehouse, "keyed", columns, lag, as_of_time(first.date()), last, entity=entity
-            )
-            picked = ", ".join(f"{entity}_{c}::double as {entity}_{c}" for c in columns)
-            con.execute(
-                f"create temp table {entity}_joined as select transaction_id, {picked} from ({sql})"
-            )
-            names += [f"{entity}_{c}" for c in columns]
-        features = con.sql(
-            "select transaction_id, "
-            + ", ".join(names)
-            + " from keyed "
-            + " ".join(f"left join {e}_joined using (transaction_id)" for e in ENTITY_FEATURES)
-        ).pl()
+    ``card_*``; NaN where the entity's snapshot has no row), through the SDK, and their names."""
+    names = [
+        f"{entity}_{c.name}"
+        for entity in ENTITY_KEYS
+        for c in load_feature_set(entity=entity).features
+    ]
+    raw = lakehouse.dataset(TRANSACTIONS)  # noqa: F841 (DuckDB reads it by name)
+    purchases = table.select(["transaction_id", "customer_id", "event_ts"])  # noqa: F841
+    first, last = (d.as_py().date() for d in pc.min_max(table["event_ts"]).values())
+    keyed = duckdb.sql(
+        "select p.*, "
+        + ", ".join(f"r.{k}" for k in ENTITY_KEYS.values())
+        + " from purchases as p join raw as r using (transaction_id) "
+        f"where r.event_date between '{first}' and '{last}' "
+        "qualify row_number() over (partition by p.transaction_id order by r.event_ts) = 1"
+    ).to_arrow_table()
+    joined = historical_features(keyed, names, lakehouse=lakehouse)
+    features = pl.from_arrow(joined.select(["transaction_id", *names]))
     out = pl.from_arrow(table).join(
         features, on="transaction_id", how="left", maintain_order="left"
     )
-    return out.with_columns(pl.col(names).fill_null(np.nan)).to_arrow(), names
+    return out.with_columns(pl.col(names).fill_nan(None).fill_null(np.nan)).to_arrow(), names
 
 
 def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str], commit: dict) -> dict:

@@ -91,6 +91,32 @@ def resolve_features(feature_set: FeatureSet, names: Sequence[str] | None) -> li
     return [servable[n] for n in dict.fromkeys(names)]
 
 
+def entity_features(
+    feature_set: FeatureSet, names: Sequence[str] | None
+) -> tuple[list[FeatureColumn], dict[str, list[FeatureColumn]]]:
+    """The requested columns split by entity: the customer's (``resolve_features``), and each
+    other entity's, named with its prefix (``device_distinct_customers_30d``: the device
+    snapshot's ``distinct_customers_30d``; docs/architecture.md#entities)."""
+    if names is None:
+        return resolve_features(feature_set, None), {}
+    names = [names] if isinstance(names, str) else [n.strip() for n in names]
+    customer = {c.name for c in (*feature_set.features, *feature_set.context)}
+    prefixed = [n for n in names if n not in customer and n.split("_")[0] in ENTITY_KEYS]
+    by_entity: dict[str, list[FeatureColumn]] = {}
+    for entity in dict.fromkeys(n.split("_")[0] for n in prefixed):
+        columns = {c.name: c for c in load_feature_set(entity=entity).features}
+        wanted = [n.removeprefix(f"{entity}_") for n in prefixed if n.startswith(f"{entity}_")]
+        unknown = [n for n in wanted if n not in columns]
+        if unknown:
+            raise FeatureStoreError(
+                f"unknown {entity} feature(s): {', '.join(unknown)}. Known: "
+                + ", ".join(f"{entity}_{c}" for c in columns)
+            )
+        by_entity[entity] = [columns[n] for n in dict.fromkeys(wanted)]
+    rest = [n for n in names if n not in prefixed]
+    return (resolve_features(feature_set, rest) if rest else []), by_entity
+
+
 def partition_availability(
     lakehouse: Lakehouse, lag: timedelta, table: str = CUSTOMER_FEATURES
 ) -> dict[date, datetime]:
@@ -197,7 +223,11 @@ def historical_features(
 
     ``entities``: a polars or pandas DataFrame, a pyarrow Table, or the path of a Parquet file
     (or folder, or glob) or a Delta table, with ``customer_id`` (text) and ``timestamp_column``;
-    every other column passes through untouched (a pandas index too). Timestamps may carry any
+    every other column passes through untouched (a pandas index too). ``features`` may name
+    other entities' features by their prefix (``device_...``, ``merchant_...``, ``card_...``):
+    the rows then need that entity's key (``device_id``, ``merchant_id``, ``card_hash``; null
+    for none), and the result gains ``<entity>_known`` and the prefixed features, joined by the
+    same point-in-time rule. Timestamps may carry any
     time zone; naive ones are taken as UTC (as ingest takes them), with a warning. ``lag``
     defaults to the configured availability lag (RISK_AVAILABILITY_LAG_H).
 
@@ -208,10 +238,16 @@ def historical_features(
     streamed there and ``Written``. ``progress`` is called with the rows of each batch.
     """
     feature_set = load_feature_set()
-    wanted = resolve_features(feature_set, features)
+    wanted, by_entity = entity_features(feature_set, features)
     lakehouse = lakehouse or Lakehouse()
     lag = timedelta(hours=settings.load().availability_lag_h) if lag is None else lag
-    source = _EntitySource.of(entities, timestamp_column, [c.name for c in wanted])
+    names = [c.name for c in wanted]
+    added_names = [
+        *names,
+        *(n for e, cs in by_entity.items() for n in (f"{e}_known", *(f"{e}_{c.name}" for c in cs))),
+    ]
+    keys = [ENTITY_KEYS[e] for e in by_entity]
+    source = _EntitySource.of(entities, timestamp_column, added_names, keys)
     if output is not None and Path(output).exists() and not overwrite:
         raise FeatureStoreError(f"{output} exists: pass overwrite=True (--overwrite) to replace it")
     tally = {"rows": 0, "early": 0}
@@ -220,19 +256,33 @@ def historical_features(
         con.execute(f"set memory_limit = '{MEMORY_LIMIT}'; set temp_directory = '{spill}'")
         con.register("fs_keys", source.keys())
         con.execute(
-            f"create temp table fs_entities as select customer_id, {_ROW}, "
-            f'cast("{timestamp_column}" as timestamptz) as {_TS} from fs_keys'
+            f"create temp table fs_entities as select {', '.join(['customer_id', *keys])}, "
+            f'{_ROW}, cast("{timestamp_column}" as timestamptz) as {_TS} from fs_keys'
         )
         con.unregister("fs_keys")
         first, last = con.sql(f"select min({_TS}), max({_TS}) from fs_entities").fetchall()[0]
         first = first or datetime.now(UTC)  # no row has a moment: any span joins nothing
-        names = [c.name for c in wanted]
         sql = snapshot_join(con, lakehouse, "fs_entities", names, lag, first, last or first, _TS)
-        columns = ", ".join([*ADDED, *names])
+        for entity, columns in by_entity.items():  # each entity's join over the one before
+            sql = snapshot_join(
+                con,
+                lakehouse,
+                f"({sql})",
+                [c.name for c in columns],
+                lag,
+                first,
+                last or first,
+                _TS,
+                entity=entity,
+            )
+        columns = ", ".join([*ADDED, *added_names])
         reader = con.sql(f"select {columns} from ({sql}) order by {_ROW}").fetch_record_batch(
             BATCH_ROWS
         )
-        schema = _result_schema(reader.schema, wanted)
+        numeric = {c.name for c in wanted if c.kind == "numeric"} | {
+            f"{e}_{c.name}" for e, cs in by_entity.items() for c in cs if c.kind == "numeric"
+        }
+        schema = _result_schema(reader.schema, numeric)
         added = _tallied((_as_served(b, schema) for b in reader), tally, progress)
         if output is not None:
             batches = source.attach_batches(added, schema)
@@ -248,27 +298,36 @@ class _EntitySource:
     """The entity rows: their keys for DuckDB, and how the join's columns attach to them."""
 
     def __init__(
-        self, entities: Any, table: pa.Table | None, dataset: pads.Dataset | None, ts: str
+        self,
+        entities: Any,
+        table: pa.Table | None,
+        dataset: pads.Dataset | None,
+        ts: str,
+        keys: tuple[str, ...] = ("customer_id",),
     ):
         self.entities, self.table, self.dataset, self.ts = entities, table, dataset, ts
+        self.keys_ = keys  # customer_id, then any other entity's key
         self.null_moments = 0
 
     @classmethod
-    def of(cls, entities: Any, ts: str, features: list[str]) -> _EntitySource:
+    def of(
+        cls, entities: Any, ts: str, features: list[str], entity_keys: Sequence[str] = ()
+    ) -> _EntitySource:
+        keys = ("customer_id", *entity_keys)
         if isinstance(entities, (str, Path)):
-            source = cls(entities, None, _dataset(entities), ts)
+            source = cls(entities, None, _dataset(entities), ts, keys)
         elif isinstance(entities, pa.Table):
-            source = cls(entities, entities, None, ts)
+            source = cls(entities, entities, None, ts, keys)
         elif hasattr(entities, "columns") and (
             hasattr(entities, "hstack") or hasattr(entities, "to_records")
         ):  # polars or pandas: only the keys are converted
-            keys = [c for c in ("customer_id", ts) if c in entities.columns]
+            present = [c for c in (*keys, ts) if c in entities.columns]
             table = (
-                entities.select(keys).to_arrow()
+                entities.select(present).to_arrow()
                 if hasattr(entities, "hstack")
-                else pa.Table.from_pandas(entities[keys], preserve_index=False)
+                else pa.Table.from_pandas(entities[present], preserve_index=False)
             )
-            source = cls(entities, table, None, ts)
+            source = cls(entities, table, None, ts, keys)
         else:
             raise FeatureStoreError(
                 "entities must be a polars or pandas DataFrame, a pyarrow Table or a path, "
@@ -291,7 +350,7 @@ class _EntitySource:
 
     def _check(self, features: list[str]) -> None:
         names = self.column_names()
-        for needed in ("customer_id", self.ts):
+        for needed in (*self.keys_, self.ts):
             if needed not in names:
                 raise FeatureStoreError(
                     f"the entity rows have no {needed!r} column"
@@ -304,15 +363,17 @@ class _EntitySource:
                 f"the entity rows already have column(s) {', '.join(clashes)}, which the result "
                 "adds: rename them first"
             )
-        kind = self._type("customer_id")
-        if not (
-            pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-            or pa.types.is_string_view(kind)
-        ):
-            raise FeatureStoreError(
-                f"customer_id must be text (the snapshot's ids), not {kind}: cast it"
-            )
+        for key in self.keys_:
+            kind = self._type(key)
+            if not (
+                pa.types.is_string(kind)
+                or pa.types.is_large_string(kind)
+                or pa.types.is_string_view(kind)
+                or (pa.types.is_null(kind) and key != "customer_id")  # no device at all
+            ):
+                raise FeatureStoreError(
+                    f"{key} must be text (the snapshot's ids), not {kind}: cast it"
+                )
         kind = self._type(self.ts)
         if not pa.types.is_timestamp(kind):
             raise FeatureStoreError(
@@ -327,19 +388,19 @@ class _EntitySource:
             )
 
     def _key_batches(self) -> Iterator[pa.RecordBatch]:
+        columns = [*self.keys_, self.ts]
         if self.dataset is None:
-            yield from self.table.select(["customer_id", self.ts]).to_batches()
+            yield from self.table.select(columns).to_batches()
             return
         for fragment in self.dataset.get_fragments():  # in order, the same order each read
-            yield from fragment.to_batches(
-                schema=self.dataset.schema, columns=["customer_id", self.ts]
-            )
+            yield from fragment.to_batches(schema=self.dataset.schema, columns=columns)
 
     def keys(self) -> pa.RecordBatchReader:
-        """customer_id, the moment and each row's position, batch by batch."""
+        """The keys (customer_id, any other entity's), the moment and each row's position,
+        batch by batch."""
         schema = pa.schema(
             [
-                pa.field("customer_id", self._type("customer_id")),
+                *(pa.field(k, self._type(k)) for k in self.keys_),
                 pa.field(self.ts, self._type(self.ts)),
                 pa.field(_ROW, pa.int64()),
             ]
@@ -348,7 +409,7 @@ class _EntitySource:
         def numbered():
             start = 0
             for batch in self._key_batches():
-                self.null_moments += batch.column(1).null_count
+                self.null_moments += batch.column(self.ts).null_count
                 position = pa.array(np.arange(start, start + batch.num_rows, dtype=np.int64))
                 start += batch.num_rows
                 yield pa.RecordBatch.from_arrays([*batch.columns, position], schema=schema)
@@ -425,8 +486,7 @@ def _dataset(path: str | Path) -> pads.Dataset:
     return pads.dataset(files, format="parquet")
 
 
-def _result_schema(schema: pa.Schema, wanted: list[FeatureColumn]) -> pa.Schema:
-    numeric = {c.name for c in wanted if c.kind == "numeric"}
+def _result_schema(schema: pa.Schema, numeric: set[str]) -> pa.Schema:
     return pa.schema([pa.field(f.name, pa.float32()) if f.name in numeric else f for f in schema])
 
 

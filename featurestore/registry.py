@@ -1,4 +1,5 @@
-"""The one list of snapshot features: the mart's documented columns in the dbt manifest.
+"""The one list of snapshot features: the marts' documented columns in the dbt manifest (the
+customer snapshot's, and each other entity's: device, merchant, card).
 
 Nothing in Python repeats it. The feature-set version is derived from the definitions: the
 columns (name, type, role, window, categories), the SQL of every model and seed that computes
@@ -19,6 +20,8 @@ from riskcore.feature_set import FeatureColumn, FeatureSet
 
 PROJECT = "risk_features"
 MART = "fct_customer_features_daily"
+# The other entities' snapshots (docs/architecture.md#entities): each a feature set of its own
+ENTITY_MARTS = {e: f"fct_{e}_features_daily" for e in ("device", "merchant", "card")}
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
@@ -86,10 +89,12 @@ def ensure_manifest(manifest_path: Path = MANIFEST) -> Path:
     return manifest_path
 
 
-def load_feature_set(manifest_path: Path = MANIFEST) -> FeatureSet:
+def load_feature_set(manifest_path: Path = MANIFEST, entity: str = "customer") -> FeatureSet:
+    """The customer snapshot's feature set, or another entity's (``ENTITIES``: the model's
+    ``meta.entity`` in the dbt yml)."""
     if manifest_path == MANIFEST:
         ensure_manifest()
-    return feature_set_from_manifest(json.loads(Path(manifest_path).read_text()))
+    return feature_set_from_manifest(json.loads(Path(manifest_path).read_text()), entity)
 
 
 def _column(doc: dict) -> FeatureColumn:
@@ -105,10 +110,11 @@ def _column(doc: dict) -> FeatureColumn:
     )
 
 
-def feature_set_from_manifest(manifest: dict) -> FeatureSet:
+def feature_set_from_manifest(manifest: dict, entity: str = "customer") -> FeatureSet:
     nodes = manifest["nodes"]
+    mart = MART if entity == "customer" else ENTITY_MARTS[entity]
     mart_id = next(
-        k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == MART
+        k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == mart
     )
     columns = tuple(_column(c) for c in nodes[mart_id]["columns"].values())
     upstream = _upstream(nodes, mart_id)

@@ -55,7 +55,7 @@ def snapshot_table(
     as_of = datetime(as_of_date.year, as_of_date.month, as_of_date.day, tzinfo=UTC)
     columns = {}
     for column in feature_set.columns:
-        if column.name == "customer_id":
+        if column.role == "key" and column.name.endswith(("_id", "_hash")):  # any entity's
             values = pa.array([f"{prefix}{i:09d}" for i in range(customers)])
         elif column.name == "as_of":
             values = pa.array([as_of] * customers, pa.timestamp("us", "UTC"))

@@ -31,7 +31,15 @@ from featurestore import (
 from featurestore.__main__ import cli
 from featurestore.catalog import feature, features
 from featurestore.historical import ADDED
-from resources.lakehouse import CUSTOMER_FEATURES, LABELS, ONLINE_LOADS, TRANSACTIONS, Lakehouse
+from featurestore.registry import load_feature_set
+from resources.lakehouse import (
+    CUSTOMER_FEATURES,
+    ENTITY_FEATURES,
+    LABELS,
+    ONLINE_LOADS,
+    TRANSACTIONS,
+    Lakehouse,
+)
 from resources.local_redis import LocalRedis
 from riskcore.codec import with_digests
 from riskcore.online_store import OnlineStore
@@ -455,3 +463,79 @@ def test_passthrough_columns_index_and_globs(tmp_path, lakehouse, feature_set):
         historical_features(
             _entities(feature_set), lakehouse=lakehouse, output=tmp_path / "taken.parquet"
         )
+
+
+DEVICE_DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]  # 3 March: devices only
+
+
+@pytest.fixture(scope="module")
+def device_snapshots(lakehouse) -> dict[tuple[date, str], dict]:
+    """Device snapshots beside the customers' (on a day the customers' lack, too)."""
+    device_set = load_feature_set(entity="device")
+    for i, day in enumerate(DEVICE_DAYS):
+        snapshot = snapshot_table(device_set, 12, day, seed=10 + i, prefix="d")
+        gone = pa.array([f"d{n:09d}" for n in range(i, 12, 5)])
+        snapshot = snapshot.filter(pc.invert(pc.is_in(snapshot["device_id"], gone)))
+        lakehouse.replace_partitions(
+            ENTITY_FEATURES["device"], snapshot, ["as_of_date"], f"as_of_date = '{day}'"
+        )
+    rows = lakehouse.dataset(ENTITY_FEATURES["device"]).to_table().to_pylist()
+    return {(r["as_of"].date(), r["device_id"]): r for r in rows}
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(entity_rows(), st.lists(st.integers(-1, 14), min_size=60, max_size=60))
+def test_other_entities_features_equal_the_oracle(
+    lakehouse, snapshots, device_snapshots, feature_set, drawn, devices
+):
+    """``device_*`` features: joined by the rows' device_id (null: no device; some never in a
+    snapshot) to the device snapshot in force at each moment, chosen among the device table's
+    own partitions by the same availability rule; the customer's columns as before."""
+    rows, zone = drawn
+    device_set = load_feature_set(entity="device")
+    device_names = [c.name for c in device_set.features[:3]]
+    names = [feature_set.features[0].name]
+    device_id = [None if d < 0 else f"d{d:09d}" for d in devices[: len(rows)]]
+    timestamp = pa.timestamp("us", None if zone is None else str(zone))
+    table = pa.table(
+        {
+            "customer_id": [r["customer_id"] for r in rows],
+            "device_id": pa.array(device_id, pa.string()),
+            "at": pa.array([r["at"] for r in rows], timestamp),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FeatureStoreWarning)
+        got = historical_features(
+            table,
+            [*names, *(f"device_{n}" for n in device_names)],
+            timestamp_column="at",
+            lag=LAG,
+            lakehouse=lakehouse,
+        ).to_pylist()
+    kinds = {c.name: c.kind for c in feature_set.columns}
+    customer = oracle(rows, snapshots, names, kinds)
+    available = {
+        d: max(_midnight(d) + LAG, LATE_AT if d == LATE else _midnight(d)) for d in DEVICE_DAYS
+    }
+    for i, (g, row) in enumerate(zip(got, rows, strict=True)):
+        assert g["customer_known"] == customer[i]["customer_known"]
+        assert _same(g[names[0]], customer[i][names[0]])
+        at = row["at"].astimezone(UTC) if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+        usable = [d for d in DEVICE_DAYS if available[d] <= at]
+        chosen = max(usable, key=lambda d: available[d]) if usable else None
+        found = device_snapshots.get((chosen, device_id[i]))
+        assert g["device_known"] == (found is not None), (i, row, device_id[i])
+        for n in device_names:
+            want = math.nan if found is None or found[n] is None else float(np.float32(float(found[n])))
+            assert _same(g[f"device_{n}"], want), (i, n, g[f"device_{n}"], want)
+
+
+def test_an_entity_feature_needs_its_key(lakehouse, feature_set):
+    rows = _entities(feature_set)
+    with pytest.raises(FeatureStoreError, match="no 'device_id' column"):
+        historical_features(rows, ["device_txn_count_7d"], lakehouse=lakehouse)
+    with pytest.raises(FeatureStoreError, match="unknown device feature"):
+        historical_features(rows, ["device_no_such"], lakehouse=lakehouse)
