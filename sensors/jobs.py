@@ -18,6 +18,7 @@ from dagster import (
 
 from assets.monitoring.checks import (
     customer_features_fresh,
+    entity_features_fresh,
     online_store_fresh,
     raw_transactions_fresh,
 )
@@ -27,7 +28,12 @@ from assets.partitions import daily_partitions
 from riskcore import settings
 from sensors.status import SCHEDULE_STATUS
 
-FRESHNESS_CHECKS = (raw_transactions_fresh, customer_features_fresh, online_store_fresh)
+FRESHNESS_CHECKS = (
+    raw_transactions_fresh,
+    customer_features_fresh,
+    *entity_features_fresh,
+    online_store_fresh,
+)
 
 daily_features_job = define_asset_job(
     "daily_features",

@@ -22,6 +22,7 @@ from resources.local_redis import LocalRedis
 from resources.online_store import OnlineStoreResource
 from riskcore.codec import with_digests
 from riskcore.online_store import OnlineStore
+from riskcore.timestamps import as_of_time
 from tests.snapshot_tables import snapshot_table
 
 TODAY = datetime.now(UTC).date()
@@ -189,3 +190,29 @@ def test_the_freshness_sensor_runs_the_checks_every_half_hour():
         assert isinstance(freshness(context), RunRequest)
         again = build_sensor_context(instance=instance, cursor=context.cursor)
         assert freshness(again) is None  # the same half hour: no second run
+
+
+def test_every_entity_snapshot_has_its_freshness_check(tmp_path):
+    """The device, merchant and card tables are watched like the customers' (by their newest
+    as_of, not by when a run wrote them)."""
+    from assets.monitoring.checks import entity_features_fresh
+    from resources.lakehouse import ENTITY_FEATURES
+
+    lakehouse = Lakehouse(root_uri=str(tmp_path))
+    assert [next(iter(c.check_specs)).asset_key.path[-1] for c in entity_features_fresh] == [
+        f"{e}_features_daily" for e in ENTITY_FEATURES
+    ]
+    check = entity_features_fresh[0]  # the devices'
+    assert not check(lakehouse=lakehouse).passed  # no table yet
+    for day in (date(2026, 3, 1), TODAY):
+        table = pa.table(
+            {
+                "device_id": ["d1"],
+                "as_of": pa.array([as_of_time(day)], pa.timestamp("us", "UTC")),
+                "as_of_date": pa.array([day], pa.date32()),
+            }
+        )
+        lakehouse.replace_partitions(
+            ENTITY_FEATURES["device"], table, ["as_of_date"], f"as_of_date = '{day}'"
+        )
+        assert check(lakehouse=lakehouse).passed == (day == TODAY)

@@ -529,7 +529,11 @@ def test_other_entities_features_equal_the_oracle(
         found = device_snapshots.get((chosen, device_id[i]))
         assert g["device_known"] == (found is not None), (i, row, device_id[i])
         for n in device_names:
-            want = math.nan if found is None or found[n] is None else float(np.float32(float(found[n])))
+            want = (
+                math.nan
+                if found is None or found[n] is None
+                else float(np.float32(float(found[n])))
+            )
             assert _same(g[f"device_{n}"], want), (i, n, g[f"device_{n}"], want)
 
 

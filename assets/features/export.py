@@ -9,14 +9,11 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
-from featurestore.registry import MART, load_feature_set
+from featurestore.registry import ENTITY_MARTS, MART, load_feature_set
 from resources.lakehouse import CUSTOMER_FEATURES, ENTITY_FEATURES, ENTITY_KEYS, Lakehouse
 from riskcore import settings
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
-
-
-ENTITY_MARTS = {entity: f"fct_{entity}_features_daily" for entity in ENTITY_FEATURES}
 
 
 def export_snapshots(

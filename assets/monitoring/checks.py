@@ -10,12 +10,12 @@ from datetime import date, datetime, timedelta
 import pyarrow.compute as pc
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
-from assets.features.export import customer_features_daily
+from assets.features.export import customer_features_daily, entity_features_daily
 from assets.features.online import newest_as_of_date, online_customer_features
 from assets.ingest.raw import raw_transactions
 from assets.training.assets import risk_models
 from featurestore.registry import load_feature_set
-from resources.lakehouse import CUSTOMER_FEATURES, TRANSACTIONS, Lakehouse
+from resources.lakehouse import CUSTOMER_FEATURES, ENTITY_FEATURES, TRANSACTIONS, Lakehouse
 from resources.online_store import OnlineStoreResource
 from riskcore import settings
 from riskcore.online_store import OnlineStoreError
@@ -60,6 +60,24 @@ def raw_transactions_fresh(lakehouse: Lakehouse) -> AssetCheckResult:
 def customer_features_fresh(lakehouse: Lakehouse) -> AssetCheckResult:
     newest = newest_as_of_date(lakehouse)
     return _age_result(as_of_time(newest) if newest else None, "snapshot as_of")
+
+
+def _entity_fresh(export) -> object:
+    entity = export.key.path[-1].removesuffix("_features_daily")
+
+    @asset_check(
+        asset=export,
+        name="fresh",
+        description=f"The newest {entity} snapshot's as_of is at most ~26 h old.",
+    )
+    def fresh(lakehouse: Lakehouse) -> AssetCheckResult:
+        days = lakehouse.partition_dates(ENTITY_FEATURES[entity], "as_of_date")
+        return _age_result(as_of_time(days[-1]) if days else None, f"{entity} snapshot as_of")
+
+    return fresh
+
+
+entity_features_fresh = tuple(_entity_fresh(export) for export in entity_features_daily)
 
 
 @asset_check(
