@@ -126,7 +126,9 @@ def ring_purchase_ids(lakehouse: Lakehouse) -> set[str]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="end with the results as JSON")
+    args = parser.parse_args()
     lakehouse = Lakehouse()
     table = read_training_set(lakehouse)
     _log(f"training set: {table.num_rows:,} purchases")
@@ -149,6 +151,8 @@ def main() -> None:
         )
     w, wo = results["overall with"], results["overall without"]
     print(f"\n  overall ROC AUC gain {w['roc_auc'] - wo['roc_auc']:+.4f} (goal >= +0.02)")
+    if args.json:
+        print(json.dumps(results))
 
 
 if __name__ == "__main__":
