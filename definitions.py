@@ -6,7 +6,11 @@ from dagster_dbt import DbtCliResource
 
 from assets.features.dbt import dbt_features, dbt_project
 from assets.features.export import customer_features_daily, entity_features_daily
-from assets.features.online import online_customer_features, online_store_serves_newest_snapshot
+from assets.features.online import (
+    online_customer_features,
+    online_entity_features,
+    online_store_serves_newest_snapshot,
+)
 from assets.ingest.raw import raw_labels, raw_transactions
 from assets.ingest.sources import RawSources
 from assets.monitoring.assets import canary_comparison, feature_drift, realized_performance
@@ -33,6 +37,7 @@ defs = Definitions(
         customer_features_daily,
         *entity_features_daily,
         online_customer_features,
+        online_entity_features,
         feature_drift,
         realized_performance,
         canary_comparison,

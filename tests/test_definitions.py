@@ -24,6 +24,7 @@ EXPECTED_ASSETS = {
     *(f"fct_{e}_features_daily" for e in ("device", "merchant", "card")),
     *(f"lakehouse/{e}_features_daily" for e in ("device", "merchant", "card")),
     "online_customer_features",
+    "online_entity_features",
     "training/training_set",
     "risk_models",
     "monitoring/feature_drift",

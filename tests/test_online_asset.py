@@ -137,3 +137,43 @@ def test_the_embedded_server_is_shared_persisted_and_restarted(tmp_path):
         assert redis.Redis.from_url(url).get("k") == b"v"
     finally:
         local_redis.stop(folder)
+
+
+def test_entity_snapshots_load_into_generations_of_their_own(tmp_path):
+    """Each entity's newest snapshot goes to Redis in its own generation (its feature set's
+    keys, the customers' pointer rules): every device, merchant and card reads back its values,
+    an unknown one is missing, and a backfill of an older as_of moves no pointer."""
+    from assets.features.online import online_entity_features
+    from featurestore.registry import load_feature_set
+    from resources.lakehouse import ENTITY_FEATURES, ENTITY_KEYS
+
+    lakehouse = Lakehouse(root_uri=str(tmp_path / "lakehouse"))
+    sets = {e: load_feature_set(entity=e) for e in ENTITY_FEATURES}
+    tables = {}
+    for i, (entity, feature_set) in enumerate(sets.items()):
+        for day in (DAY1, DAY2):
+            table = snapshot_table(feature_set, 300 + i, day, seed=i, prefix=entity[0])
+            lakehouse.replace_partitions(
+                ENTITY_FEATURES[entity], table, ["as_of_date"], f"as_of_date = '{day}'"
+            )
+            tables[entity, day] = table
+    with LocalRedis(tmp_path / "redis") as server:
+        resources = {"lakehouse": lakehouse, "online_store": OnlineStoreResource(url=server.url)}
+        for day in (DAY2, DAY1):  # the newest, then a backfill of the day before
+            result = materialize(
+                [online_entity_features],
+                partition_key=(day - timedelta(days=1)).isoformat(),
+                resources=resources,
+            )
+            assert result.success
+        for entity, feature_set in sets.items():
+            store = resources["online_store"].store(feature_set.version)
+            assert store.current_generation().as_of.date() == DAY2
+            table = tables[entity, DAY2]
+            expected = RecordCodec(feature_set).feature_matrix(table)
+            records = store.get_many(table[ENTITY_KEYS[entity]].to_pylist())
+            for record, row in zip(records, expected, strict=True):
+                assert record.features.tobytes() == row.tobytes()
+            assert isinstance(store.get("never-seen"), Missing)
+        metadata = result.asset_materializations_for_node("online_entity_features")[0].metadata
+        assert "device.skipped" in metadata  # the backfill's as_of is older than the pointer

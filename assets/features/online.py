@@ -21,12 +21,18 @@ from dagster import (
     asset_check,
 )
 
-from assets.features.export import customer_features_daily
+from assets.features.export import customer_features_daily, entity_features_daily
 from assets.ingest.raw import run_as_of_date
 from assets.names import ONLINE_STORE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import load_feature_set
-from resources.lakehouse import CUSTOMER_FEATURES, ONLINE_LOADS, Lakehouse
+from resources.lakehouse import (
+    CUSTOMER_FEATURES,
+    ENTITY_FEATURES,
+    ENTITY_KEYS,
+    ONLINE_LOADS,
+    Lakehouse,
+)
 from resources.online_store import OnlineStoreResource
 from riskcore import settings
 from riskcore.feature_set import FeatureSet
@@ -34,9 +40,10 @@ from riskcore.online_store import MaterializationReport, OnlineStore, OnlineStor
 from riskcore.timestamps import as_of_time
 
 
-def snapshot_query(feature_set: FeatureSet, source: str = "batch") -> str:
-    """The columns the store needs from snapshot rows, with the SHA-256 digests the codec
-    places and fingerprints by (DuckDB computes them ~2x faster than a Python loop)."""
+def snapshot_query(feature_set: FeatureSet, source: str = "batch", key: str = "customer_id") -> str:
+    """The columns the store needs from snapshot rows, with the SHA-256 digests of the ids
+    (``key``: another entity's, for its snapshots) the codec places and fingerprints by
+    (DuckDB computes them ~2x faster than a Python loop)."""
     columns = [
         f"list_transform({c.name}, lambda x: unhex(sha256(x))) as {c.name}"
         if c.kind == "text_list"
@@ -44,17 +51,16 @@ def snapshot_query(feature_set: FeatureSet, source: str = "batch") -> str:
         for c in feature_set.features + feature_set.context
     ]
     return (
-        f"select {', '.join(columns)}, as_of, unhex(sha256(customer_id)) as customer_digest "
-        f"from {source}"
+        f"select {', '.join(columns)}, as_of, unhex(sha256({key})) as customer_digest from {source}"
     )
 
 
 def snapshot_batches(
-    dataset: pads.Dataset, feature_set: FeatureSet, as_of_date: date
+    dataset: pads.Dataset, feature_set: FeatureSet, as_of_date: date, key: str = "customer_id"
 ) -> Iterator[pa.Table]:
     """One snapshot partition, a Parquet row group at a time (~128k rows: the lakehouse
     writes them so), so memory stays flat at any customer count."""
-    query = snapshot_query(feature_set)
+    query = snapshot_query(feature_set, key=key)
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         for fragment in dataset.get_fragments(filter=pc.field("as_of_date") == as_of_date):
@@ -77,11 +83,15 @@ def load_snapshot(
     *,
     min_customer_ratio: float = 0.5,
     log: Callable[[str], None] = print,
+    entity: str = "customer",
 ) -> MaterializationReport:
-    """Write the Delta snapshot of ``as_of_date`` as the store's next generation."""
-    dataset = lakehouse.dataset(CUSTOMER_FEATURES)
+    """Write the Delta snapshot of ``as_of_date`` as the store's next generation (another
+    entity's: its own table, keyed by its own ids, in the store of its feature set)."""
+    table = CUSTOMER_FEATURES if entity == "customer" else ENTITY_FEATURES[entity]
+    key = "customer_id" if entity == "customer" else ENTITY_KEYS[entity]
+    dataset = lakehouse.dataset(table)
     if dataset is None:
-        raise Failure(f"no snapshot table at {lakehouse.uri(CUSTOMER_FEATURES)}")
+        raise Failure(f"no snapshot table at {lakehouse.uri(table)}")
     customers = dataset.count_rows(filter=pc.field("as_of_date") == as_of_date)
     if customers == 0:
         raise Failure(f"the snapshot as_of {as_of_date} has no rows: nothing to serve")
@@ -95,7 +105,7 @@ def load_snapshot(
             )
     as_of = as_of_time(as_of_date)
     report = store.write_generation(
-        _progress(snapshot_batches(dataset, feature_set, as_of_date), customers, log),
+        _progress(snapshot_batches(dataset, feature_set, as_of_date, key), customers, log),
         feature_set=feature_set,
         as_of=as_of,
         customers=customers,
@@ -103,7 +113,7 @@ def load_snapshot(
         available_at=as_of + timedelta(hours=settings.load().availability_lag_h),
         log=log,
     )
-    if not report.skipped:
+    if not report.skipped and entity == "customer":
         record_first_load(lakehouse, as_of_date, report)
     return report
 
@@ -189,6 +199,46 @@ def online_customer_features(
             f"removed partial generations {report.stray_generations} left by loads that died"
         )
     return MaterializeResult(metadata=report_metadata(report, store))
+
+
+@asset(
+    deps=entity_features_daily,
+    partitions_def=daily_partitions,
+    backfill_policy=monthly_batches,
+    group_name=ONLINE_STORE,
+    pool=WAREHOUSE_POOL,
+    kinds={"redis"},
+    description="The newest device, merchant and card snapshots in Redis, each in its own "
+    "generations (its feature set's keys) under the customers' pointer rules. Not read by "
+    "serving yet (docs/architecture.md#entities).",
+)
+def online_entity_features(
+    context: AssetExecutionContext,
+    config: OnlineLoadConfig,
+    lakehouse: Lakehouse,
+    online_store: OnlineStoreResource,
+) -> MaterializeResult:
+    as_of_date = run_as_of_date(context)
+    metadata: dict = {}
+    for entity in ENTITY_FEATURES:
+        feature_set = load_feature_set(entity=entity)
+        store = online_store.store(feature_set.version)
+        try:
+            report = load_snapshot(
+                lakehouse,
+                store,
+                feature_set,
+                as_of_date,
+                min_customer_ratio=config.min_customer_ratio,
+                log=context.log.info,
+                entity=entity,
+            )
+        except OnlineStoreError as exc:
+            raise Failure(f"{entity}s: {exc}") from exc
+        for warning in report.warnings:
+            context.log.warning(f"{entity}s: {warning}")
+        metadata |= {f"{entity}.{k}": v for k, v in report_metadata(report, store).items()}
+    return MaterializeResult(metadata=metadata)
 
 
 def report_metadata(report: MaterializationReport, store: OnlineStore) -> dict:
