@@ -12,26 +12,29 @@ import polars as pl
 
 from featurestore.historical import resolve_features
 from featurestore.registry import load_feature_set
+from resources.lakehouse import ENTITY_KEYS
 from resources.online_store import from_environment
 from riskcore.codec import OnlineRecord
 
 
 def online_features(
-    customer_ids: Sequence[str], features: Sequence[str] | None = None
+    customer_ids: Sequence[str], features: Sequence[str] | None = None, entity: str = "customer"
 ) -> pl.DataFrame:
     """The serving generation's values for ``customer_ids`` (one round trip, one generation),
     decoded: ``source`` is ``online``, or why there is no record (``unknown_customer``,
     ``no_generation``, ``expired``), with the record's ``as_of``. Numbers are the float32 the
     models read, NaN for null (as ``historical_features`` gives them); categorical values by
-    name."""
-    feature_set = load_feature_set()
+    name. ``entity``: another entity's (``device``, ``merchant``, ``card``): the ids are its
+    keys, the features its own (unprefixed), from its own generations."""
+    feature_set = load_feature_set(entity=entity)
     wanted = resolve_features(feature_set, features)
     store = from_environment().store(feature_set.version)
     ids = [customer_ids] if isinstance(customer_ids, str) else list(customer_ids)
     numeric = {c.name for c in wanted if c.kind == "numeric"}
+    key = "customer_id" if entity == "customer" else ENTITY_KEYS[entity]
     rows = []
     for found in store.get_many(ids):
-        row: dict[str, Any] = {"customer_id": found.customer_id}
+        row: dict[str, Any] = {key: found.customer_id}
         if isinstance(found, OnlineRecord):
             values = found.feature_dict() | found.context
             row |= {"source": "online", "as_of": found.as_of}
@@ -39,7 +42,7 @@ def online_features(
         else:
             row |= {"source": found.reason, "as_of": None} | {c.name: None for c in wanted}
         rows.append({k: nan if k in numeric and v is None else v for k, v in row.items()})
-    schema = {"customer_id": pl.String, "source": pl.String, "as_of": pl.Datetime("us", "UTC")}
+    schema = {key: pl.String, "source": pl.String, "as_of": pl.Datetime("us", "UTC")}
     schema |= {
         c.name: pl.Float32
         if c.kind == "numeric"

@@ -5,7 +5,11 @@ from datetime import timedelta
 from dagster import RunRequest, SensorEvaluationContext, SkipReason, sensor
 from redis import RedisError
 
-from assets.features.online import newest_as_of_date, online_customer_features
+from assets.features.online import (
+    newest_as_of_date,
+    online_customer_features,
+    online_entity_features,
+)
 from featurestore.registry import load_feature_set
 from resources.lakehouse import Lakehouse
 from resources.online_store import OnlineStoreResource
@@ -15,7 +19,8 @@ from sensors.status import SENSOR_STATUS
 
 
 @sensor(
-    asset_selection=[online_customer_features],
+    # The entities' generations live in the same Redis: emptied with the customers', refilled too
+    asset_selection=[online_customer_features, online_entity_features],
     minimum_interval_seconds=60,
     default_status=SENSOR_STATUS,
     description="Loads the newest snapshot into Redis when no generation serves it: Redis "

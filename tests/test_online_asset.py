@@ -6,6 +6,7 @@ import os
 import signal
 from datetime import date, timedelta
 
+import numpy as np
 import pytest
 import redis
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
@@ -139,11 +140,12 @@ def test_the_embedded_server_is_shared_persisted_and_restarted(tmp_path):
         local_redis.stop(folder)
 
 
-def test_entity_snapshots_load_into_generations_of_their_own(tmp_path):
+def test_entity_snapshots_load_into_generations_of_their_own(tmp_path, monkeypatch):
     """Each entity's newest snapshot goes to Redis in its own generation (its feature set's
     keys, the customers' pointer rules): every device, merchant and card reads back its values,
     an unknown one is missing, and a backfill of an older as_of moves no pointer."""
     from assets.features.online import online_entity_features
+    from featurestore import online_features
     from featurestore.registry import load_feature_set
     from resources.lakehouse import ENTITY_FEATURES, ENTITY_KEYS
 
@@ -177,3 +179,11 @@ def test_entity_snapshots_load_into_generations_of_their_own(tmp_path):
             assert isinstance(store.get("never-seen"), Missing)
         metadata = result.asset_materializations_for_node("online_entity_features")[0].metadata
         assert "device.skipped" in metadata  # the backfill's as_of is older than the pointer
+        # What a person reads: the SDK's online call, by the entity's own keys
+        monkeypatch.setenv("REDIS_URL", server.url)
+        device = tables["device", DAY2]
+        frame = online_features(
+            [device["device_id"][0].as_py(), "never-seen"], ["txn_count_7d"], entity="device"
+        )
+        assert frame["source"].to_list() == ["online", "unknown_customer"]
+        assert frame["txn_count_7d"][0] == np.float32(device["txn_count_7d"][0].as_py())
