@@ -71,6 +71,7 @@ from resources.local_redis import ensure_running
 from resources.online_store import from_environment as online_store_from_environment
 from riskcore import settings
 from riskcore.registry import CHAMPION, MODEL_NAMES, ModelRegistry
+from sensors.jobs import FRESHNESS_CHECKS
 from serving.config import ServingConfig
 from serving.inference_log import InferenceLog
 from serving.schemas import ScoreRequest
@@ -390,7 +391,7 @@ def record_day(instance, lakehouse, day, decisions, fired) -> dict:
         "day": day,
         "scored": sum(decisions.values()),
         "declined": decisions.get("decline", 0),
-        "fresh": all(c.passed for c in checks) and len(checks) == 3,
+        "fresh": all(c.passed for c in checks) and len(checks) == len(FRESHNESS_CHECKS),
         "stale": [c.description for c in checks if not c.passed],
         "serving_as_of": serving.as_of.date() if serving else None,
         "newest_as_of": newest,

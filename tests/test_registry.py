@@ -8,7 +8,9 @@ import duckdb
 import pytest
 
 from featurestore.registry import (
+    ENTITY_MARTS,
     MANIFEST,
+    MART,
     feature_set_from_manifest,
     load_feature_set,
     manifest_is_stale,
@@ -76,7 +78,8 @@ def test_the_sql_outputs_exactly_the_documented_columns(tmp_path):
     con.execute(
         "create table stg_raw__transactions (transaction_id varchar, customer_id varchar, "
         "event_ts timestamptz, event_date date, amount decimal(18,2), merchant_category varchar, "
-        "channel varchar, device_id varchar, country varchar, installments smallint)"
+        "channel varchar, device_id varchar, country varchar, installments smallint, "
+        "merchant_id varchar, card_hash varchar)"
     )
     con.execute(
         "create table stg_raw__labels (transaction_id varchar, label varchar, "
@@ -85,12 +88,13 @@ def test_the_sql_outputs_exactly_the_documented_columns(tmp_path):
     con.execute("create table category_risk (merchant_category varchar, risk_tier varchar)")
     for model in MODELS:
         con.execute(f"create table {model} as {compiled[model]}")
-    built = con.sql(f"describe {MODELS[-1]}").fetchall()
-    documented = [(c.name, c.data_type) for c in load_feature_set().columns]
     normalise = {
         "decimal(18,2)": "DECIMAL(18,2)",
         "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
     }
-    assert [(n, t) for n, t, *_ in built] == [
-        (n, normalise.get(t, t.upper())) for n, t in documented
-    ]
+    for entity, mart in {"customer": MART, **ENTITY_MARTS}.items():  # every entity's
+        built = con.sql(f"describe {mart}").fetchall()
+        documented = [(c.name, c.data_type) for c in load_feature_set(entity=entity).columns]
+        assert [(n, t) for n, t, *_ in built] == [
+            (n, normalise.get(t, t.upper())) for n, t in documented
+        ], mart
