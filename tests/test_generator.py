@@ -13,6 +13,7 @@ import pytest
 from assets.ingest.contract import LABELS_SCHEMA, TRANSACTIONS_SCHEMA
 from assets.ingest.synthetic import (
     GeneratorConfig,
+    _spread,
     generate_labels,
     generate_transactions,
     population,
@@ -213,3 +214,13 @@ def test_rings_and_compromised_merchants_show_only_across_customers():
     )
     rates = labelled.group_by("during").agg(pl.col("fraud").mean()).sort("during")["fraud"]
     assert rates[0] < 0.05 < 0.3 < rates[1]
+
+
+@pytest.mark.parametrize("count", [2, 16, 358, 359, 800])
+def test_rings_and_compromises_spread_over_the_year_at_any_size(count):
+    """A large world has more rings a year than days (800 at 1M customers): some every day."""
+    days = _spread(np.random.default_rng(0), count, 7, 365)
+    assert len(days) == count and days.min() >= 7 and days.max() < 365
+    step = max(1, (365 - 7) // count)  # no long gap: any few months see some
+    assert np.diff(np.sort(days)).max() <= 2 * step
+    assert days.max() - days.min() >= (365 - 7) * (count - 1) / count - 2 * step

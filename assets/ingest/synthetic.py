@@ -305,9 +305,11 @@ def population(config: GeneratorConfig) -> Population:
 
 
 def _spread(rng: np.random.Generator, count: int, first: int, end: int) -> np.ndarray:
-    """``count`` days in [first, end), one at random in each of ``count`` equal stretches: any
-    few months of the year see some."""
+    """``count`` days in [first, end), one at random in each of ``count`` equal stretches (or
+    evenly, when there are more than days): any few months of the year see some."""
     step = (end - first) // count
+    if step == 0:  # more than one a day (a large world): each day its share
+        return first + np.arange(count) * (end - first) // count
     return first + np.arange(count) * step + rng.integers(0, step, count)
 
 
