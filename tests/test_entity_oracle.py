@@ -71,7 +71,7 @@ def shared_histories(draw):
     return transactions, labels
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shared_histories())
 def test_entity_features_match_the_oracle(compiled, history):
     check(compiled, *history)
