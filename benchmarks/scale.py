@@ -116,7 +116,7 @@ def champion(cache: Path) -> Path:
     subprocess.run(
         [sys.executable, "-m", "demo.run"],
         cwd=ROOT,
-        env=os.environ | env,
+        env=_without_user_stores(os.environ) | env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -273,10 +273,25 @@ def run_cycle(day: date, redis_url: str, sampler: RssSampler) -> dict:
     }
 
 
+# The user's own stores, which `make` exports: a world's runs and data stay out of them (its
+# Dagster runs too: `make dev` would show another world's materializations)
+_USER_STORES = (
+    "RISK_LAKEHOUSE_URI",
+    "RISK_DUCKDB_PATH",
+    "RISK_LANDING_DIR",
+    "REDIS_URL",
+    "DAGSTER_HOME",
+)
+
+
+def _without_user_stores(env: os._Environ | dict) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in _USER_STORES}
+
+
 def _use_world(folder: Path, customers: int, cache: Path) -> None:
     """This process's settings: the world's folder, the champion's registry, nothing else."""
-    for inherited in ("RISK_LAKEHOUSE_URI", "RISK_DUCKDB_PATH", "RISK_LANDING_DIR", "REDIS_URL"):
-        os.environ.pop(inherited, None)  # the user's own stores stay out of it
+    for inherited in _USER_STORES:
+        os.environ.pop(inherited, None)
     os.environ.update(_world_env(folder, customers, champion(cache)))
     os.environ.setdefault("RISK_DUCKDB_MEMORY_LIMIT", "3GB")
 
