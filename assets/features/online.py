@@ -237,7 +237,11 @@ def online_entity_features(
             raise Failure(f"{entity}s: {exc}") from exc
         for warning in report.warnings:
             context.log.warning(f"{entity}s: {warning}")
-        metadata |= {f"{entity}.{k}": v for k, v in report_metadata(report, store).items()}
+        # A device's record is not a customer's: the same figures, named for any entity
+        named = {
+            k.replace("customer", "record"): v for k, v in report_metadata(report, store).items()
+        }
+        metadata |= {f"{entity}.{k}": v for k, v in named.items()}
     return MaterializeResult(metadata=metadata)
 
 
