@@ -38,9 +38,10 @@ from featurestore.point_in_time import point_in_time_sql
 from featurestore.registry import load_feature_set
 from resources.lakehouse import (
     CUSTOMER_FEATURES,
-    ENTITY_FEATURES,
     ENTITY_KEYS,
+    KEYS,
     ONLINE_LOADS,
+    SNAPSHOTS,
     Lakehouse,
 )
 from riskcore import settings
@@ -161,10 +162,8 @@ def snapshot_join(
     ``entities`` (``customer_id``, ``event_ts``, ...). What the SDK and the training set run.
     ``entity``: another entity's snapshots (``device``, ``merchant``, ``card``), joined on its
     key (``ENTITY_KEYS``), their columns prefixed with the entity's name."""
-    name = CUSTOMER_FEATURES if entity == "customer" else ENTITY_FEATURES[entity]
-    key, prefix = (
-        ("customer_id", "") if entity == "customer" else (ENTITY_KEYS[entity], f"{entity}_")
-    )
+    name, key = SNAPSHOTS[entity], KEYS[entity]
+    prefix = "" if entity == "customer" else f"{entity}_"  # the customers' columns keep names
     table = lakehouse.table(name)
     if table is None:
         raise FeatureStoreError(

@@ -12,7 +12,7 @@ import polars as pl
 
 from featurestore.historical import resolve_features
 from featurestore.registry import load_feature_set
-from resources.lakehouse import ENTITY_KEYS
+from resources.lakehouse import KEYS
 from resources.online_store import from_environment
 from riskcore.codec import OnlineRecord
 
@@ -31,7 +31,7 @@ def online_features(
     store = from_environment().store(feature_set.version)
     ids = [customer_ids] if isinstance(customer_ids, str) else list(customer_ids)
     numeric = {c.name for c in wanted if c.kind == "numeric"}
-    key = "customer_id" if entity == "customer" else ENTITY_KEYS[entity]
+    key = KEYS[entity]
     rows = []
     for found in store.get_many(ids):
         row: dict[str, Any] = {key: found.customer_id}

@@ -112,7 +112,7 @@ def _column(doc: dict) -> FeatureColumn:
 
 def feature_set_from_manifest(manifest: dict, entity: str = "customer") -> FeatureSet:
     nodes = manifest["nodes"]
-    mart = MART if entity == "customer" else ENTITY_MARTS[entity]
+    mart = {"customer": MART, **ENTITY_MARTS}[entity]
     mart_id = next(
         k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == mart
     )

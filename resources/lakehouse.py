@@ -17,13 +17,22 @@ TRANSACTIONS = "raw/transactions"
 LABELS = "raw/labels"
 QUARANTINE = "raw/quarantine"
 CUSTOMER_FEATURES = "features/customer_features_daily"
-# The other entities' snapshots (docs/architecture.md#entities), by entity
-ENTITY_FEATURES = {
+# Every entity's snapshot table and key: the customers', and the others'
+# (docs/architecture.md#entities)
+SNAPSHOTS = {
+    "customer": CUSTOMER_FEATURES,
     "device": "features/device_features_daily",
     "merchant": "features/merchant_features_daily",
     "card": "features/card_features_daily",
 }
-ENTITY_KEYS = {"device": "device_id", "merchant": "merchant_id", "card": "card_hash"}
+KEYS = {
+    "customer": "customer_id",
+    "device": "device_id",
+    "merchant": "merchant_id",
+    "card": "card_hash",
+}
+ENTITY_FEATURES = {e: table for e, table in SNAPSHOTS.items() if e != "customer"}
+ENTITY_KEYS = {e: key for e, key in KEYS.items() if e != "customer"}
 TRAINING_SET = "training/training_set"
 REALIZED_PERFORMANCE = "monitoring/realized_performance"
 # When each snapshot became available online (as_of + lag, or later when its load ended later):

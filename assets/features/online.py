@@ -29,8 +29,9 @@ from featurestore.registry import load_feature_set
 from resources.lakehouse import (
     CUSTOMER_FEATURES,
     ENTITY_FEATURES,
-    ENTITY_KEYS,
+    KEYS,
     ONLINE_LOADS,
+    SNAPSHOTS,
     Lakehouse,
 )
 from resources.online_store import OnlineStoreResource
@@ -87,8 +88,7 @@ def load_snapshot(
 ) -> MaterializationReport:
     """Write the Delta snapshot of ``as_of_date`` as the store's next generation (another
     entity's: its own table, keyed by its own ids, in the store of its feature set)."""
-    table = CUSTOMER_FEATURES if entity == "customer" else ENTITY_FEATURES[entity]
-    key = "customer_id" if entity == "customer" else ENTITY_KEYS[entity]
+    table, key = SNAPSHOTS[entity], KEYS[entity]
     dataset = lakehouse.dataset(table)
     if dataset is None:
         raise Failure(f"no snapshot table at {lakehouse.uri(table)}")
