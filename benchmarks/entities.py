@@ -78,6 +78,10 @@ def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str], commit
     lag = float(commit["risk.availability_lag_hours"])
     results: dict[str, dict] = {}
     routed: dict[str, np.ndarray] = {}
+    # Every test purchase (the transaction-only model's rows): each model scores them all
+    test_all = rows(
+        table, ModelSpec.build("fraud", TRANSACTION_ONLY, feature_set, vocab, lag), "test"
+    )
     for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
         base = ModelSpec.build("fraud", kind, feature_set, vocab, lag)
         # Entity features ride after the others (the spec's last group) for this comparison
@@ -86,11 +90,7 @@ def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str], commit
             _log(f"training fraud/{kind} {label} entity features ({len(spec.feature_names)})")
             trained = train_model(table, spec)
             results[f"{kind} {label}"] = trained.metrics
-            test_all = rows(table, replace(spec, kind=TRANSACTION_ONLY), "test")
             routed[f"{kind} {label}"] = trained.model.predict(matrix(test_all, spec))
-    test_all = rows(
-        table, ModelSpec.build("fraud", TRANSACTION_ONLY, feature_set, vocab, lag), "test"
-    )
     known = test_all["customer_known"].to_numpy(zero_copy_only=False)
     y = test_all["fraud_label"].to_numpy(zero_copy_only=False).astype(int)
     ring = np.isin(test_all["transaction_id"].to_numpy(zero_copy_only=False), list(ring_ids)) & (

@@ -22,6 +22,7 @@ PROJECT = "risk_features"
 MART = "fct_customer_features_daily"
 # The other entities' snapshots (docs/architecture.md#entities): each a feature set of its own
 ENTITY_MARTS = {e: f"fct_{e}_features_daily" for e in ("device", "merchant", "card")}
+MARTS = {"customer": MART, **ENTITY_MARTS}
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
@@ -112,7 +113,7 @@ def _column(doc: dict) -> FeatureColumn:
 
 def feature_set_from_manifest(manifest: dict, entity: str = "customer") -> FeatureSet:
     nodes = manifest["nodes"]
-    mart = {"customer": MART, **ENTITY_MARTS}[entity]
+    mart = MARTS[entity]
     mart_id = next(
         k for k, n in nodes.items() if n["resource_type"] == "model" and n["name"] == mart
     )

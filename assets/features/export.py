@@ -9,8 +9,8 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
-from featurestore.registry import ENTITY_MARTS, MART, load_feature_set
-from resources.lakehouse import CUSTOMER_FEATURES, ENTITY_FEATURES, ENTITY_KEYS, Lakehouse
+from featurestore.registry import ENTITY_MARTS, MART, MARTS, load_feature_set
+from resources.lakehouse import CUSTOMER_FEATURES, KEYS, SNAPSHOTS, Lakehouse
 from riskcore import settings
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
@@ -65,61 +65,47 @@ def export_snapshots(
 def customer_features_daily(
     context: AssetExecutionContext, lakehouse: Lakehouse
 ) -> MaterializeResult:
+    feature_set = load_feature_set()
+    metadata = _export(context, lakehouse, "customer")
+    metadata |= {"feature_set_version": feature_set.version, "features": len(feature_set.features)}
+    return MaterializeResult(metadata=metadata)
+
+
+def _export(context: AssetExecutionContext, lakehouse: Lakehouse, entity: str) -> dict:
+    """The run's partitions of ``entity``'s snapshots exported; what a materialization shows."""
     days = partition_days(context)
     first, last = days[0] + timedelta(days=1), days[-1] + timedelta(days=1)
-    feature_set = load_feature_set()
-    counts, version = export_snapshots(lakehouse, first, last)
+    table = SNAPSHOTS[entity]
+    counts, version = export_snapshots(lakehouse, first, last, MARTS[entity], table, KEYS[entity])
     rows = sum(n for _, n in counts)
-    context.log.info(f"exported {rows} snapshot rows for as_of {first}..{last}")
-    return MaterializeResult(
-        metadata={
-            "rows": rows,
-            "customers_per_snapshot": MetadataValue.md(
-                "| as_of_date | customers |\n|---|---|\n"
-                + "\n".join(f"| {d} | {n} |" for d, n in counts)
-            ),
-            "as_of_dates": f"{first} .. {last}",
-            "feature_set_version": feature_set.version,
-            "features": len(feature_set.features),
-            "table_uri": MetadataValue.path(lakehouse.uri(CUSTOMER_FEATURES)),
-            "delta_version": version,
-        }
-    )
+    context.log.info(f"exported {rows} {entity} snapshot rows for as_of {first}..{last}")
+    return {
+        "rows": rows,
+        f"{entity}s_per_snapshot": MetadataValue.md(
+            f"| as_of_date | {entity}s |\n|---|---|\n"
+            + "\n".join(f"| {d} | {n} |" for d, n in counts)
+        ),
+        "as_of_dates": f"{first} .. {last}",
+        "table_uri": MetadataValue.path(lakehouse.uri(table)),
+        "delta_version": version,
+    }
 
 
 def _entity_export(entity: str):
-    mart, key, table = ENTITY_MARTS[entity], ENTITY_KEYS[entity], ENTITY_FEATURES[entity]
-
     @asset(
         name=f"{entity}_features_daily",
         key_prefix=["lakehouse"],
-        deps=[AssetKey(mart)],
+        deps=[AssetKey(MARTS[entity])],
         partitions_def=daily_partitions,
         backfill_policy=monthly_batches,
         group_name=LAKEHOUSE,
         pool=WAREHOUSE_POOL,
         kinds={"delta", "duckdb"},
-        description=f"Point-in-time {entity} snapshots (by {key}) as a Delta table partitioned "
-        "by as_of_date (= partition day + 1).",
+        description=f"Point-in-time {entity} snapshots (by {KEYS[entity]}) as a Delta table "
+        "partitioned by as_of_date (= partition day + 1).",
     )
     def export(context: AssetExecutionContext, lakehouse: Lakehouse) -> MaterializeResult:
-        days = partition_days(context)
-        first, last = days[0] + timedelta(days=1), days[-1] + timedelta(days=1)
-        counts, version = export_snapshots(lakehouse, first, last, mart, table, key)
-        rows = sum(n for _, n in counts)
-        context.log.info(f"exported {rows} {entity} snapshot rows for as_of {first}..{last}")
-        return MaterializeResult(
-            metadata={
-                "rows": rows,
-                f"{entity}s_per_snapshot": MetadataValue.md(
-                    f"| as_of_date | {entity}s |\n|---|---|\n"
-                    + "\n".join(f"| {d} | {n} |" for d, n in counts)
-                ),
-                "as_of_dates": f"{first} .. {last}",
-                "table_uri": MetadataValue.path(lakehouse.uri(table)),
-                "delta_version": version,
-            }
-        )
+        return MaterializeResult(metadata=_export(context, lakehouse, entity))
 
     return export
 

@@ -178,26 +178,7 @@ def online_customer_features(
     lakehouse: Lakehouse,
     online_store: OnlineStoreResource,
 ) -> MaterializeResult:
-    as_of_date = run_as_of_date(context)
-    feature_set = load_feature_set()
-    store = online_store.store(feature_set.version)
-    try:
-        report = load_snapshot(
-            lakehouse,
-            store,
-            feature_set,
-            as_of_date,
-            min_customer_ratio=config.min_customer_ratio,
-            log=context.log.info,
-        )
-    except OnlineStoreError as exc:  # the message says what failed and what keeps serving
-        raise Failure(str(exc)) from exc
-    for warning in report.warnings:
-        context.log.warning(warning)
-    if report.stray_generations:
-        context.log.warning(
-            f"removed partial generations {report.stray_generations} left by loads that died"
-        )
+    report, store = _load(context, config, lakehouse, online_store)
     return MaterializeResult(metadata=report_metadata(report, store))
 
 
@@ -218,31 +199,48 @@ def online_entity_features(
     lakehouse: Lakehouse,
     online_store: OnlineStoreResource,
 ) -> MaterializeResult:
-    as_of_date = run_as_of_date(context)
     metadata: dict = {}
     for entity in ENTITY_FEATURES:
-        feature_set = load_feature_set(entity=entity)
-        store = online_store.store(feature_set.version)
-        try:
-            report = load_snapshot(
-                lakehouse,
-                store,
-                feature_set,
-                as_of_date,
-                min_customer_ratio=config.min_customer_ratio,
-                log=context.log.info,
-                entity=entity,
-            )
-        except OnlineStoreError as exc:
-            raise Failure(f"{entity}s: {exc}") from exc
-        for warning in report.warnings:
-            context.log.warning(f"{entity}s: {warning}")
+        report, store = _load(context, config, lakehouse, online_store, entity)
         # A device's record is not a customer's: the same figures, named for any entity
         named = {
             k.replace("customer", "record"): v for k, v in report_metadata(report, store).items()
         }
         metadata |= {f"{entity}.{k}": v for k, v in named.items()}
     return MaterializeResult(metadata=metadata)
+
+
+def _load(
+    context: AssetExecutionContext,
+    config: OnlineLoadConfig,
+    lakehouse: Lakehouse,
+    online_store: OnlineStoreResource,
+    entity: str = "customer",
+) -> tuple[MaterializationReport, OnlineStore]:
+    """The run's newest snapshot of ``entity`` loaded into its feature set's store, with what
+    the load found logged (another entity's messages say which)."""
+    feature_set = load_feature_set(entity=entity)
+    store = online_store.store(feature_set.version)
+    which = "" if entity == "customer" else f"{entity}s: "
+    try:
+        report = load_snapshot(
+            lakehouse,
+            store,
+            feature_set,
+            run_as_of_date(context),
+            min_customer_ratio=config.min_customer_ratio,
+            log=context.log.info,
+            entity=entity,
+        )
+    except OnlineStoreError as exc:  # the message says what failed and what keeps serving
+        raise Failure(f"{which}{exc}") from exc
+    for warning in report.warnings:
+        context.log.warning(f"{which}{warning}")
+    if report.stray_generations:
+        context.log.warning(
+            f"{which}removed partial generations {report.stray_generations} left by loads that died"
+        )
+    return report, store
 
 
 def report_metadata(report: MaterializationReport, store: OnlineStore) -> dict:
