@@ -101,12 +101,16 @@ def embedded(tmp_path, env):
 @pytest.fixture
 def service(env, embedded):
     """The service started with the embedded server's URL and the production breaker (3
-    failures open it for 1 s); the 50 ms Redis timeout of the other serving tests."""
+    failures open it for 1 s); the 50 ms Redis timeout of the other serving tests. The queue's
+    overload budgets are wide: the recovery is under test, and a busy machine's pause of a few
+    ms must not turn an answer into ``fallback_overload`` or a 503 (CI saw it once)."""
     _, url = embedded
     config = env.config(
         redis_url=url,
         inference_log_uri="",
         breaker_cooldown_s=ServingConfig.breaker_cooldown_s,
+        queue_budget_ms=1_000.0,
+        shed_after_ms=5_000.0,
     )
     with TestClient(create_app(config)) as client:
         yield client
