@@ -116,9 +116,13 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     version = champion.bundle.feature_set_version
     rows = []
     for r in requests[:2000]:
-        lookups, realtime = waited(scorer._read_store([r], scorer.models))
-        record = lookups[version][0].record
-        rows.append(_model_and_input(champion, _transaction(r), record, realtime and realtime[0]))
+        lookups, realtime, entities = waited(scorer._read_store([r], scorer.models))
+        found = {pair: f[0] for pair, f in entities.items()}
+        rows.append(
+            _model_and_input(
+                champion, _transaction(r), lookups[version][0], realtime and realtime[0], found
+            )
+        )
     model = champion.bundle.behavioural
     vectors = [v for m, v in rows if m is model]
     fast_s, slow_s = [], []

@@ -160,7 +160,8 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 def champions() -> str:
     """The registered champions and their test-week metrics: the behavioural model against the
-    transaction-only one on the same test rows (the customers a snapshot knew)."""
+    transaction-only one on the same test rows (the customers a snapshot knew: what their
+    history adds, both reading the device, merchant and card), and the request-only one."""
     registry = ModelRegistry.from_settings()
     lines = [f"\nModels (MLflow registry {registry.tracking_uri}):"]
     for name in MODEL_NAMES.values():
@@ -186,6 +187,13 @@ def champions() -> str:
             f"included: ROC AUC {alone['roc_auc']:.3f}, top-decile lift "
             f"{alone['top_decile_lift']:.1f}x)"
         )
+        request = _prefixed(metrics, "request_only.")
+        if request:  # docs/architecture.md#model-tiers
+            lines.append(
+                f"    (request-only, what scores while the store is down, on the same rows: "
+                f"ROC AUC {request['roc_auc']:.3f}, top-decile lift "
+                f"{request['top_decile_lift']:.1f}x)"
+            )
         chosen = registry.load_bundle(name, str(champion.version)).thresholds
         if chosen is not None:  # the training asset's table, as its page in the UI shows it
             lines += [f"    {line}" for line in thresholds_table(chosen).splitlines()]

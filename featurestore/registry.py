@@ -98,6 +98,11 @@ def load_feature_set(manifest_path: Path = MANIFEST, entity: str = "customer") -
     return feature_set_from_manifest(json.loads(Path(manifest_path).read_text()), entity)
 
 
+def load_entity_feature_sets(manifest_path: Path = MANIFEST) -> dict[str, FeatureSet]:
+    """Every entity's feature set but the customers' (device, merchant, card)."""
+    return {e: load_feature_set(manifest_path, entity=e) for e in ENTITY_MARTS}
+
+
 def _column(doc: dict) -> FeatureColumn:
     meta = doc.get("meta", {})
     return FeatureColumn(

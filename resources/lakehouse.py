@@ -12,6 +12,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import TableNotFoundError
 
 from riskcore import settings
+from riskcore.feature_set import ENTITY_KEYS, KEYS  # noqa: F401 (the tables' keys, re-exported)
 
 TRANSACTIONS = "raw/transactions"
 LABELS = "raw/labels"
@@ -25,14 +26,7 @@ SNAPSHOTS = {
     "merchant": "features/merchant_features_daily",
     "card": "features/card_features_daily",
 }
-KEYS = {
-    "customer": "customer_id",
-    "device": "device_id",
-    "merchant": "merchant_id",
-    "card": "card_hash",
-}
 ENTITY_FEATURES = {e: table for e, table in SNAPSHOTS.items() if e != "customer"}
-ENTITY_KEYS = {e: key for e, key in KEYS.items() if e != "customer"}
 TRAINING_SET = "training/training_set"
 REALIZED_PERFORMANCE = "monitoring/realized_performance"
 # When each snapshot became available online (as_of + lag, or later when its load ended later):

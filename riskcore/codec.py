@@ -76,10 +76,10 @@ def slots(digests: pa.Array | pa.ChunkedArray, bucket_bits: int) -> tuple[np.nda
     return buckets.astype(np.int64), d[:, FIELD_BYTES].copy().view("V6").ravel().tolist()
 
 
-def with_digests(table: pa.Table) -> pa.Table:
-    """Add the ``customer_digest`` column in Python (small tables; the materialization asks
-    DuckDB for it instead, ~30x faster)."""
-    column = pa.array([digest(c) for c in table["customer_id"].to_pylist()], pa.binary())
+def with_digests(table: pa.Table, key: str = "customer_id") -> pa.Table:
+    """Add the ``customer_digest`` column (the digest of any entity's ``key``) in Python (small
+    tables; the materialization asks DuckDB for it instead, ~30x faster)."""
+    column = pa.array([digest(c) for c in table[key].to_pylist()], pa.binary())
     return table.append_column("customer_digest", column)
 
 

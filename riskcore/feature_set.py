@@ -10,6 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+# Each entity's key: the column of its snapshot table, and the transaction's (and the score
+# request's) field naming it. Cards are keyed by the card's keyed hash, never the number.
+KEYS = {
+    "customer": "customer_id",
+    "device": "device_id",
+    "merchant": "merchant_id",
+    "card": "card_hash",
+}
+ENTITY_KEYS = {e: key for e, key in KEYS.items() if e != "customer"}
+
 NUMERIC_TYPES = ("integer", "bigint", "smallint", "double", "float", "real", "decimal")
 
 

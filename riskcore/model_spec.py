@@ -1,14 +1,23 @@
 """A model's feature spec (logged with it) and the one way to build its input.
 
 Serving trusts the spec: which features, in which order, with which vocabularies, from which
-feature-set version. A behavioural model reads snapshot features (as the online codec decodes
-them) then every transaction-time feature; a transaction-only model reads only what the
-transaction itself says (it serves unknown customers and store outages, where nothing is
-compared with a snapshot).
+feature-set versions. Three tiers (docs/architecture.md#model-tiers):
+
+* behavioural: a customer the snapshot knows: the customer's snapshot features (as the online
+  codec decodes them), every transaction-time feature, the real-time features, and the
+  device's, merchant's and card's snapshot features;
+* transaction_only: no customer history (a new customer, a ring's fresh account): what the
+  transaction itself says and the device's, merchant's and card's features;
+* request_only: the store cannot be read (down, slow, overloaded): the transaction alone.
+
+Entity features come last, each entity's in its feature set's order; an entity the snapshot
+does not hold gives NaN (LightGBM's missing), as in training.
 """
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -21,7 +30,8 @@ from riskcore.transaction_features import (
     transaction_features,
 )
 
-BEHAVIOURAL, TRANSACTION_ONLY = "behavioural", "transaction_only"
+BEHAVIOURAL, TRANSACTION_ONLY, REQUEST_ONLY = "behavioural", "transaction_only", "request_only"
+KINDS = (BEHAVIOURAL, TRANSACTION_ONLY, REQUEST_ONLY)
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,10 @@ class ModelSpec:
     # Real-time velocity features (serving/realtime.py), behavioural models only; empty in
     # specs logged before they existed.
     realtime_features: tuple[str, ...] = ()
+    # Other entities' snapshot features, named with the entity (``device_distinct_customers_7d``),
+    # and each entity's feature-set version; empty in specs logged before them.
+    entity_features: tuple[str, ...] = ()
+    entity_feature_sets: dict[str, str] = field(default_factory=dict)
     as_of_semantics: str = (
         "snapshot as_of = partition day + 1 00:00 UTC, usable from as_of + availability lag; "
         "a purchase uses the newest usable snapshot; recency aged to the purchase time"
@@ -49,10 +63,35 @@ class ModelSpec:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return self.snapshot_features + self.transaction_features + self.realtime_features
+        return (
+            self.snapshot_features
+            + self.transaction_features
+            + self.realtime_features
+            + self.entity_features
+        )
+
+    @cached_property
+    def entity_columns(self) -> dict[str, tuple[str, ...]]:
+        """Per entity, the names of its features in its own records, in the spec's order."""
+        return {
+            entity: tuple(
+                n.removeprefix(f"{entity}_")
+                for n in self.entity_features
+                if n.startswith(f"{entity}_")
+            )
+            for entity in self.entity_feature_sets
+        }
 
     @classmethod
-    def build(cls, target, kind, feature_set, vocabularies, lag_hours) -> "ModelSpec":
+    def build(
+        cls,
+        target: str,
+        kind: str,
+        feature_set,
+        vocabularies: Mapping,
+        lag_hours: float,
+        entities: Mapping = {},
+    ) -> "ModelSpec":
         behavioural = kind == BEHAVIOURAL
         snapshot = tuple(c.name for c in feature_set.features) if behavioural else ()
         transaction = TRANSACTION_FEATURES if behavioural else REQUEST_FEATURES
@@ -60,6 +99,7 @@ class ModelSpec:
             tuple(c.name for c in feature_set.features if c.categories and c.name in snapshot)
             + CATEGORICAL
         )
+        read = {} if kind == REQUEST_ONLY else entities
         return cls(
             target,
             kind,
@@ -70,6 +110,8 @@ class ModelSpec:
             {k: tuple(v) for k, v in vocabularies.items()},
             lag_hours,
             REALTIME_FEATURES if behavioural else (),
+            tuple(f"{e}_{c.name}" for e, fs in read.items() for c in fs.features),
+            {e: fs.version for e, fs in read.items()},
         )
 
     def to_json(self) -> str:
@@ -78,31 +120,49 @@ class ModelSpec:
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
         doc = json.loads(text)
-        tuples = ("snapshot_features", "transaction_features", "categorical", "realtime_features")
+        tuples = (
+            "snapshot_features",
+            "transaction_features",
+            "categorical",
+            "realtime_features",
+            "entity_features",
+        )
         doc |= {k: tuple(doc[k]) for k in tuples if k in doc}
         doc["vocabularies"] = {k: tuple(v) for k, v in doc["vocabularies"].items()}
         return cls(**doc)
 
 
 def model_input(
-    spec: ModelSpec, txn, record: OnlineRecord | None, realtime: np.ndarray | None = None
+    spec: ModelSpec,
+    txn,
+    record: OnlineRecord | None,
+    realtime: np.ndarray | None = None,
+    entities: Mapping[str, OnlineRecord | None] = {},
 ) -> np.ndarray:
     """The spec's input vector for one transaction: what ``/score`` feeds the model, equal to
     the training row of the same purchase (tests/test_point_in_time.py). ``realtime``: the
-    purchase's ``REALTIME_FEATURES`` (a behavioural spec that reads them needs them)."""
+    purchase's ``REALTIME_FEATURES`` (a behavioural spec that reads them needs them);
+    ``entities``: the device's, merchant's and card's records (absent or None: NaN)."""
     computed = transaction_features(txn, record, spec.vocabularies)
     if spec.transaction_features != TRANSACTION_FEATURES:  # an older spec: pick by name
         by_name = dict(zip(TRANSACTION_FEATURES, computed, strict=True))
         computed = np.array([by_name[name] for name in spec.transaction_features])
-    if spec.kind == TRANSACTION_ONLY:
-        return computed
-    if record is None:
-        raise ValueError("a behavioural model needs the customer's snapshot")
-    snapshot = record.features[record.codec.positions(spec.snapshot_features)]
-    if not spec.realtime_features:
-        return np.concatenate([snapshot.astype(np.float64), computed])
-    if realtime is None:
-        raise ValueError("this model reads real-time features: look them up first")
-    if spec.realtime_features != REALTIME_FEATURES:  # another list: pick by name
-        realtime = realtime[[REALTIME_FEATURES.index(n) for n in spec.realtime_features]]
-    return np.concatenate([snapshot.astype(np.float64), computed, realtime])
+    parts = [computed]
+    if spec.kind == BEHAVIOURAL:
+        if record is None:
+            raise ValueError("a behavioural model needs the customer's snapshot")
+        snapshot = record.features[record.codec.positions(spec.snapshot_features)]
+        parts.insert(0, snapshot.astype(np.float64))
+        if spec.realtime_features:
+            if realtime is None:
+                raise ValueError("this model reads real-time features: look them up first")
+            if spec.realtime_features != REALTIME_FEATURES:  # another list: pick by name
+                realtime = realtime[[REALTIME_FEATURES.index(n) for n in spec.realtime_features]]
+            parts.append(realtime)
+    for entity, names in spec.entity_columns.items():
+        found = entities.get(entity)
+        if found is None:
+            parts.append(np.full(len(names), np.nan))
+        else:
+            parts.append(found.features[found.codec.positions(names)].astype(np.float64))
+    return np.concatenate(parts) if len(parts) > 1 else computed

@@ -24,12 +24,20 @@ from riskcore.transaction_features import CHANNELS
 Text = Annotated[str, Field(min_length=1, max_length=128)]
 Decision = Literal["approve", "review", "decline"]
 FeatureSource = Literal[
-    "online",  # the customer's record in the online store
-    "request",  # snapshot values given in the request (``features``)
+    "online",  # the customer's record in the online store: behavioural model
+    "request",  # snapshot values given in the request (``features``): behavioural model
     "fallback_new_customer",  # not in the serving snapshot: transaction-only model
-    "fallback_store_unavailable",  # store down, slow, empty or expired: transaction-only model
     "fallback_event_before_snapshot",  # event_ts before the snapshot's as_of: transaction-only
-    "fallback_overload",  # waited past the queue budget (overload): transaction-only, no lookup
+    "fallback_store_unavailable",  # store down, slow, empty or expired: request-only model
+    "fallback_overload",  # waited past the queue budget (overload): request-only, no lookup
+]
+# Why a device, merchant or card has features or not (missing: NaN, as in training)
+EntitySource = Literal[
+    "online",  # its record in the online store
+    "unknown",  # not in its serving snapshot (new, or no purchase in 90 days)
+    "no_key",  # the request does not name it (e.g. no card_hash)
+    "unavailable",  # store down, slow, empty, expired or overloaded
+    "event_before_snapshot",  # event_ts before its snapshot's as_of: not read
 ]
 
 
@@ -253,6 +261,12 @@ class ScoreResponse(BaseModel):
     feature_set_version: str | None = Field(description="The snapshot feature set read.")
     features_as_of: datetime | None
     feature_source: FeatureSource
+    entity_sources: dict[Literal["device", "merchant", "card"], EntitySource] | None = Field(
+        None,
+        description="Entity -> whether its snapshot features were read, and if not why (the "
+        "fraud model's; missing features are missing values, as in training). None: the "
+        "models read no entity features.",
+    )
     timing_ms: Timing
     reasons: list[Reason] | None = Field(
         None, description="Top-5 contributions toward risk: reviews, declines, or explain."

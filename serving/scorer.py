@@ -1,12 +1,16 @@
-"""Scoring: look the customers up, build each model's input from its spec, predict, decide,
-explain, log. No HTTP here: ``serving/app.py`` and the benchmarks call it.
+"""Scoring: look the customers, devices, merchants and cards up, build each model's input
+from its spec, predict, decide, explain, log. No HTTP here: ``serving/app.py`` and the
+benchmarks call it.
 
 A customer found in the serving snapshot is scored by the behavioural model; a customer the
-snapshot does not hold, and every transaction while the store is down, slow, empty or expired,
-by the transaction-only model (no invented defaults: docs/architecture.md, "Known and unknown
-customers"). Each model reads records of its own feature-set version only. After
-``breaker_failures`` consecutive store failures, lookups are skipped for ``breaker_cooldown_s``
-(fallback at once instead of a timeout per request), then one request probes the store again."""
+snapshot does not hold by the transaction-only model (the transaction and its device's,
+merchant's and card's records); every transaction while the store is down, slow, empty, expired
+or overloaded by the request-only model (no invented defaults: docs/architecture.md#model-
+tiers). A device, merchant or card the store does not hold gives missing values (NaN, as in
+training) and its reason in ``entity_sources``, never an error. Each model reads records of its
+own feature-set version only. After ``breaker_failures`` consecutive store failures, lookups
+are skipped for ``breaker_cooldown_s`` (fallback at once instead of a timeout per request),
+then one request probes the store again."""
 
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from riskcore.codec import LayoutMismatch, OnlineRecord, RecordCodec
+from riskcore.feature_set import ENTITY_KEYS
 from riskcore.model_bundle import ScoringModel
-from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, model_input
+from riskcore.model_spec import KINDS, model_input
 from riskcore.online_store import (
     Missing,
     OnlineStore,
@@ -149,6 +154,12 @@ class ModelSet:
         """The feature-set versions to look up (usually one)."""
         return list(dict.fromkeys(m.bundle.feature_set_version for m in self.loaded))
 
+    @cached_property
+    def entity_stores(self) -> list[tuple[str, str]]:
+        """The other entities' (entity, feature-set version) the models read (usually three)."""
+        pairs = (pair for m in self.loaded for pair in m.bundle.entity_versions.items())
+        return list(dict.fromkeys(pairs))
+
     def route(self, customer_id: str) -> tuple[bool, ...]:
         """Per target, whether the canary decides for this customer: when the customer's
         bucket falls in its share (a customer always sees the same model)."""
@@ -256,7 +267,9 @@ class Breaker:
 @dataclass(frozen=True, slots=True)
 class Lookup:
     record: OnlineRecord | None
-    source: str  # online | request | fallback_* (schemas.FeatureSource)
+    # The customer's: online | request | fallback_* (schemas.FeatureSource); another entity's:
+    # online | unknown | no_key | unavailable | event_before_snapshot (schemas.EntitySource)
+    source: str
 
 
 UNAVAILABLE = Lookup(None, "fallback_store_unavailable")  # down, slow, empty or expired
@@ -267,6 +280,13 @@ UNAVAILABLE = Lookup(None, "fallback_store_unavailable")  # down, slow, empty or
 BEFORE_SNAPSHOT = Lookup(None, "fallback_event_before_snapshot")
 # Past capacity: a request that waited longer than the queue budget is not looked up.
 OVERLOAD = Lookup(None, "fallback_overload")
+# The store was not read for the customer: the request-only model scores (else transaction-only)
+STORE_UNREAD = frozenset({UNAVAILABLE.source, OVERLOAD.source})
+# A device, merchant or card without a record to read: its features are missing (NaN)
+ENTITY_UNAVAILABLE = Lookup(None, "unavailable")  # store down, slow, empty, expired; overload
+ENTITY_UNKNOWN = Lookup(None, "unknown")  # not in its snapshot (new, or quiet for 90 days)
+ENTITY_NO_KEY = Lookup(None, "no_key")  # the request does not name it (no card_hash)
+ENTITY_BEFORE_SNAPSHOT = Lookup(None, "event_before_snapshot")  # as for the customer
 
 
 @dataclass(slots=True)
@@ -282,6 +302,7 @@ class Scored:
     feature_set_version: str | None
     features_as_of: datetime | None
     feature_source: str
+    entity_sources: dict[str, str] | None  # entity -> online | unknown | ...; None: none read
     timing_ms: dict[str, float]
     reasons: list[dict] | None
 
@@ -358,10 +379,7 @@ class Scorer:
                 versions={t: m.label for t, m in acting.items()},
                 roles={t: m.alias for t, m in acting.items()},
                 thresholds={
-                    t: {
-                        kind: overrides.resolve(t, chosen[t].get(kind))
-                        for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
-                    }
+                    t: {kind: overrides.resolve(t, chosen[t].get(kind)) for kind in KINDS}
                     for t in acting
                 },
             )
@@ -382,39 +400,54 @@ class Scorer:
         return store
 
     def _bundled_codec(self, version: str) -> RecordCodec | None:
-        """The layout a model was trained with (its bundle carries the feature set), so
+        """The layout a model was trained with (its bundle carries the feature sets), so
         records decode without reading the store's layout key; None for older bundles."""
         for m in self.models.loaded:
-            fs = m.bundle.feature_set
-            if fs is not None and fs.version == version:
-                return RecordCodec(fs)
+            for fs in [m.bundle.feature_set, *m.bundle.entity_feature_sets.values()]:
+                if fs is not None and fs.version == version:
+                    return RecordCodec(fs)
         return None
 
     def _read_store(
         self, requests: list[ScoreRequest], models: ModelSet
-    ) -> Generator[InFlight, None, tuple[dict[str, list[Lookup]], list[np.ndarray | None] | None]]:
-        """Each feature-set version's snapshot records and (when a model reads them) the
-        real-time features, read together: one packet per Redis node, one round trip. A
-        purchase whose customer no snapshot knows needs no real-time features (None). When
-        the store cannot be read, every purchase falls back; a what-if's given record too when
-        the models read real-time features: they learned with them, so are not used without.
+    ) -> Generator[
+        InFlight, None, tuple[dict[str, list[Lookup]], list[np.ndarray | None] | None, Entities]
+    ]:
+        """Each feature-set version's snapshot records, the device's, merchant's and card's
+        records and (when a model reads them) the real-time features, read together: one
+        packet per Redis node, one round trip. A purchase whose customer no snapshot knows
+        needs no real-time features (None). When the store cannot be read, every purchase
+        falls back; a what-if's given record too when the models read real-time features:
+        they learned with them, so are not used without.
 
         A generator: it yields once the reads are sent (their ``InFlight``), so the caller can
         do other work until the replies arrive, and returns the lookups (``scoring``)."""
         lookups = {v: self._given(requests, v) for v in models.versions}
         ask = {v: [i for i, found in enumerate(f) if found is None] for v, f in lookups.items()}
+        entities = _unread_entities(requests, models)
+        keyed = {
+            pair: [i for i, found in enumerate(f) if found is ENTITY_UNAVAILABLE]
+            for pair, f in entities.items()
+        }
         realtime: list[np.ndarray | None] | None = None
         if models.reads_realtime:
             realtime = [None] * len(requests)
-        elif not any(ask.values()):
-            return lookups, realtime
+        elif not any(ask.values()) and not any(keyed.values()):
+            return lookups, realtime, entities
         if not self.breaker.allow():
-            return self._unavailable(lookups, realtime is not None), realtime
+            return self._unavailable(lookups, realtime is not None), realtime, entities
         asked = [v for v, indexes in ask.items() if indexes]
+        entities_asked = [pair for pair, indexes in keyed.items() if indexes]
         try:
             reads: list[Read] = [
                 self.store(v).lookup_commands([requests[i].customer_id for i in ask[v]])
                 for v in asked
+            ]
+            reads += [
+                self.store(version).lookup_commands(
+                    [getattr(requests[i], ENTITY_KEYS[entity]) for i in keyed[entity, version]]
+                )
+                for entity, version in entities_asked
             ]
             if realtime is not None:  # for every purchase: most customers are known
                 queries = [(r.customer_id, r.event_ts, r.transaction_id) for r in requests]
@@ -428,7 +461,7 @@ class Scorer:
             replies = in_flight.receive_reads()
         except OnlineStoreError as exc:
             self._failed(exc)
-            return self._unavailable(lookups, realtime is not None), realtime
+            return self._unavailable(lookups, realtime is not None), realtime, entities
         self.breaker.success()
         for k, v in enumerate(asked):
             try:
@@ -440,12 +473,20 @@ class Scorer:
                 if lookup.record is not None and lookup.record.as_of > requests[i].event_ts:
                     lookup = BEFORE_SNAPSHOT
                 lookups[v][i] = lookup
+        for k, pair in enumerate(entities_asked, start=len(asked)):
+            try:
+                decoded = reads[k].decode(replies[k])
+            except LayoutMismatch as exc:
+                self._failed(exc)
+                continue  # unavailable, as they are
+            for i, value in zip(keyed[pair], decoded, strict=True):
+                entities[pair][i] = _as_entity_lookup(value, requests[i].event_ts)
         if realtime is not None:
             features = reads[-1].decode(replies[-1])
             for i in range(len(requests)):
                 if any(f[i].record for f in lookups.values()):
                     realtime[i] = features[i]
-        return lookups, realtime
+        return lookups, realtime, entities
 
     def _given(self, requests: list[ScoreRequest], version: str) -> list[Lookup | None]:
         """The records of what-if requests (the caller's snapshot values); None: to look up."""
@@ -509,9 +550,10 @@ class Scorer:
         began = time.perf_counter()
         models = self.models  # one consistent set for the whole call: a reload swaps it
         if look_up:
-            lookups, realtime = yield from self._read_store(requests, models)
+            lookups, realtime, entities = yield from self._read_store(requests, models)
         else:
             lookups, realtime = {v: [OVERLOAD] * len(requests) for v in models.versions}, None
+            entities = {p: [ENTITY_UNAVAILABLE] * len(requests) for p in models.entity_stores}
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         acting = [self._acting(models, models.route(r.customer_id)) for r in requests]
@@ -523,8 +565,9 @@ class Scorer:
                 else _model_and_input(
                     (model := a.models[target]),
                     txn,
-                    lookups[model.bundle.feature_set_version][i].record,
+                    lookups[model.bundle.feature_set_version][i],
                     realtime and realtime[i],
+                    {pair: found[i] for pair, found in entities.items()},
                 )
                 for i, (r, txn, a) in enumerate(zip(requests, txns, acting, strict=True))
             ]
@@ -544,9 +587,11 @@ class Scorer:
             reasons = None
             if decision != "approve" or r.explain:
                 model, vector = inputs[target][i]
-                version = a.models[target].bundle.feature_set_version
-                reasons = _reasons(target, model, vector, lookups[version][i].record)
-            fraud_version = a.models["fraud"].bundle.feature_set_version
+                bundle = a.models[target].bundle
+                record = lookups[bundle.feature_set_version][i].record
+                reasons = _reasons(target, model, vector, record, bundle.descriptions)
+            fraud_bundle = a.models["fraud"].bundle
+            fraud_version = fraud_bundle.feature_set_version
             found = lookups[fraud_version][i]
             results.append(
                 Scored(
@@ -561,6 +606,10 @@ class Scorer:
                     feature_set_version=fraud_version if found.record is not None else None,
                     features_as_of=found.record.as_of if found.record is not None else None,
                     feature_source=found.source,
+                    entity_sources={
+                        e: entities[e, v][i].source for e, v in fraud_bundle.entity_versions.items()
+                    }
+                    or None,
                     timing_ms={},
                     reasons=reasons,  # a held-out decline keeps them: why it would decline
                 )
@@ -593,6 +642,7 @@ class Scorer:
                     lookups,
                     realtime and realtime[i],
                     per_target[i],
+                    entities,
                 )
         # Counted once a batch (a counter's increment takes a lock)
         for source, n in Counter(r.feature_source for r in results).items():
@@ -616,12 +666,17 @@ class Scorer:
         return draw < share
 
     def _log(
-        self, i: int, request, txn, result, fraud_input, models, lookups, realtime, levels
+        self, i: int, request, txn, result, fraud_input, models, lookups, realtime, levels, entities
     ) -> None:
         model, vector = fraud_input
         shadow_inputs = None
         if models.shadows:  # the shadows' inputs are built later, in the log's thread
-            shadow_inputs = (txn, {v: found[i].record for v, found in lookups.items()}, realtime)
+            shadow_inputs = (
+                txn,
+                {v: found[i] for v, found in lookups.items()},
+                realtime,
+                {pair: found[i] for pair, found in entities.items()},
+            )
         as_of = result.features_as_of
         self.inference_log.append(
             LogRow(
@@ -666,10 +721,12 @@ class Scorer:
             version = shadow.bundle.feature_set_version
             inputs = []
             for row in rows:
-                txn, records, realtime = row.shadow_inputs or (None, {}, None)
+                txn, found, realtime, entities = row.shadow_inputs or (None, {}, None, {})
                 eligible = txn is not None and (target != "default" or txn["installments"] > 1)
                 inputs.append(
-                    _model_and_input(shadow, txn, records.get(version), realtime)
+                    _model_and_input(
+                        shadow, txn, found.get(version, UNAVAILABLE), realtime, entities
+                    )
                     if eligible
                     else None
                 )
@@ -713,6 +770,28 @@ def _as_lookup(found: OnlineRecord | Missing) -> Lookup:
     return UNAVAILABLE  # no generation serving, or expired
 
 
+Entities = dict[tuple[str, str], list[Lookup]]  # (entity, version) -> per request
+
+
+def _unread_entities(requests: list[ScoreRequest], models: ModelSet) -> Entities:
+    """Before the read: ``ENTITY_NO_KEY`` where a request does not name the entity, else
+    ``ENTITY_UNAVAILABLE`` (what stays when the store cannot be read)."""
+    return {
+        (entity, version): [
+            ENTITY_UNAVAILABLE if getattr(r, ENTITY_KEYS[entity]) else ENTITY_NO_KEY
+            for r in requests
+        ]
+        for entity, version in models.entity_stores
+    }
+
+
+def _as_entity_lookup(found: OnlineRecord | Missing, event_ts: datetime) -> Lookup:
+    if isinstance(found, OnlineRecord):
+        # Its own future (as for a customer's record): not read
+        return Lookup(found, "online") if found.as_of <= event_ts else ENTITY_BEFORE_SNAPSHOT
+    return ENTITY_UNKNOWN if found.reason == "unknown_customer" else ENTITY_UNAVAILABLE
+
+
 def _transaction(r: ScoreRequest) -> dict:
     """The fields ``transaction_features`` reads, as training passes them."""
     return {
@@ -729,12 +808,26 @@ def _transaction(r: ScoreRequest) -> dict:
 def _model_and_input(
     registered: RegisteredModel,
     txn: dict,
-    record: OnlineRecord | None,
+    found: Lookup,
     realtime: np.ndarray | None = None,
+    entities: dict[tuple[str, str], Lookup] | None = None,
 ) -> tuple[ScoringModel, np.ndarray]:
-    bundle = registered.bundle
-    model = bundle.behavioural if record is not None else bundle.transaction_only
-    return model, model_input(model.spec, txn, record, realtime)
+    """The tier that scores (docs/architecture.md#model-tiers) and its input: behavioural with
+    the customer's record, request-only when the store was not read, else transaction-only."""
+    bundle, record = registered.bundle, found.record
+    if record is not None:
+        model = bundle.behavioural
+    elif found.source in STORE_UNREAD:
+        model = bundle.request_only
+    else:
+        model = bundle.transaction_only
+    spec = model.spec
+    records = {
+        e: entities[e, v].record
+        for e, v in spec.entity_feature_sets.items()
+        if entities and (e, v) in entities
+    }
+    return model, model_input(spec, txn, record, realtime, records)
 
 
 def _predict(
@@ -761,10 +854,15 @@ def _predict(
 
 
 def _reasons(
-    target: str, model: ScoringModel, vector: np.ndarray, record: OnlineRecord | None
+    target: str,
+    model: ScoringModel,
+    vector: np.ndarray,
+    record: OnlineRecord | None,
+    descriptions: dict[str, str],
 ) -> list[dict]:
     """The features that pushed this score up the most (exact SHAP contributions in log-odds,
-    from LightGBM's ``pred_contrib``), with their values and meanings."""
+    from LightGBM's ``pred_contrib``), with their values and meanings (``descriptions``: the
+    bundle's snapshot features, the device's, merchant's and card's included)."""
     contributions = model.fast.contributions(vector)[:-1]  # the last one is the bias
     spec = model.spec
     columns = {c.name: c for c in record.codec.features} if record is not None else {}
@@ -784,7 +882,8 @@ def _reasons(
                 "feature": name,
                 "value": shown,
                 "contribution": float(contributions[j]),
-                "description": DESCRIPTIONS.get(name) or (column.description if column else ""),
+                "description": DESCRIPTIONS.get(name)
+                or (column.description if column else descriptions.get(name, "")),
             }
         )
     return reasons

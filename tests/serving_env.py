@@ -1,11 +1,14 @@
-"""A real serving environment for the tests, built as production builds it: snapshots and
-purchases in Delta -> the point-in-time training set -> both targets' models trained,
-registered in a SQLite MLflow registry and promoted by the gate -> a snapshot generation in a
-real redis-server. Small (1,500 customers, a month), so a test session builds it in seconds."""
+"""A real serving environment for the tests, built as production builds it: customer, device,
+merchant and card snapshots and purchases in Delta -> the point-in-time training set -> both
+targets' models (every tier) trained, registered in a SQLite MLflow registry and promoted by
+the gate -> each entity's snapshot generation in a real redis-server. Small (1,500 customers,
+a month), so a test session builds it in seconds. Some customers, devices, merchants and
+cards are in no snapshot (unknown), some purchases name no device or card."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +24,8 @@ from assets.training.dataset import (
     table_vocabularies,
 )
 from assets.training.models import gate, log_and_register, train_bundle
-from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
+from featurestore.registry import load_entity_feature_sets
+from resources.lakehouse import CUSTOMER_FEATURES, KEYS, LABELS, SNAPSHOTS, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
 from riskcore.codec import with_digests
 from riskcore.feature_set import FeatureSet
@@ -32,6 +36,13 @@ from tests.snapshot_tables import snapshot_table
 START = date(2026, 3, 1)
 DAYS = 30
 CUSTOMERS = 1500
+# Each entity's ids in the purchases, and how many of them (the first) its snapshots hold
+DEVICES, MERCHANTS, CARDS = (
+    [f"dev-{i}" for i in range(400)],
+    [f"m{i}" for i in range(60)],
+    [hashlib.sha256(f"card-{i}".encode()).hexdigest() for i in range(2000)],
+)
+HELD = {"device": (DEVICES, 300), "merchant": (MERCHANTS, 50), "card": (CARDS, 1600)}
 SERVED_AS_OF = START + timedelta(days=DAYS - 2)  # the partition loaded into Redis
 API_KEY = "test-key-0123456789"
 HASH_KEY = b"test-hash-key"
@@ -46,6 +57,7 @@ class ServingEnv:
     redis: LocalRedis
     feature_set: FeatureSet
     log_uri: str
+    entities: dict[str, FeatureSet] = field(default_factory=dict)
 
     def config(self, **changes) -> ServingConfig:
         base = {
@@ -82,6 +94,7 @@ class ServingEnv:
             "customer_id": r["customer_id"],
             "event_ts": r["event_ts"].isoformat(),
             "amount": str(r["amount"]),
+            "merchant_id": r["merchant_id"],
             "merchant_category": r["merchant_category"],
             "channel": r["channel"],
             "device_id": r["device_id"],
@@ -109,13 +122,13 @@ def _purchases(rng: np.random.Generator, n: int) -> tuple[pa.Table, list]:
             "event_ts": pa.array(at, pa.timestamp("us", "UTC")),
             "amount": pa.array([f"{a:.2f}" for a in amounts]).cast(pa.decimal128(18, 2)),
             "currency": ["EUR"] * n,
-            "merchant_id": ["m1"] * n,
+            "merchant_id": rng.choice(MERCHANTS, n),
             "merchant_category": np.where(fraud, "crypto", rng.choice(["grocery", "travel"], n)),
             "channel": rng.choice(["online", "pos", "app"], n),
-            "device_id": rng.choice(["dev-1", "dev-2", None], n),
+            "device_id": np.where(rng.random(n) < 0.1, None, rng.choice(DEVICES, n)),
             "country": rng.choice(["US", "DE"], n),
             "installments": pa.array(np.where(bnpl, 3, 1), pa.int16()),
-            "card_hash": ["ab" * 32] * n,
+            "card_hash": np.where(rng.random(n) < 0.1, None, rng.choice(CARDS, n)),
         }
     )
     labels = [(f"t{i:06d}", "fraud", at[i]) for i in np.flatnonzero(fraud)]
@@ -123,8 +136,17 @@ def _purchases(rng: np.random.Generator, n: int) -> tuple[pa.Table, list]:
     return table, labels
 
 
+def entity_snapshot(entity: str, feature_set: FeatureSet, day: date, seed: int) -> pa.Table:
+    """An entity's snapshot of ``day``: random values for the ids it holds (``HELD``)."""
+    ids, held = HELD[entity]
+    table = snapshot_table(feature_set, held, day, seed=seed)
+    key = KEYS[entity]
+    return table.set_column(table.schema.get_field_index(key), key, pa.array(ids[:held]))
+
+
 def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
     lakehouse = Lakehouse(root_uri=str(folder / "lakehouse"))
+    entities = load_entity_feature_sets()
     rng = np.random.default_rng(17)
     purchases, labels = _purchases(rng, 9000)
     days = pc.cast(purchases["event_ts"], pa.date32())
@@ -137,6 +159,13 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
         lakehouse.replace_partitions(
             CUSTOMER_FEATURES, snapshot, ["as_of_date"], f"as_of_date = '{day}'"
         )
+        for k, (entity, entity_set) in enumerate(entities.items(), start=1):
+            lakehouse.replace_partitions(
+                SNAPSHOTS[entity],
+                entity_snapshot(entity, entity_set, day, seed=1000 * k + offset),
+                ["as_of_date"],
+                f"as_of_date = '{day}'",
+            )
     label_table = pa.table(
         {
             "transaction_id": [t for t, _, _ in labels],
@@ -155,33 +184,43 @@ def build(folder: Path, feature_set: FeatureSet) -> ServingEnv:
         valid_weeks=1,
         test_weeks=1,
     )
-    training = build_training_set(lakehouse, feature_set, window)
+    training = build_training_set(lakehouse, feature_set, window, entities)
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
     for target in ("fraud", "default"):
         register(training, feature_set, tracking, folder, target, lakehouse=lakehouse)
 
     redis = LocalRedis(folder / "redis").start()
-    load_served_snapshot(redis.client(), feature_set)
+    load_served_snapshot(redis.client(), feature_set, entities)
     return ServingEnv(
         tracking,
         lakehouse,
         training,
-        purchases.select([*TRANSACTION_COLUMNS, "card_hash"]),
+        purchases.select(TRANSACTION_COLUMNS),
         redis,
         feature_set,
         str(folder / "inference_log"),
+        entities,
     )
 
 
-def load_served_snapshot(client, feature_set: FeatureSet) -> None:
-    """The served partition (SERVED_AS_OF) as a generation in the Redis of ``client``."""
+def load_served_snapshot(
+    client, feature_set: FeatureSet, entities: dict[str, FeatureSet] | None = None
+) -> None:
+    """The served partition (SERVED_AS_OF) as a generation in the Redis of ``client``: the
+    customers' and each of ``entities``'."""
+    as_of = datetime(SERVED_AS_OF.year, SERVED_AS_OF.month, SERVED_AS_OF.day, tzinfo=UTC)
     snapshot = snapshot_table(feature_set, CUSTOMERS, SERVED_AS_OF, seed=DAYS - 2)
     OnlineStore(client, feature_set.version).write_generation(
-        [with_digests(snapshot)],
-        feature_set=feature_set,
-        customers=CUSTOMERS,
-        as_of=datetime(SERVED_AS_OF.year, SERVED_AS_OF.month, SERVED_AS_OF.day, tzinfo=UTC),
+        [with_digests(snapshot)], feature_set=feature_set, customers=CUSTOMERS, as_of=as_of
     )
+    for k, (entity, entity_set) in enumerate((entities or {}).items(), start=1):
+        table = entity_snapshot(entity, entity_set, SERVED_AS_OF, seed=1000 * k + DAYS - 2)
+        OnlineStore(client, entity_set.version).write_generation(
+            [with_digests(table, key=KEYS[entity])],
+            feature_set=entity_set,
+            customers=table.num_rows,
+            as_of=as_of,
+        )
 
 
 def register(
@@ -206,7 +245,12 @@ def register(
     models.PARAMS.update(params or {})
     try:
         bundle, trained = train_bundle(
-            training, target, feature_set, table_vocabularies(training), 6.0
+            training,
+            target,
+            feature_set,
+            table_vocabularies(training),
+            6.0,
+            load_entity_feature_sets(),
         )
     finally:
         models.PARAMS.clear()

@@ -205,6 +205,7 @@ def test_the_training_row_equals_what_serving_computes(feature_set, tmp_path):
             "device_id": rng.choice(["dev-1", None, "dev-2"], 200),
             "country": rng.choice(["US", "DE"], 200),
             "installments": pa.array(rng.choice([1, 3], 200), pa.int16()),
+            "card_hash": ["ab" * 32] * 200,
         }
     )
     lakehouse.replace_day(TRANSACTIONS, purchases, "event_date", date(2026, 3, 2))

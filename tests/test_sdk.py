@@ -236,6 +236,7 @@ def test_the_training_set_rows_equal_the_sdk_rows(tmp_path, lakehouse, feature_s
             "merchant_category": rng.choice(["grocery", "crypto", "travel"], n),
             "channel": rng.choice(["online", "pos", "app"], n),
             "device_id": rng.choice(["dev-1", None, "dev-2"], n),
+            "card_hash": ["ab" * 32] * n,
             "country": rng.choice(["US", "DE"], n),
             "installments": pa.array(rng.choice([1, 3], n), pa.int16()),
         }

@@ -43,7 +43,7 @@ from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import load_feature_set
 from resources.lakehouse import LABELS, REALIZED_PERFORMANCE, Lakehouse
 from riskcore import settings
-from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY
+from riskcore.model_spec import KINDS
 from riskcore.psi import Reference, psi
 from riskcore.registry import ModelRegistry, model_name
 from riskcore.targets import TARGETS, Thresholds
@@ -319,10 +319,7 @@ def _decline_threshold(target: str, overrides: Thresholds) -> dict[str, float]:
     registry, name = ModelRegistry.from_settings(), model_name(target)
     version = registry.alias_version(name)
     chosen = (registry.load_bundle(name, version).thresholds if version else None) or {}
-    return {
-        kind: overrides.resolve(target, chosen.get(kind)).decline
-        for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
-    }
+    return {kind: overrides.resolve(target, chosen.get(kind)).decline for kind in KINDS}
 
 
 def _markdown(weeks) -> str:

@@ -28,7 +28,7 @@ from assets.training.dataset import (
     read_training_set,
 )
 from assets.training.models import gate, log_and_register, thresholds_table, train_bundle
-from featurestore.registry import load_feature_set
+from featurestore.registry import ENTITY_MARTS, load_entity_feature_sets, load_feature_set
 from resources.lakehouse import TRAINING_SET, Lakehouse
 from riskcore import settings
 from riskcore.registry import model_name
@@ -120,19 +120,23 @@ def training_set_problems(table: pa.Table) -> list[str]:
 
 @asset(
     key=["training", "training_set"],
-    deps=[AssetKey(["lakehouse", "customer_features_daily"]), AssetKey(["raw", "labels"])],
+    deps=[
+        *(AssetKey(["lakehouse", f"{e}_features_daily"]) for e in ("customer", *ENTITY_MARTS)),
+        AssetKey(["raw", "labels"]),
+    ],
     group_name=TRAINING,
     pool=REGISTRY_POOL,
     kinds={"delta", "duckdb"},
-    description="Labelled purchases with the snapshot serving had at their time (ASOF on "
-    "availability), as serving decodes it, plus the transaction-time features; time split.",
+    description="Labelled purchases with the customer's, device's, merchant's and card's "
+    "snapshots serving had at their time (ASOF on availability), as serving decodes them, plus "
+    "the transaction-time and real-time features; time split.",
 )
 def training_set(
     context: AssetExecutionContext, config: TrainingSetConfig, lakehouse: Lakehouse
 ) -> MaterializeResult:
-    feature_set = load_feature_set()
+    feature_set, entities = load_feature_set(), load_entity_feature_sets()
     window = config.window(lakehouse)
-    table = build_training_set(lakehouse, feature_set, window)
+    table = build_training_set(lakehouse, feature_set, window, entities)
     digest = content_hash(table)
     vocabularies = table.schema.metadata[b"vocabularies"].decode()
     version = lakehouse.overwrite(
@@ -142,6 +146,9 @@ def training_set(
             "risk.content_hash": digest,
             "risk.vocabularies": vocabularies,
             "risk.feature_set_version": feature_set.version,
+            "risk.entity_feature_set_versions": table.schema.metadata[
+                b"entity_feature_set_versions"
+            ].decode(),
             "risk.availability_lag_hours": str(window.availability_lag.total_seconds() / 3600),
         },
     )
@@ -189,19 +196,22 @@ class ModelConfig(Config):
     group_name=TRAINING,
     pool=REGISTRY_POOL,
     kinds={"lightgbm", "mlflow"},
-    description="Per target (fraud, default): a behavioural and a transaction-only LightGBM "
-    "model, logged to MLflow, registered as challenger; the gate promotes it to champion.",
+    description="Per target (fraud, default): behavioural, transaction-only and request-only "
+    "LightGBM models (docs/architecture.md#model-tiers), logged to MLflow, registered as "
+    "challenger; the gate promotes it to champion.",
 )
 def risk_models(
     context: AssetExecutionContext, config: ModelConfig, lakehouse: Lakehouse
 ) -> MaterializeResult:
     table = read_training_set(lakehouse)
     commit = lakehouse.last_commit(TRAINING_SET)
-    feature_set = load_feature_set()
-    if commit["risk.feature_set_version"] != feature_set.version:
-        built_with = commit["risk.feature_set_version"]
+    feature_set, entities = load_feature_set(), load_entity_feature_sets()
+    built_with = {"customer": commit["risk.feature_set_version"]}
+    built_with |= json.loads(commit.get("risk.entity_feature_set_versions") or "{}")
+    now = {"customer": feature_set.version} | {e: fs.version for e, fs in entities.items()}
+    if built_with != now:
         raise Failure(
-            f"the training set is of {built_with}, the registry now of {feature_set.version}: "
+            f"the training set is of the feature sets {built_with}, the registry now of {now}: "
             "rebuild the training set"
         )
     vocabularies = json.loads(commit["risk.vocabularies"])
@@ -215,8 +225,9 @@ def risk_models(
     for target in TARGETS:
         name = model_name(target)
         context.log.info(f"training the {target} models")
+        lag_hours = float(commit["risk.availability_lag_hours"])
         bundle, trained = train_bundle(
-            table, target, feature_set, vocabularies, float(commit["risk.availability_lag_hours"])
+            table, target, feature_set, vocabularies, lag_hours, entities
         )
         version, run_id = log_and_register(
             bundle,
@@ -226,8 +237,8 @@ def risk_models(
             tracking_uri=tracking,
             artifact_root=str(settings.load().mlflow_artifacts),
             snapshot_reference=reference,
-            run_name=f"{name} behavioural + transaction-only, purchases {first:%Y-%m-%d}.."
-            f"{last:%Y-%m-%d}",
+            run_name=f"{name} behavioural + transaction-only + request-only, purchases "
+            f"{first:%Y-%m-%d}..{last:%Y-%m-%d}",
         )
         decision = gate(
             name,

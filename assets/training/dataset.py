@@ -1,17 +1,18 @@
 """The training set: labelled transactions with the snapshot serving had at their time.
 
 Each row is a purchase in the training window, joined point-in-time
-(``featurestore/historical.py``) with its customer's snapshot, passed through the online codec
-(float32, as serving decodes it), with the transaction-time features computed by serving's own
-function. Two targets share it: ``fraud`` (every purchase) and ``default`` (BNPL purchases,
-installments > 1). A label is 1 when a label of that kind is known by the cutoff; a purchase
-too recent for its label to have matured by the cutoff is left out of that target (split null),
-not counted as a negative. The split is by time: the last weeks of each target's matured window
-are its test weeks, the weeks before them its validation weeks.
-"""
+(``featurestore/historical.py``) with its customer's snapshot and its device's, merchant's and
+card's (by the same availability rule, each over its own table's partitions), passed through
+the online codec (float32, as serving decodes it), with the transaction-time features computed
+by serving's own function. Two targets share it: ``fraud`` (every purchase) and ``default``
+(BNPL purchases, installments > 1). A label is 1 when a label of that kind is known by the
+cutoff; a purchase too recent for its label to have matured by the cutoff is left out of that
+target (split null), not counted as a negative. The split is by time: the last weeks of each
+target's matured window are its test weeks, the weeks before them its validation weeks."""
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -48,6 +49,8 @@ TRANSACTION_COLUMNS = [
     "device_id",
     "country",
     "installments",
+    "merchant_id",
+    "card_hash",
 ]
 
 
@@ -78,9 +81,13 @@ def vocabularies(table: pa.Table) -> dict[str, tuple[str, ...]]:
 
 
 def joined_purchases(
-    lakehouse: Lakehouse, feature_set: FeatureSet, window: TrainingWindow
+    lakehouse: Lakehouse,
+    feature_set: FeatureSet,
+    window: TrainingWindow,
+    entities: Mapping[str, FeatureSet] = {},
 ) -> pa.Table:
-    """Purchases of the window, point-in-time joined, with their known labels."""
+    """Purchases of the window, point-in-time joined with their customer's snapshot and each
+    of ``entities``' (``device_known``, ``device_<feature>``, ...), with their known labels."""
     snapshot_columns = [c.name for c in feature_set.features + feature_set.context]
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
@@ -101,15 +108,15 @@ def joined_purchases(
             "bool_or(label = 'default') as default_ from labels "
             "where label_ts <= $cutoff group by all"
         )
+        span = as_of_time(window.first_day), as_of_time(window.last_day + timedelta(days=1))
         sql = snapshot_join(  # the SDK's road (featurestore/historical.py)
-            con,
-            lakehouse,
-            "window_purchases",
-            snapshot_columns,
-            window.availability_lag,
-            as_of_time(window.first_day),
-            as_of_time(window.last_day + timedelta(days=1)),
+            con, lakehouse, "window_purchases", snapshot_columns, window.availability_lag, *span
         )
+        for entity, entity_set in entities.items():  # each entity's join over the one before
+            names = [c.name for c in entity_set.features]
+            sql = snapshot_join(
+                con, lakehouse, f"({sql})", names, window.availability_lag, *span, entity=entity
+            )
         # Every raw purchase is an event of the real-time state; a week before the window
         # covers its longest look-back.
         con.execute(
@@ -173,9 +180,12 @@ def first_decisions(lakehouse: Lakehouse, window: TrainingWindow) -> pa.Table:
 
 
 def build_training_set(
-    lakehouse: Lakehouse, feature_set: FeatureSet, window: TrainingWindow
+    lakehouse: Lakehouse,
+    feature_set: FeatureSet,
+    window: TrainingWindow,
+    entities: Mapping[str, FeatureSet] = {},
 ) -> pa.Table:
-    joined = joined_purchases(lakehouse, feature_set, window)
+    joined = joined_purchases(lakehouse, feature_set, window, entities)
     codec = RecordCodec(feature_set)
     vocab = vocabularies(joined)
     known = pc.fill_null(joined["customer_known"], False).to_numpy(zero_copy_only=False)
@@ -199,13 +209,25 @@ def build_training_set(
     columns |= {  # NaN for null, as serving decodes them
         name: pc.fill_null(joined[name], np.nan).to_numpy() for name in REALTIME_FEATURES
     }
+    for entity, entity_set in entities.items():  # float32 as serving decodes them, NaN: unknown
+        prefix = f"{entity}_"
+        mine = joined.select([prefix + c.name for c in entity_set.features])
+        mine = mine.rename_columns([c.name for c in entity_set.features])
+        columns[f"{entity}_known"] = pc.fill_null(joined[f"{entity}_known"], False)
+        matrix = RecordCodec(entity_set).feature_matrix(mine)
+        columns |= {prefix + c.name: matrix[:, i] for i, c in enumerate(entity_set.features)}
     columns["sample_weight"] = joined["sample_weight"]
     for target in TARGETS:
         columns[f"{target}_label"] = joined[f"{target}_label"]
         columns[f"{target}_split"] = _split(joined, window, target)
     table = pa.table(columns)
+    versions = {e: fs.version for e, fs in entities.items()}
     return table.replace_schema_metadata(
-        {"vocabularies": json.dumps(vocab), "feature_set_version": feature_set.version}
+        {
+            "vocabularies": json.dumps(vocab),
+            "feature_set_version": feature_set.version,
+            "entity_feature_set_versions": json.dumps(versions),
+        }
     )
 
 

@@ -19,7 +19,7 @@ from riskcore import settings
 from riskcore.costs import CostModel, choose_thresholds, outcome, trade_off
 from riskcore.feature_set import FeatureSet
 from riskcore.model_bundle import ModelBundle, ScoringModel
-from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
+from riskcore.model_spec import BEHAVIOURAL, KINDS, TRANSACTION_ONLY, ModelSpec
 from riskcore.psi import Reference
 from riskcore.registry import CHAMPION, ModelRegistry
 from riskcore.targets import BUILT_IN
@@ -62,7 +62,8 @@ class TrainedModel:
 
 def rows(table: pa.Table, spec: ModelSpec, split: str) -> pa.Table:
     """The spec's rows of a split: the behavioural model learns only from customers the
-    snapshot knew (as serving will use it); the transaction-only model from all."""
+    snapshot knew (as serving will use it); the transaction-only and request-only models from
+    all."""
     mask = pc.equal(table[f"{spec.target}_split"], split)
     if spec.kind == BEHAVIOURAL:
         mask = pc.and_(mask, table["customer_known"])
@@ -173,13 +174,23 @@ def reference_histograms(names: list[str], x: np.ndarray, scores: np.ndarray) ->
 
 
 def train_bundle(
-    table: pa.Table, target: str, feature_set: FeatureSet, vocabularies: dict, lag_hours: float
+    table: pa.Table,
+    target: str,
+    feature_set: FeatureSet,
+    vocabularies: dict,
+    lag_hours: float,
+    entities: dict[str, FeatureSet] | None = None,
 ) -> tuple[ModelBundle, dict[str, TrainedModel]]:
+    """A model per tier (``riskcore/model_spec.py``). Without ``entities`` (a training set
+    built before them) there is no request-only tier: the transaction-only model reads no
+    store, as bundles did before."""
+    entities = entities or {}
+    kinds = KINDS if entities else (BEHAVIOURAL, TRANSACTION_ONLY)
     trained = {
         kind: train_model(
-            table, ModelSpec.build(target, kind, feature_set, vocabularies, lag_hours)
+            table, ModelSpec.build(target, kind, feature_set, vocabularies, lag_hours, entities)
         )
-        for kind in (BEHAVIOURAL, TRANSACTION_ONLY)
+        for kind in kinds
     }
     # Like with like: the transaction-only model on the behavioural model's test rows.
     known = rows(table, trained[BEHAVIOURAL].model.spec, "test")
@@ -189,7 +200,7 @@ def train_bundle(
     )
     models = {k: t.model for k, t in trained.items()}
     thresholds = cost_thresholds(table, target, models)
-    return ModelBundle(target, models, feature_set, thresholds), trained
+    return ModelBundle(target, models, feature_set, thresholds, dict(entities)), trained
 
 
 def cost_thresholds(table: pa.Table, target: str, models: dict[str, ScoringModel]) -> dict:
@@ -300,7 +311,7 @@ def threshold_metrics(chosen: dict) -> dict[str, float]:
     """Each model's chosen thresholds and, on the test weeks, what they and the built-in
     constants do."""
     out = {}
-    for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
+    for kind in _kinds(chosen):
         mine = chosen[kind]
         out |= {f"thresholds.{kind}.review": mine["review"]}
         out |= {f"thresholds.{kind}.decline": mine["decline"]}
@@ -319,7 +330,7 @@ def thresholds_table(chosen: dict) -> str:
         "bad rate among approved | expected cost / purchase |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
+    for kind in _kinds(chosen):
         for name, key in (("chosen by cost", "test"), ("built-in", "test_built_in")):
             r = chosen[kind][key]
             bad = "-" if r["bad_rate_approved"] is None else f"{r['bad_rate_approved']:.3%}"
@@ -332,6 +343,11 @@ def thresholds_table(chosen: dict) -> str:
     return f"Chosen on the {chosen_on}; judged on the test weeks.\n\n" + "\n".join(lines)
 
 
+def _kinds(chosen: dict) -> list[str]:
+    """The tiers a bundle's thresholds were chosen for (two in bundles before request-only)."""
+    return [kind for kind in KINDS if kind in chosen]
+
+
 def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
     """Per model, expected cost and approval rate against the share declined on the
     validation weeks, the chosen point marked: the trade-off a risk team reads."""
@@ -340,8 +356,9 @@ def _cost_curve(chosen: dict, target: str, folder: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    for ax, kind in zip(axes, (BEHAVIOURAL, TRANSACTION_ONLY), strict=True):
+    kinds = _kinds(chosen)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.5))
+    for ax, kind in zip(axes, kinds, strict=True):
         curve = [p for p in chosen[kind]["curve"] if p["decline_rate"] > 0]
         x = [p["decline_rate"] for p in curve]
         ax.plot(x, [p["expected_cost"] for p in curve], "C0.-", label="expected cost / purchase")
@@ -395,6 +412,7 @@ def _shap_summary(t: TrainedModel, folder: Path, top: int = 20) -> None:
         | dict.fromkeys(REQUEST_FEATURES, "transaction")
         | dict.fromkeys(spec.snapshot_features, "snapshot")
         | dict.fromkeys(spec.realtime_features, "real-time")
+        | {n: n.split("_")[0] for n in spec.entity_features}
     )
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(order) + 1.5))
     jitter = np.random.default_rng(7).uniform(-0.3, 0.3, len(x))
