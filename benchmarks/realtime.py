@@ -86,7 +86,7 @@ def probe_latency(send, store: RealtimeStore, seconds: float, every_s: float = 0
         }
         began = time.perf_counter()
         send(event)
-        while store.read([(customer, at + timedelta(microseconds=1), "q")])[0][1] < 1:
+        while store.read([(customer, at + timedelta(microseconds=1), "q", None)])[0][1] < 1:
             if time.perf_counter() - began > 5:
                 print(f"probe {customer} not visible after 5 s", flush=True)
                 break

@@ -4,10 +4,11 @@ Serving trusts the spec: which features, in which order, with which vocabularies
 feature-set versions. Three tiers (docs/architecture.md#model-tiers):
 
 * behavioural: a customer the snapshot knows: the customer's snapshot features (as the online
-  codec decodes them), every transaction-time feature, the real-time features, and the
-  device's, merchant's and card's snapshot features;
+  codec decodes them), every transaction-time feature, the customer's and the device's
+  real-time features, and the device's, merchant's and card's snapshot features;
 * transaction_only: no customer history (a new customer, a ring's fresh account): what the
-  transaction itself says and the device's, merchant's and card's features;
+  transaction itself says, the device's real-time features and the device's, merchant's and
+  card's snapshot features;
 * request_only: the store cannot be read (down, slow, overloaded): the transaction alone.
 
 Entity features come last, each entity's in its feature set's order; an entity the snapshot
@@ -22,7 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from riskcore.codec import OnlineRecord
-from riskcore.realtime import REALTIME_FEATURES
+from riskcore.realtime import ALL_REALTIME_FEATURES, DEVICE_REALTIME_FEATURES, REALTIME_FEATURES
 from riskcore.transaction_features import (
     CATEGORICAL,
     REQUEST_FEATURES,
@@ -44,8 +45,8 @@ class ModelSpec:
     categorical: tuple[str, ...]  # LightGBM categorical features (codes, NaN = missing)
     vocabularies: dict  # transaction field -> tuple of values (the codes' meaning)
     availability_lag_hours: float
-    # Real-time velocity features (serving/realtime.py), behavioural models only; empty in
-    # specs logged before they existed.
+    # Real-time velocity features (riskcore/realtime.py): the customer's (behavioural models)
+    # and the device's; empty in specs logged before they existed.
     realtime_features: tuple[str, ...] = ()
     # Other entities' snapshot features, named with the entity (``device_distinct_customers_7d``),
     # and each entity's feature-set version; empty in specs logged before them.
@@ -82,6 +83,11 @@ class ModelSpec:
             for entity in self.entity_feature_sets
         }
 
+    @cached_property
+    def realtime_positions(self) -> list[int]:
+        """Where the spec's real-time features sit in ``ALL_REALTIME_FEATURES``."""
+        return [ALL_REALTIME_FEATURES.index(n) for n in self.realtime_features]
+
     @classmethod
     def build(
         cls,
@@ -100,6 +106,9 @@ class ModelSpec:
             + CATEGORICAL
         )
         read = {} if kind == REQUEST_ONLY else entities
+        realtime = (REALTIME_FEATURES if behavioural else ()) + (
+            DEVICE_REALTIME_FEATURES if read else ()
+        )
         return cls(
             target,
             kind,
@@ -109,7 +118,7 @@ class ModelSpec:
             categorical,
             {k: tuple(v) for k, v in vocabularies.items()},
             lag_hours,
-            REALTIME_FEATURES if behavioural else (),
+            realtime,
             tuple(f"{e}_{c.name}" for e, fs in read.items() for c in fs.features),
             {e: fs.version for e, fs in read.items()},
         )
@@ -141,7 +150,7 @@ def model_input(
 ) -> np.ndarray:
     """The spec's input vector for one transaction: what ``/score`` feeds the model, equal to
     the training row of the same purchase (tests/test_point_in_time.py). ``realtime``: the
-    purchase's ``REALTIME_FEATURES`` (a behavioural spec that reads them needs them);
+    purchase's ``ALL_REALTIME_FEATURES`` (a spec that reads real-time features needs them);
     ``entities``: the device's, merchant's and card's records (absent or None: NaN)."""
     computed = transaction_features(txn, record, spec.vocabularies)
     if spec.transaction_features != TRANSACTION_FEATURES:  # an older spec: pick by name
@@ -153,12 +162,12 @@ def model_input(
             raise ValueError("a behavioural model needs the customer's snapshot")
         snapshot = record.features[record.codec.positions(spec.snapshot_features)]
         parts.insert(0, snapshot.astype(np.float64))
-        if spec.realtime_features:
-            if realtime is None:
-                raise ValueError("this model reads real-time features: look them up first")
-            if spec.realtime_features != REALTIME_FEATURES:  # another list: pick by name
-                realtime = realtime[[REALTIME_FEATURES.index(n) for n in spec.realtime_features]]
-            parts.append(realtime)
+    if spec.realtime_features:
+        if realtime is None:
+            raise ValueError("this model reads real-time features: look them up first")
+        if spec.realtime_features != ALL_REALTIME_FEATURES:  # another list: pick by name
+            realtime = realtime[spec.realtime_positions]
+        parts.append(realtime)
     for entity, names in spec.entity_columns.items():
         found = entities.get(entity)
         if found is None:

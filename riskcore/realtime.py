@@ -14,6 +14,18 @@ scored purchase never counts in its own features, nor does any purchase at the s
 - ``seconds_since_last_txn``: ``t`` minus the newest purchase before ``t``; null when there is
   none in the 7 days before ``t``.
 
+**Per device** (``DEVICE_REALTIME_FEATURES``), the same for a purchase's *device* ``d``: the
+other recorded purchases made from ``d`` with ``t - 1 h <= event_ts < t``, whoever made them:
+
+- ``device_txn_count_1h``: how many;
+- ``device_distinct_customers_1h``: how many distinct customers made them (a ring's fresh
+  accounts run from one device);
+- both null for a purchase without a device.
+
+The device's state is kept exactly as a customer's (the same script, keys ``rt:dv:{<digest>}:...``,
+the customer's short hash where a customer's state holds the device's), so the rules below hold
+for it with "device" for "customer".
+
 **Duplicates**: a ``transaction_id`` is recorded once; a second event with it changes nothing.
 **Out of order**: events may arrive in any order. The state keeps the events of the last
 ``RETENTION`` (1 h + ``LATE_TOLERANCE`` of 5 min) before the customer's newest event. Features at
@@ -63,7 +75,20 @@ DESCRIPTIONS = {
     "distinct_devices_1h": "Distinct devices used in the hour before this one (real time).",
     "distinct_merchants_1h": "Distinct merchants in the hour before this one (real time).",
     "seconds_since_last_txn": "Seconds since the previous purchase (null: none in 7 days).",
+    "device_txn_count_1h": "Purchases from this device in the hour before, by anyone (real time).",
+    "device_distinct_customers_1h": "Distinct customers who used this device in the hour "
+    "before (real time).",
 }
+DEVICE_REALTIME_FEATURES = ("device_txn_count_1h", "device_distinct_customers_1h")
+# Where they come from in a device state's ``features`` (its "devices" are the customers)
+_DEVICE_POSITIONS = [
+    REALTIME_FEATURES.index("txn_count_1h"),
+    REALTIME_FEATURES.index("distinct_devices_1h"),
+]
+# A purchase's real-time vector, as ``RealtimeStore.read_commands`` decodes it: the customer's,
+# then its device's (a spec picks its own by name: riskcore/model_spec.py)
+ALL_REALTIME_FEATURES = REALTIME_FEATURES + DEVICE_REALTIME_FEATURES
+_NO_DEVICE = np.full(len(DEVICE_REALTIME_FEATURES), np.nan)
 SHORT_WINDOW = timedelta(minutes=10)
 LONG_WINDOW = timedelta(hours=1)
 LAST_TXN_HORIZON = timedelta(days=7)
@@ -123,6 +148,9 @@ if before >= 0 then redis.call('ZADD', e, string.format('%.0f', before), '~befor
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
 return {recorded, duplicates, late}
 """)
+
+
+Query = tuple[str, datetime, str, str | None]  # customer, event time, transaction id, device
 
 
 class Event(Protocol):
@@ -216,49 +244,70 @@ class RealtimeStore:
         # The scorer passes the online store's: the two reads of a score share one packet.
         self.transport = transport or RedisTransport(client)
 
-    def keys(self, customer_id: str) -> tuple[str, str, str]:
-        tag = f"{self.prefix}:{{{_short_hash(customer_id)}}}"
+    def keys(self, customer_id: str, *, device: bool = False) -> tuple[str, str, str]:
+        """A customer's keys, or (``device``) a device's."""
+        tag = f"{self.prefix}:{'dv:' if device else ''}{{{_short_hash(customer_id)}}}"
         return f"{tag}:e", f"{tag}:d", f"{tag}:m"
 
     def record(self, events: Iterable[Event]) -> Recorded:
+        """Each event into its customer's state and its device's; the counts are the
+        customers' (a device's state sees the same events)."""
         by_customer: dict[str, list] = defaultdict(list)
+        by_device: dict[str, list] = defaultdict(list)
         for ev in events:
-            payload = "|".join(
-                (
-                    str(cents(ev.amount)),
-                    _short_hash(ev.device_id) if ev.device_id else "",
-                    _short_hash(ev.merchant_id) if ev.merchant_id else "",
-                )
-            )
-            by_customer[ev.customer_id] += [ev.transaction_id, micros(ev.event_ts), payload]
+            cents_, at = str(cents(ev.amount)), micros(ev.event_ts)
+            merchant = _short_hash(ev.merchant_id) if ev.merchant_id else ""
+            device = _short_hash(ev.device_id) if ev.device_id else ""
+            by_customer[ev.customer_id] += [ev.transaction_id, at, f"{cents_}|{device}|{merchant}"]
+            if ev.device_id:
+                customer = _short_hash(ev.customer_id)
+                by_device[ev.device_id] += [
+                    ev.transaction_id,
+                    at,
+                    f"{cents_}|{customer}|{merchant}",
+                ]
         retention = RETENTION // _US
         commands = []
-        for customer, args in by_customer.items():
-            keys = self.keys(customer)
-            commands.append((keys[0], _RECORD.call(keys, retention, MAX_EVENTS, TTL_S, *args)))
+        for states, device in ((by_customer, False), (by_device, True)):
+            for entity, args in states.items():
+                keys = self.keys(entity, device=device)
+                call = _RECORD.call(keys, retention, MAX_EVENTS, TTL_S, *args)
+                commands.append((keys[0], call))
         done = Recorded()
-        for reply in self.transport.execute(commands):
+        for reply in self.transport.execute(commands)[: len(by_customer)]:
             done.add(reply)
         return done
 
-    def read(self, queries: list[tuple[str, datetime, str]]) -> list[np.ndarray]:
-        """The features of purchases (customer id, event time, transaction id)."""
+    def read(self, queries: list[Query]) -> list[np.ndarray]:
+        """The features (``ALL_REALTIME_FEATURES``) of purchases (customer id, event time,
+        transaction id, device id or None)."""
         return self.transport.run(self.read_commands(queries))
 
-    def read_commands(self, queries: list[tuple[str, datetime, str]]) -> Read[list[np.ndarray]]:
+    def read_commands(self, queries: list[Query]) -> Read[list[np.ndarray]]:
         """The commands of ``read`` and their decoder, to send alone or with other reads (the
-        scorer sends them with the snapshot lookup). One plain command a customer (its members
-        before ``t``, newest first: no script, a few us of Redis); the features are computed
-        here."""
-        commands, times, owns = [], [], []
-        for customer, at, transaction_id in queries:
+        scorer sends them with the snapshot lookups). One plain command a customer and one a
+        device (its members before ``t``, newest first: no script, a few us of Redis); the
+        features are computed here."""
+        commands = []
+        for customer, at, _, device in queries:
+            t = f"({micros(at)}"
             events = self.keys(customer)[0]
-            t = micros(at)
-            commands.append((events, ("ZREVRANGEBYSCORE", events, f"({t}", "-inf", "WITHSCORES")))
-            times.append(t)
-            owns.append(transaction_id.encode())
+            commands.append((events, ("ZREVRANGEBYSCORE", events, t, "-inf", "WITHSCORES")))
+            if device:
+                events = self.keys(device, device=True)[0]
+                commands.append((events, ("ZREVRANGEBYSCORE", events, t, "-inf", "WITHSCORES")))
 
         def decode(replies: list) -> list[np.ndarray]:
-            return [features(r, t, own) for r, t, own in zip(replies, times, owns, strict=True)]
+            out, k = [], 0
+            for _, at, transaction_id, device in queries:
+                t, own = micros(at), transaction_id.encode()
+                mine = features(replies[k], t, own)
+                k += 1
+                theirs = _NO_DEVICE
+                if device:
+                    theirs = features(replies[k], t, own)[_DEVICE_POSITIONS]
+                    k += 1
+                out.append(np.concatenate([mine, theirs]))
+            return out
 
         return Read(commands, decode)

@@ -146,8 +146,10 @@ class ModelSet:
 
     @cached_property
     def reads_realtime(self) -> bool:
-        """Whether any behavioural model loaded reads real-time features."""
-        return any(m.bundle.behavioural.spec.realtime_features for m in self.loaded)
+        """Whether any model loaded reads real-time features."""
+        return any(
+            model.spec.realtime_features for m in self.loaded for model in m.bundle.models.values()
+        )
 
     @cached_property
     def versions(self) -> list[str]:
@@ -414,11 +416,10 @@ class Scorer:
         InFlight, None, tuple[dict[str, list[Lookup]], list[np.ndarray | None] | None, Entities]
     ]:
         """Each feature-set version's snapshot records, the device's, merchant's and card's
-        records and (when a model reads them) the real-time features, read together: one
-        packet per Redis node, one round trip. A purchase whose customer no snapshot knows
-        needs no real-time features (None). When the store cannot be read, every purchase
-        falls back; a what-if's given record too when the models read real-time features:
-        they learned with them, so are not used without.
+        records and (when a model reads them) the customer's and device's real-time features,
+        read together: one packet per Redis node, one round trip. When the store cannot be
+        read, every purchase falls back; a what-if's given record too when the models read
+        real-time features: they learned with them, so are not used without.
 
         A generator: it yields once the reads are sent (their ``InFlight``), so the caller can
         do other work until the replies arrive, and returns the lookups (``scoring``)."""
@@ -450,7 +451,9 @@ class Scorer:
                 for entity, version in entities_asked
             ]
             if realtime is not None:  # for every purchase: most customers are known
-                queries = [(r.customer_id, r.event_ts, r.transaction_id) for r in requests]
+                queries = [
+                    (r.customer_id, r.event_ts, r.transaction_id, r.device_id) for r in requests
+                ]
                 reads.append(self.realtime.read_commands(queries))
             in_flight = self.transport.send_reads(reads)
             try:
@@ -482,10 +485,7 @@ class Scorer:
             for i, value in zip(keyed[pair], decoded, strict=True):
                 entities[pair][i] = _as_entity_lookup(value, requests[i].event_ts)
         if realtime is not None:
-            features = reads[-1].decode(replies[-1])
-            for i in range(len(requests)):
-                if any(f[i].record for f in lookups.values()):
-                    realtime[i] = features[i]
+            realtime[:] = reads[-1].decode(replies[-1])
         return lookups, realtime, entities
 
     def _given(self, requests: list[ScoreRequest], version: str) -> list[Lookup | None]:

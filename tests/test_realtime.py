@@ -56,8 +56,11 @@ def event(tid, customer, at, amount="10.00", merchant="m1", device=None) -> Even
     )
 
 
-def oracle(events: list[EventRequest], customer: str, t: datetime, own: str) -> list[float]:
-    """The features by their definition, from the raw events (plain loops)."""
+def oracle(
+    events: list[EventRequest], customer: str, t: datetime, own: str, device: str | None = None
+) -> list[float]:
+    """The features by their definition, from the raw events (plain loops): the customer's,
+    then the device's (null without one)."""
     others = [
         e
         for e in events
@@ -69,6 +72,14 @@ def oracle(events: list[EventRequest], customer: str, t: datetime, own: str) -> 
     since = (last and (t - last) // US / 1e6) if last else math.nan
     if since == since and since > LAST_TXN_HORIZON.total_seconds():
         since = math.nan
+    shared = [
+        e
+        for e in events
+        if device is not None
+        and e.device_id == device
+        and e.transaction_id != own
+        and t - timedelta(hours=1) <= e.event_ts < t
+    ]
     return [
         float(len(short)),
         float(len(hour)),
@@ -76,6 +87,8 @@ def oracle(events: list[EventRequest], customer: str, t: datetime, own: str) -> 
         float(len({e.device_id for e in hour if e.device_id})),
         float(len({e.merchant_id for e in hour if e.merchant_id})),
         since,
+        float(len(shared)) if device else math.nan,
+        float(len({e.customer_id for e in shared})) if device else math.nan,
     ]
 
 
@@ -123,7 +136,7 @@ def test_the_redis_state_equals_the_oracle_in_arrival_order(store, arrivals):
     # replay), only its arrival differs.
     first: dict[int, tuple] = {}
     raw = [
-        (f"t{tid}", f"c{tid % 2}", T0 + us * US, amount, merchant, device, lateness)
+        (f"t{tid}", f"c{tid % 3}", T0 + us * US, amount, merchant, device, lateness)
         for tid, *drawn, lateness in arrivals
         for us, amount, merchant, device in [first.setdefault(tid, tuple(drawn))]
     ]
@@ -131,8 +144,9 @@ def test_the_redis_state_equals_the_oracle_in_arrival_order(store, arrivals):
     raw.sort(key=lambda r: r[2] + r[6] * US)
     recorded: dict[str, EventRequest] = {}
     for tid, customer, at, amount, merchant, device, _ in raw:
-        served = store.read([(customer, at, tid)])[0]
-        assert same(list(served), oracle(list(recorded.values()), customer, at, tid)), tid
+        served = store.read([(customer, at, tid, device)])[0]
+        expected = oracle(list(recorded.values()), customer, at, tid, device)
+        assert same(list(served), expected), (tid, list(served), expected)
         done = store.record([event(tid, customer, at, amount, merchant, device)])
         if tid in recorded:
             assert (done.recorded, done.duplicates) == (0, 1)
@@ -168,7 +182,7 @@ def test_the_training_sql_equals_the_oracle(arrivals):
     assert len(rows) == len(events)
     for tid, *values in rows:
         e = events[tid]
-        expected = oracle(list(events.values()), e.customer_id, e.event_ts, tid)
+        expected = oracle(list(events.values()), e.customer_id, e.event_ts, tid, e.device_id)
         got = [math.nan if v is None else v for v in values]
         assert same(got, expected), (tid, got, expected)
 
@@ -184,7 +198,7 @@ def test_windows_are_exact_to_the_microsecond(store):
             event("e", "c", at),  # same microsecond as the purchase: not before it
         ]
     )
-    counts = store.read([("c", at, "x")])[0]
+    counts = store.read([("c", at, "x", None)])[0]
     assert list(counts[:2]) == [1.0, 3.0]
     assert counts[5] == 600.0  # the newest before t is "c"
 
@@ -196,7 +210,7 @@ def test_a_late_event_only_moves_the_last_purchase_and_is_counted(store):
     assert store.client.zcard(store.keys("c")[0]) == 2  # the event and the ~before sentinel
     # No window of a purchase at or after newest - tolerance can hold it; the last purchase
     # before a time earlier than every retained event is the late one.
-    before = store.read([("c", T0 - timedelta(minutes=1), "q")])[0]
+    before = store.read([("c", T0 - timedelta(minutes=1), "q", None)])[0]
     assert list(before[:5]) == [0, 0, 0, 0, 0] and before[5] == (
         RETENTION - timedelta(minutes=1) + US
     ) / timedelta(seconds=1)
@@ -209,7 +223,7 @@ def test_memory_is_bounded_and_keys_expire(store):
     assert store.client.zcard(zset) - 1 == MAX_EVENTS == store.client.hlen(details)  # + sentinel
     assert 0 < store.client.ttl(zset) <= TTL_S and 0 < store.client.ttl(meta) <= TTL_S
     # Old state expires after a week: the purchase then has no predecessor.
-    assert math.isnan(store.read([("c", T0 + timedelta(days=8), "q")])[0][5])
+    assert math.isnan(store.read([("c", T0 + timedelta(days=8), "q", None)])[0][5])
 
 
 def test_one_customer_is_one_hash_slot_and_a_cluster_serves_it(tmp_path):
@@ -217,17 +231,21 @@ def test_one_customer_is_one_hash_slot_and_a_cluster_serves_it(tmp_path):
 
     from tests.redis_servers import start_cluster
 
-    keys = RealtimeStore(None).keys("customer-42")
-    assert len({key_slot(k.encode()) for k in keys}) == 1
+    for keys in (RealtimeStore(None).keys("c-42"), RealtimeStore(None).keys("d-7", device=True)):
+        assert len({key_slot(k.encode()) for k in keys}) == 1
     nodes = start_cluster(tmp_path)
     try:
         cluster = RedisCluster(host="127.0.0.1", port=nodes[0].port)
         store = RealtimeStore(cluster)
-        events = [event(f"t{i}", f"c{i % 7}", T0 + i * timedelta(minutes=1)) for i in range(40)]
+        events = [
+            event(f"t{i}", f"c{i % 7}", T0 + i * timedelta(minutes=1), device=f"d{i % 3}")
+            for i in range(40)
+        ]
         assert store.record(events).recorded == 40
-        reads = store.read([(f"c{i}", T0 + timedelta(hours=1), "q") for i in range(7)])
+        at = T0 + timedelta(hours=1)
+        reads = store.read([(f"c{i}", at, "q", f"d{i % 3}") for i in range(7)])
         for i, features in enumerate(reads):
-            assert same(list(features), oracle(events, f"c{i}", T0 + timedelta(hours=1), "q"))
+            assert same(list(features), oracle(events, f"c{i}", at, "q", f"d{i % 3}"))
     finally:
         for node in nodes:
             node.kill()
@@ -258,7 +276,7 @@ def test_a_crashed_consumer_loses_no_event_and_a_bad_one_is_dead_lettered(store)
     assert client.xpending("risk:events", "realtime")["pending"] == 0
     letter = client.xrange("risk:events:dead")[0][1]
     assert b"amount" in letter[b"reason"] and b"card_hash" not in letter
-    assert store.read([("c", T0 + timedelta(minutes=30), "q")])[0][1] == 30.0
+    assert store.read([("c", T0 + timedelta(minutes=30), "q", None)])[0][1] == 30.0
     assert not any(
         b"4111" in v
         for k in client.keys("rt:*")

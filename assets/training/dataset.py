@@ -29,7 +29,7 @@ from resources.lakehouse import LABELS, TRAINING_SET, TRANSACTIONS, Lakehouse
 from riskcore import settings
 from riskcore.codec import RecordCodec
 from riskcore.feature_set import FeatureSet
-from riskcore.realtime import REALTIME_FEATURES
+from riskcore.realtime import ALL_REALTIME_FEATURES
 from riskcore.targets import TARGETS
 from riskcore.timestamps import as_of_time
 from riskcore.transaction_features import (
@@ -207,7 +207,7 @@ def build_training_set(
     columns |= {c.name: snapshot_matrix[:, i] for i, c in enumerate(feature_set.features)}
     columns |= {name: txn_matrix[:, i] for i, name in enumerate(TRANSACTION_FEATURES)}
     columns |= {  # NaN for null, as serving decodes them
-        name: pc.fill_null(joined[name], np.nan).to_numpy() for name in REALTIME_FEATURES
+        name: pc.fill_null(joined[name], np.nan).to_numpy() for name in ALL_REALTIME_FEATURES
     }
     for entity, entity_set in entities.items():  # float32 as serving decodes them, NaN: unknown
         prefix = f"{entity}_"

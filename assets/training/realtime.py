@@ -1,15 +1,21 @@
 """The real-time features of training rows, from raw purchases, with serving's semantics
-(``serving/realtime.py``): for a purchase at ``t``, the customer's other purchases with
-``t - w <= event_ts < t``; the newest purchase before ``t`` within 7 days. Every raw purchase is
-an event (production sends each one to ``/events`` or the stream)."""
+(``riskcore/realtime.py``): for a purchase at ``t``, the customer's other purchases with
+``t - w <= event_ts < t``; the newest purchase before ``t`` within 7 days; the other purchases
+from its device in the hour before, and their customers. Every raw purchase is an event
+(production sends each one to ``/events`` or the stream)."""
 
-from riskcore.realtime import LAST_TXN_HORIZON, LONG_WINDOW, REALTIME_FEATURES, SHORT_WINDOW
+from riskcore.realtime import (
+    ALL_REALTIME_FEATURES,
+    LAST_TXN_HORIZON,
+    LONG_WINDOW,
+    SHORT_WINDOW,
+)
 
 
 def realtime_sql(purchases: str, events: str) -> str:
-    """SELECT transaction_id and ``REALTIME_FEATURES`` for every row of ``purchases``
-    (transaction_id, customer_id, event_ts), from ``events`` (the same columns plus amount,
-    merchant_id, device_id). Types as serving decodes them: counts, amounts and seconds as
+    """SELECT transaction_id and ``ALL_REALTIME_FEATURES`` for every row of ``purchases``
+    (transaction_id, customer_id, event_ts, device_id), from ``events`` (the same columns plus
+    amount, merchant_id). Types as serving decodes them: counts, amounts and seconds as
     DOUBLE (the amount sum exact in DECIMAL first), null where serving has NaN."""
     short_s, long_s = int(SHORT_WINDOW.total_seconds()), int(LONG_WINDOW.total_seconds())
     horizon_s = int(LAST_TXN_HORIZON.total_seconds())
@@ -27,6 +33,16 @@ def realtime_sql(purchases: str, events: str) -> str:
             and e.event_ts >= p.event_ts - to_seconds({long_s}) and e.event_ts < p.event_ts
             and e.transaction_id <> p.transaction_id
         group by p.transaction_id
+    ), shared as (
+        select p.transaction_id,
+            count(e.transaction_id) as device_txn_count_1h,
+            count(distinct e.customer_id) as device_distinct_customers_1h
+        from {purchases} p left join {events} e
+            on e.device_id = p.device_id
+            and e.event_ts >= p.event_ts - to_seconds({long_s}) and e.event_ts < p.event_ts
+            and e.transaction_id <> p.transaction_id
+        where p.device_id is not null
+        group by p.transaction_id
     ), previous as (
         select p.transaction_id,
             (epoch_us(p.event_ts) - epoch_us(e.event_ts))::double / 1e6::double as since
@@ -38,8 +54,11 @@ def realtime_sql(purchases: str, events: str) -> str:
         amount_sum_1h::double as amount_sum_1h,
         distinct_devices_1h::double as distinct_devices_1h,
         distinct_merchants_1h::double as distinct_merchants_1h,
-        case when since > {horizon_s} then null else since end as seconds_since_last_txn
+        case when since > {horizon_s} then null else since end as seconds_since_last_txn,
+        shared.device_txn_count_1h::double as device_txn_count_1h,
+        shared.device_distinct_customers_1h::double as device_distinct_customers_1h
     from windows join previous using (transaction_id)
+    left join shared using (transaction_id)
     """
-    assert all(name in sql for name in REALTIME_FEATURES)  # one list of names
+    assert all(name in sql for name in ALL_REALTIME_FEATURES)  # one list of names
     return sql
