@@ -1,20 +1,19 @@
-"""What device, merchant and card features would add to the fraud models: `make bench-entities`
+"""What device, merchant and card features add to the fraud models: `make bench-entities`
 (after `make demo`).
 
-The stored training set (`training/training_set`), each purchase joined point in time to the
-device, merchant and card snapshots of its device, merchant and card by the SDK
-(`historical_features` with the entities' features: the partition in force at the purchase,
-nulls for an entity the snapshot does not hold). Then the fraud models are trained twice with
-the project's own training (`assets.training.models.train_model`: same parameters, sampling,
-splits), without and with the entity features, and compared on the same test rows:
+The stored training set (`training/training_set`) already holds each purchase's device,
+merchant and card snapshot features (joined point in time by the SDK's road) and its device's
+real-time features. The fraud models are trained twice with the project's own training
+(`assets.training.models.train_model`: same parameters, sampling, splits) from the specs the
+registered models use (`ModelSpec.build`), without and with the entities, and compared on the
+same test rows:
 
 * each model on its own rows (behavioural: customers the snapshot knew; transaction-only: all);
 * overall, as serving routes (behavioural for a known customer, transaction-only otherwise);
 * on the planted rings' purchases (the generator's ring accounts' fraud): the share caught at
   the threshold that flags 1% of good purchases.
 
-Entity features are not served yet (docs/architecture.md#entities): this measures what serving
-them would buy. It prints ROC AUC, PR AUC and recall at 1% FPR, both ways.
+It prints ROC AUC, PR AUC and recall at 1% FPR, both ways.
 """
 
 from __future__ import annotations
@@ -22,22 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 
 import duckdb
 import numpy as np
-import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from assets.ingest.sources import RawSources
 from assets.ingest.synthetic import population
 from assets.training.dataset import read_training_set
 from assets.training.metrics import evaluate
 from assets.training.models import matrix, rows, train_model
-from featurestore import historical_features
-from featurestore.registry import load_feature_set
-from resources.lakehouse import ENTITY_KEYS, TRAINING_SET, TRANSACTIONS, Lakehouse
+from featurestore.registry import load_entity_feature_sets, load_feature_set
+from resources.lakehouse import TRAINING_SET, TRANSACTIONS, Lakehouse
 from riskcore.model_spec import BEHAVIOURAL, TRANSACTION_ONLY, ModelSpec
 
 
@@ -45,35 +40,9 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def with_entity_features(lakehouse: Lakehouse, table: pa.Table) -> tuple[pa.Table, list[str]]:
-    """The training set with every entity's snapshot features (``device_*``, ``merchant_*``,
-    ``card_*``; NaN where the entity's snapshot has no row), through the SDK, and their names."""
-    names = [
-        f"{entity}_{c.name}"
-        for entity in ENTITY_KEYS
-        for c in load_feature_set(entity=entity).features
-    ]
-    raw = lakehouse.dataset(TRANSACTIONS)  # noqa: F841 (DuckDB reads it by name)
-    purchases = table.select(["transaction_id", "customer_id", "event_ts"])  # noqa: F841
-    first, last = (d.as_py().date() for d in pc.min_max(table["event_ts"]).values())
-    keyed = duckdb.sql(
-        "select p.*, "
-        + ", ".join(f"r.{k}" for k in ENTITY_KEYS.values())
-        + " from purchases as p join raw as r using (transaction_id) "
-        f"where r.event_date between '{first}' and '{last}' "
-        "qualify row_number() over (partition by p.transaction_id order by r.event_ts) = 1"
-    ).to_arrow_table()
-    joined = historical_features(keyed, names, lakehouse=lakehouse)
-    features = pl.from_arrow(joined.select(["transaction_id", *names]))
-    out = pl.from_arrow(table).join(
-        features, on="transaction_id", how="left", maintain_order="left"
-    )
-    return out.with_columns(pl.col(names).fill_nan(None).fill_null(np.nan)).to_arrow(), names
-
-
-def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str], commit: dict) -> dict:
+def compare(table: pa.Table, ring_ids: set[str], commit: dict) -> dict:
     """The training set's commit says how it was built (vocabularies, availability lag)."""
-    feature_set = load_feature_set()
+    feature_set, entities = load_feature_set(), load_entity_feature_sets()
     vocab = json.loads(commit["risk.vocabularies"])
     lag = float(commit["risk.availability_lag_hours"])
     results: dict[str, dict] = {}
@@ -83,10 +52,8 @@ def compare(table: pa.Table, entity_names: list[str], ring_ids: set[str], commit
         table, ModelSpec.build("fraud", TRANSACTION_ONLY, feature_set, vocab, lag), "test"
     )
     for kind in (BEHAVIOURAL, TRANSACTION_ONLY):
-        base = ModelSpec.build("fraud", kind, feature_set, vocab, lag)
-        # Entity features ride after the others (the spec's last group) for this comparison
-        wide = replace(base, realtime_features=base.realtime_features + tuple(entity_names))
-        for label, spec in (("without", base), ("with", wide)):
+        for label, read in (("without", {}), ("with", entities)):
+            spec = ModelSpec.build("fraud", kind, feature_set, vocab, lag, read)
             _log(f"training fraud/{kind} {label} entity features ({len(spec.feature_names)})")
             trained = train_model(table, spec)
             results[f"{kind} {label}"] = trained.metrics
@@ -132,11 +99,8 @@ def main() -> None:
     lakehouse = Lakehouse()
     table = read_training_set(lakehouse)
     _log(f"training set: {table.num_rows:,} purchases")
-    began = time.perf_counter()
-    table, names = with_entity_features(lakehouse, table)
-    _log(f"joined {len(names)} entity features in {time.perf_counter() - began:.1f} s")
     commit = lakehouse.last_commit(TRAINING_SET)
-    results = compare(table, names, ring_purchase_ids(lakehouse), commit)
+    results = compare(table, ring_purchase_ids(lakehouse), commit)
     print("\nfraud, test weeks      ROC AUC   PR AUC  recall@1%FPR  rows (bad)")
     for name, m in results.items():
         print(

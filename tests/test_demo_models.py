@@ -91,9 +91,10 @@ def test_behaviour_earns_its_place(demo, target):
 
 
 def test_entity_features_earn_their_place(demo, demo_env, monkeypatch):
-    """Device, merchant and card features (`make bench-entities`, through the SDK) on the
-    demo's training set: the same fraud models with them beat the models without them on the
-    same test rows, and catch at least twice the planted rings' fraud at 1% FPR. Observed
+    """Device, merchant and card features (`make bench-entities`: their snapshots and the
+    device's real-time features) on the demo's training set: the same fraud models with them
+    beat the models without them on the same test rows, and catch at least twice the planted
+    rings' fraud at 1% FPR. Observed
     (seeded; overall, as serving routes): ROC AUC 0.906 -> 0.951, PR AUC 0.357 -> 0.668, recall
     at 1% FPR 0.50 -> 0.76 (`make demo`'s live calendar of 2026-12-01: 0.878 -> 0.963, rings
     0.23 -> 1.00 of 47). With no entity feature the two are the same models and both bars
@@ -105,9 +106,9 @@ def test_entity_features_earn_their_place(demo, demo_env, monkeypatch):
     for name in ("RISK_DATA_DIR", "RISK_CUSTOMERS", "DAGSTER_HOME"):
         monkeypatch.setenv(name, demo_env[name])
     lakehouse = Lakehouse(root_uri=str(data / "lakehouse"))
-    table, names = entities.with_entity_features(lakehouse, read_training_set(lakehouse))
     rings = entities.ring_purchase_ids(lakehouse)
-    results = entities.compare(table, names, rings, lakehouse.last_commit(TRAINING_SET))
+    table = read_training_set(lakehouse)
+    results = entities.compare(table, rings, lakehouse.last_commit(TRAINING_SET))
     print({k: (v["roc_auc"], v["pr_auc"], v["recall_at_1pct_fpr"]) for k, v in results.items()})
     print({k: v["ring_recall_at_1pct_fpr"] for k, v in results.items() if "ring_purchases" in v})
     with_, without = results["overall with"], results["overall without"]
