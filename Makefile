@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo canary-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-entities bench-scale bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo canary-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-entities bench-entity-read bench-scale bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -118,6 +118,9 @@ bench-realtime: setup
 # SCALE_ARGS, e.g. --customers 1000000 3000000 10000000
 bench-entities: setup
 	$(BIN)/python -m benchmarks.entities
+
+bench-entity-read: setup
+	$(BIN)/python -m benchmarks.entity_read
 
 bench-scale: setup
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
