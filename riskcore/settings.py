@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     serving_workers: int = _var(1, "uvicorn workers: one per pod (scale with pods)")
     serving_keep_alive_s: int = _var(75, "HTTP keep-alive of idle connections")
     serving_redis_timeout_ms: float = _var(
-        5.0, "a lookup slower than this falls back to the transaction-only models"
+        5.0, "a lookup slower than this falls back to the request-only models"
     )
     serving_alias_poll_s: float = _var(
         30.0,
@@ -252,7 +252,7 @@ class Settings(BaseSettings):
     serving_queue_budget_ms: float = _var(
         10.0,
         "a single score that has waited longer than this in the service (past its capacity) "
-        "is answered at once by the transaction-only models, without a lookup "
+        "is answered at once by the request-only models, without a lookup "
         "(feature_source `fallback_overload`)",
     )
     serving_shed_after_ms: float = _var(

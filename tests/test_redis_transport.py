@@ -35,17 +35,21 @@ def wire(monkeypatch):
 
 
 @pytest.mark.integration
-def test_a_score_reads_the_record_and_the_realtime_state_in_one_round_trip(env, wire):
+def test_a_score_reads_every_entity_and_the_realtime_state_in_one_round_trip(env, wire):
     from serving.schemas import ScoreRequest
     from serving.scorer import Scorer
 
     scorer = Scorer.open(env.config(inference_log_uri=""))
     assert scorer.models.reads_realtime
-    known = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
+    known = next(
+        r
+        for r in env.served_rows().to_pylist()
+        if r["customer_known"] and r["device_known"] and r["merchant_known"] and r["card_known"]
+    )
     request = ScoreRequest.model_validate(env.transaction(known["transaction_id"]))
-    scorer.score(request)  # the pointer is read and this thread's connection made
-    for version in scorer.models.versions:
-        scorer.store(version).pointer_cache_s = 3600.0  # no pointer refresh in the measured call
+    scorer.score(request)  # the pointers are read and this thread's connection made
+    for store in scorer._stores.values():  # the customers', devices', merchants', cards'
+        store.pointer_cache_s = 3600.0  # no pointer refresh in the measured call
     stats = env.redis.client()
     before = stats.info("commandstats")
     wire.clear()
@@ -59,10 +63,12 @@ def test_a_score_reads_the_record_and_the_realtime_state_in_one_round_trip(env, 
     assert {id(conn) for _, conn, _ in events} == {id(sends[0][1])}  # ... on one connection
     packet = sends[0][2]
     assert b"HGET" in packet and b"ZREVRANGEBYSCORE" in packet
-    assert [e[0] for e in events] == ["send", "read", "read"]  # both replies, after the send
+    # Every reply after the send: four records, the customer's and the device's real time
+    assert [e[0] for e in events] == ["send"] + ["read"] * 6
+    assert scored.entity_sources == dict.fromkeys(("device", "merchant", "card"), "online")
     calls = lambda stats, cmd: stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)  # noqa: E731
-    for command in ("hget", "zrevrangebyscore"):
-        assert calls(after, command) - calls(before, command) == 1, command
+    for command, n in (("hget", 4), ("zrevrangebyscore", 2)):
+        assert calls(after, command) - calls(before, command) == n, command
     scorer.transport.close()
 
 

@@ -181,6 +181,9 @@ def test_the_tiers_behavioural_transaction_only_request_only(client, env):
 
     fraud = ModelRegistry(env.tracking_uri).load("risk_fraud", "champion").bundle
     assert fraud.transaction_only.spec.entity_features  # new customers see the entities
+    # Reason codes can name them: each has its documented meaning, the entity named
+    for name in fraud.behavioural.spec.entity_features:
+        assert fraud.descriptions[name].startswith(name.split("_")[0] + ": "), name
     assert not fraud.request_only.spec.entity_features
     assert fraud.request_only.spec.kind == "request_only"
     known = next(r for r in env.served_rows().to_pylist() if r["customer_known"])
