@@ -19,12 +19,11 @@ import argparse
 import hashlib
 import json
 import random
-import statistics
 import tempfile
 from datetime import date
 from pathlib import Path
 
-from benchmarks.online_store import _log, _micros, _timed_lookups
+from benchmarks.online_store import _log, _micros, _timed_lookups, medians
 from riskcore.timestamps import as_of_time
 
 AS_OF = date(2026, 3, 1)
@@ -98,11 +97,7 @@ def measure(stores: dict, calls: int, rounds: int) -> dict:
         single_runs.append(_micros(single))
         four_runs.append(_micros(both))
         _log(f"single: {single_runs[-1]}  four in one packet: {four_runs[-1]}")
-    med = lambda runs, p: statistics.median(r[p] for r in runs)  # noqa: E731
-    out = {
-        "single_customer_us": {p: med(single_runs, p) for p in ("p50", "p95", "p99")},
-        "four_entities_us": {p: med(four_runs, p) for p in ("p50", "p95", "p99")},
-    }
+    out = {"single_customer_us": medians(single_runs), "four_entities_us": medians(four_runs)}
     out["ratio"] = {
         p: round(out["four_entities_us"][p] / out["single_customer_us"][p], 2)
         for p in ("p50", "p95", "p99")

@@ -45,6 +45,11 @@ def _micros(samples: list[int]) -> dict:
     return {f"p{p}": round(_pct(us, p), 1) for p in (50, 95, 99)}
 
 
+def medians(runs: list[dict]) -> dict:
+    """Per percentile, the median over rounds of ``_micros`` results."""
+    return {p: statistics.median(r[p] for r in runs) for p in ("p50", "p95", "p99")}
+
+
 def float_feature_set(n: int = 40):
     from riskcore.feature_set import FeatureColumn, FeatureSet
 
@@ -235,11 +240,10 @@ def lookups(redis_url: str, calls: int, rounds: int) -> dict:
         raw.append(_micros(plain))
         many.append(_micros(hundred))
         _log(f"get: {single[-1]}  raw GET: {raw[-1]}  get_many(100): {many[-1]}")
-    med = lambda runs, p: statistics.median(r[p] for r in runs)  # noqa: E731
     out = {
-        "get_us": {p: med(single, p) for p in ("p50", "p95", "p99")},
-        "raw_get_us": {p: med(raw, p) for p in ("p50", "p95", "p99")},
-        "get_many_100_us": {p: med(many, p) for p in ("p50", "p95", "p99")},
+        "get_us": medians(single),
+        "raw_get_us": medians(raw),
+        "get_many_100_us": medians(many),
         "value_bytes": size,
     }
     out["get_over_raw"] = {

@@ -557,6 +557,10 @@ class Scorer:
         looked_up = time.perf_counter()
         txns = [_transaction(r) for r in requests]
         acting = [self._acting(models, models.route(r.customer_id)) for r in requests]
+        # Each purchase's device, merchant and card lookups, once for its targets and its log
+        by_request = [
+            {pair: found[i] for pair, found in entities.items()} for i in range(len(txns))
+        ]
         inputs: dict[str, list[tuple[ScoringModel, np.ndarray] | None]] = {}
         for target in TARGETS:
             inputs[target] = [
@@ -567,7 +571,7 @@ class Scorer:
                     txn,
                     lookups[model.bundle.feature_set_version][i],
                     realtime and realtime[i],
-                    {pair: found[i] for pair, found in entities.items()},
+                    by_request[i],
                 )
                 for i, (r, txn, a) in enumerate(zip(requests, txns, acting, strict=True))
             ]
@@ -607,7 +611,8 @@ class Scorer:
                     features_as_of=found.record.as_of if found.record is not None else None,
                     feature_source=found.source,
                     entity_sources={
-                        e: entities[e, v][i].source for e, v in fraud_bundle.entity_versions.items()
+                        e: by_request[i][e, v].source
+                        for e, v in fraud_bundle.entity_versions.items()
                     }
                     or None,
                     timing_ms={},
@@ -642,7 +647,7 @@ class Scorer:
                     lookups,
                     realtime and realtime[i],
                     per_target[i],
-                    entities,
+                    by_request[i],
                 )
         # Counted once a batch (a counter's increment takes a lock)
         for source, n in Counter(r.feature_source for r in results).items():
@@ -675,7 +680,7 @@ class Scorer:
                 txn,
                 {v: found[i] for v, found in lookups.items()},
                 realtime,
-                {pair: found[i] for pair, found in entities.items()},
+                entities,
             )
         as_of = result.features_as_of
         self.inference_log.append(
