@@ -298,7 +298,7 @@ class OnlineStore:
         if fresh or time.monotonic() - fetched > self.pointer_cache_s:
             fields = self._hash(self.pointer_key)
             newest = serving = Generation.from_fields(fields) if fields else None
-            now = settings.load().now()
+            now = settings.now()
             if newest is not None and not newest.available(now):
                 fields = self._hash(self.previous_key)
                 previous = Generation.from_fields(fields) if fields else None
@@ -418,7 +418,7 @@ class OnlineStore:
                     "records are in Redis (evicted by a maxmemory policy, or duplicate customers)"
                 )
             now = datetime.now(UTC)
-            clock = settings.load().now()  # the pipeline's (a simulation moves it)
+            clock = settings.now()  # the pipeline's (a simulation moves it)
             if available_at is not None:
                 report.late_s = max((clock - available_at).total_seconds(), 0.0)
                 available_at = max(available_at, clock)

@@ -32,7 +32,7 @@ def canary_watch(context: SensorEvaluationContext):
     running = {name: found for name, found in running.items() if found is not None}
     if not running:
         return SkipReason("no canary running")
-    now = settings.load().now()
+    now = settings.now()
     state = ", ".join(f"{name}/{found[0]} on {found[1]:.0%}" for name, found in running.items())
     return RunRequest(
         run_key=f"canary:{state}:{now:%Y-%m-%dT%H:%M}",

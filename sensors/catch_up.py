@@ -20,7 +20,7 @@ from sensors.status import SENSOR_STATUS
     "failed run), oldest first, up to a month per run.",
 )
 def catch_up(context: SensorEvaluationContext, lakehouse: Lakehouse):
-    now = settings.load().now()
+    now = settings.now()
     due = last_due_day(now)
     job = daily_features_job.name
     if context.instance.get_runs(RunsFilter(job_name=job, statuses=IN_FLIGHT), limit=1):

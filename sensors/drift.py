@@ -107,7 +107,7 @@ def build_retrain_sensor(
                 f"{what} {over}: the episode that began {episode} was answered by {job.name} "
                 f"run {answer.run_id[:8]}; re-armed once every watched {what} is below {warn}"
             )
-        now = settings.load().now().timestamp()
+        now = settings.now().timestamp()
         since = now - cursor.get("retrain_at", 0)
         if since < cooldown_s:
             return SkipReason(

@@ -17,7 +17,7 @@ from sensors.status import SENSOR_STATUS
 )
 def freshness(context: SensorEvaluationContext):
     bucket = int(context.cursor or 0)
-    now = int(settings.load().now().timestamp()) // 1800
+    now = int(settings.now().timestamp()) // 1800
     if now <= bucket:
         return None
     context.update_cursor(str(now))

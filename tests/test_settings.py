@@ -108,3 +108,14 @@ def test_label_delays_reach_the_generator(monkeypatch):
     config = RawSources(customers=100).generator_config()
     assert (config.chargeback_delay_days, config.default_delay_days) == ((1, 3), (4, 9))
     assert config.max_label_delay_days == 10
+
+
+def test_the_clock_alone_reads_as_all_the_settings_do(monkeypatch):
+    """``settings.now()`` (the online store asks it on serving's loop) is ``load().now()``."""
+    monkeypatch.setenv("RISK_CLOCK", "2026-03-04T05:06:07+02:00")
+    assert settings.now() == settings.load().now() == datetime(2026, 3, 4, 3, 6, 7, tzinfo=UTC)
+    monkeypatch.setenv("RISK_CLOCK", "")
+    assert abs(settings.now() - datetime.now(UTC)) < timedelta(seconds=5)
+    monkeypatch.setenv("RISK_CLOCK", "yesterday")
+    with pytest.raises(settings.SettingsError, match="RISK_CLOCK='yesterday'"):
+        settings.now()

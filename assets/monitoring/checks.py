@@ -32,7 +32,7 @@ def max_age() -> timedelta:
 def _age_result(newest: datetime | None, what: str) -> AssetCheckResult:
     if newest is None:
         return AssetCheckResult(passed=False, description=f"no {what} yet")
-    age = settings.load().now() - newest
+    age = settings.now() - newest
     return AssetCheckResult(
         passed=age <= max_age(),
         description=f"newest {what} is {age.total_seconds() / 3600:.1f} h old "

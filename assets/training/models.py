@@ -547,7 +547,7 @@ def gate(
     if decision.promoted and decision.replaces is not None and share > 0:
         # A champion serves: the challenger first acts on a share of customers, and the
         # canary sensor promotes it to full or halts it (docs/architecture.md#rollout).
-        since = settings.load().now().isoformat()
+        since = settings.now().isoformat()
         registry.start_canary(model_name, version, share, since, decision.reason)
         decision.promoted, decision.canary = False, True
     elif decision.promoted:
