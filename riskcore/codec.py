@@ -125,13 +125,16 @@ class RecordCodec:
         self._k = len(self.features)
         self._head = np.dtype([("tag", "V2"), ("as_of", "<u4"), ("features", "<f4", (self._k,))])
         self._head_size = self._head.itemsize
-        self._positions: dict[tuple[str, ...], np.ndarray] = {}
+        self._positions: dict[tuple[str, ...], np.ndarray | slice] = {}
 
-    def positions(self, names: tuple[str, ...]) -> np.ndarray:
-        """Where the named features sit in a record (cached: a model asks for the same ones)."""
+    def positions(self, names: tuple[str, ...]) -> np.ndarray | slice:
+        """Where the named features sit in a record (cached: a model asks for the same ones);
+        all of them in order (what a model usually reads): a slice, which takes no copy."""
         found = self._positions.get(names)
         if found is None:
-            found = self._positions[names] = np.array([self.feature_index[n] for n in names], int)
+            at = [self.feature_index[n] for n in names]
+            whole = at == list(range(self._k))
+            found = self._positions[names] = slice(None) if whole else np.array(at, int)
         return found
 
     # -- training and materialization (vectorized) ----------------------------------------

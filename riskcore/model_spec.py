@@ -72,6 +72,10 @@ class ModelSpec:
         )
 
     @cached_property
+    def width(self) -> int:
+        return len(self.feature_names)
+
+    @cached_property
     def entity_columns(self) -> dict[str, tuple[str, ...]]:
         """Per entity, the names of its features in its own records, in the spec's order."""
         return {
@@ -152,26 +156,29 @@ def model_input(
     the training row of the same purchase (tests/test_point_in_time.py). ``realtime``: the
     purchase's ``ALL_REALTIME_FEATURES`` (a spec that reads real-time features needs them);
     ``entities``: the device's, merchant's and card's records (absent or None: NaN)."""
-    computed = transaction_features(txn, record, spec.vocabularies)
-    if spec.transaction_features != TRANSACTION_FEATURES:  # an older spec: pick by name
-        by_name = dict(zip(TRANSACTION_FEATURES, computed, strict=True))
-        computed = np.array([by_name[name] for name in spec.transaction_features])
-    parts = [computed]
+    out = np.empty(spec.width)  # filled part by part: no per-part arrays to join
+    at = 0
     if spec.kind == BEHAVIOURAL:
         if record is None:
             raise ValueError("a behavioural model needs the customer's snapshot")
-        snapshot = record.features[record.codec.positions(spec.snapshot_features)]
-        parts.insert(0, snapshot.astype(np.float64))
+        at = len(spec.snapshot_features)
+        out[:at] = record.features[record.codec.positions(spec.snapshot_features)]
+    computed = transaction_features(txn, record, spec.vocabularies)
+    if spec.transaction_features != TRANSACTION_FEATURES:  # an older spec: pick by name
+        by_name = dict(zip(TRANSACTION_FEATURES, computed, strict=True))
+        computed = [by_name[name] for name in spec.transaction_features]
+    out[at : at + len(computed)] = computed
+    at += len(computed)
     if spec.realtime_features:
         if realtime is None:
             raise ValueError("this model reads real-time features: look them up first")
         if spec.realtime_features != ALL_REALTIME_FEATURES:  # another list: pick by name
             realtime = realtime[spec.realtime_positions]
-        parts.append(realtime)
+        out[at : at + len(realtime)] = realtime
+        at += len(realtime)
     for entity, names in spec.entity_columns.items():
         found = entities.get(entity)
-        if found is None:
-            parts.append(np.full(len(names), np.nan))
-        else:
-            parts.append(found.features[found.codec.positions(names)].astype(np.float64))
-    return np.concatenate(parts) if len(parts) > 1 else computed
+        end = at + len(names)
+        out[at:end] = np.nan if found is None else found.features[found.codec.positions(names)]
+        at = end
+    return out

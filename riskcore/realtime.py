@@ -88,7 +88,8 @@ _DEVICE_POSITIONS = [
 # A purchase's real-time vector, as ``RealtimeStore.read_commands`` decodes it: the customer's,
 # then its device's (a spec picks its own by name: riskcore/model_spec.py)
 ALL_REALTIME_FEATURES = REALTIME_FEATURES + DEVICE_REALTIME_FEATURES
-_NO_DEVICE = np.full(len(DEVICE_REALTIME_FEATURES), np.nan)
+_NO_DEVICE = [math.nan] * len(DEVICE_REALTIME_FEATURES)
+_NOTHING = [0.0, 0.0, 0.0, 0.0, 0.0, math.nan]  # ``features`` of a state with no events
 SHORT_WINDOW = timedelta(minutes=10)
 LONG_WINDOW = timedelta(hours=1)
 LAST_TXN_HORIZON = timedelta(days=7)
@@ -197,10 +198,12 @@ def _pairs(reply: list) -> list:
     return list(zip(reply[::2], reply[1::2], strict=True))
 
 
-def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
-    """The feature vector (``REALTIME_FEATURES`` order, float64, NaN for null) of one
-    purchase from a read's reply: the customer's members before ``t``, newest first (the
-    window, what little the state keeps before it, and the ``~before`` sentinel, oldest)."""
+def features(reply: list, t_us: int, own: bytes) -> list[float]:
+    """The features (``REALTIME_FEATURES`` order, NaN for null) of one purchase from a read's
+    reply: the customer's members before ``t``, newest first (the window, what little the
+    state keeps before it, and the ``~before`` sentinel, oldest)."""
+    if not reply:  # most purchases: nothing in the last week (a list, not an array: cheap)
+        return _NOTHING.copy()
     long, short = t_us - LONG_WINDOW // _US, t_us - SHORT_WINDOW // _US
     n_short = n_long = total_cents = 0
     last = -1
@@ -226,9 +229,7 @@ def features(reply: list, t_us: int, own: bytes) -> np.ndarray:
     since = (t_us - last) / 1e6 if last >= 0 else math.nan
     if since > LAST_TXN_HORIZON.total_seconds():
         since = math.nan
-    return np.array(
-        [n_short, n_long, total_cents / 100, len(devices), len(merchants), since], dtype=np.float64
-    )
+    return [n_short, n_long, total_cents / 100, len(devices), len(merchants), since]
 
 
 class RealtimeStore:
@@ -301,13 +302,15 @@ class RealtimeStore:
             out, k = [], 0
             for _, at, transaction_id, device in queries:
                 t, own = micros(at), transaction_id.encode()
-                mine = features(replies[k], t, own)
+                values = features(replies[k], t, own)
                 k += 1
-                theirs = _NO_DEVICE
                 if device:
-                    theirs = features(replies[k], t, own)[_DEVICE_POSITIONS]
+                    theirs = features(replies[k], t, own)
+                    values += [theirs[p] for p in _DEVICE_POSITIONS]
                     k += 1
-                out.append(np.concatenate([mine, theirs]))
+                else:
+                    values += _NO_DEVICE
+                out.append(np.array(values, dtype=np.float64))
             return out
 
         return Read(commands, decode)
