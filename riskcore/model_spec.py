@@ -181,4 +181,6 @@ def model_input(
         end = at + len(names)
         out[at:end] = np.nan if found is None else found.features[found.codec.positions(names)]
         at = end
+    if at != spec.width:  # a spec whose parts do not add up: never score what was not filled
+        raise ValueError(f"{spec.kind} {spec.target} input filled {at} of {spec.width} features")
     return out

@@ -219,24 +219,16 @@ class RedisTransport:
         more than Redis takes to answer one (redis-py's parser internals, pinned in uv.lock;
         without hiredis, its own ``read_response``)."""
         parser = conn._parser
-        reader = getattr(parser, "_reader", None)
-        for i in indexes:
-            if reader is None:
+        if getattr(parser, "_reader", None) is None:
+            for i in indexes:
                 try:
                     replies[i] = conn.read_response()
                 except ResponseError as exc:
                     replies[i] = exc
                     failed.append(i)
-                continue
-            reply = reader.gets()
-            while reply is NOT_ENOUGH_DATA:  # the reply has not all arrived
-                try:
-                    parser.read_from_socket()  # raises redis' TimeoutError, ConnectionError
-                except OSError as exc:  # e.g. reset by the server: what read_response raises
-                    raise redis.ConnectionError(f"error reading from Redis: {exc}") from exc
-                reply = reader.gets()
-            if isinstance(reply, redis.ConnectionError):  # e.g. LOADING: the server is not up
-                raise reply
+            return
+        for i in indexes:
+            reply = _next_reply(parser)
             if isinstance(reply, ResponseError):
                 failed.append(i)
             replies[i] = reply
@@ -265,6 +257,30 @@ class RedisTransport:
             with self._opened_lock:
                 self._opened.add(conn)
         return conn
+
+
+def _next_reply(parser):
+    """The next reply off a hiredis parser, as ``_HiredisParser.read_response`` gives it:
+    waiting for the rest of it, raising what means the connection is unusable, and handing a
+    server's push notice (RESP3: e.g. a maintenance notice) to redis-py, never taking it for a
+    reply."""
+    push = parser._hiredis_PushNotificationType
+    while True:
+        reply = parser._reader.gets()
+        while reply is NOT_ENOUGH_DATA:  # the reply has not all arrived
+            try:
+                parser.read_from_socket()  # raises redis' TimeoutError, ConnectionError
+            except OSError as exc:  # e.g. reset by the server: what read_response raises
+                raise redis.ConnectionError(f"error reading from Redis: {exc}") from exc
+            reply = parser._reader.gets()
+        if push is not None and isinstance(reply, push):
+            parser.handle_push_response(reply)
+            continue
+        if isinstance(reply, redis.ConnectionError):  # e.g. LOADING: the server is not up
+            raise reply
+        if isinstance(reply, list) and reply and isinstance(reply[0], redis.ConnectionError):
+            raise reply[0]
+        return reply
 
 
 def describe(client: RedisClient) -> str:

@@ -106,7 +106,6 @@ async def reload_models(app: FastAPI) -> dict:
         models = await run_in_threadpool(ModelSet.load, app.state.config)
         scorer.models = models
         models.publish()
-        gc.freeze()  # the new models' objects too (the old set leaves ~400 cyclic ones behind)
         after = {t: m.label for t, m in models.champions.items()}
         shadows = {t: m.label for t, m in models.shadows.items()}
         canaries = models.canary_labels()
@@ -155,7 +154,9 @@ def create_app(config: ServingConfig | None = None) -> HotPath:
             inference_log.start()
         app.state.config, app.state.scorer = cfg, scorer
         # A full collection walks every object startup made (~460k: models, libraries; ~300 ms
-        # here, a stall of every request in flight). Frozen, it walks only what came since.
+        # here, a stall of every request in flight). Frozen, it walks only what came since. A
+        # reload is not frozen: it adds ~400 objects, and the ones it replaces can then be
+        # collected (the startup set's few cyclic ones stay, once).
         gc.collect()
         gc.freeze()
         app.state.reload_lock = asyncio.Lock()

@@ -21,6 +21,7 @@ os.environ.setdefault("RISK_AUTOMATIONS", "0")
 os.environ.setdefault("RISK_CANARY_SHARE", "0")
 
 
+import gc  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -109,3 +110,12 @@ def demo(demo_env):
         yield data, proc.stdout
     finally:
         local_redis.stop(data / "online_store")
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen_between_tests():
+    """The service freezes what its startup made (serving/app.py); in one test process that
+    would keep every app a test started alive to the end: unfreeze after each test."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()

@@ -122,3 +122,19 @@ def test_forgotten_scripts_are_loaded_again_and_error_replies_fail_cleanly(tmp_p
         with pytest.raises(OnlineStoreUnavailable, match="WRONGTYPE"):
             transport.execute([("plain", ("HGET", "plain", "f")), ("plain", ("GET", "plain"))])
         assert transport.execute([("plain", ("GET", "plain"))]) == [b"x"]  # still in step
+
+
+def test_a_push_notice_between_replies_is_never_taken_for_a_reply(tmp_path):
+    """RESP3 servers push notices (here: a tracked key's invalidation) between replies; they
+    go to redis-py's handler, and every reply still answers its own command."""
+    with LocalRedis(tmp_path / "redis") as server:
+        client = server.client(protocol=3)
+        client.set("a", "1")
+        client.set("b", "2")
+        transport = RedisTransport(client)
+        assert transport.execute([("a", ("CLIENT", "TRACKING", "ON"))]) == [b"OK"]
+        assert transport.execute([("a", ("GET", "a"))]) == [b"1"]  # now tracked
+        client.set("a", "changed")  # an invalidation is pushed to the transport's connection
+        replies = transport.execute([("b", ("GET", "b")), ("a", ("GET", "a"))])
+        assert replies == [b"2", b"changed"]
+        assert transport.execute([("b", ("GET", "b"))]) == [b"2"]  # still in step

@@ -579,8 +579,8 @@ def test_the_inference_log_holds_no_customer_id_or_card_data(client, env):
 
 def test_reload_swaps_models_without_dropping_requests(env, tmp_path):
     """A new version becomes champion; POST /admin/reload swaps it in while requests go on.
-    Startup's and the reload's objects are frozen (a full collection of them stalled every
-    request ~300 ms)."""
+    Startup's objects are frozen (a full collection of them stalled every request ~300 ms); a
+    reload's are not (what it replaces must stay collectable)."""
     from mlflow import MlflowClient
 
     txn = env.transaction("t000006")
@@ -612,7 +612,7 @@ def test_reload_swaps_models_without_dropping_requests(env, tmp_path):
             stop.set()
             thread.join()
         assert reloaded.status_code == 200, reloaded.text
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0
         assert reloaded.json()["after"]["fraud"] == f"risk_fraud/{version}"
         after = _score(client, txn)
         assert after["model_version"]["fraud"] == f"risk_fraud/{version}"
