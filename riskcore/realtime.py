@@ -89,7 +89,6 @@ _DEVICE_POSITIONS = [
 # then its device's (a spec picks its own by name: riskcore/model_spec.py)
 ALL_REALTIME_FEATURES = REALTIME_FEATURES + DEVICE_REALTIME_FEATURES
 _NO_DEVICE = [math.nan] * len(DEVICE_REALTIME_FEATURES)
-_NOTHING = [0.0, 0.0, 0.0, 0.0, 0.0, math.nan]  # ``features`` of a state with no events
 SHORT_WINDOW = timedelta(minutes=10)
 LONG_WINDOW = timedelta(hours=1)
 LAST_TXN_HORIZON = timedelta(days=7)
@@ -202,8 +201,6 @@ def features(reply: list, t_us: int, own: bytes) -> list[float]:
     """The features (``REALTIME_FEATURES`` order, NaN for null) of one purchase from a read's
     reply: the customer's members before ``t``, newest first (the window, what little the
     state keeps before it, and the ``~before`` sentinel, oldest)."""
-    if not reply:  # most purchases: nothing in the last week (a list, not an array: cheap)
-        return _NOTHING.copy()
     long, short = t_us - LONG_WINDOW // _US, t_us - SHORT_WINDOW // _US
     n_short = n_long = total_cents = 0
     last = -1

@@ -216,17 +216,8 @@ class RedisTransport:
         """Read replies in order; an error reply (read whole) is kept in place, the rest still
         come. Straight off the connection's hiredis reader: redis-py's per-reply
         ``read_response`` wraps each in checks and retry bookkeeping that cost ~5 us a reply,
-        more than Redis takes to answer one (redis-py's parser internals, pinned in uv.lock;
-        without hiredis, its own ``read_response``)."""
+        more than Redis takes to answer one (redis-py's parser internals, pinned in uv.lock)."""
         parser = conn._parser
-        if getattr(parser, "_reader", None) is None:
-            for i in indexes:
-                try:
-                    replies[i] = conn.read_response()
-                except ResponseError as exc:
-                    replies[i] = exc
-                    failed.append(i)
-            return
         for i in indexes:
             reply = _next_reply(parser)
             if isinstance(reply, ResponseError):
@@ -264,15 +255,17 @@ def _next_reply(parser):
     waiting for the rest of it, raising what means the connection is unusable, and handing a
     server's push notice (RESP3: e.g. a maintenance notice) to redis-py, never taking it for a
     reply."""
-    push = parser._hiredis_PushNotificationType
+    push, reader = parser._hiredis_PushNotificationType, parser._reader
+    if reader is None:  # the connection was closed
+        raise redis.ConnectionError("Connection closed by server.")
     while True:
-        reply = parser._reader.gets()
+        reply = reader.gets()
         while reply is NOT_ENOUGH_DATA:  # the reply has not all arrived
             try:
                 parser.read_from_socket()  # raises redis' TimeoutError, ConnectionError
             except OSError as exc:  # e.g. reset by the server: what read_response raises
                 raise redis.ConnectionError(f"error reading from Redis: {exc}") from exc
-            reply = parser._reader.gets()
+            reply = reader.gets()
         if push is not None and isinstance(reply, push):
             parser.handle_push_response(reply)
             continue

@@ -494,7 +494,7 @@ class Settings(BaseSettings):
 
     def now(self) -> datetime:
         """The pipeline's now: RISK_CLOCK when a simulation sets it, else the real clock."""
-        return self.clock.astimezone(UTC) if self.clock else datetime.now(UTC)
+        return _clock_or_now(self.clock)
 
     def last_demo_day(self) -> date:
         """The newest day `make demo` builds: RISK_DEMO_END, or yesterday by the clock."""
@@ -563,6 +563,10 @@ def now() -> datetime:
         clock = _CLOCK.validate_python(os.environ.get(variable("clock")) or None)
     except ValidationError as exc:
         raise _bad(exc, "clock") from None
+    return _clock_or_now(clock)
+
+
+def _clock_or_now(clock: datetime | None) -> datetime:
     return clock.astimezone(UTC) if clock else datetime.now(UTC)
 
 
