@@ -544,21 +544,33 @@ def variable(name: str) -> str:
     return alias.choices[0] if isinstance(alias, AliasChoices) else f"RISK_{name.upper()}"
 
 
+_loaded: tuple[tuple, Settings] | None = None  # (the environment read, its settings)
+
+
 def load() -> Settings:
     """The settings in force now. A bad value raises SettingsError naming variable and value
-    (secrets excepted: their value is never repeated)."""
+    (secrets excepted: their value is never repeated). Read again only when the environment
+    (or the working folder, which a relative data folder follows) changed: reading and
+    validating every variable takes milliseconds, and settings are frozen."""
+    global _loaded
+    read = (os.getcwd(), tuple(os.environ.items()))
+    if _loaded is not None and _loaded[0] == read:
+        return _loaded[1]
     try:
-        return Settings()
+        loaded = Settings()
     except ValidationError as exc:
         raise _bad(exc) from None
+    _loaded = (read, loaded)
+    return loaded
 
 
 _CLOCK = TypeAdapter(datetime | None)
 
 
 def now() -> datetime:
-    """``load().now()`` reading only ``RISK_CLOCK``: loading every setting takes ~20 ms, and the
-    online store asks the time on serving's event loop (each store's pointer refresh)."""
+    """``load().now()`` reading only ``RISK_CLOCK``: the online store asks the time on serving's
+    event loop (each store's pointer refresh), where even comparing the whole environment
+    with the one last loaded is work not needed."""
     try:
         clock = _CLOCK.validate_python(os.environ.get(variable("clock")) or None)
     except ValidationError as exc:

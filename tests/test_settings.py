@@ -119,3 +119,23 @@ def test_the_clock_alone_reads_as_all_the_settings_do(monkeypatch):
     monkeypatch.setenv("RISK_CLOCK", "yesterday")
     with pytest.raises(settings.SettingsError, match="RISK_CLOCK='yesterday'"):
         settings.now()
+
+
+def test_settings_are_read_again_only_when_the_environment_changed(monkeypatch, tmp_path):
+    """load() is asked per ingested day and per pointer refresh: the same environment gives
+    the same (frozen) settings without reading them again; any change, a bad value included,
+    or another working folder (a relative data folder follows it) reads them again."""
+    first = settings.load()
+    assert settings.load() is first
+    monkeypatch.setenv("RISK_SEED", "123")
+    assert settings.load().seed == 123
+    monkeypatch.setenv("RISK_SEED", "two")
+    with pytest.raises(settings.SettingsError, match="RISK_SEED='two'"):
+        settings.load()
+    monkeypatch.setenv("RISK_SEED", "7")
+    monkeypatch.setenv("RISK_DATA_DIR", "relative-data")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert settings.load().data_dir == tmp_path / "relative-data"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert settings.load().data_dir == tmp_path / "elsewhere" / "relative-data"

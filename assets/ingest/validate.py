@@ -28,14 +28,20 @@ from riskcore.pan import find_pan, mask_pans, scanned
 _MAY_HOLD_PAN = r"[\p{Nd} .\-]{13}"
 
 
-def _card_numbers(text: pa.Table, names: list[str]) -> tuple[pa.Array, dict[str, pa.Array]]:
+def _card_numbers(
+    text: pa.Table, names: list[str], typed_times: set[str]
+) -> tuple[pa.Array, dict[str, pa.Array]]:
     """Which rows hold a card number in any field (riskcore/pan.py, the one detector; a
-    well-formed keyed hash in card_hash is not scanned), and every field with its card numbers
-    masked."""
+    well-formed keyed hash in card_hash is not scanned, nor a field the source typed as a
+    timestamp or date: it holds a time, whatever its text), and every field with its card
+    numbers masked."""
     any_pan = [False] * text.num_rows
     masked = {}
     for name in names:
         column = text[name]
+        if name in typed_times:  # a date as text ("2026-08-04 12:00:00..." passes the gate)
+            masked[name] = column
+            continue
         maybe = pc.fill_null(pc.match_substring_regex(column, _MAY_HOLD_PAN), False)
         if not pc.any(maybe).as_py():
             masked[name] = column
@@ -89,7 +95,8 @@ def _run(
     con.execute("set TimeZone = 'UTC'")
     text = _as_text(rows, schema)
     names = schema.names
-    has_pan, masked = _card_numbers(text, names)
+    typed_times = {n for n in rows.column_names if pa.types.is_temporal(rows[n].type)}
+    has_pan, masked = _card_numbers(text, names, typed_times)
     text = text.append_column("_pan", has_pan)
     for name in names:
         text = text.append_column(f"_m_{name}", masked[name])
