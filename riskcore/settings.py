@@ -5,10 +5,11 @@ MLflow's store and Dagster's home, so ``make clean`` is one ``rm -rf``; each can
 elsewhere (an ``s3://`` lakehouse, a tracking server, a Redis Cluster) by its own variable.
 Secrets (API keys, the hash key) come only from here, never from a file in the repository.
 
-``load()`` reads the environment afresh (tests change it), so nothing caches a stale value; a
-bad value fails naming the variable and the value: ``RISK_DAILY_HOUR_UTC='2am': Input should
-be a valid integer``. ``python -m riskcore.settings`` prints the README's configuration table,
-which a test keeps equal to this module.
+``load()`` reads the environment again whenever it (or the working folder) changed since the
+last read (tests change it), so nothing caches a stale value; a bad value fails naming the
+variable and the value: ``RISK_DAILY_HOUR_UTC='2am': Input should be a valid integer``.
+``python -m riskcore.settings`` prints the README's configuration table, which a test keeps
+equal to this module.
 """
 
 from __future__ import annotations

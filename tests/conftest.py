@@ -21,10 +21,13 @@ os.environ.setdefault("RISK_AUTOMATIONS", "0")
 os.environ.setdefault("RISK_CANARY_SHARE", "0")
 
 
+import contextlib  # noqa: E402
 import gc  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -55,9 +58,11 @@ def pytest_sessionfinish(session, exitstatus):
     from resources import local_redis
     from riskcore import settings
 
-    local_redis.stop(settings.load().embedded_redis_dir)
-    if _DEMO in session.config.stash:
-        session.config.stash[_DEMO].stop()
+    try:
+        local_redis.stop(settings.load().embedded_redis_dir)
+    finally:
+        if _DEMO in session.config.stash:
+            session.config.stash[_DEMO].stop()
 
 
 # The demo's defaults: the test weeks of a smaller world hold too few defaults to judge.
@@ -67,11 +72,11 @@ _DEMO = pytest.StashKey["BackgroundDemo"]()
 
 class BackgroundDemo:
     """`make demo` (the user's defaults) in a data folder of its own, run in the background at
-    low priority from the moment the tests that read it are collected: it takes ~40% of the
-    suite's time, and the other tests run meanwhile on the other core (they are ordered first,
-    so those that read it wait for it last)."""
+    low priority once the tests start: it takes ~40% of the suite's time, and the other tests
+    run meanwhile on the other core (they are ordered first, so those that read it wait for
+    it last). Stopped, with everything it started, and its folder removed at the end."""
 
-    def __init__(self):
+    def __init__(self, timeout_s: float = 1800):
         from riskcore.settings import PROJECT_ROOT
 
         self.data = Path(tempfile.mkdtemp(prefix="risk-demo-data-"))
@@ -90,6 +95,7 @@ class BackgroundDemo:
             "RISK_CUSTOMERS": str(CUSTOMERS),
         }
         self.stdout, self.stderr = self.data / "demo.out", self.data / "demo.err"
+        self.deadline = time.monotonic() + timeout_s
         with self.stdout.open("w") as out, self.stderr.open("w") as err:
             self.process = subprocess.Popen(
                 ["nice", "-n", "10", sys.executable, "-m", "demo.run", "--days", str(DAYS)],
@@ -97,21 +103,36 @@ class BackgroundDemo:
                 env=self.env,
                 stdout=out,
                 stderr=err,
+                start_new_session=True,  # its own process group: dbt's processes stop with it
             )
 
-    def result(self, timeout_s: float = 1800) -> tuple[Path, str]:
+    def result(self) -> tuple[Path, str]:
         """The data folder and the demo's output, once it has finished (successfully)."""
-        returncode = self.process.wait(timeout=timeout_s)
+        try:
+            returncode = self.process.wait(timeout=max(0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._kill()
+            pytest.fail(f"the demo did not finish in time: {self.stderr.read_text()[-4000:]}")
         assert returncode == 0, self.stderr.read_text()[-4000:]
         return self.data, self.stdout.read_text()
+
+    def _kill(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+                return
 
     def stop(self) -> None:
         from resources import local_redis
 
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        local_redis.stop(self.data / "online_store")
+        try:
+            if self.process.poll() is None:
+                self._kill()
+            local_redis.stop(self.data / "online_store")
+        finally:
+            shutil.rmtree(self.data, ignore_errors=True)
 
 
 def _background_demo(config: pytest.Config) -> BackgroundDemo:
@@ -120,13 +141,15 @@ def _background_demo(config: pytest.Config) -> BackgroundDemo:
     return config.stash[_DEMO]
 
 
-@pytest.hookimpl(trylast=True)  # after -m/-k deselected what does not run
-def pytest_collection_modifyitems(config, items):
+@pytest.hookimpl(tryfirst=True)  # before the run loop: the items are final (-m, -k, --lf, --ff)
+def pytest_runtestloop(session):
     """The tests that read the demo's world last, and the demo started now, in the background."""
-    reading = [item for item in items if "demo" in getattr(item, "fixturenames", ())]
+    if session.config.option.collectonly or session.testsfailed:
+        return  # nothing runs (or collection failed): the default loop says so
+    reading = [item for item in session.items if "demo" in getattr(item, "fixturenames", ())]
     if reading:
-        items[:] = [item for item in items if item not in reading] + reading
-        _background_demo(config)
+        session.items[:] = [item for item in session.items if item not in reading] + reading
+        _background_demo(session.config)
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,23 @@
 is lost or crashes, no card number is stored, and re-running a day changes nothing."""
 
 import json
+import re
 from datetime import date, timedelta
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from assets.ingest import validate
 from assets.ingest.raw import ingest_day
 from assets.ingest.sources import RawSources
 from assets.ingest.synthetic import GeneratorConfig, generate_transactions
 from assets.ingest.validate import validate_labels, validate_transactions
 from resources.lakehouse import LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
+from riskcore.pan import MIN_DIGITS, find_pan
 
 DAY = date(2026, 2, 10)
 HASH = "ab" * 32
@@ -89,6 +94,27 @@ def test_card_numbers_never_reach_storage():
     stored = json.dumps(checked.quarantined.to_pylist(), default=str)
     assert "1111" not in stored
     assert checked.quarantined.num_rows == 2
+
+
+@settings(max_examples=3000)  # enough to reach the longest fractions with an offset
+@given(st.from_regex(validate._TIMESTAMP, fullmatch=True))
+def test_a_value_that_is_a_timestamp_in_full_holds_no_card_number(text):
+    """The scan skips such values (every synthetic and typed event_ts passes the gate): no run
+    of digit groups joined by space, dot or dash in them is as long as a card number."""
+    runs = [re.sub(r"\D", "", run) for run in re.findall(r"\d+(?:[ .\-]\d+)*", text)]
+    assert max(map(len, runs)) < MIN_DIGITS
+    assert not find_pan(text)
+
+
+def test_a_card_number_in_a_typed_column_that_is_not_a_timestamp_is_still_found():
+    """A typed column is scanned as its text: a duration of 4111111111111111 us is digits."""
+    rows = _rows({}).set_column(
+        0, "transaction_id", pa.array([4111111111111111], pa.duration("us"))
+    )
+    checked = validate_transactions(rows, DAY, "typed.parquet")
+    assert checked.good.num_rows == 0
+    assert "card-number-like" in checked.quarantined["reason"][0].as_py()
+    assert "1111" not in checked.quarantined["row_json"][0].as_py()
 
 
 def test_labels_are_checked_too():

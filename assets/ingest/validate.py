@@ -26,23 +26,29 @@ from riskcore.pan import find_pan, mask_pans, scanned
 
 # The gate of riskcore/pan.py, vectorised (RE2): only rows it matches are scanned in Python.
 _MAY_HOLD_PAN = r"[\p{Nd} .\-]{13}"
+# A whole value in this layout passes the gate ("2026-08-10 00:00" is 13 such characters) but
+# holds no card number: its longest run of digit groups joined by space, dot or dash is 12
+# digits ("58.123456-0500"), a card number has 13 or more. ASCII digits only (RE2's and
+# Python's \d differ).
+_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TIME = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+_ZONE = r"Z|[+-][0-9]{2}(:?[0-9]{2})?"
+_TIMESTAMP = rf"^{_DAY}([ T]{_TIME}({_ZONE})?)?$"
 
 
-def _card_numbers(
-    text: pa.Table, names: list[str], typed_times: set[str]
-) -> tuple[pa.Array, dict[str, pa.Array]]:
+def _card_numbers(text: pa.Table, names: list[str]) -> tuple[pa.Array, dict[str, pa.Array]]:
     """Which rows hold a card number in any field (riskcore/pan.py, the one detector; a
-    well-formed keyed hash in card_hash is not scanned, nor a field the source typed as a
-    timestamp or date: it holds a time, whatever its text), and every field with its card
-    numbers masked."""
+    well-formed keyed hash in card_hash is not scanned, nor a value that is a timestamp in
+    full), and every field with its card numbers masked."""
     any_pan = [False] * text.num_rows
     masked = {}
     for name in names:
         column = text[name]
-        if name in typed_times:  # a date as text ("2026-08-04 12:00:00..." passes the gate)
-            masked[name] = column
-            continue
-        maybe = pc.fill_null(pc.match_substring_regex(column, _MAY_HOLD_PAN), False)
+        maybe = pc.and_not(
+            pc.match_substring_regex(column, _MAY_HOLD_PAN),
+            pc.match_substring_regex(column, _TIMESTAMP),
+        )
+        maybe = pc.fill_null(maybe, False)
         if not pc.any(maybe).as_py():
             masked[name] = column
             continue
@@ -95,8 +101,7 @@ def _run(
     con.execute("set TimeZone = 'UTC'")
     text = _as_text(rows, schema)
     names = schema.names
-    typed_times = {n for n in rows.column_names if pa.types.is_temporal(rows[n].type)}
-    has_pan, masked = _card_numbers(text, names, typed_times)
+    has_pan, masked = _card_numbers(text, names)
     text = text.append_column("_pan", has_pan)
     for name in names:
         text = text.append_column(f"_m_{name}", masked[name])
