@@ -580,7 +580,11 @@ def now() -> datetime:
 
 
 def _clock_or_now(clock: datetime | None) -> datetime:
-    return clock.astimezone(UTC) if clock else datetime.now(UTC)
+    """The clock in UTC (one without a time zone is UTC, as documented: not the machine's
+    local time), else the real time."""
+    if clock is None:
+        return datetime.now(UTC)
+    return clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock.astimezone(UTC)
 
 
 def _bad(exc: ValidationError, field: str | None = None) -> SettingsError:

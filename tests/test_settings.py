@@ -1,6 +1,7 @@
 """One typed settings module: every variable once; a bad value names the variable and the value;
 README's configuration table is the module's own (python -m riskcore.settings)."""
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -139,3 +140,15 @@ def test_settings_are_read_again_only_when_the_environment_changed(monkeypatch, 
     assert settings.load().data_dir == tmp_path / "relative-data"
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert settings.load().data_dir == tmp_path / "elsewhere" / "relative-data"
+
+
+def test_a_clock_without_a_time_zone_is_utc_whatever_the_machine_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        monkeypatch.setenv("RISK_CLOCK", "2026-03-04T05:06:07")
+        expected = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+        assert settings.now() == settings.load().now() == expected
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
