@@ -82,14 +82,14 @@ class BackgroundDemo:
         self.data = Path(tempfile.mkdtemp(prefix="risk-demo-data-"))
         (self.data / "dagster_home").mkdir()
         shutil.copy(PROJECT_ROOT / "resources" / "dagster.yaml", self.data / "dagster_home")
-        inherited = {
+        not_inherited = {  # each follows the data folder unless set
             "RISK_LAKEHOUSE_URI",
             "RISK_DUCKDB_PATH",
             "RISK_LANDING_DIR",
             "REDIS_URL",
             "MLFLOW_TRACKING_URI",
         }
-        self.env = {k: v for k, v in os.environ.items() if k not in inherited} | {
+        self.env = {k: v for k, v in os.environ.items() if k not in not_inherited} | {
             "RISK_DATA_DIR": str(self.data),
             "DAGSTER_HOME": str(self.data / "dagster_home"),
             "RISK_CUSTOMERS": str(CUSTOMERS),
