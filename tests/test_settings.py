@@ -143,12 +143,12 @@ def test_settings_are_read_again_only_when_the_environment_changed(monkeypatch, 
 
 
 def test_a_clock_without_a_time_zone_is_utc_whatever_the_machine_zone(monkeypatch):
+    monkeypatch.setenv("RISK_CLOCK", "2026-03-04T05:06:07")
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
     try:
-        monkeypatch.setenv("RISK_CLOCK", "2026-03-04T05:06:07")
         expected = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
         assert settings.now() == settings.load().now() == expected
     finally:
-        monkeypatch.delenv("TZ")
+        monkeypatch.undo()  # the machine's zone back, then read again
         time.tzset()
