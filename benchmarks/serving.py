@@ -5,8 +5,9 @@ inference log on) and, as the ceiling, the same stack returning a constant
 (`benchmarks/bare_app.py`), both on loopback, loaded by `benchmarks/load_generator.py` in a
 separate process: open loop at rising rates (latency counted from when each request was due)
 and closed loop (the most each does). Rounds alternate the two servers; medians of the rounds.
-Then, in this process: per-stage time of a score (lookup, features, inference, total) and
-LightGBM's single-row fast path against `booster.predict` on the same rows (equal scores).
+Then, in this process: per-stage time of a score (lookup, features, inference, total), CPU a
+score in batches of 1, 4 and 16 (what a batch costs beside its requests), and LightGBM's
+single-row fast path against `booster.predict` on the same rows (equal scores).
 
 Requests are the demo's last two days of purchases, moved after the newest snapshot, so
 customers, devices and amounts are realistic (~10% unknown to the snapshot).
@@ -89,7 +90,8 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def in_process(bodies: list[dict], n: int = 4000) -> None:
-    """Per-stage time of a score and the fast path against booster.predict, in this process."""
+    """Per-stage time of a score, CPU a score by batch size, and the fast path against
+    booster.predict, in this process."""
     from serving.config import ServingConfig
     from serving.schemas import ScoreRequest
     from serving.scorer import Scorer, _model_and_input, _transaction, waited
@@ -112,6 +114,13 @@ def in_process(bodies: list[dict], n: int = 4000) -> None:
     for stage, us in stages.items():
         p50, p95, p99 = np.percentile(us, [50, 95, 99])
         print(f"  {stage:<13} {p50:7.1f} {p95:7.1f} {p99:7.1f}")
+    # At a modest rate requests arrive one at a time, so a batch's fixed cost is paid by each.
+    print("\nCPU a score by batch size, in process (process time: Redis' wait excluded; us):")
+    for size in (1, 4, 16):  # above FAST_ROWS a batch predicts on several threads
+        began = time.process_time()
+        for i in range(0, n, size):
+            scorer.score_many(requests[i : i + size])
+        print(f"  batches of {size:<2}  {(time.process_time() - began) / n * 1e6:7.1f}")
     champion = scorer.models.champions["fraud"]
     version = champion.bundle.feature_set_version
     rows = []

@@ -570,8 +570,8 @@ _CLOCK = TypeAdapter(datetime | None)
 
 def now() -> datetime:
     """``load().now()`` reading only ``RISK_CLOCK``: the online store asks the time on serving's
-    event loop (each store's pointer refresh), where even comparing the whole environment
-    with the one last loaded is work not needed."""
+    event loop (each store's pointer refresh), and ``load()`` first compares the whole
+    environment with the one it last read."""
     try:
         clock = _CLOCK.validate_python(os.environ.get(variable("clock")) or None)
     except ValidationError as exc:
