@@ -19,6 +19,10 @@ os.environ.setdefault("RISK_AUTOMATIONS", "0")
 # A challenger that passes the gate is promoted at once, as the tests of the gate, drift and
 # rollback expect; the canary path is tested with a share set (tests/test_canary.py).
 os.environ.setdefault("RISK_CANARY_SHARE", "0")
+# DuckDB has hung inside a dbt query here (no CPU; the stall watch kills and reruns the step,
+# resources/dbt_cli.py): the tests' builds report a model every few seconds, so two minutes of
+# silence is a hang, and the suite does not wait the production default's ten.
+os.environ.setdefault("RISK_DBT_STALL_S", "120")
 
 
 import contextlib  # noqa: E402
