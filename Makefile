@@ -101,11 +101,13 @@ bench-pit: setup
 
 # Feast, the SDK's comparison, in its own virtualenv (its pins clash with ours).
 FEAST_VENV := $(TOOLS)/feast
-$(FEAST_VENV)/bin/python: benchmarks/feast_requirements.txt | $(UV)
-	$(UV) venv --python $(PYTHON) $(FEAST_VENV)
-	$(UV) pip install --python $@ -r benchmarks/feast_requirements.txt
+# A stamp, not bin/python: that is a symlink, whose target's old date made every run rebuild it.
+$(FEAST_VENV)/.installed: benchmarks/feast_requirements.txt | $(UV)
+	$(UV) venv --clear --python $(PYTHON) $(FEAST_VENV)
+	$(UV) pip install --python $(FEAST_VENV)/bin/python -r benchmarks/feast_requirements.txt
+	touch $@
 
-bench-sdk: setup $(FEAST_VENV)/bin/python
+bench-sdk: setup $(FEAST_VENV)/.installed
 	FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m benchmarks.sdk
 
 bench-serving: setup
