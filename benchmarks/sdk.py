@@ -4,8 +4,8 @@
     python -m benchmarks.sdk --customers 100000 --entities 100000 --days 10   # a quick look
 
 It generates (once, into a cache folder it reuses) 90 daily snapshot partitions of 1M
-customers as a real Delta table, written as the export writes one (with each row's join key;
-10 of the mart's numeric features; 90M snapshot rows), and 1M
+customers as a real Delta table, written as the export writes one (``Lakehouse``'s writer:
+row groups of 128k rows; 10 of the mart's numeric features; 90M snapshot rows), and 1M
 entity rows (customer ids, ~9% unknown to any snapshot, moments spread over the 90 days) as
 Parquet. Then each contender runs in its own process (its peak RSS is its own), Parquet to
 Parquet, in alternating rounds (medians):
@@ -78,7 +78,7 @@ def build(cache: Path, customers: int, days: int, entities: int) -> None:
         "days": days,
         "entities": entities,
         "features": FEATURES,
-        "layout": "join_key",  # snapshots as the project writes them (with their join key)
+        "layout": "lakehouse",  # written by Lakehouse.replace_partitions, as the export writes
     }
     if done.exists() and json.loads(done.read_text()) == wanted:
         _log(f"reusing {cache}")

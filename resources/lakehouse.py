@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -29,18 +27,6 @@ SNAPSHOTS = {
     "card": "features/card_features_daily",
 }
 ENTITY_FEATURES = {e: table for e, table in SNAPSHOTS.items() if e != "customer"}
-# Every snapshot row carries its key's 63-bit integer digest, written with it (below): the
-# point-in-time join matches on it instead of the text id, ~2x faster over 90M rows
-# (docs/architecture.md#point-in-time). MD5 because DuckDB computes it natively and it is the
-# same in every DuckDB version; the top bit is dropped so it fits Delta's signed long.
-JOIN_KEY = "join_key"
-
-
-def join_key_sql(column: str) -> str:
-    """DuckDB SQL of ``column``'s join key (null for a null id)."""
-    return f"(md5_number_lower({column}) & 9223372036854775807)::BIGINT"
-
-
 TRAINING_SET = "training/training_set"
 REALIZED_PERFORMANCE = "monitoring/realized_performance"
 # When each snapshot became available online (as_of + lag, or later when its load ended later):
@@ -90,12 +76,8 @@ class Lakehouse(ConfigurableResource):
         """Replace exactly the rows matching ``predicate`` with ``data``; returns the version.
 
         One Delta commit: readers see the old partition or the new one, never a mix, and
-        re-running with the same data gives the same table contents. A snapshot table's rows
-        gain (or have recomputed) their ``JOIN_KEY``.
+        re-running with the same data gives the same table contents.
         """
-        entity = next((e for e, t in SNAPSHOTS.items() if t == table), None)
-        if entity is not None:
-            data = with_join_key(data, KEYS[entity])
         write_deltalake(
             self.uri(table),
             data,
@@ -143,26 +125,3 @@ class Lakehouse(ConfigurableResource):
             & (pc.field(day_column) != pa.scalar(day))
         )
         return ds.to_table(columns=[column], filter=near)
-
-
-def with_join_key(data: pa.Table | pa.RecordBatchReader, key: str) -> pa.RecordBatchReader:
-    """``data`` with its ``JOIN_KEY`` column computed from ``key``, batch by batch (streamed;
-    every other column keeps its type)."""
-    reader = data.to_reader() if isinstance(data, pa.Table) else data
-    schema = reader.schema
-    if JOIN_KEY in schema.names:
-        schema = schema.remove(schema.get_field_index(JOIN_KEY))
-    schema = schema.append(pa.field(JOIN_KEY, pa.int64()))
-
-    def keyed() -> Iterator[pa.RecordBatch]:
-        with duckdb.connect() as con:
-            for batch in reader:
-                if JOIN_KEY in batch.schema.names:
-                    batch = batch.drop_columns([JOIN_KEY])
-                ids = pa.table({"id": batch.column(key)})  # noqa: F841 (DuckDB reads it by name)
-                keys = con.sql(f"select {join_key_sql('id')} from ids").fetch_arrow_table()
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, keys.column(0).combine_chunks()], schema=schema
-                )
-
-    return pa.RecordBatchReader.from_batches(schema, keyed())

@@ -17,15 +17,8 @@ from assets.training.dataset import (
     build_training_set,
     table_vocabularies,
 )
-from featurestore.point_in_time import Partition, point_in_time_sql
-from resources.lakehouse import (
-    CUSTOMER_FEATURES,
-    JOIN_KEY,
-    LABELS,
-    TRANSACTIONS,
-    Lakehouse,
-    join_key_sql,
-)
+from featurestore.point_in_time import point_in_time_sql
+from resources.lakehouse import CUSTOMER_FEATURES, LABELS, TRANSACTIONS, Lakehouse
 from resources.local_redis import LocalRedis
 from riskcore.codec import with_digests
 from riskcore.online_store import OnlineStore
@@ -93,20 +86,7 @@ def run_sql(
     )
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    # Every other partition carries the join key (as every file written since it exists
-    # does), the rest join on the text key (files written before it): both roads, one answer
-    keyed = f", {join_key_sql('customer_id')} as {JOIN_KEY}"
-    relations = [
-        Partition(
-            a,
-            f"(select *{keyed if i % 2 == 0 else ''} from snap where as_of = '{a.isoformat()}')",
-            keyed=i % 2 == 0,
-        )
-        for i, a in enumerate(as_ofs)
-    ]
-    sql = point_in_time_sql(
-        ["value"], "tx", "partitions", relations, "(select * from snap where false)"
-    )
+    sql = point_in_time_sql(["value"], "tx", "snap", "partitions")
     rows = con.sql(sql).fetchall()
     names = [d[0] for d in con.sql(sql).description]
     got = [dict(zip(names, r, strict=True)) for r in rows]

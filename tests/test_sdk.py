@@ -8,7 +8,6 @@ import warnings
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -16,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -31,7 +30,7 @@ from featurestore import (
 )
 from featurestore.__main__ import cli
 from featurestore.catalog import feature, features
-from featurestore.historical import ADDED, _partition_files
+from featurestore.historical import ADDED
 from featurestore.registry import load_feature_set
 from resources.lakehouse import (
     CUSTOMER_FEATURES,
@@ -50,7 +49,6 @@ DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 4)]  # 3 March is miss
 LATE = date(2026, 3, 2)  # its online load ended at 09:00, after as_of + lag (06:00)
 LATE_AT = datetime(2026, 3, 2, 9, tzinfo=UTC)
 LAG = timedelta(hours=6)
-UNKEYED = date(2026, 3, 2)  # its file has no join key: joined on the text id
 US = timedelta(microseconds=1)
 CUSTOMERS = 40  # c000000000 ... c000000039 in each partition, minus a few per day
 
@@ -66,18 +64,9 @@ def lakehouse(tmp_path_factory, feature_set):
         snapshot = snapshot_table(feature_set, CUSTOMERS, day, seed=i)
         absent = pa.array([f"c{n:09d}" for n in range(i, CUSTOMERS, 7)])  # some leave a day
         snapshot = snapshot.filter(pc.invert(pc.is_in(snapshot["customer_id"], absent)))
-        predicate = f"as_of_date = '{day}'"
-        if day == UNKEYED:  # as a file written before snapshots carried their join key
-            write_deltalake(
-                lakehouse.uri(CUSTOMER_FEATURES),
-                snapshot,
-                mode="overwrite",
-                predicate=predicate,
-                partition_by=["as_of_date"],
-                schema_mode="merge",
-            )
-        else:
-            lakehouse.replace_partitions(CUSTOMER_FEATURES, snapshot, ["as_of_date"], predicate)
+        lakehouse.replace_partitions(
+            CUSTOMER_FEATURES, snapshot, ["as_of_date"], f"as_of_date = '{day}'"
+        )
     ts = pa.timestamp("us", "UTC")
     loads = pa.table(
         {
@@ -93,14 +82,6 @@ def lakehouse(tmp_path_factory, feature_set):
 def snapshots(lakehouse) -> dict[tuple[date, str], dict]:
     rows = lakehouse.dataset(CUSTOMER_FEATURES).to_table().to_pylist()
     return {(r["as_of"].date(), r["customer_id"]): r for r in rows}
-
-
-def test_files_with_the_join_key_are_joined_on_it_the_others_on_the_text_id(lakehouse):
-    """Both roads are taken (the oracle tests below cover both days' answers)."""
-    with duckdb.connect() as con:
-        files = _partition_files(con, lakehouse.table(CUSTOMER_FEATURES), DAYS)
-    keyed = {day: all(has_key for _, has_key in found) for day, found in files.items()}
-    assert keyed == {day: day != UNKEYED for day in DAYS}
 
 
 def oracle(rows: list[dict], snapshots: dict, names: list[str], kinds: dict) -> list[dict]:

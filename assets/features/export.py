@@ -10,14 +10,7 @@ from assets.ingest.raw import partition_days
 from assets.names import LAKEHOUSE, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from featurestore.registry import ENTITY_MARTS, MART, MARTS, load_feature_set
-from resources.lakehouse import (
-    CUSTOMER_FEATURES,
-    JOIN_KEY,
-    KEYS,
-    SNAPSHOTS,
-    Lakehouse,
-    join_key_sql,
-)
+from resources.lakehouse import CUSTOMER_FEATURES, KEYS, SNAPSHOTS, Lakehouse
 from riskcore import settings
 
 _BATCH_ROWS = 200_000  # streamed to Delta in batches: memory stays flat at any customer count
@@ -39,20 +32,11 @@ def export_snapshots(
     """
     with duckdb.connect(str(settings.load().duckdb_path), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
-        counted = con.sql(
-            f"select as_of_date, count(*), count(distinct {key}) - "
-            f"count(distinct {join_key_sql(key)}) from main.{mart} "
+        counts = con.sql(
+            f"select as_of_date, count(*) from main.{mart} "
             "where as_of_date between $1 and $2 group by 1 order by 1",
             params=[first, last],
         ).fetchall()
-        # Two ids of one snapshot sharing a join key would mix their rows in the PIT join
-        # (odds ~5e-6 at 10M ids: never seen, but never silent)
-        shared = [(day, lost) for day, _, lost in counted if lost]
-        if shared:
-            raise RuntimeError(
-                f"{mart}: ids sharing a {JOIN_KEY} (as_of_date, ids): {shared}; nothing exported"
-            )
-        counts = [(day, n) for day, n, _ in counted]
         reader = con.sql(
             f"select * from main.{mart} where as_of_date between $1 and $2 "
             f"order by as_of_date, {key}",
