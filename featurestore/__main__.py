@@ -31,13 +31,18 @@ def cli() -> None:
 
 @cli.command("features")
 def list_features() -> None:
-    """Every servable feature: name, kind, window and what it measures."""
+    """Every servable feature, the customer's and each other entity's (by its prefix): name,
+    kind, window and what it measures."""
     rows = catalog.features()
     width = max(len(f.name) for f in rows)
-    click.echo(f"feature set {rows[0].feature_set_version} ({len(rows)} columns)")
-    for f in rows:
-        role = "" if f.role == "feature" else f" [{f.role}]"
-        click.echo(f"{f.name:<{width}}  {f.kind:<11} {f.window or '-':<4} {f.description}{role}")
+    for entity in dict.fromkeys(f.entity for f in rows):
+        mine = [f for f in rows if f.entity == entity]
+        click.echo(f"{entity}: feature set {mine[0].feature_set_version} ({len(mine)} columns)")
+        for f in mine:
+            role = "" if f.role == "feature" else f" [{f.role}]"
+            click.echo(
+                f"{f.name:<{width}}  {f.kind:<11} {f.window or '-':<4} {f.description}{role}"
+            )
 
 
 @cli.command()
@@ -71,8 +76,17 @@ def _row_count(path: str) -> int | None:
 def historical_command(entities, output, names, timestamp_column, lag_hours, overwrite) -> None:
     """Point-in-time features for the entity rows in ENTITIES (Parquet file, folder or Delta
     table, with customer_id and a timestamp), written to OUTPUT (*.parquet, else a Delta table)."""
-    with tqdm(total=_row_count(entities), unit=" rows", unit_scale=True, desc="joined") as bar:
-        try:
+    bar = None
+
+    def progress(rows: int) -> None:  # drawn once rows come: a refused request draws none
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=_row_count(entities), unit=" rows", unit_scale=True, desc="joined")
+        bar.update(rows)
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # shown after the bar, not in it
+            warnings.simplefilter("always", historical.FeatureStoreWarning)
             written = historical.historical_features(
                 entities,
                 names.split(",") if names else None,
@@ -80,10 +94,15 @@ def historical_command(entities, output, names, timestamp_column, lag_hours, ove
                 lag=None if lag_hours is None else timedelta(hours=lag_hours),
                 output=output,
                 overwrite=overwrite,
-                progress=bar.update,
+                progress=progress,
             )
-        except FeatureStoreError as error:
-            _fail(error)
+    except FeatureStoreError as error:
+        _fail(error)
+    finally:
+        if bar is not None:
+            bar.close()
+    for warning in caught:
+        _show(warning.message, warning.category)
     click.echo(f"{written.rows:,} rows written to {written.path} ({written.format})")
 
 
@@ -99,8 +118,13 @@ def online_command(customer_ids, names) -> None:
     except FeatureStoreError as error:
         _fail(error)
     for row in frame.to_dicts():  # float32 in its shortest form: 44.45, not 44.45000076293945
-        row = {k: float(str(np.float32(v))) if isinstance(v, float) else v for k, v in row.items()}
-        click.echo(json.dumps(row, default=str))
+        row = {k: _json_number(v) if isinstance(v, float) else v for k, v in row.items()}
+        click.echo(json.dumps(row, default=str, allow_nan=False))
+
+
+def _json_number(value: float) -> float | None:
+    """A float32 value as JSON has it: shortest form; NaN (a missing value) as null."""
+    return None if value != value else float(str(np.float32(value)))
 
 
 @cli.command()

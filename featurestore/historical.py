@@ -51,6 +51,9 @@ from riskcore.timestamps import as_of_time
 ADDED = ("snapshot_as_of", "customer_known")  # the columns every result gains
 _ROW, _TS = "__entity_row", "__entity_ts"  # internal: input position, the moment in UTC
 BATCH_ROWS = 131_072
+# A row this long after the newest snapshot became usable is warned about: a daily snapshot
+# is missing after it (or the row's moment is wrong)
+STALE_AFTER = timedelta(days=1)
 MEMORY_LIMIT = "3GB"  # DuckDB spills the join past this, to a temporary folder
 
 
@@ -247,8 +250,11 @@ def historical_features(
     ]
     keys = [ENTITY_KEYS[e] for e in by_entity]
     source = _EntitySource.of(entities, timestamp_column, added_names, keys)
-    if output is not None and Path(output).exists() and not overwrite:
-        raise FeatureStoreError(f"{output} exists: pass overwrite=True (--overwrite) to replace it")
+    if output is not None:
+        source.check_output(Path(output), overwrite)
+    # When each customer snapshot became usable: what the warnings below name
+    available = partition_availability(lakehouse, lag)
+    newest = max(available.items(), key=lambda d: d[1]) if available else None
     tally = {"rows": 0, "early": 0}
     with tempfile.TemporaryDirectory(prefix="featurestore-") as spill, duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
@@ -259,7 +265,11 @@ def historical_features(
             f'{_ROW}, cast("{timestamp_column}" as timestamptz) as {_TS} from fs_keys'
         )
         con.unregister("fs_keys")
-        first, last = con.sql(f"select min({_TS}), max({_TS}) from fs_entities").fetchall()[0]
+        first, last, stale = con.sql(
+            f"select min({_TS}), max({_TS}), count(*) filter (where {_TS} > $late) "
+            "from fs_entities",
+            params={"late": newest[1] + STALE_AFTER if newest else None},
+        ).fetchall()[0]
         first = first or datetime.now(UTC)  # no row has a moment: any span joins nothing
         sql = snapshot_join(con, lakehouse, "fs_entities", names, lag, first, last or first, _TS)
         for entity, columns in by_entity.items():  # each entity's join over the one before
@@ -275,7 +285,7 @@ def historical_features(
                 entity=entity,
             )
         columns = ", ".join([*ADDED, *added_names])
-        reader = con.sql(f"select {columns} from ({sql}) order by {_ROW}").fetch_record_batch(
+        reader = con.sql(f"select {columns} from ({sql}) order by {_ROW}").to_arrow_reader(
             BATCH_ROWS
         )
         numeric = {c.name for c in wanted if c.kind == "numeric"} | {
@@ -289,7 +299,7 @@ def historical_features(
             written = Written(str(output), tally["rows"], written_as)
         else:
             result = source.attach(pa.Table.from_batches(list(added), schema))
-    source.warn(tally["early"], stacklevel=2)
+    source.warn(tally["early"], stale, available, stacklevel=2)
     return written if output is not None else result
 
 
@@ -353,7 +363,11 @@ class _EntitySource:
             if needed not in names:
                 raise FeatureStoreError(
                     f"the entity rows have no {needed!r} column"
-                    + (" (pass timestamp_column=...)" if needed == self.ts else "")
+                    + (
+                        " (pass timestamp_column=..., --timestamp-column on the command line)"
+                        if needed == self.ts
+                        else ""
+                    )
                     + f"; they have: {', '.join(map(str, names))}"
                 )
         clashes = [n for n in (*ADDED, *features, _ROW) if n in names]
@@ -371,13 +385,19 @@ class _EntitySource:
                 or (pa.types.is_null(kind) and key != "customer_id")  # no device at all
             ):
                 raise FeatureStoreError(
-                    f"{key} must be text (the snapshot's ids), not {kind}: cast it"
+                    f"{key} must be text (the snapshot's ids, e.g. 'cus_00000042'), not {kind}: "
+                    "cast it"
                 )
         kind = self._type(self.ts)
         if not pa.types.is_timestamp(kind):
+            hint = (
+                ": parse it first (polars: pl.col(...).str.to_datetime(); pandas: pd.to_datetime)"
+                if pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                else ""
+            )
             raise FeatureStoreError(
                 f"{self.ts!r} must be a timestamp (a purchase's moment, to the microsecond), "
-                f"not {kind}"
+                f"not {kind}{hint}"
             )
         if kind.tz is None:
             warnings.warn(
@@ -456,17 +476,54 @@ class _EntitySource:
                     schema=self.schema(schema),
                 )
 
-    def warn(self, early: int, stacklevel: int) -> None:
+    def check_output(self, output: Path, overwrite: bool) -> None:
+        """Refuse an output that exists (unless ``overwrite``) or that is, holds or sits in
+        the input: writing it would destroy the rows being read."""
+        if self.dataset is not None:
+            path = Path(self.entities)
+            read = [path] if path.exists() else [Path(f) for f in glob.glob(str(path))]
+            target = output.resolve()
+            for place in (r.resolve() for r in read):
+                if place == target or target in place.parents or place in target.parents:
+                    raise FeatureStoreError(
+                        f"{output} is where the entity rows are read from ({self.entities}): "
+                        "write the result elsewhere"
+                    )
+        if output.exists() and not overwrite:
+            raise FeatureStoreError(
+                f"{output} exists: pass overwrite=True (--overwrite) to replace it"
+            )
+
+    def warn(
+        self, early: int, stale: int, available: dict[date, datetime], stacklevel: int
+    ) -> None:
+        """What the caller should know about the rows' moments: none, before the first
+        snapshot, or long after the newest (``available``: each snapshot's availability)."""
+        missing = "their features are NaN (text: null)"
         if self.null_moments:
             warnings.warn(
-                f"{self.null_moments:,} entity row(s) have no {self.ts!r}: their features are null",
+                f"{self.null_moments:,} entity row(s) have no {self.ts!r}: {missing}",
                 FeatureStoreWarning,
                 stacklevel=stacklevel + 1,
             )
         if early - self.null_moments:
+            first = min(available.items(), key=lambda d: d[1]) if available else None
+            since = (
+                f" (as_of {first[0]}, usable from {first[1]:%Y-%m-%d %H:%M} UTC)" if first else ""
+            )
             warnings.warn(
                 f"{early - self.null_moments:,} entity row(s) come before the first available "
-                "snapshot: their features are null and customer_known is false",
+                f"snapshot{since}: {missing} and customer_known is false",
+                FeatureStoreWarning,
+                stacklevel=stacklevel + 1,
+            )
+        if stale:
+            newest = max(available.items(), key=lambda d: d[1])
+            warnings.warn(
+                f"{stale:,} entity row(s) come more than {STALE_AFTER.days} day(s) after the "
+                f"newest snapshot became usable (as_of {newest[0]}, usable from "
+                f"{newest[1]:%Y-%m-%d %H:%M} UTC): they get it, older than the daily job "
+                "would have served (build the missing days, or check the rows' moments)",
                 FeatureStoreWarning,
                 stacklevel=stacklevel + 1,
             )
@@ -515,11 +572,18 @@ def _tallied(
 def _write(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path, overwrite: bool
 ) -> str:
-    """Streams the batches to a Parquet file (``*.parquet``) or a Delta table; its format."""
+    """Streams the batches to a Parquet file (``*.parquet``) or a Delta table; its format.
+    A Parquet file is written beside its name and renamed when complete, so a failure leaves
+    no half file and an overwritten file whole; a Delta write is one commit."""
     if path.suffix == ".parquet":
-        with pq.ParquetWriter(path, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            with pq.ParquetWriter(partial, schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
         return "parquet"
     reader = pa.RecordBatchReader.from_batches(schema, batches)
     write_deltalake(str(path), reader, mode="overwrite" if overwrite else "error")

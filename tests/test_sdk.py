@@ -3,6 +3,7 @@ brute-force oracle on real Delta snapshots (duplicates, unsorted rows, availabil
 +-1 us, unknown customers, time zones, a late online load), equal to the training set's rows
 for the same purchases, and its errors."""
 
+import json
 import math
 import warnings
 from datetime import UTC, date, datetime, timedelta
@@ -32,6 +33,7 @@ from featurestore.__main__ import cli
 from featurestore.catalog import feature, features
 from featurestore.historical import ADDED
 from featurestore.registry import load_feature_set
+from resources.dbt_cli import DBT_PROJECT_DIR
 from resources.lakehouse import (
     CUSTOMER_FEATURES,
     ENTITY_FEATURES,
@@ -365,6 +367,53 @@ def test_the_catalog_describes_each_feature(feature_set):
     assert one.dbt_model.startswith(("fct_", "int_", "stg_"))
     with pytest.raises(FeatureStoreError, match="did you mean"):
         feature(feature_set.features[0].name[:-1])
+    # The other entities' features, under the names historical_features takes
+    device = feature("device_distinct_customers_7d")
+    assert device.entity == "device" and device.dbt_model == "fct_device_features_daily"
+    assert (DBT_PROJECT_DIR.parent / device.sql).is_file()
+    assert {f.entity for f in listed} == {"customer", "device", "merchant", "card"}
+    with pytest.raises(FeatureStoreError, match="unknown device feature"):
+        feature("device_distinct_customer")
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
+    tmp_path, lakehouse, feature_set
+):
+    """Writing where the rows are read from would truncate them mid-read."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(_entities(feature_set), path)
+    for output in (path, tmp_path):
+        with pytest.raises(FeatureStoreError, match="where the entity rows are read from"):
+            historical_features(path, lakehouse=lakehouse, output=output, overwrite=True)
+    with pytest.raises(FeatureStoreError, match="where the entity rows are read from"):
+        historical_features(tmp_path, lakehouse=lakehouse, output=path, overwrite=True)
+    assert pq.read_table(path).num_rows == 1
+    historical_features(path, lakehouse=lakehouse, output=tmp_path / "out.parquet")
+    historical_features(path, lakehouse=lakehouse, output=tmp_path / "out.parquet", overwrite=True)
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_rows_long_after_the_newest_snapshot_are_warned_about(lakehouse, feature_set):
+    newest = max(DAYS)
+    rows = pl.DataFrame(
+        {
+            "customer_id": ["c000000001"] * 3,
+            "event_ts": [
+                _midnight(newest) + LAG + timedelta(days=1),  # a day late: the next is due
+                _midnight(newest) + LAG + timedelta(days=1) + US,
+                _midnight(DAYS[0]) - timedelta(days=3),
+            ],
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        historical_features(rows, lakehouse=lakehouse, lag=LAG)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("1 entity row(s) come more than 1 day(s)") for m in messages)
+    assert any(f"as_of {newest}" in m for m in messages)
+    assert any(f"before the first available snapshot (as_of {DAYS[0]}" in m for m in messages)
 
 
 @pytest.mark.integration
@@ -387,8 +436,10 @@ def test_online_features_and_status_read_the_serving_generation(tmp_path, monkey
         assert got[1]["source"] == "unknown_customer" and math.isnan(got[1][names[0]])
         status = store_status()
         assert status["serving"]["customers"] == 50 and status["pinned"] is None
-        shown = CliRunner().invoke(cli, ["online", "c000000003", "--features", names[0]])
+        shown = CliRunner().invoke(cli, ["online", "c000000003", "nobody", "--features", names[0]])
         assert shown.exit_code == 0 and '"source": "online"' in shown.output
+        lines = [json.loads(line) for line in shown.output.splitlines()]  # strict JSON
+        assert lines[1][names[0]] is None  # a missing number: null, not NaN
 
 
 def test_the_command_line_lists_describes_and_joins(tmp_path, lakehouse, monkeypatch, feature_set):
