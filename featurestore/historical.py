@@ -254,7 +254,6 @@ def historical_features(
         source.check_output(Path(output), overwrite)
     # When each customer snapshot became usable: what the warnings below name
     available = partition_availability(lakehouse, lag)
-    newest = max(available.items(), key=lambda d: d[1]) if available else None
     tally = {"rows": 0, "early": 0}
     with tempfile.TemporaryDirectory(prefix="featurestore-") as spill, duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
@@ -268,7 +267,7 @@ def historical_features(
         first, last, stale = con.sql(
             f"select min({_TS}), max({_TS}), count(*) filter (where {_TS} > $late) "
             "from fs_entities",
-            params={"late": newest[1] + STALE_AFTER if newest else None},
+            params={"late": max(available.values()) + STALE_AFTER if available else None},
         ).fetchall()[0]
         first = first or datetime.now(UTC)  # no row has a moment: any span joins nothing
         sql = snapshot_join(con, lakehouse, "fs_entities", names, lag, first, last or first, _TS)
