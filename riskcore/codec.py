@@ -23,6 +23,7 @@ Sorting customers by digest therefore groups them by bucket, whatever the bucket
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,11 +46,22 @@ class LayoutMismatch(ValueError):
 
 
 class InvalidValue(ValueError):
-    """A given value does not fit its column (``field`` names it)."""
+    """A given value does not fit its column (``field`` names it, as ``shown_name`` shows
+    the caller's text; the value is never repeated)."""
 
     def __init__(self, field: str, message: str):
+        field = shown_name(field)
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def shown_name(name: str) -> str:
+    """A caller's feature name as an error may repeat it: one that could be a column name,
+    else a placeholder (an error never echoes the caller's own text back)."""
+    return name if _NAME.fullmatch(name) else "(a name that is not a column name)"
 
 
 def digest(text: str) -> bytes:
@@ -194,7 +206,7 @@ class RecordCodec:
                 features[self.feature_index[name]] = value
             else:
                 expected = _EXPECTED.get(column.kind, f"one of {column.categories}")
-                raise InvalidValue(name, f"expected {expected}, got {value!r}")
+                raise InvalidValue(name, f"expected {expected}")
         return OnlineRecord(customer_id, as_of, features, context, self)
 
     def decode(self, customer_id: str, value: bytes) -> OnlineRecord:

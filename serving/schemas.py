@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from riskcore.codec import shown_name
 from riskcore.pan import find_pan
 from riskcore.transaction_features import CHANNELS
 
@@ -66,19 +68,30 @@ EXAMPLE = {
 # numbers were quietly masked would never learn that it is sending them. A 422 stops the leak
 # at its source, and nothing of a refused request is stored or logged.
 _REFUSED = "holds a card number; card numbers are refused"
+_FLOAT32 = float(np.finfo(np.float32).max)
 
 
 def _texts(*values: object) -> list[str]:
-    """Every text in JSON-like values (dict keys too)."""
+    """Every text in JSON-like values (dict keys too), numbers as their digits (a card number
+    sent as a JSON number is still one)."""
     out = []
     for value in values:
         if isinstance(value, str):
             out.append(value)
+        elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            out.append(_digits_of(value))
         elif isinstance(value, dict):
             out += _texts(*value.keys(), *value.values())
         elif isinstance(value, list | tuple):
             out += _texts(*value)
     return out
+
+
+def _digits_of(number: int | float | Decimal) -> str:
+    """A number as it was written: 4111111111111111, not 4.111111111111111e+15."""
+    if isinstance(number, float) and number.is_integer() and abs(number) < 1e20:
+        return str(int(number))
+    return str(number)
 
 
 def _no_card_number(value: str | None) -> str | None:
@@ -87,12 +100,30 @@ def _no_card_number(value: str | None) -> str | None:
     return value
 
 
-class EventRequest(BaseModel):
+class _Scanned(BaseModel):
+    """A body whose fields the schema ignores are accepted, scanned for card numbers, then
+    dropped (never stored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _no_card_number_in_extras(self) -> _Scanned:
+        """Kept until scanned here rather than ignored by the schema: a "before" validator
+        would have pydantic build the whole body as Python objects first, for every request."""
+        extras = self.__pydantic_extra__
+        if extras:
+            if any(find_pan(t) for key, value in extras.items() for t in _texts(key, value)):
+                raise ValueError(f"a field the schema ignores {_REFUSED}")
+            extras.clear()
+        return self
+
+
+class EventRequest(_Scanned):
     """A purchase that happened, for the real-time state (``POST /events``, the event stream).
     Further transaction fields are accepted and ignored, so a producer can send the whole
     transaction; none of them is stored."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE]})
 
     transaction_id: Text
     customer_id: Text
@@ -102,23 +133,13 @@ class EventRequest(BaseModel):
         description="UTC (an offset is converted, a naive time is taken as UTC); default: "
         "now. Rejected when later than now + the allowed clock skew, or before 2000.",
     )
-    amount: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)] = Field(
-        description="In the settlement currency, > 0, at most 2 decimals."
+    # Below 10^10: at most 12 digits with the cents, so an amount can never hold a card number
+    # (13-19 digits), and a realistic purchase in any currency fits.
+    amount: Annotated[Decimal, Field(gt=0, lt=10**10, max_digits=12, decimal_places=2)] = Field(
+        description="In the settlement currency, > 0 and < 10,000,000,000, at most 2 decimals."
     )
     merchant_id: Text | None = None
     device_id: Annotated[str, Field(max_length=256)] | None = None
-
-    @model_validator(mode="after")
-    def _no_card_number_in_extras(self) -> EventRequest:
-        """Extra fields are kept only until scanned here, then dropped (never stored). Kept
-        rather than ignored by the schema: a "before" validator would have pydantic build
-        the whole body as Python objects first, for every request."""
-        extras = self.__pydantic_extra__
-        if extras:
-            if any(find_pan(t) for key, value in extras.items() for t in _texts(key, value)):
-                raise ValueError(f"a field the schema ignores {_REFUSED}")
-            extras.clear()
-        return self
 
     _card_numbers = field_validator(
         "transaction_id", "customer_id", "merchant_id", "device_id", mode="after"
@@ -133,7 +154,7 @@ class EventRequest(BaseModel):
         return _in_bounds(at, info)
 
 
-class EventBatch(BaseModel):
+class EventBatch(_Scanned):
     events: list[EventRequest] = Field(min_length=1, max_length=10_000)
 
 
@@ -181,12 +202,12 @@ class ScoreRequest(EventRequest):
     @classmethod
     def _no_card_number_in_features(cls, features: dict | None) -> dict | None:
         for name, value in (features or {}).items():
-            texts = value if isinstance(value, list) else [value]
-            if find_pan(name) or any(isinstance(t, str) and find_pan(t) for t in texts):
+            if any(find_pan(t) for t in _texts(name, value)):
                 raise ValueError(f"a feature's name or value {_REFUSED}")
         for name, value in (features or {}).items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name}: not a finite number")
+            # float32 is what the models read: a larger value would become infinity
+            if isinstance(value, float) and not (math.isfinite(value) and abs(value) < _FLOAT32):
+                raise ValueError(f"{shown_name(name)}: not a finite float32 number")
         return features
 
     @field_validator("features_as_of", mode="after")
@@ -201,7 +222,7 @@ class ScoreRequest(EventRequest):
         return self
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(_Scanned):
     transactions: list[ScoreRequest] = Field(min_length=1)
 
     @model_validator(mode="after")

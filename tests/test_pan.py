@@ -47,6 +47,13 @@ HITS = [
     luhn_complete("4" * 12),  # 13 digits
     luhn_complete("4" * 18),  # 19 digits
     f"{VISA}, {MASTERCARD}",
+    # pasted from a document: any white space, slashes, invisible characters
+    "4111  1111  1111  1111",
+    "4111\t1111\t1111\t1111",
+    "4111\u00a01111\u00a01111\u00a01111",
+    "4111/1111/1111/1111",
+    "4111\u200b111111111111",
+    f"\ufeff{VISA}",
 ]
 
 MISSES = [
@@ -57,7 +64,7 @@ MISSES = [
     VISA + "0000",
     luhn_complete("4" * 11),  # 12 digits
     luhn_complete("4" * 19),  # 20 digits
-    "4111  1111  1111  1111",  # double spaces: not one written number
+    "4111,1111,1111,1111",  # commas: how amounts are written, not card numbers
     "4111_1111_1111_1111",
     f"x{VISA}y",  # glued to letters: a hex id's digits
     f"{VISA}ce9",

@@ -12,6 +12,7 @@ what the partner delivered, not what we keep.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -130,13 +131,25 @@ def test_no_card_number_survives_in_any_store(pipeline_data, env):
         auth = {"X-API-Key": API_KEY}
         assert api.post("/score", json=txn, headers=auth).status_code == 200
         for pan in SEEDED:
-            for path, body in (
+            cases = [
                 ("/score", txn | {"transaction_id": pan}),
                 ("/score", txn | {"features": {pan: 1.0}}),
                 ("/score/batch", {"transactions": [txn, txn | {"device_id": pan}]}),
                 ("/events", txn | {"merchant_id": pan}),
                 ("/events", txn | {"note": pan}),
-            ):
+                # beside the list of a batch
+                ("/score/batch", {"transactions": [txn], "note": pan}),
+                ("/events", {"events": [txn], "note": pan}),
+            ]
+            digits = re.sub(r"\D", "", pan)
+            if len(digits) <= 19:  # the card number alone, as a JSON number
+                number = int(digits)
+                cases += [
+                    ("/score", txn | {"amount": number}),
+                    ("/score", txn | {"features": {"txn_count_7d": number}}),
+                    ("/score", txn | {"card": {"number": number}}),
+                ]
+            for path, body in cases:
                 response = api.post(path, json=body, headers=auth)
                 assert response.status_code == 422, response.text
                 responses.append(response.text)

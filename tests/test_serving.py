@@ -220,6 +220,11 @@ def test_given_features_score_instead_of_a_lookup(client, env):
         "/score", json=txn | {"features": {"lifecycle_stage": "zombie"}}, headers=AUTH
     )
     assert wrong.status_code == 422 and "lifecycle_stage" in wrong.text
+    assert "zombie" not in wrong.text  # an error never repeats the caller's value
+    for given in ({"Secret Name!": 1.0}, {"amount_max_30d": 1e39}, {"x" * 5000: 1.0}):
+        refused = client.post("/score", json=txn | {"features": given}, headers=AUTH)
+        assert refused.status_code == 422 and len(refused.text) < 1000, refused.text
+        assert "Secret" not in refused.text
 
 
 def test_reasons_come_with_reviews_declines_and_explain_and_are_exact(client, env):
