@@ -12,8 +12,10 @@ import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     RootModel,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -158,8 +160,22 @@ class EventBatch(_Scanned):
     events: list[EventRequest] = Field(min_length=1, max_length=10_000)
 
 
-class Events(RootModel[EventBatch | EventRequest]):
-    """The body of ``POST /events``: one event, or ``{"events": [...]}``."""
+def _event_form(body: object) -> str:
+    """Which form a ``POST /events`` body takes: a list has its ``events`` key."""
+    return "batch" if isinstance(body, dict) and "events" in body else "one"
+
+
+class Events(
+    RootModel[
+        Annotated[
+            Annotated[EventBatch, Tag("batch")] | Annotated[EventRequest, Tag("one")],
+            Discriminator(_event_form),
+        ]
+    ]
+):
+    """The body of ``POST /events``: one event, or ``{"events": [...]}``. The form is chosen by
+    the ``events`` key, so an error names the fields of that form only (``["body", "one",
+    "event_ts"]``), not the other form's too."""
 
     @property
     def events(self) -> list[EventRequest]:

@@ -337,7 +337,14 @@ def test_events_over_http(env):
         refused = client.post("/events", json=one | {"amount": "-1"}, headers=auth)
         assert refused.status_code == 422 and "amount" in refused.text and "-1" not in refused.text
         future = one | {"event_ts": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
-        assert client.post("/events", json=future, headers=auth).status_code == 422
+        late = client.post("/events", json=future, headers=auth)
+        # Only the form the body takes is named (not the list form's missing "events" too)
+        assert late.status_code == 422
+        assert [e["loc"] for e in late.json()["detail"]] == [["body", "one", "event_ts"]]
+        listed = client.post("/events", json={"events": [future]}, headers=auth)
+        assert [e["loc"] for e in listed.json()["detail"]] == [
+            ["body", "batch", "events", 0, "event_ts"]
+        ]
         assert client.post("/events", content=b"{not json", headers=auth).status_code == 422
         metrics = client.get("/metrics", headers=auth).text
         assert 'risk_events_total{outcome="duplicate"}' in metrics
