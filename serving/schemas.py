@@ -90,7 +90,7 @@ def _texts(*values: object) -> list[str]:
 
 
 def _digits_of(number: int | float | Decimal) -> str:
-    """A number as it was written: 4111111111111111, not 4.111111111111111e+15."""
+    """A number as it was written: its 16 digits, not 4.1...e+15 (a float's repr)."""
     if isinstance(number, float) and number.is_integer() and abs(number) < 1e20:
         return str(int(number))
     return str(number)

