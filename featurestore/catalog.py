@@ -6,6 +6,8 @@ names ``historical_features`` takes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from featurestore.historical import entity_features
 from featurestore.registry import ENTITY_MARTS, MARTS, load_feature_set
@@ -29,8 +31,14 @@ class FeatureInfo:
     sql: str  # that model's file, relative to the repository
 
 
+@cache
+def _mart_sql(entity: str) -> Path:
+    """The file of the mart that publishes ``entity``'s features (looked up once)."""
+    return next((DBT_PROJECT_DIR / "models").rglob(f"{MARTS[entity]}.sql"))
+
+
 def _info(column: FeatureColumn, feature_set: FeatureSet, entity: str = "customer") -> FeatureInfo:
-    mart_sql = next((DBT_PROJECT_DIR / "models").rglob(f"{MARTS[entity]}.sql"))
+    mart_sql = _mart_sql(entity)
     return FeatureInfo(
         column.name if entity == "customer" else f"{entity}_{column.name}",
         entity,
