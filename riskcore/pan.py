@@ -2,8 +2,8 @@
 asks it whether a text holds a card number, and masks with it what it keeps of a refused input.
 
 A card number is a Luhn-valid run of 13-19 digits, written whole (sixteen digits in a row) or in
-groups joined by a dot, a dash, a slash or any run of white space (``4111 1111 1111 1111``,
-``4111.1111.1111.1111``, ``4111-111111-11111``, ``4111/1111/1111/1111``, tabs, no-break or
+groups joined by a dot, a dash, a slash or any run of white space (``dddd dddd dddd dddd``,
+``dddd.dddd.dddd.dddd``, ``dddd-dddddd-ddddd``, ``dddd/dddd/dddd/dddd``, tabs, no-break or
 double spaces as pasted from a document), wherever it stands in a text (after ``ref 1234 ``,
 ``card:`` or ``pan=``). Invisible characters (zero-width spaces and joiners, the byte-order
 mark) are removed before scanning: they hide nothing. Commas do not join groups: ``1,234,567``
