@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from dagster import ConfigurableResource
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
@@ -56,10 +55,13 @@ class Lakehouse(ConfigurableResource):
         except TableNotFoundError:
             return None
 
-    def dataset(self, table: str) -> pads.Dataset | None:
-        """A lazy scan: DuckDB and pyarrow push column and partition filters into it."""
+    def dataset(self, table: str, partitions: list | None = None) -> pads.Dataset | None:
+        """A lazy scan: DuckDB and pyarrow push column and partition filters into it.
+        ``partitions`` (deltalake's filters, e.g. ``[("event_date", ">=", "2026-01-01")]``)
+        keeps only those partitions' files: a dataset of the whole table lists every file of
+        its history (~0.5 s at 120 daily partitions)."""
         dt = self.table(table)
-        return dt.to_pyarrow_dataset() if dt is not None else None
+        return dt.to_pyarrow_dataset(partitions=partitions) if dt is not None else None
 
     def partition_dates(self, table: str, column: str) -> list[date]:
         """The dates of a table's ``column`` partitions, sorted (none for a missing table)."""
@@ -115,13 +117,13 @@ class Lakehouse(ConfigurableResource):
     ) -> pa.Table:
         """One column of the partitions within ``within_days`` of ``day`` on either side, but
         not ``day`` itself (e.g. ids already stored on other days): a bounded read, whatever
-        the table's history (the partition filter prunes the other days' files)."""
-        ds = self.dataset(table)
+        the table's history (only those partitions' files are listed and read)."""
+        near = [
+            (day_column, ">=", (day - timedelta(days=within_days)).isoformat()),
+            (day_column, "<=", (day + timedelta(days=within_days)).isoformat()),
+            (day_column, "!=", day.isoformat()),
+        ]
+        ds = self.dataset(table, partitions=near)
         if ds is None:
             return pa.table({column: pa.array([], pa.string())})
-        near = (
-            (pc.field(day_column) >= pa.scalar(day - timedelta(days=within_days)))
-            & (pc.field(day_column) <= pa.scalar(day + timedelta(days=within_days)))
-            & (pc.field(day_column) != pa.scalar(day))
-        )
-        return ds.to_table(columns=[column], filter=near)
+        return ds.to_table(columns=[column])
