@@ -159,12 +159,14 @@ def snapshot_join(
     last: datetime,
     event_ts: str = "event_ts",
     entity: str = "customer",
+    available: dict[date, datetime] | None = None,
 ) -> str:
     """Registers in ``con`` the snapshot partitions rows between ``first`` and ``last`` can
     use, and when each became available; returns the point-in-time SQL over the relation
     ``entities`` (``customer_id``, ``event_ts``, ...). What the SDK and the training set run.
     ``entity``: another entity's snapshots (``device``, ``merchant``, ``card``), joined on its
-    key (``ENTITY_KEYS``), their columns prefixed with the entity's name."""
+    key (``ENTITY_KEYS``), their columns prefixed with the entity's name. ``available``: the
+    table's ``partition_availability``, when the caller has it already."""
     name, key = SNAPSHOTS[entity], KEYS[entity]
     prefix = "" if entity == "customer" else f"{entity}_"  # the customers' columns keep names
     table = lakehouse.table(name)
@@ -173,7 +175,8 @@ def snapshot_join(
             f"no snapshot table at {lakehouse.uri(name)}: build one first "
             "(make demo, or the daily_features job), or point RISK_DATA_DIR at a data folder"
         )
-    available = partition_availability(lakehouse, lag, name)
+    if available is None:
+        available = partition_availability(lakehouse, lag, name)
     days = usable_partitions(available, first, last)
     utc = pa.timestamp("us", "UTC")
     partitions = pa.table(
@@ -270,7 +273,17 @@ def historical_features(
             params={"late": max(available.values()) + STALE_AFTER if available else None},
         ).fetchall()[0]
         first = first or datetime.now(UTC)  # no row has a moment: any span joins nothing
-        sql = snapshot_join(con, lakehouse, "fs_entities", names, lag, first, last or first, _TS)
+        sql = snapshot_join(
+            con,
+            lakehouse,
+            "fs_entities",
+            names,
+            lag,
+            first,
+            last or first,
+            _TS,
+            available=available,
+        )
         for entity, columns in by_entity.items():  # each entity's join over the one before
             sql = snapshot_join(
                 con,

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -25,7 +26,16 @@ from riskcore.codec import shown_name
 from riskcore.pan import find_pan
 from riskcore.transaction_features import CHANNELS
 
-Text = Annotated[str, Field(min_length=1, max_length=128)]
+
+def _an_id(value: str) -> str:
+    """An id as ingest accepts one: something visible, no control characters (a blank id is
+    missing there; a NUL or a line break would reach Redis keys and logs)."""
+    if value.isspace() or not value.isprintable():
+        raise ValueError("an id needs a visible character and no control or invisible ones")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_an_id)]
 Decision = Literal["approve", "review", "decline"]
 FeatureSource = Literal[
     "online",  # the customer's record in the online store: behavioural model

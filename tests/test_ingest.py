@@ -50,6 +50,9 @@ BAD = [
     ({"merchant_id": f"shop {PAN}"}, "card-number-like value in a text field"),
     ({"installments": "0"}, "installments must be an integer from 1 to 60"),
     ({"country": "Germany"}, "country not ISO alpha-2"),
+    ({"customer_id": "   "}, "missing customer_id"),
+    ({"customer_id": "c\x001"}, "customer_id holds a control character"),
+    ({"merchant_id": "m\n1"}, "merchant_id holds a control character"),
 ]
 
 

@@ -317,6 +317,9 @@ def test_the_random_holdout_approves_a_share_of_would_be_declines_under_the_ceil
         ({"installments": 0}, "installments"),
         ({"country": "Germany"}, "country"),
         ({"customer_id": None}, "customer_id"),
+        ({"customer_id": "   "}, "customer_id"),
+        ({"transaction_id": "t\x001"}, "transaction_id"),
+        ({"merchant_id": "m\u200b1"}, "merchant_id"),
         ({"card_hash": " ".join(["4111"] + ["1111"] * 3)}, "card_hash"),
     ],
 )

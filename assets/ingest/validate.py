@@ -86,6 +86,14 @@ def _missing(*names: str) -> list[str]:
     return [f"case when {n} is null or trim({n}) = '' then 'missing {n}' end" for n in names]
 
 
+def _control_characters(*names: str) -> list[str]:
+    """Ids with a control character (a NUL, a line break) would reach keys and logs as is."""
+    return [
+        f"case when regexp_matches({n}, '[[:cntrl:]]') then '{n} holds a control character' end"
+        for n in names
+    ]
+
+
 def _run(
     rows: pa.Table,
     schema: pa.Schema,
@@ -175,6 +183,7 @@ def validate_transactions(
             "installments",
             "card_hash",
         ),
+        *_control_characters("transaction_id", "customer_id", "merchant_id", "device_id"),
         "case when event_ts is not null and _t_event_ts is null then 'unparsable event_ts' end",
         f"case when _t_event_ts::date <> '{day}'::date "
         f"then 'event_ts not on the partition day {day}' end",
@@ -211,6 +220,7 @@ def validate_labels(rows: pa.Table, day: date, source: str) -> Validated:
     """
     checks = [
         *_missing("transaction_id", "label", "label_ts"),
+        *_control_characters("transaction_id"),
         "case when label_ts is not null and _t_label_ts is null then 'unparsable label_ts' end",
         f"case when _t_label_ts::date <> '{day}'::date "
         f"then 'label_ts not on the partition day {day}' end",
