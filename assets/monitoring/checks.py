@@ -188,9 +188,7 @@ def snapshots_consistent(lakehouse: Lakehouse, built: list[date] | None) -> Asse
 
 def _null_shares(snapshots: pads.Dataset, names: list[str], as_of_date: date) -> dict:
     """Rows and each feature's null share in one snapshot, a batch at a time (flat memory)."""
-    scanner = snapshots.scanner(
-        columns=names, filter=pc.field("as_of_date") == as_of_date
-    )
+    scanner = snapshots.scanner(columns=names, filter=pc.field("as_of_date") == as_of_date)
     rows, nulls = 0, dict.fromkeys(names, 0)
     for batch in scanner.to_batches():
         rows += batch.num_rows
