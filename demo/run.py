@@ -66,7 +66,7 @@ def drop_partner_file(day) -> Path:
             "amount": "9.99",
             "channel": "app",
             "card_hash": " ".join(["4111"] + ["1111"] * 3),
-        },  # the public Visa test number, grouped (written in pieces: none in the source)
+        },  # the public Visa test number, grouped
     ]
     path = folder / "partner_feed.csv"
     with path.open("w", newline="") as f:

@@ -57,11 +57,11 @@ class Lakehouse(ConfigurableResource):
 
     def dataset(self, table: str, partitions: list | None = None) -> pads.Dataset | None:
         """A lazy scan: DuckDB and pyarrow push column and partition filters into it.
-        ``partitions`` (deltalake's filters, e.g. ``[("event_date", ">=", "2026-01-01")]``)
-        keeps only those partitions' files: a dataset of the whole table lists every file of
-        its history (~0.5 s at 120 daily partitions)."""
+        ``partitions`` (deltalake's filters on partition columns, e.g. ``[("event_date", ">=",
+        "2026-01-01")]``) keeps only those partitions' files: otherwise the dataset lists every
+        file of the table's history."""
         dt = self.table(table)
-        return dt.to_pyarrow_dataset(partitions=partitions) if dt is not None else None
+        return dt.to_pyarrow_dataset(file_pruning_predicate=partitions) if dt is not None else None
 
     def partition_dates(self, table: str, column: str) -> list[date]:
         """The dates of a table's ``column`` partitions, sorted (none for a missing table)."""
@@ -117,7 +117,8 @@ class Lakehouse(ConfigurableResource):
     ) -> pa.Table:
         """One column of the partitions within ``within_days`` of ``day`` on either side, but
         not ``day`` itself (e.g. ids already stored on other days): a bounded read, whatever
-        the table's history (only those partitions' files are listed and read)."""
+        the table's history (only those partitions' files are listed and read; ``day_column``
+        is the table's partition column)."""
         near = [
             (day_column, ">=", (day - timedelta(days=within_days)).isoformat()),
             (day_column, "<=", (day + timedelta(days=within_days)).isoformat()),

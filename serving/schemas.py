@@ -23,15 +23,21 @@ from pydantic import (
 )
 
 from riskcore.codec import shown_name
+from riskcore.ids import CONTROL, id_problem
+from riskcore.ids import REFUSED as ID_REFUSED
 from riskcore.pan import find_pan
 from riskcore.transaction_features import CHANNELS
 
 
 def _an_id(value: str) -> str:
-    """An id as ingest accepts one: something visible, no control characters (a blank id is
-    missing there; a NUL or a line break would reach Redis keys and logs)."""
-    if value.isspace() or not value.isprintable():
-        raise ValueError("an id needs a visible character and no control or invisible ones")
+    if id_problem(value):
+        raise ValueError(ID_REFUSED)
+    return value
+
+
+def _no_control_character(value: str | None) -> str | None:
+    if value is not None and CONTROL.search(value):
+        raise ValueError(ID_REFUSED)
     return value
 
 
@@ -151,7 +157,10 @@ class EventRequest(_Scanned):
         description="In the settlement currency, > 0 and < 10,000,000,000, at most 2 decimals."
     )
     merchant_id: Text | None = None
-    device_id: Annotated[str, Field(max_length=256)] | None = None
+    # blank: no device (as ingest reads it)
+    device_id: (
+        Annotated[str, Field(max_length=256), AfterValidator(_no_control_character)] | None
+    ) = None
 
     _card_numbers = field_validator(
         "transaction_id", "customer_id", "merchant_id", "device_id", mode="after"

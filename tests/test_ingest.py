@@ -53,6 +53,7 @@ BAD = [
     ({"customer_id": "   "}, "missing customer_id"),
     ({"customer_id": "c\x001"}, "customer_id holds a control character"),
     ({"merchant_id": "m\n1"}, "merchant_id holds a control character"),
+    ({"device_id": "d\x85"}, "device_id holds a control character"),
 ]
 
 
@@ -306,3 +307,20 @@ def test_a_ragged_row_of_bytes_that_are_not_utf8_is_quarantined_alone(lake):
     assert (report.rows, report.quarantined) == (1, 1)
     assert _read(lakehouse, TRANSACTIONS)["transaction_id"].to_pylist() == ["kept"]
     assert _read(lakehouse, QUARANTINE)["reason"][0].as_py().startswith("ragged row")
+
+
+IDS = ["c-42", "   ", "c\x00", "c\n", "c\x85", "c\u2028", "c\xa0", "c\u200d", "  c "]
+
+
+@pytest.mark.parametrize("value", IDS)
+def test_an_id_is_judged_alike_by_ingest_and_the_service(value):
+    """riskcore/ids.py is the one rule: what ingest quarantines, the service refuses."""
+    from serving.schemas import EXAMPLE, ScoreRequest
+
+    checked = validate_transactions(_rows({"customer_id": value}), DAY, "drop.csv")
+    try:
+        ScoreRequest.model_validate(EXAMPLE | {"customer_id": value})
+        refused = False
+    except ValueError:
+        refused = True
+    assert refused == (checked.quarantined.num_rows == 1)

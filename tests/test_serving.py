@@ -319,7 +319,8 @@ def test_the_random_holdout_approves_a_share_of_would_be_declines_under_the_ceil
         ({"customer_id": None}, "customer_id"),
         ({"customer_id": "   "}, "customer_id"),
         ({"transaction_id": "t\x001"}, "transaction_id"),
-        ({"merchant_id": "m\u200b1"}, "merchant_id"),
+        ({"merchant_id": "m\x851"}, "merchant_id"),
+        ({"device_id": "d\u2028"}, "device_id"),
         ({"card_hash": " ".join(["4111"] + ["1111"] * 3)}, "card_hash"),
     ],
 )

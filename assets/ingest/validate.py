@@ -22,6 +22,7 @@ from assets.ingest.contract import (
     QUARANTINE_SCHEMA,
     TRANSACTIONS_SCHEMA,
 )
+from riskcore.ids import CONTROL_RE2
 from riskcore.pan import find_pan, mask_pans, scanned
 
 # The gate of riskcore/pan.py, vectorised (RE2): only rows it matches are scanned in Python.
@@ -87,9 +88,9 @@ def _missing(*names: str) -> list[str]:
 
 
 def _control_characters(*names: str) -> list[str]:
-    """Ids with a control character (a NUL, a line break) would reach keys and logs as is."""
+    """Ids with a control character (riskcore/ids.py)."""
     return [
-        f"case when regexp_matches({n}, '[[:cntrl:]]') then '{n} holds a control character' end"
+        f"case when regexp_matches({n}, '{CONTROL_RE2}') then '{n} holds a control character' end"
         for n in names
     ]
 

@@ -149,7 +149,7 @@ def snapshots_consistent(lakehouse: Lakehouse, built: list[date] | None) -> Asse
             passed=True, description="no snapshot built with one before it: nothing to compare"
         )
     names = [c.name for c in load_feature_set().features]
-    snapshots = lakehouse.dataset(CUSTOMER_FEATURES)  # once: building it costs ~0.5 s
+    snapshots = lakehouse.dataset(CUSTOMER_FEATURES)  # once: it lists every file of the table
     shares: dict[date, dict] = {}
 
     def of(day: date) -> dict:

@@ -30,8 +30,7 @@
     ),
 
     -- Each purchase meets its labels once, before it is repeated for every as_of it is in
-    -- (materialized: the optimizer would otherwise join the labels to the repeated rows, 20x
-    -- as many in a month's backfill).
+    -- (materialized: the optimizer would otherwise join the labels to the repeated rows).
     labelled as materialized (
         select p.*, l.fraud_ts, l.default_ts
         from purchases as p
@@ -62,9 +61,9 @@
 
 {#- Distinct non-null values of `column` per `key` in each of `windows` (days), from the rows
     of `relation` (`entity_purchases`): a value is in window w when its latest purchase is at
-    most w days before as_of. Two plain aggregations rather than a `count(distinct)` with a
-    filter per window: the same counts, with less work and memory. Columns `<column>_<w>d`; a key without
-    any row in the widest window has none (0 after the left join). -#}
+    most w days before as_of: `count(distinct column)` over the window, from two plain
+    aggregations. Columns `<column>_<w>d`; a key without a non-null value in the widest
+    window has no row (0 after the left join). -#}
 {% macro distinct_in_windows(key, column, windows, relation='windowed') %}
     select
         as_of_date,

@@ -23,7 +23,7 @@ counted as (
         w.as_of,
         w.as_of_date,
         {{ window_count(7) }}::integer as txn_count_7d,
-        {{ window_count(90) }}::integer as txn_count_90d,
+        {{ window_count(90) }}::integer as txn_count_90d
     from windowed as w
     group by w.card_hash, w.as_of, w.as_of_date
 )

@@ -1,0 +1,24 @@
+"""What an id may hold, at every door (the API, the event stream, landing files): something
+visible and no control character. A NUL, a line break or an escape sequence in an id would
+reach Redis keys, logs and dashboards as is; anything else printable in any script (no-break
+spaces, zero-width joiners) is a legitimate id.
+
+Control characters: Unicode's Cc (C0, DEL, C1) and the line and paragraph separators."""
+
+import re
+
+_RANGES = [(0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029)]
+
+# The same class for Python's re and for DuckDB's (RE2) regexp functions
+CONTROL = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in _RANGES) + "]")
+CONTROL_RE2 = "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _RANGES) + "]"
+REFUSED = "an id needs a visible character and no control characters"
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` is not an id, or None."""
+    if not value.strip(" "):  # as ingest's trim(): spaces only
+        return "blank"
+    if CONTROL.search(value):
+        return "control character"
+    return None
