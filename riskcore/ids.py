@@ -15,10 +15,6 @@ CONTROL_RE2 = "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _RANGES) + 
 REFUSED = "an id needs a visible character and no control characters"
 
 
-def id_problem(value: str) -> str | None:
-    """Why ``value`` is not an id, or None."""
-    if not value.strip(" "):  # as ingest's trim(): spaces only
-        return "blank"
-    if CONTROL.search(value):
-        return "control character"
-    return None
+def is_id(value: str) -> bool:
+    """Not blank (spaces only, as ingest's trim() reads it) and no control character."""
+    return bool(value.strip(" ")) and not CONTROL.search(value)

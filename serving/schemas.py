@@ -23,14 +23,14 @@ from pydantic import (
 )
 
 from riskcore.codec import shown_name
-from riskcore.ids import CONTROL, id_problem
+from riskcore.ids import CONTROL, is_id
 from riskcore.ids import REFUSED as ID_REFUSED
 from riskcore.pan import find_pan
 from riskcore.transaction_features import CHANNELS
 
 
 def _an_id(value: str) -> str:
-    if id_problem(value):
+    if not is_id(value):
         raise ValueError(ID_REFUSED)
     return value
 
