@@ -13,6 +13,7 @@ _RANGES = [(0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029)]
 CONTROL = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in _RANGES) + "]")
 CONTROL_RE2 = "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _RANGES) + "]"
 REFUSED = "an id needs a visible character and no control characters"
+CONTROL_REFUSED = "no control characters (line breaks, NUL, escapes) in an id"
 
 
 def is_id(value: str) -> bool:

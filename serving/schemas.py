@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from riskcore.codec import shown_name
-from riskcore.ids import CONTROL, is_id
+from riskcore.ids import CONTROL, CONTROL_REFUSED, is_id
 from riskcore.ids import REFUSED as ID_REFUSED
 from riskcore.pan import find_pan
 from riskcore.transaction_features import CHANNELS
@@ -36,8 +36,9 @@ def _an_id(value: str) -> str:
 
 
 def _no_control_character(value: str | None) -> str | None:
+    """Blank is allowed (``device_id``: no device); a control character is not."""
     if value is not None and CONTROL.search(value):
-        raise ValueError(ID_REFUSED)
+        raise ValueError(CONTROL_REFUSED)
     return value
 
 
@@ -248,6 +249,10 @@ class ScoreRequest(EventRequest):
     @field_validator("features_as_of", mode="after")
     @classmethod
     def _as_utc(cls, at: datetime | None, info: ValidationInfo) -> datetime | None:
+        # It dates given features: alone it would be ignored while the caller believed the
+        # lookup was made as of that time. (Invalid features are absent here: not this error.)
+        if at is not None and info.data.get("features", ...) is None:
+            raise ValueError("given without features: it is the time of given features")
         return at and _in_bounds(at, info)
 
     @model_validator(mode="after")

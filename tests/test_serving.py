@@ -322,6 +322,7 @@ def test_the_random_holdout_approves_a_share_of_would_be_declines_under_the_ceil
         ({"merchant_id": "m\x851"}, "merchant_id"),
         ({"device_id": "d\u2028"}, "device_id"),
         ({"card_hash": " ".join(["4111"] + ["1111"] * 3)}, "card_hash"),
+        ({"features_as_of": "2026-04-01T00:00:00Z"}, "features_as_of"),  # no features to date
     ],
 )
 def test_invalid_transactions_are_refused_naming_the_field(client, change, field):
@@ -329,6 +330,14 @@ def test_invalid_transactions_are_refused_naming_the_field(client, change, field
     assert response.status_code == 422
     assert field in response.json()["detail"][0]["loc"], response.text
     assert "4111" not in response.text  # the input is never echoed back
+
+
+def test_a_blank_device_id_is_no_device_and_its_refusal_says_why(client):
+    assert client.post("/score", json=EXAMPLE | {"device_id": " "}, headers=AUTH).status_code == 200
+    response = client.post("/score", json=EXAMPLE | {"device_id": "d\x00"}, headers=AUTH)
+    assert response.status_code == 422
+    message = response.json()["detail"][0]["msg"]
+    assert "control character" in message and "visible" not in message, message
 
 
 def test_a_missing_field_is_named(client):
