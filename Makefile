@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(RISK_DATA_DIR)/dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo drift-demo canary-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-entities bench-entity-read bench-scale bench-ui-run stop lint format clean
+.PHONY: setup demo drift-demo canary-demo simulate online-rollback online-status chaos test test-fast dev mlflow serve consume bench bench-online bench-pit bench-sdk bench-serving bench-realtime bench-entities bench-entity-read bench-duplicates bench-scale bench-ui-run stop lint format clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -123,6 +123,10 @@ bench-entities: setup
 
 bench-entity-read: setup
 	$(BIN)/python -m benchmarks.entity_read
+
+# The duplicate-id check against a 30-day window at 10M customers (60M stored ids, built once).
+bench-duplicates: setup
+	$(BIN)/python -m benchmarks.duplicate_check
 
 bench-scale: setup
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)

@@ -112,19 +112,16 @@ class Lakehouse(ConfigurableResource):
         data = data.append_column(column, pa.array([day] * data.num_rows, pa.date32()))
         return self.replace_partitions(table, data, [column], f"{column} = '{day.isoformat()}'")
 
-    def column_near_day(
-        self, table: str, column: str, day_column: str, day: date, within_days: int
-    ) -> pa.Table:
-        """One column of the partitions within ``within_days`` of ``day`` on either side, but
-        not ``day`` itself (e.g. ids already stored on other days): a bounded read, whatever
-        the table's history (only those partitions' files are listed and read; ``day_column``
-        is the table's partition column)."""
+    def near_day(
+        self, table: str, day_column: str, day: date, within_days: int
+    ) -> pads.Dataset | None:
+        """The partitions within ``within_days`` of ``day`` on either side, but not ``day``
+        itself (e.g. the ids already stored on other days), as a lazy scan: only those
+        partitions' files are listed, whatever the table's history, and a reader streams them
+        (``day_column`` is the table's partition column)."""
         near = [
             (day_column, ">=", (day - timedelta(days=within_days)).isoformat()),
             (day_column, "<=", (day + timedelta(days=within_days)).isoformat()),
             (day_column, "!=", day.isoformat()),
         ]
-        ds = self.dataset(table, partitions=near)
-        if ds is None:
-            return pa.table({column: pa.array([], pa.string())})
-        return ds.to_table(columns=[column])
+        return self.dataset(table, partitions=near)

@@ -96,25 +96,15 @@ def _rejected(table: str, day: date, source: str, rejected: RejectedRows) -> pa.
     return pa.Table.from_pylist(rows, QUARANTINE_SCHEMA)
 
 
-def _ids(*tables: pa.Table) -> pa.Table:
-    """The transaction ids of several tables as one column (their fields' nullability aside)."""
-    chunks = [chunk for t in tables for chunk in t["transaction_id"].chunks]
-    return pa.table({"transaction_id": pa.chunked_array(chunks, pa.string())})
-
-
 def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse) -> IngestReport:
     """Validate every source's rows for ``day`` and replace that day in the raw and quarantine
     tables. Re-running gives the same tables; a bad row or file never stops the others."""
     good: list[pa.Table] = []
     bad: list[pa.Table] = []
-    known = None
+    stored = None  # the ids of nearby days, read by DuckDB as it checks (never all in memory)
     if table == "transactions":
-        known = lakehouse.column_near_day(  # bounded: its cost does not grow with history
-            TRANSACTIONS,
-            "transaction_id",
-            TRANSACTIONS_PARTITION,
-            day,
-            settings.load().duplicate_window_days,
+        stored = lakehouse.near_day(  # bounded: its cost does not grow with history
+            TRANSACTIONS, TRANSACTIONS_PARTITION, day, settings.load().duplicate_window_days
         )
     for source, rows in sources.batches(table, day):
         if isinstance(rows, UnreadableFile):
@@ -124,8 +114,9 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
             bad.append(_rejected(table, day, source, rows))
             continue
         if table == "transactions":
-            seen = _ids(known, *good)  # stored days and earlier sources of this day
-            checked = validate_transactions(rows, day, source, known_ids=seen)
+            # stored days and earlier sources of this day
+            known = [stored, *good] if stored is not None else good
+            checked = validate_transactions(rows, day, source, known=known)
         else:
             checked = validate_labels(rows, day, source)
         good.append(checked.good)

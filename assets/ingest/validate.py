@@ -7,6 +7,7 @@ and no bad value raises.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -14,6 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from assets.ingest.contract import (
     CHANNELS,
@@ -104,7 +106,7 @@ def _run(
     day: date,
     source: str,
     source_table: str,
-    known_ids: pa.Table | None,
+    known: Sequence[pa.Table | pads.Dataset] = (),
 ) -> Validated:
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
@@ -115,12 +117,22 @@ def _run(
     for name in names:
         text = text.append_column(f"_m_{name}", masked[name])
     con.register("incoming", text)
-    con.register("known_ids", known_ids or pa.table({"transaction_id": pa.array([], pa.string())}))
+    # Ids already taken. A dataset (a window of stored days: tens of millions of ids at 10M
+    # customers) is streamed through pyarrow's scanner, keeping only the ids among these rows;
+    # DuckDB would build its hash table on it (it cannot count a Python dataset's rows).
+    already = ["select null::varchar as transaction_id where false"]
+    for i, relation in enumerate(known):
+        if isinstance(relation, pads.Dataset):
+            ids = pc.field("transaction_id").isin(text["transaction_id"])
+            relation = relation.to_table(columns=["transaction_id"], filter=ids)
+        con.register(f"known_{i}", relation)
+        already.append(f"select transaction_id from known_{i}")
     masked_row = ", ".join(f"'{n}': _m_{n}" for n in names)
     checks = [*checks, "case when _pan then 'card-number-like value in a text field' end"]
     con.execute(f"""
         create temp table checked as
-        with base as (
+        with already as ({" union all ".join(already)}),
+        base as (
             select *, concat_ws('; ', {", ".join(checks)}) as _reason
             from (select *, {typed} from incoming)
         ),
@@ -131,7 +143,7 @@ def _run(
         )
         select *, concat_ws('; ', nullif(_reason, ''),
             case when _rank > 1 then 'duplicate {key}' end,
-            case when transaction_id in (select transaction_id from known_ids)
+            case when transaction_id in (select transaction_id from already)
                  then 'duplicate transaction_id (already in another partition)' end
         ) as reason
         from ranked
@@ -156,9 +168,10 @@ def _run(
 
 
 def validate_transactions(
-    rows: pa.Table, day: date, source: str, known_ids: pa.Table | None = None
+    rows: pa.Table, day: date, source: str, known: Sequence[pa.Table | pads.Dataset] = ()
 ) -> Validated:
-    """``known_ids``: transaction ids already stored in other partitions (a repeat is bad)."""
+    """``known``: tables or datasets whose ``transaction_id`` is already taken (other days'
+    partitions, earlier sources of the day): a repeat is bad."""
     channels = ", ".join(f"'{c}'" for c in CHANNELS)
     typed = """
         try_cast(event_ts as timestamptz) as _t_event_ts,
@@ -209,7 +222,7 @@ def validate_transactions(
         day,
         source,
         "transactions",
-        known_ids,
+        known,
     )
 
 
@@ -227,6 +240,4 @@ def validate_labels(rows: pa.Table, day: date, source: str) -> Validated:
         f"then 'label_ts not on the partition day {day}' end",
         f"case when label not in ({kinds}) then 'unknown label ' || label end",
     ]
-    return _run(
-        rows, LABELS_SCHEMA, checks, typed, "transaction_id, label", day, source, "labels", None
-    )
+    return _run(rows, LABELS_SCHEMA, checks, typed, "transaction_id, label", day, source, "labels")
