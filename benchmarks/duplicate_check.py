@@ -3,8 +3,8 @@
 A day's purchases (``--rows``, 1% of their ids already stored) are validated against the
 transaction ids stored in the window of days around it (``--days`` x ``--ids-per-day``: 30 x 2M
 is the window of a 10M-customer world), as ingest does (``validate_transactions``). Two ways
-to hand the window over, each in its own process (peak RSS is the process's): **streamed**, the
-lazy dataset ingest passes (pyarrow's scanner keeps only the stored ids among the day's), and
+to hand the window over, each in its own process (peak RSS is the process's): **streamed**, as
+ingest does (``stored_ids``: pyarrow's scanner keeps only the stored ids among the day's), and
 **in memory**, the window read into one Arrow table first, as ingest did before. Prints wall
 time, peak RSS and the rows quarantined (equal for both). The stored table, a real Delta
 table, is built once into ``--cache``.
@@ -57,14 +57,16 @@ def _rows(n: int) -> pa.Table:
 
 
 def measure(args) -> dict:
-    from assets.ingest.validate import validate_transactions
+    from assets.ingest.validate import stored_ids, validate_transactions
 
     lake, rows = _lake(args), _rows(args.rows)
     began = time.perf_counter()
     window = lake.near_day(TRANSACTIONS, TRANSACTIONS_PARTITION, DAY, args.days)
     if args.variant == "in-memory":
-        window = window.to_table(columns=["transaction_id"])
-    checked = validate_transactions(rows, DAY, "bench", known=[window])
+        known = window.to_table(columns=["transaction_id"])
+    else:
+        known = stored_ids(window, [rows])
+    checked = validate_transactions(rows, DAY, "bench", known=[known])
     return {
         "seconds": time.perf_counter() - began,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,

@@ -309,6 +309,28 @@ def test_a_ragged_row_of_bytes_that_are_not_utf8_is_quarantined_alone(lake):
     assert _read(lakehouse, QUARANTINE)["reason"][0].as_py().startswith("ragged row")
 
 
+def test_a_file_of_unreadable_rows_beside_stored_days_stops_nothing(lake):
+    """Every row of a file rejected (not UTF-8) leaves it no id to look up among the stored
+    days; the day's other file and the stored window are checked as usual."""
+    lakehouse, landing = lake
+    stored = landing / "transactions" / DAY.isoformat()
+    stored.mkdir(parents=True)
+    pacsv.write_csv(_rows({}, {}), stored / "day.csv")  # t0 and t1, a day within the window
+    sources = RawSources(synthetic=False, landing_dir=str(landing))
+    assert ingest_day("transactions", DAY, sources, lakehouse).rows == 2
+    later = DAY + timedelta(days=1)
+    folder = landing / "transactions" / later.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes((",".join(GOOD) + "\n").encode() + b"\xff,\xfe\n")
+    at = f"{later.isoformat()}T10:00:00Z"
+    pacsv.write_csv(
+        _rows({"event_ts": at}, {"transaction_id": "t9", "event_ts": at}), folder / "b.csv"
+    )
+    report = ingest_day("transactions", later, sources, lakehouse)
+    assert (report.rows, report.quarantined) == (1, 2)  # t9; t0 stored on DAY; a.csv's row
+    assert "already in another partition" in " ".join(report.reasons)
+
+
 IDS = ["c-42", "   ", "c\x00", "c\n", "c\x85", "c\u2028", "c\xa0", "c\u200d", "  c "]
 
 

@@ -16,7 +16,7 @@ from assets.ingest.contract import (
     TRANSACTIONS_SCHEMA,
 )
 from assets.ingest.sources import RawSources, RejectedRows, UnreadableFile
-from assets.ingest.validate import validate_labels, validate_transactions
+from assets.ingest.validate import stored_ids, validate_labels, validate_transactions
 from assets.names import INGEST, WAREHOUSE_POOL
 from assets.partitions import daily_partitions, monthly_batches
 from resources.lakehouse import LABELS, QUARANTINE, TRANSACTIONS, Lakehouse
@@ -101,12 +101,14 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
     tables. Re-running gives the same tables; a bad row or file never stops the others."""
     good: list[pa.Table] = []
     bad: list[pa.Table] = []
-    stored = None  # the ids of nearby days, read by DuckDB as it checks (never all in memory)
+    batches = list(sources.batches(table, day))
+    stored = None  # the day's ids already stored on nearby days: one scan of those days
     if table == "transactions":
-        stored = lakehouse.near_day(  # bounded: its cost does not grow with history
+        window = lakehouse.near_day(  # bounded: its cost does not grow with history
             TRANSACTIONS, TRANSACTIONS_PARTITION, day, settings.load().duplicate_window_days
         )
-    for source, rows in sources.batches(table, day):
+        stored = stored_ids(window, [rows for _, rows in batches if isinstance(rows, pa.Table)])
+    for source, rows in batches:
         if isinstance(rows, UnreadableFile):
             bad.append(_unreadable(table, day, source, rows))
             continue
@@ -115,8 +117,7 @@ def ingest_day(table: str, day: date, sources: RawSources, lakehouse: Lakehouse)
             continue
         if table == "transactions":
             # stored days and earlier sources of this day
-            known = [stored, *good] if stored is not None else good
-            checked = validate_transactions(rows, day, source, known=known)
+            checked = validate_transactions(rows, day, source, known=[stored, *good])
         else:
             checked = validate_labels(rows, day, source)
         good.append(checked.good)

@@ -106,7 +106,7 @@ def _run(
     day: date,
     source: str,
     source_table: str,
-    known: Sequence[pa.Table | pads.Dataset] = (),
+    known: Sequence[pa.Table] = (),
 ) -> Validated:
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
@@ -117,14 +117,8 @@ def _run(
     for name in names:
         text = text.append_column(f"_m_{name}", masked[name])
     con.register("incoming", text)
-    # Ids already taken. A dataset (a window of stored days: tens of millions of ids at 10M
-    # customers) is streamed through pyarrow's scanner, keeping only the ids among these rows;
-    # DuckDB would build its hash table on it (it cannot count a Python dataset's rows).
-    already = ["select null::varchar as transaction_id where false"]
+    already = ["select null::varchar as transaction_id where false"]  # ids already taken
     for i, relation in enumerate(known):
-        if isinstance(relation, pads.Dataset):
-            ids = pc.field("transaction_id").isin(text["transaction_id"])
-            relation = relation.to_table(columns=["transaction_id"], filter=ids)
         con.register(f"known_{i}", relation)
         already.append(f"select transaction_id from known_{i}")
     masked_row = ", ".join(f"'{n}': _m_{n}" for n in names)
@@ -167,11 +161,29 @@ def _run(
     return Validated(good.cast(schema), quarantined.cast(QUARANTINE_SCHEMA))
 
 
+def stored_ids(window: pads.Dataset | None, incoming: Sequence[pa.Table]) -> pa.Table:
+    """The ids stored in ``window`` (a lazy dataset of nearby days) that are among the
+    ``incoming`` tables' ids: one streamed scan that keeps only those. The window is tens of
+    millions of ids at 10M customers; read whole, or given to DuckDB as a dataset (it cannot
+    count its rows, so it builds its hash table on them), it took ~7 GB."""
+    ids = [
+        chunk
+        for rows in incoming
+        if "transaction_id" in rows.column_names
+        for chunk in rows["transaction_id"].cast(pa.string()).chunks
+    ]
+    wanted = pa.chunked_array(ids, pa.string()).combine_chunks()
+    if window is None or not len(wanted):
+        return pa.table({"transaction_id": wanted.slice(0, 0)})
+    taken = pc.field("transaction_id").isin(pc.unique(wanted))
+    return window.to_table(columns=["transaction_id"], filter=taken)
+
+
 def validate_transactions(
-    rows: pa.Table, day: date, source: str, known: Sequence[pa.Table | pads.Dataset] = ()
+    rows: pa.Table, day: date, source: str, known: Sequence[pa.Table] = ()
 ) -> Validated:
-    """``known``: tables or datasets whose ``transaction_id`` is already taken (other days'
-    partitions, earlier sources of the day): a repeat is bad."""
+    """``known``: tables whose ``transaction_id`` is already taken (``stored_ids`` of other
+    days, earlier sources of the day): a repeat is bad."""
     channels = ", ".join(f"'{c}'" for c in CHANNELS)
     typed = """
         try_cast(event_ts as timestamptz) as _t_event_ts,
