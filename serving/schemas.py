@@ -35,11 +35,13 @@ def _an_id(value: str) -> str:
     return value
 
 
-def _no_control_character(value: str | None) -> str | None:
-    """Blank is allowed (``device_id``: no device); a control character is not."""
+def _a_device(value: str | None) -> str | None:
+    """A device id as ingest stores it (``nullif(trim(device_id), '')``): spaces around it go,
+    blank is no device; a control character is refused. Otherwise a blank id would be scored
+    as a device never seen, which training never saw."""
     if value is not None and CONTROL.search(value):
         raise ValueError(CONTROL_REFUSED)
-    return value
+    return (value or "").strip(" ") or None
 
 
 Text = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_an_id)]
@@ -158,10 +160,7 @@ class EventRequest(_Scanned):
         description="In the settlement currency, > 0 and < 10,000,000,000, at most 2 decimals."
     )
     merchant_id: Text | None = None
-    # blank: no device (as ingest reads it)
-    device_id: (
-        Annotated[str, Field(max_length=256), AfterValidator(_no_control_character)] | None
-    ) = None
+    device_id: Annotated[str, Field(max_length=256), AfterValidator(_a_device)] | None = None
 
     _card_numbers = field_validator(
         "transaction_id", "customer_id", "merchant_id", "device_id", mode="after"

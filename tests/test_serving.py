@@ -332,8 +332,14 @@ def test_invalid_transactions_are_refused_naming_the_field(client, change, field
     assert "4111" not in response.text  # the input is never echoed back
 
 
-def test_a_blank_device_id_is_no_device_and_its_refusal_says_why(client):
-    assert client.post("/score", json=EXAMPLE | {"device_id": " "}, headers=AUTH).status_code == 200
+def test_a_device_id_is_read_as_ingest_stores_it_and_its_refusal_says_why(client):
+    def score(device_id):
+        response = client.post("/score", json=EXAMPLE | {"device_id": device_id}, headers=AUTH)
+        assert response.status_code == 200, response.text
+        return response.json()["fraud_score"], response.json()["entity_sources"]
+
+    assert score("  ") == score("") == score(None)  # blank: no device, as ingest stores it
+    assert score(f"  {EXAMPLE['device_id']} ") == score(EXAMPLE["device_id"])  # trimmed
     response = client.post("/score", json=EXAMPLE | {"device_id": "d\x00"}, headers=AUTH)
     assert response.status_code == 422
     message = response.json()["detail"][0]["msg"]
